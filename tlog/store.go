@@ -1,0 +1,116 @@
+// Package tlog is the log engine of sumdb: an append-only Merkle tree of go.sum
+// records, stored as hash tiles in the layout of golang.org/x/mod/sumdb/tlog,
+// with a group-commit sequencer that signs a new tree head for every batch.
+//
+// The package does the tree and tile math and decides what to write; it never
+// speaks SQL or HTTP. Storage is behind the Store interface declared here.
+package tlog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	xtlog "golang.org/x/mod/sumdb/tlog"
+)
+
+// TileHeight is the height of every hash tile (the go command only uses 8).
+const TileHeight = 8
+
+// TileWidth is the number of hashes in a full tile.
+const TileWidth = 1 << TileHeight
+
+// A Record is one entry of the log: a module version and its two go.sum lines.
+type Record struct {
+	ID      int64  // position in the log, from 0
+	Path    string // module path, unescaped
+	Version string // module version, canonical
+	Text    []byte // "<path> <version> h1:...\n<path> <version>/go.mod h1:...\n"
+}
+
+// Key returns "path@version", the record's unique key.
+func (r Record) Key() string { return r.Path + "@" + r.Version }
+
+// A Head is a signed tree head.
+type Head struct {
+	Size int64      // number of records in the tree
+	Hash xtlog.Hash // root hash of the tree of Size records
+	Note []byte     // the note.Sign'd text of xtlog.FormatTree(Size, Hash)
+}
+
+// A Tile is the content of one hash tile, as stored.
+//
+// Level L holds the hashes at tree level L*TileHeight; tile Index covers the
+// hashes [Index*TileWidth, Index*TileWidth+W) of that level, where
+// W = len(Hashes)/32. A tile grows until it holds TileWidth hashes; a request
+// for a partial tile of width W is a prefix of the stored tile.
+type Tile struct {
+	Level  int
+	Index  int64
+	Hashes []byte
+}
+
+// A Batch is everything one append commits, atomically.
+type Batch struct {
+	// OldSize is the tree size the batch was computed against. The store must
+	// commit the batch only if its current head has exactly this size.
+	OldSize int64
+	// Records are the new records, with IDs OldSize, OldSize+1, ... in order.
+	Records []Record
+	// Tiles are the hash tiles that changed, each with its whole new content.
+	Tiles []Tile
+	// Head is the new signed head, of size OldSize+len(Records).
+	Head Head
+}
+
+// ErrConflict is returned by Store.Append when the stored head no longer has
+// the batch's OldSize: another writer appended first.
+var ErrConflict = errors.New("tree head changed under the append")
+
+// ErrNotFound is returned by Store reads for a record or tile that is not stored.
+var ErrNotFound = errors.New("not found")
+
+// A DuplicateError is returned by Store.Append when some of the batch's
+// records already exist (by path and version). Nothing is written.
+type DuplicateError struct {
+	Keys []string // "path@version" of each record that already exists
+}
+
+func (e *DuplicateError) Error() string {
+	return fmt.Sprintf("records already in the log: %s", strings.Join(e.Keys, ", "))
+}
+
+// A Store keeps the log durably. Implementations are safe for concurrent use
+// by several goroutines and several processes sharing one database.
+type Store interface {
+	// ReadHead returns the newest committed head, or a zero Head (Size 0,
+	// no Note) if nothing was ever appended.
+	ReadHead(ctx context.Context) (Head, error)
+
+	// Append commits b in one transaction: the records, the tiles (inserted or
+	// replaced by their new, longer content), b.Head as the current head, and
+	// b.Head into the head history. It commits only if the current head size
+	// equals b.OldSize, else it returns ErrConflict; if any record's path and
+	// version already exist it returns a *DuplicateError. On any error nothing
+	// is written. When Append returns nil the batch is durable.
+	Append(ctx context.Context, b *Batch) error
+
+	// Lookup returns the record for path@version, or ErrNotFound.
+	Lookup(ctx context.Context, path, version string) (Record, error)
+
+	// ReadRecords returns the records with IDs [start, start+n), in order.
+	// It returns fewer if the log ends before start+n.
+	ReadRecords(ctx context.Context, start int64, n int) ([]Record, error)
+
+	// ReadTile returns the stored content of the hash tile (level, index),
+	// or ErrNotFound.
+	ReadTile(ctx context.Context, level int, index int64) ([]byte, error)
+
+	// ReadHeads returns the signed heads in the history with sizes in
+	// [lo, hi], in increasing size.
+	ReadHeads(ctx context.Context, lo, hi int64) ([]Head, error)
+
+	// Close releases the store's resources.
+	Close() error
+}
