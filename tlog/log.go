@@ -1,0 +1,480 @@
+package tlog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+	xtlog "golang.org/x/mod/sumdb/tlog"
+)
+
+// ErrPushback is returned by Append when the sequencer's queue is full.
+// The caller should answer "try again later" (503 with Retry-After).
+var ErrPushback = errors.New("append queue is full")
+
+// ErrClosed is returned by Append after the log was closed.
+var ErrClosed = errors.New("log is closed")
+
+// Config configures a Log.
+type Config struct {
+	// Signer signs every new tree head. Required.
+	Signer note.Signer
+	// Verifier checks the stored head on Open and on every refresh. It must
+	// verify Signer's signatures. Required.
+	Verifier note.Verifier
+	// MaxBatch caps the records committed in one transaction. Default 4096.
+	MaxBatch int
+	// MaxQueue caps the appends waiting for the sequencer; when it is full,
+	// Append returns ErrPushback at once. Default 16384.
+	MaxQueue int
+	// CommitTimeout bounds one batch commit, retries included. Default 30s.
+	CommitTimeout time.Duration
+	// RefreshInterval is how often an idle log rereads the stored head, to
+	// serve heads that other processes sharing the store have committed.
+	// Default 1s; negative disables it.
+	RefreshInterval time.Duration
+	// Logger receives the log's messages. Default: discard.
+	Logger *slog.Logger
+}
+
+// A Log is an append-only Merkle tree log on a Store. Appends go through one
+// sequencer goroutine that commits them in batches (group commit): it commits
+// at once when idle and gathers new appends while a commit is in flight. Every
+// batch commits its records, hash tiles and a newly signed head in one store
+// transaction, fenced by a compare-and-swap on the head size, so that several
+// processes sharing a store can never fork the tree.
+//
+// A Log is safe for concurrent use.
+type Log struct {
+	store  Store
+	cfg    Config
+	logger *slog.Logger
+
+	head  atomic.Pointer[Head] // newest head known to be committed; never shrinks
+	queue chan *request        // appends for the sequencer
+	stop  context.CancelFunc
+	done  chan struct{} // closed when the sequencer has stopped
+
+	edge *edge // owned by the sequencer; nil when it must be reloaded from the store
+}
+
+type request struct {
+	rec  Record
+	done chan result // buffered, written once
+}
+
+type result struct {
+	rec  Record
+	head Head
+	err  error
+}
+
+// Open opens the log kept in s. It reads the stored head, checks its
+// signature with cfg.Verifier, and proves that the stored tiles reproduce its
+// root before it accepts any append; a store that fails these checks is
+// refused. Close stops the sequencer; it does not close s.
+func Open(ctx context.Context, s Store, cfg Config) (*Log, error) {
+	if cfg.Signer == nil || cfg.Verifier == nil {
+		return nil, errors.New("open log: a signer and a verifier are required")
+	}
+	if cfg.Signer.Name() != cfg.Verifier.Name() || cfg.Signer.KeyHash() != cfg.Verifier.KeyHash() {
+		return nil, fmt.Errorf("open log: signer key %s does not match verifier key %s", cfg.Signer.Name(), cfg.Verifier.Name())
+	}
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = 4096
+	}
+	if cfg.MaxQueue <= 0 {
+		cfg.MaxQueue = 16384
+	}
+	if cfg.CommitTimeout <= 0 {
+		cfg.CommitTimeout = 30 * time.Second
+	}
+	if cfg.RefreshInterval == 0 {
+		cfg.RefreshInterval = time.Second
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	l := &Log{store: s, cfg: cfg, logger: logger, queue: make(chan *request, cfg.MaxQueue), done: make(chan struct{})}
+	head, err := l.readHead(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if l.edge, err = loadEdge(ctx, s, head); err != nil {
+		return nil, fmt.Errorf("open log: %w", err)
+	}
+	l.head.Store(&head)
+	runCtx, stop := context.WithCancel(context.Background())
+	l.stop = stop
+	go l.run(runCtx)
+	return l, nil
+}
+
+// Close stops the sequencer. Appends still queued fail with ErrClosed.
+func (l *Log) Close() {
+	l.stop()
+	<-l.done
+}
+
+// Head returns the newest signed head this process knows to be committed.
+// Its Size is 0 (and Note nil) while the log is empty: an empty tree is never
+// signed.
+func (l *Log) Head() Head { return *l.head.Load() }
+
+// Verifier returns the verifier of the log's heads.
+func (l *Log) Verifier() note.Verifier { return l.cfg.Verifier }
+
+// readHead reads the stored head and checks it is signed by our key.
+func (l *Log) readHead(ctx context.Context) (Head, error) {
+	h, err := l.store.ReadHead(ctx)
+	if err != nil {
+		return Head{}, fmt.Errorf("read head: %w", err)
+	}
+	if h.Size == 0 {
+		return Head{}, nil
+	}
+	if err := l.checkHead(h); err != nil {
+		return Head{}, err
+	}
+	return h, nil
+}
+
+// checkHead verifies that h's note is signed by the log's key and states h's
+// size and hash.
+func (l *Log) checkHead(h Head) error {
+	n, err := note.Open(h.Note, note.VerifierList(l.cfg.Verifier))
+	if err != nil {
+		return fmt.Errorf("stored head of size %d is not signed by key %s: %w", h.Size, l.cfg.Verifier.Name(), err)
+	}
+	tree, err := xtlog.ParseTree([]byte(n.Text))
+	if err != nil {
+		return fmt.Errorf("stored head of size %d: %w", h.Size, err)
+	}
+	if tree.N != h.Size || tree.Hash != h.Hash {
+		return fmt.Errorf("stored head says size %d hash %v, its signed note says size %d hash %v", h.Size, h.Hash, tree.N, tree.Hash)
+	}
+	return nil
+}
+
+// Refresh rereads the stored head and makes it the served head if it is
+// newer. It is how a process learns of appends made by others sharing its store.
+func (l *Log) Refresh(ctx context.Context) (Head, error) {
+	h, err := l.readHead(ctx)
+	if err != nil {
+		return l.Head(), err
+	}
+	l.advance(h)
+	return l.Head(), nil
+}
+
+// advance makes h the served head if it is larger than the current one.
+func (l *Log) advance(h Head) {
+	for {
+		cur := l.head.Load()
+		if h.Size <= cur.Size {
+			return
+		}
+		if l.head.CompareAndSwap(cur, &h) {
+			return
+		}
+	}
+}
+
+// covering returns a head that covers record id, rereading the store if the
+// served head is older than the record (another process appended it).
+func (l *Log) covering(ctx context.Context, id int64) (Head, error) {
+	if h := l.Head(); h.Size > id {
+		return h, nil
+	}
+	h, err := l.Refresh(ctx)
+	if err != nil {
+		return Head{}, err
+	}
+	if h.Size <= id {
+		return Head{}, fmt.Errorf("record %d is stored but the stored head has size %d", id, h.Size)
+	}
+	return h, nil
+}
+
+// Lookup returns the record of path@version and a signed head that covers it,
+// or an error wrapping ErrNotFound.
+func (l *Log) Lookup(ctx context.Context, path, version string) (Record, Head, error) {
+	rec, err := l.store.Lookup(ctx, path, version)
+	if err != nil {
+		return Record{}, Head{}, err
+	}
+	h, err := l.covering(ctx, rec.ID)
+	if err != nil {
+		return Record{}, Head{}, err
+	}
+	return rec, h, nil
+}
+
+// Append adds the record text for path@version to the log and waits until a
+// signed head covering it has committed. If path@version is already in the
+// log, Append returns the logged record, whose text may differ from text.
+// When the queue is full it returns ErrPushback without waiting. If ctx ends
+// first, Append returns ctx's error; the record may still be committed.
+func (l *Log) Append(ctx context.Context, path, version string, text []byte) (Record, Head, error) {
+	req := &request{rec: Record{Path: path, Version: version, Text: text}, done: make(chan result, 1)}
+	select {
+	case <-l.done:
+		return Record{}, Head{}, ErrClosed
+	default:
+	}
+	select {
+	case l.queue <- req:
+	default:
+		return Record{}, Head{}, ErrPushback
+	}
+	select {
+	case r := <-req.done:
+		return r.rec, r.head, r.err
+	case <-ctx.Done():
+		return Record{}, Head{}, ctx.Err()
+	}
+}
+
+// ReadTile returns the content of tile t, a hash tile or (t.L == -1) a data
+// tile, as the tile endpoints serve it. A tile the current tree does not
+// reach yields an error wrapping ErrNotFound.
+func (l *Log) ReadTile(ctx context.Context, t xtlog.Tile) ([]byte, error) {
+	if t.H != TileHeight || t.W < 1 || t.W > TileWidth || t.N < 0 || t.L < -1 {
+		return nil, fmt.Errorf("tile %+v: %w", t, ErrNotFound)
+	}
+	level := t.L
+	if level < 0 {
+		level = 0 // a data tile spans the same records as the level-0 hash tile
+	}
+	end := t.N*TileWidth + int64(t.W) // hashes needed at the tile's level
+	if level >= 8 || t.N > (1<<62)/TileWidth {
+		return nil, fmt.Errorf("tile %s: %w", t.Path(), ErrNotFound)
+	}
+	within := func(h Head) bool { return end <= h.Size>>(uint(level)*TileHeight) }
+	if !within(l.Head()) {
+		// A client may hold a newer head from another process sharing the store.
+		if h, err := l.Refresh(ctx); err != nil || !within(h) {
+			if err != nil {
+				return nil, err
+			}
+			return nil, fmt.Errorf("tile %s is beyond the tree of size %d: %w", t.Path(), h.Size, ErrNotFound)
+		}
+	}
+	if t.L == -1 {
+		recs, err := l.store.ReadRecords(ctx, t.N*TileWidth, t.W)
+		if err != nil {
+			return nil, fmt.Errorf("read data tile %s: %w", t.Path(), err)
+		}
+		if len(recs) != t.W {
+			return nil, fmt.Errorf("read data tile %s: got %d records, want %d", t.Path(), len(recs), t.W)
+		}
+		var data []byte
+		for _, r := range recs {
+			data = append(data, r.Text...)
+			data = append(data, '\n')
+		}
+		return data, nil
+	}
+	b, err := l.store.ReadTile(ctx, t.L, t.N)
+	if err != nil {
+		return nil, fmt.Errorf("read tile %s: %w", t.Path(), err)
+	}
+	if len(b) < t.W*xtlog.HashSize {
+		return nil, fmt.Errorf("read tile %s: stored tile holds only %d hashes", t.Path(), len(b)/xtlog.HashSize)
+	}
+	return b[:t.W*xtlog.HashSize], nil
+}
+
+// run is the sequencer: it takes batches off the queue and commits them.
+func (l *Log) run(ctx context.Context) {
+	defer close(l.done)
+	var tick <-chan time.Time
+	if l.cfg.RefreshInterval > 0 {
+		t := time.NewTicker(l.cfg.RefreshInterval)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		var batch []*request
+		select {
+		case <-ctx.Done():
+			l.drain()
+			return
+		case <-tick:
+			if _, err := l.Refresh(ctx); err != nil && ctx.Err() == nil {
+				l.logger.WarnContext(ctx, "refresh head", "err", err)
+			}
+			continue
+		case req := <-l.queue:
+			batch = append(batch, req)
+		}
+	gather:
+		for len(batch) < l.cfg.MaxBatch {
+			select {
+			case req := <-l.queue:
+				batch = append(batch, req)
+			default:
+				break gather
+			}
+		}
+		l.commit(ctx, batch)
+	}
+}
+
+// drain fails every queued append after the sequencer stopped.
+func (l *Log) drain() {
+	for {
+		select {
+		case req := <-l.queue:
+			req.done <- result{err: ErrClosed}
+		default:
+			return
+		}
+	}
+}
+
+// commit appends one batch and answers its requests.
+func (l *Log) commit(ctx context.Context, batch []*request) {
+	ctx, cancel := context.WithTimeout(ctx, l.cfg.CommitTimeout)
+	defer cancel()
+
+	// One record per path@version; later requests for the same key share it.
+	waiters := make(map[string][]*request)
+	var recs []Record
+	for _, req := range batch {
+		k := req.rec.Key()
+		if waiters[k] == nil {
+			recs = append(recs, req.rec)
+		}
+		waiters[k] = append(waiters[k], req)
+	}
+	answer := func(k string, r result) {
+		for _, req := range waiters[k] {
+			req.done <- r
+		}
+		delete(waiters, k)
+	}
+	var existing []string // keys found already logged
+	defer func() {
+		for _, k := range existing {
+			rec, err := l.store.Lookup(ctx, waiters[k][0].rec.Path, waiters[k][0].rec.Version)
+			var h Head
+			if err == nil {
+				h, err = l.covering(ctx, rec.ID)
+			}
+			answer(k, result{rec: rec, head: h, err: err})
+		}
+	}()
+
+	for attempt := 0; len(recs) > 0; attempt++ {
+		if attempt >= 16 || ctx.Err() != nil {
+			err := fmt.Errorf("append %d records: gave up after %d attempts: %w", len(recs), attempt, context.Cause(ctx))
+			for _, r := range recs {
+				answer(r.Key(), result{err: err})
+			}
+			return
+		}
+		if l.edge == nil {
+			if err := l.reload(ctx); err != nil {
+				for _, r := range recs {
+					answer(r.Key(), result{err: err})
+				}
+				return
+			}
+		}
+		b, next, err := l.prepare(recs)
+		if err != nil {
+			for _, r := range recs {
+				answer(r.Key(), result{err: err})
+			}
+			return
+		}
+		start := time.Now()
+		err = l.store.Append(ctx, b)
+		var dup *DuplicateError
+		switch {
+		case err == nil:
+			l.edge = next
+			l.advance(b.Head)
+			l.logger.DebugContext(ctx, "committed batch", "records", len(b.Records), "size", b.Head.Size, "duration", time.Since(start))
+			for _, r := range b.Records {
+				answer(r.Key(), result{rec: r, head: b.Head})
+			}
+			return
+		case errors.Is(err, ErrConflict):
+			// Another process appended: reload its edge and try again.
+			l.edge = nil
+		case errors.As(err, &dup):
+			drop := make(map[string]bool)
+			for _, k := range dup.Keys {
+				drop[k] = true
+				existing = append(existing, k)
+			}
+			kept := recs[:0]
+			for _, r := range recs {
+				if !drop[r.Key()] {
+					kept = append(kept, r)
+				}
+			}
+			if len(kept) == len(recs) {
+				err := fmt.Errorf("append: store reported duplicates not in the batch: %w", err)
+				for _, r := range recs {
+					answer(r.Key(), result{err: err})
+				}
+				return
+			}
+			recs = kept
+		default:
+			// The commit may or may not have happened: reload before the next batch.
+			l.edge = nil
+			l.logger.ErrorContext(ctx, "append batch", "records", len(recs), "err", err)
+			for _, r := range recs {
+				answer(r.Key(), result{err: fmt.Errorf("append: %w", err)})
+			}
+			return
+		}
+	}
+}
+
+// reload replaces the sequencer's edge with the one of the stored head.
+func (l *Log) reload(ctx context.Context) error {
+	h, err := l.readHead(ctx)
+	if err != nil {
+		return err
+	}
+	e, err := loadEdge(ctx, l.store, h)
+	if err != nil {
+		return err
+	}
+	l.edge = e
+	l.advance(h)
+	return nil
+}
+
+// prepare computes the batch appending recs to the sequencer's edge, and the
+// edge after it, without changing the current edge.
+func (l *Log) prepare(recs []Record) (*Batch, *edge, error) {
+	next := l.edge.clone()
+	old := next.size()
+	b := &Batch{OldSize: old, Records: make([]Record, len(recs))}
+	leaves := make([]xtlog.Hash, len(recs))
+	for i, r := range recs {
+		r.ID = old + int64(i)
+		b.Records[i] = r
+		leaves[i] = xtlog.RecordHash(r.Text)
+	}
+	b.Tiles = next.append(leaves)
+	tree := xtlog.Tree{N: next.size(), Hash: next.root()}
+	msg, err := note.Sign(&note.Note{Text: string(xtlog.FormatTree(tree))}, l.cfg.Signer)
+	if err != nil {
+		return nil, nil, fmt.Errorf("sign tree head %d: %w", tree.N, err)
+	}
+	b.Head = Head{Size: tree.N, Hash: tree.Hash, Note: msg}
+	return b, next, nil
+}
