@@ -1,0 +1,367 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cast"
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+	"golang.org/x/mod/zip"
+)
+
+// envPrefix prefixes the environment variable of every serve setting:
+// --data-dir is SUMDB_DATA_DIR.
+const envPrefix = "SUMDB"
+
+// Defaults of the serve settings.
+const (
+	defaultListen          = "127.0.0.1:8080"
+	defaultDataDir         = "sumdb-data"
+	defaultKeyFileName     = "signer.key" // in the data directory
+	defaultDBFileName      = "sumdb.db"   // in the data directory
+	defaultUpstreamTimeout = 2 * time.Minute
+	defaultMaxZipSize      = zip.MaxZipFile
+	defaultLogFormat       = "text"
+	defaultLogLevel        = "info"
+
+	// defaultName is the key name of a log whose operator did not choose
+	// one. It is a clean host name that is not anybody's checksum database:
+	// the .localhost domain is reserved for loopback (RFC 6761).
+	defaultName = "sumdb.localhost"
+)
+
+// A ServeConfig is the validated configuration of "sumdb serve".
+type ServeConfig struct {
+	Listen          string        // address to listen on, host:port; port 0 picks a free port
+	DataDir         string        // directory of the embedded store and the default key file
+	DatabaseURL     string        // postgres:// URL; empty means the embedded store in DataDir
+	KeyFile         string        // signer key file; never empty after loading
+	Name            string        // key name, used only when a key is created
+	NameSet         bool          // Name was given by the user, not the default
+	Upstream        string        // GOPROXY-style list of module proxies
+	UpstreamTimeout time.Duration // bound on fetching one module version
+	MaxZipSize      int64         // largest module zip accepted, in bytes
+	LogFormat       string        // "text" or "json"
+	LogLevel        slog.Level
+	ConfigFile      string   // the config file read, if any
+	Warnings        []string // things the user may want to fix, to log once a logger exists
+}
+
+// SQLitePath returns the file of the embedded store.
+func (c *ServeConfig) SQLitePath() string { return filepath.Join(c.DataDir, defaultDBFileName) }
+
+// serveKeys are the settings of serve, in the order of --help. Each is a
+// flag, an environment variable and a config file key.
+var serveKeys = []string{
+	"listen", "data-dir", "database-url", "key-file", "name",
+	"upstream", "upstream-timeout", "max-zip-size", "log-format", "log-level",
+}
+
+// newServeFlags returns the flag set of serve.
+func newServeFlags() *pflag.FlagSet {
+	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+	fs.SortFlags = false
+	fs.String("config", "", "read settings from this YAML `file` (keys are the flag names)")
+	fs.String("listen", defaultListen, "listen on this `host:port` (port 0 picks a free port)")
+	fs.String("data-dir", defaultDataDir, "`directory` of the embedded store and of the default key file")
+	fs.String("database-url", "", "PostgreSQL `URL` (postgres://...) or keyword/value string; empty means the embedded store in the data directory")
+	fs.String("key-file", "", "signer key `file` (default <data-dir>/"+defaultKeyFileName+", created on first start)")
+	fs.String("name", defaultName, "key `name` (host[/path]) of a key created on first start")
+	fs.String("upstream", "", "GOPROXY-style `list` of module proxies to fetch from (default: go env GOPROXY)")
+	fs.Duration("upstream-timeout", defaultUpstreamTimeout, "bound on fetching one module version from the upstream")
+	fs.Int64("max-zip-size", defaultMaxZipSize, "largest module zip accepted, in `bytes`")
+	fs.String("log-format", defaultLogFormat, "log `format`: text or json")
+	fs.String("log-level", defaultLogLevel, "log `level`: debug, info, warn or error")
+	return fs
+}
+
+// envName returns the environment variable of a setting.
+func envName(key string) string {
+	return envPrefix + "_" + strings.ToUpper(strings.ReplaceAll(key, "-", "_"))
+}
+
+// A goEnvFunc returns the value of a go command setting, as "go env NAME" prints it.
+type goEnvFunc func(ctx context.Context, name string) (string, error)
+
+// goEnv runs "go env name".
+func goEnv(ctx context.Context, name string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", "env", name)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		if msg := strings.TrimSpace(stderr.String()); msg != "" {
+			return "", fmt.Errorf("go env %s: %w: %s", name, err, msg)
+		}
+		return "", fmt.Errorf("go env %s: %w", name, err)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// loadServeConfig merges the parsed flags fs, the SUMDB_* environment and
+// the config file into a validated ServeConfig. A flag set on the command
+// line wins over the environment, which wins over the config file, which
+// wins over the defaults. goEnv is asked for GOPROXY when no upstream is set.
+func loadServeConfig(ctx context.Context, fs *pflag.FlagSet, goEnv goEnvFunc) (*ServeConfig, error) {
+	v := viper.New()
+	v.SetEnvPrefix(envPrefix)
+	v.SetEnvKeyReplacer(strings.NewReplacer("-", "_"))
+	v.AutomaticEnv()
+	if err := v.BindPFlags(fs); err != nil {
+		return nil, fmt.Errorf("bind flags: %w", err)
+	}
+
+	cfg := &ServeConfig{}
+	cfg.ConfigFile = v.GetString("config")
+	if cfg.ConfigFile != "" {
+		settings, err := readConfigFile(cfg.ConfigFile)
+		if err != nil {
+			return nil, err
+		}
+		if err := v.MergeConfigMap(settings); err != nil {
+			return nil, fmt.Errorf("config file %s: %w", cfg.ConfigFile, err)
+		}
+	}
+
+	// where names the place a setting's value came from, for error messages.
+	where := func(key string) string {
+		if f := fs.Lookup(key); f != nil && f.Changed {
+			return "--" + key
+		}
+		// Viper ignores empty environment variables, and so does this.
+		if val, ok := os.LookupEnv(envName(key)); ok && val != "" {
+			return envName(key)
+		}
+		if cfg.ConfigFile != "" && v.InConfig(key) {
+			return fmt.Sprintf("%s in %s", key, cfg.ConfigFile)
+		}
+		return "the default --" + key
+	}
+	// bad returns the error for an invalid value of key: a usage error if
+	// it came from the command line.
+	bad := func(key, format string, args ...any) error {
+		err := fmt.Errorf("invalid %s: %s", where(key), fmt.Sprintf(format, args...))
+		if f := fs.Lookup(key); f != nil && f.Changed {
+			return &usageError{err}
+		}
+		return err
+	}
+	str := func(key string) (string, error) {
+		s, err := cast.ToStringE(v.Get(key))
+		if err != nil {
+			return "", bad(key, "want a string")
+		}
+		return strings.TrimSpace(s), nil
+	}
+
+	var err error
+	if cfg.Listen, err = str("listen"); err != nil {
+		return nil, err
+	}
+	if err := checkListen(cfg.Listen); err != nil {
+		return nil, bad("listen", "%v", err)
+	}
+
+	if cfg.DataDir, err = str("data-dir"); err != nil {
+		return nil, err
+	}
+	if cfg.DataDir == "" {
+		return nil, bad("data-dir", "empty (name a directory; it is created if missing)")
+	}
+
+	if cfg.DatabaseURL, err = str("database-url"); err != nil {
+		return nil, err
+	}
+	if err := checkDatabaseURL(cfg.DatabaseURL); err != nil {
+		return nil, bad("database-url", "%v", err)
+	}
+
+	if cfg.KeyFile, err = str("key-file"); err != nil {
+		return nil, err
+	}
+	if cfg.KeyFile == "" {
+		cfg.KeyFile = filepath.Join(cfg.DataDir, defaultKeyFileName)
+	}
+
+	if cfg.Name, err = str("name"); err != nil {
+		return nil, err
+	}
+	if err := checkName(cfg.Name); err != nil {
+		return nil, bad("name", "%v", err)
+	}
+	cfg.NameSet = where("name") != "the default --name"
+
+	if cfg.Upstream, err = str("upstream"); err != nil {
+		return nil, err
+	}
+	if cfg.Upstream == "" {
+		proxy, err := goEnv(ctx, "GOPROXY")
+		if err != nil {
+			return nil, fmt.Errorf("no upstream set and cannot read the go command's GOPROXY (%v): set --upstream or %s to your module proxy URL", err, envName("upstream"))
+		}
+		if proxy == "" || proxy == "off" || proxy == "direct" {
+			return nil, fmt.Errorf("no upstream set and go env GOPROXY is %q, which is no module proxy: set --upstream or %s to your module proxy URL", proxy, envName("upstream"))
+		}
+		cfg.Upstream = proxy
+	}
+
+	if cfg.UpstreamTimeout, err = cast.ToDurationE(v.Get("upstream-timeout")); err != nil || cfg.UpstreamTimeout <= 0 {
+		return nil, bad("upstream-timeout", "want a positive duration such as 2m or 30s")
+	}
+
+	if cfg.MaxZipSize, err = cast.ToInt64E(v.Get("max-zip-size")); err != nil || cfg.MaxZipSize <= 0 || cfg.MaxZipSize > zip.MaxZipFile {
+		return nil, bad("max-zip-size", "want a number of bytes from 1 to %d", int64(zip.MaxZipFile))
+	}
+
+	if cfg.LogFormat, err = str("log-format"); err != nil {
+		return nil, err
+	}
+	cfg.LogFormat = strings.ToLower(cfg.LogFormat)
+	if cfg.LogFormat != "text" && cfg.LogFormat != "json" {
+		return nil, bad("log-format", "%q (want text or json)", cfg.LogFormat)
+	}
+
+	level, err := str("log-level")
+	if err != nil {
+		return nil, err
+	}
+	if err := cfg.LogLevel.UnmarshalText([]byte(level)); err != nil {
+		return nil, bad("log-level", "%q (want debug, info, warn or error)", level)
+	}
+
+	cfg.Warnings = unknownEnv(os.Environ())
+	return cfg, nil
+}
+
+// readConfigFile reads a YAML config file and refuses keys that are not
+// settings, so that a misspelt key is not silently ignored.
+func readConfigFile(file string) (map[string]any, error) {
+	fv := viper.New()
+	fv.SetConfigFile(file)
+	fv.SetConfigType("yaml")
+	if err := fv.ReadInConfig(); err != nil {
+		var perr *os.PathError
+		if errors.As(err, &perr) {
+			return nil, fmt.Errorf("read config file: %w", perr)
+		}
+		return nil, fmt.Errorf("read config file %s: %w (want YAML such as \"listen: 127.0.0.1:8080\")", file, err)
+	}
+	for _, k := range fv.AllKeys() {
+		if !slices.Contains(serveKeys, k) {
+			return nil, fmt.Errorf("config file %s: unknown key %q (known keys: %s)", file, k, strings.Join(serveKeys, ", "))
+		}
+	}
+	return fv.AllSettings(), nil
+}
+
+// unknownEnv returns a warning for each SUMDB_* variable in environ that
+// names no setting: most likely a typo the user wants to know about.
+func unknownEnv(environ []string) []string {
+	known := map[string]bool{envName("config"): true}
+	for _, k := range serveKeys {
+		known[envName(k)] = true
+	}
+	var warnings []string
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		// SUMDB_TEST_* configure the tests, not the server.
+		if !strings.HasPrefix(name, envPrefix+"_") || strings.HasPrefix(name, envPrefix+"_TEST_") || known[name] {
+			continue
+		}
+		warnings = append(warnings, fmt.Sprintf("ignoring environment variable %s: no such setting", name))
+	}
+	return warnings
+}
+
+// checkListen checks a host:port listen address.
+func checkListen(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q (want host:port, such as 127.0.0.1:8080 or :8080)", addr)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("%q: port must be a number from 0 to 65535", addr)
+	}
+	return nil
+}
+
+// checkDatabaseURL checks a PostgreSQL URL, without repeating it (it may
+// hold a password) in the error.
+func checkDatabaseURL(s string) error {
+	if s == "" {
+		return nil
+	}
+	if !strings.Contains(s, "://") && strings.Contains(s, "=") {
+		return nil // a keyword/value connection string, such as "host=db dbname=sumdb"
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		return errors.New("want a postgres://user@host:port/database URL, or nothing for the embedded store")
+	}
+	return nil
+}
+
+// checkName checks a key name: it must be a clean host[/path], because the
+// go command derives https://<name> from it and refuses anything else, and it
+// must be usable by note.GenerateKey (no spaces, no plus signs).
+func checkName(name string) error {
+	if name == "" {
+		return errors.New("empty (want a host name such as sum.example.com, optionally with a /path)")
+	}
+	if strings.Contains(name, "://") {
+		return fmt.Errorf("%q has a scheme (want host[/path], such as sum.example.com)", name)
+	}
+	host, path, _ := strings.Cut(name, "/")
+	hostOnly := host
+	if h, port, err := net.SplitHostPort(host); err == nil {
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("%q: bad port %q", name, port)
+		}
+		hostOnly = h
+	}
+	if hostOnly == "" {
+		return fmt.Errorf("%q has no host (want host[/path], such as sum.example.com)", name)
+	}
+	for _, label := range strings.Split(hostOnly, ".") {
+		if label == "" || label[0] == '-' || label[len(label)-1] == '-' {
+			return fmt.Errorf("%q: host %q is not a clean host name (want lowercase labels of a-z, 0-9 and inner dashes, separated by dots)", name, hostOnly)
+		}
+		for _, c := range label {
+			if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') {
+				return fmt.Errorf("%q: host %q is not a clean host name (want lowercase labels of a-z, 0-9 and inner dashes, separated by dots)", name, hostOnly)
+			}
+		}
+	}
+	if strings.Contains(name, "/") {
+		for _, elem := range strings.Split(path, "/") {
+			if elem == "" || elem == "." || elem == ".." {
+				return fmt.Errorf("%q: path %q has an empty, . or .. element", name, path)
+			}
+			for _, c := range elem {
+				if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.ContainsRune("-._~", c)) {
+					return fmt.Errorf("%q: path %q may only hold letters, digits and -._~", name, path)
+				}
+			}
+		}
+	}
+	// The go command's own check (cmd/go/internal/modfetch, dbDial).
+	direct, err := url.Parse("https://" + name)
+	if err != nil || *direct != (url.URL{Scheme: "https", Host: direct.Host, Path: direct.Path}) {
+		return fmt.Errorf("%q is not a clean host[/path]", name)
+	}
+	return nil
+}

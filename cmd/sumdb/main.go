@@ -1,0 +1,87 @@
+// Command sumdb runs a checksum database for Go modules: a transparency log
+// of go.sum lines that the go command can use as its GOSUMDB.
+//
+// Usage:
+//
+//	sumdb serve [flags]               run the checksum database
+//	sumdb keygen --name NAME [flags]  create a signer key
+//
+// Run "sumdb help" or "sumdb <command> --help" for the flags. Every serve flag
+// can also be set as SUMDB_<FLAG> in the environment (dashes as underscores)
+// and as a key of a YAML config file given with --config.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(report(err, os.Stderr))
+}
+
+// report prints err as one line on stderr and returns the exit status:
+// 0 for success, 2 for a usage error, 1 for any other error.
+func report(err error, stderr io.Writer) int {
+	if err == nil {
+		return 0
+	}
+	// One line, whatever the error wraps: the user reads it in a terminal or
+	// a service log, where a line break would split it.
+	msg := strings.Join(strings.Fields(err.Error()), " ")
+	fmt.Fprintf(stderr, "sumdb: %s\n", msg)
+	var uerr *usageError
+	if errors.As(err, &uerr) {
+		return 2
+	}
+	return 1
+}
+
+// A usageError is a mistake in the command line: unknown command, unknown
+// flag, bad flag value. The process exits with status 2.
+type usageError struct{ err error }
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
+func usageErrorf(format string, args ...any) error {
+	return &usageError{fmt.Errorf(format, args...)}
+}
+
+const usage = `sumdb is a checksum database for Go modules.
+
+Usage:
+
+	sumdb serve [flags]               run the checksum database
+	sumdb keygen --name NAME [flags]  create a signer key, print its verifier key
+
+Run "sumdb <command> --help" for a command's flags.
+`
+
+// run runs the command line args (without the program name).
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return usageErrorf("missing command (want serve or keygen)")
+	}
+	switch cmd, rest := args[0], args[1:]; cmd {
+	case "serve":
+		return runServe(ctx, rest, stdout, stderr)
+	case "keygen":
+		return runKeygen(ctx, rest, stdout, stderr)
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		return usageErrorf("unknown command %q (want serve or keygen; run sumdb help)", cmd)
+	}
+}

@@ -1,0 +1,250 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/sumdb/sumdb/store"
+	"github.com/sumdb/sumdb/sumdb"
+	"github.com/sumdb/sumdb/tlog"
+)
+
+// Bounds on the server's phases.
+const (
+	connectTimeout  = 10 * time.Second // open the database, migrations included
+	shutdownTimeout = 15 * time.Second // let requests in flight finish
+)
+
+const serveUsage = `Usage: sumdb serve [flags]
+
+Serve runs the checksum database. On start it prints one line to stdout,
+	GOSUMDB="<verifier key> http://<address>"
+for clients to use, then logs to stderr. It stops on SIGINT or SIGTERM.
+
+Every flag can also be set in the environment as SUMDB_<FLAG> (dashes as
+underscores, such as SUMDB_DATABASE_URL) and as a key of the YAML --config
+file (such as "database-url: postgres://..."). The command line wins over the
+environment, which wins over the config file.
+
+Flags:
+`
+
+// runServe runs "sumdb serve".
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newServeFlags()
+	fs.SetOutput(io.Discard)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			fmt.Fprint(stdout, serveUsage+fs.FlagUsages())
+			return nil
+		}
+		return usageErrorf("serve: %v (run sumdb serve --help)", err)
+	}
+	if fs.NArg() > 0 {
+		return usageErrorf("serve: unexpected argument %q (run sumdb serve --help)", fs.Arg(0))
+	}
+	cfg, err := loadServeConfig(ctx, fs, goEnv)
+	if err != nil {
+		return err
+	}
+	return serve(ctx, cfg, stdout, stderr)
+}
+
+// newLogger returns the logger cfg asks for, writing to w.
+func newLogger(cfg *ServeConfig, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// serve runs the checksum database described by cfg until ctx ends.
+func serve(ctx context.Context, cfg *ServeConfig, stdout, stderr io.Writer) error {
+	logger := newLogger(cfg, stderr)
+	for _, w := range cfg.Warnings {
+		logger.WarnContext(ctx, w)
+	}
+
+	st, backend, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := st.Close(); err != nil {
+			logger.ErrorContext(ctx, "close store", "err", err)
+		}
+	}()
+
+	k, err := loadKey(ctx, cfg, st, logger)
+	if err != nil {
+		return err
+	}
+
+	lg, err := tlog.Open(ctx, st, tlog.Config{Signer: k.Signer, Verifier: k.Verifier, Logger: logger})
+	if err != nil {
+		return fmt.Errorf("open log: %w (the store must hold a log signed by the key in %s)", err, cfg.KeyFile)
+	}
+	defer lg.Close()
+
+	up, err := sumdb.NewUpstream(sumdb.UpstreamConfig{
+		Proxy:      cfg.Upstream,
+		Logger:     logger,
+		Timeout:    cfg.UpstreamTimeout,
+		MaxZipSize: cfg.MaxZipSize,
+	})
+	if err != nil {
+		return fmt.Errorf("%w: check --upstream", err)
+	}
+	handler, err := sumdb.NewServer(sumdb.ServerConfig{Log: lg, Fetcher: up, Logger: logger})
+	if err != nil {
+		return fmt.Errorf("create server: %w", err)
+	}
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("%w: choose another --listen address", err)
+	}
+	addr := ln.Addr().String()
+	if _, err := fmt.Fprintf(stdout, "GOSUMDB=\"%s http://%s\"\n", k.VKey, addr); err != nil {
+		ln.Close()
+		return fmt.Errorf("print GOSUMDB line: %w", err)
+	}
+	logger.InfoContext(ctx, "serving",
+		"addr", addr,
+		"name", k.Signer.Name(),
+		"store", backend,
+		"size", lg.Head().Size,
+		"upstream", redactList(cfg.Upstream))
+
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		// A first lookup fetches the module from the upstream before it
+		// answers, so the write timeout leaves room for a whole fetch.
+		WriteTimeout:   cfg.UpstreamTimeout + time.Minute,
+		IdleTimeout:    2 * time.Minute,
+		MaxHeaderBytes: 64 << 10,
+		ErrorLog:       slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serve http: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		logger.InfoContext(ctx, "shutting down")
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+		defer cancel()
+		if err := srv.Shutdown(sctx); err != nil {
+			return fmt.Errorf("shut down http server: %w", err)
+		}
+		return nil
+	})
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	logger.InfoContext(ctx, "stopped")
+	return nil
+}
+
+// openStore opens the store cfg names, applying its migrations, and returns
+// it with the name of its backend.
+func openStore(ctx context.Context, cfg *ServeConfig) (tlog.Store, string, error) {
+	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	if cfg.DatabaseURL != "" {
+		st, err := store.OpenPostgres(ctx, cfg.DatabaseURL)
+		if err != nil {
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return nil, "", fmt.Errorf("%w (no answer within %v: check --database-url and that the database is running)", err, connectTimeout)
+			}
+			return nil, "", err
+		}
+		return st, "postgres", nil
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, "", fmt.Errorf("create data directory: %w", err)
+	}
+	file := cfg.SQLitePath()
+	st, err := store.OpenSQLite(ctx, file)
+	if err != nil {
+		return nil, "", fmt.Errorf("open embedded store %s: %w", file, err)
+	}
+	return st, "sqlite", nil
+}
+
+// loadKey reads the key file, or creates it if it does not exist and the
+// store holds no log yet (a log that exists must keep its key).
+func loadKey(ctx context.Context, cfg *ServeConfig, st tlog.Store, logger *slog.Logger) (*key, error) {
+	k, err := readKeyFile(cfg.KeyFile)
+	if errors.Is(err, errNoKeyFile) {
+		head, herr := st.ReadHead(ctx)
+		if herr != nil {
+			return nil, fmt.Errorf("read stored head: %w", herr)
+		}
+		if head.Size > 0 {
+			return nil, fmt.Errorf("key file %s does not exist, but the store holds a log of %d records: set --key-file to the key of that log", cfg.KeyFile, head.Size)
+		}
+		var skey string
+		if k, skey, err = generateKey(cfg.Name); err != nil {
+			return nil, err
+		}
+		if err := writeKeyFile(cfg.KeyFile, skey); err != nil {
+			return nil, err
+		}
+		logger.InfoContext(ctx, "created signer key", "file", cfg.KeyFile, "name", cfg.Name, "vkey", k.VKey)
+		return k, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if cfg.NameSet && k.Signer.Name() != cfg.Name {
+		logger.WarnContext(ctx, "ignoring --name: the key file names the log", "name", cfg.Name, "key_name", k.Signer.Name(), "file", cfg.KeyFile)
+	}
+	return k, nil
+}
+
+// redactURL returns s without its password, for messages.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Redacted()
+}
+
+// redactList redacts each URL of a GOPROXY-style list.
+func redactList(list string) string {
+	var b strings.Builder
+	rest := list
+	for rest != "" {
+		entry, sep := rest, ""
+		if i := strings.IndexAny(rest, ",|"); i >= 0 {
+			entry, sep, rest = rest[:i], rest[i:i+1], rest[i+1:]
+		} else {
+			rest = ""
+		}
+		if strings.Contains(entry, "://") {
+			entry = redactURL(entry)
+		}
+		b.WriteString(entry + sep)
+	}
+	return b.String()
+}
