@@ -1,0 +1,560 @@
+package sumdb
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"golang.org/x/mod/module"
+	"golang.org/x/mod/sumdb/dirhash"
+	"golang.org/x/mod/zip"
+)
+
+// Limits on what the upstream may send. The zip limit is configurable.
+const (
+	maxInfoSize   = 1 << 20      // a .info is a small JSON object
+	maxModSize    = zip.MaxGoMod // the go command's own limit on go.mod
+	maxReasonSize = 200          // longest upstream 404 text shown to users
+)
+
+// An UpstreamConfig configures an Upstream. The zero value of every field
+// but Proxy means its default.
+type UpstreamConfig struct {
+	// Proxy is a GOPROXY-style list of module proxy URLs (http or https).
+	// After an entry followed by ",", the next one is tried only when the
+	// entry answers 404 or 410; after one followed by "|", on any error.
+	// "direct" entries are skipped (a checksum database fetches from
+	// proxies only) and "off" ends the list. A list without a usable URL is
+	// an error.
+	Proxy string
+
+	// Client makes the requests; by default a client with connection
+	// timeouts and no overall timeout (Timeout bounds each fetch).
+	Client *http.Client
+
+	// Timeout bounds the fetch of one module version's three files from
+	// one proxy; default 2 minutes.
+	Timeout time.Duration
+
+	// MaxZipSize is the largest module zip accepted, in bytes; default and
+	// maximum zip.MaxZipFile (500 MiB).
+	MaxZipSize int64
+
+	// TempDir is where zips are spooled while checked and hashed; default
+	// os.TempDir().
+	TempDir string
+
+	// Logger gets one line per fetch; by default nothing is logged.
+	Logger *slog.Logger
+}
+
+// An Upstream fetches module versions from module proxies (the GOPROXY
+// protocol) and hashes them into checksum database records. It is safe for
+// concurrent use.
+type Upstream struct {
+	proxies    []proxyEntry
+	client     *http.Client
+	timeout    time.Duration
+	maxZipSize int64
+	tempDir    string
+	logger     *slog.Logger
+}
+
+// A proxyEntry is one usable entry of a GOPROXY list.
+type proxyEntry struct {
+	url             *url.URL // without trailing slash
+	fallBackOnError bool     // the entry was followed by "|"
+}
+
+// NewUpstream returns an Upstream for cfg, or an error if cfg is invalid.
+func NewUpstream(cfg UpstreamConfig) (*Upstream, error) {
+	proxies, err := parseProxyList(cfg.Proxy)
+	if err != nil {
+		return nil, err
+	}
+	u := &Upstream{
+		proxies:    proxies,
+		client:     cfg.Client,
+		timeout:    cfg.Timeout,
+		maxZipSize: cfg.MaxZipSize,
+		tempDir:    cfg.TempDir,
+		logger:     cfg.Logger,
+	}
+	if u.client == nil {
+		u.client = defaultClient()
+	}
+	switch {
+	case u.timeout < 0:
+		return nil, fmt.Errorf("upstream config: negative timeout %v", u.timeout)
+	case u.timeout == 0:
+		u.timeout = 2 * time.Minute
+	}
+	switch {
+	case u.maxZipSize < 0 || u.maxZipSize > zip.MaxZipFile:
+		return nil, fmt.Errorf("upstream config: max zip size %d out of range (0 for the default, at most %d)", u.maxZipSize, int64(zip.MaxZipFile))
+	case u.maxZipSize == 0:
+		u.maxZipSize = zip.MaxZipFile
+	}
+	if u.logger == nil {
+		u.logger = slog.New(slog.DiscardHandler)
+	}
+	return u, nil
+}
+
+// parseProxyList parses a GOPROXY-style list the way the go command does
+// (cmd/go/internal/modfetch.proxyList), keeping only the URLs.
+func parseProxyList(list string) ([]proxyEntry, error) {
+	var proxies []proxyEntry
+	rest := list
+	for rest != "" {
+		var entry string
+		fallBackOnError := false
+		if i := strings.IndexAny(rest, ",|"); i >= 0 {
+			entry, fallBackOnError, rest = rest[:i], rest[i] == '|', rest[i+1:]
+		} else {
+			entry, rest = rest, ""
+		}
+		entry = strings.TrimSpace(entry)
+		switch entry {
+		case "", "direct":
+			continue
+		case "off":
+			rest = ""
+			continue
+		}
+		pu, err := url.Parse(entry)
+		if err != nil {
+			// url.Error repeats the URL, password included.
+			var uerr *url.Error
+			if errors.As(err, &uerr) {
+				err = uerr.Err
+			}
+			return nil, fmt.Errorf("upstream config: proxy URL: %w", err)
+		}
+		if pu.Scheme != "http" && pu.Scheme != "https" || pu.Host == "" {
+			return nil, fmt.Errorf("upstream config: proxy URL %s: want http:// or https:// and a host", pu.Redacted())
+		}
+		if pu.RawQuery != "" || pu.Fragment != "" {
+			return nil, fmt.Errorf("upstream config: proxy URL %s: query and fragment not allowed", pu.Redacted())
+		}
+		pu.Path = strings.TrimSuffix(pu.Path, "/")
+		pu.RawPath = ""
+		proxies = append(proxies, proxyEntry{url: pu, fallBackOnError: fallBackOnError})
+	}
+	if len(proxies) == 0 {
+		return nil, fmt.Errorf("upstream config: proxy list %q has no http or https URL (direct and off cannot serve a checksum database)", list)
+	}
+	return proxies, nil
+}
+
+// defaultClient returns the HTTP client used when none is configured.
+func defaultClient() *http.Client {
+	var t *http.Transport
+	if dt, ok := http.DefaultTransport.(*http.Transport); ok {
+		t = dt.Clone()
+	} else {
+		t = &http.Transport{Proxy: http.ProxyFromEnvironment}
+	}
+	// Connection set-up is bounded here; whole fetches by Upstream.timeout.
+	t.DialContext = (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	t.TLSHandshakeTimeout = 10 * time.Second
+	t.ExpectContinueTimeout = time.Second
+	t.IdleConnTimeout = 90 * time.Second
+	t.MaxIdleConnsPerHost = 32 // concurrent first lookups all go to one proxy
+	return &http.Client{Transport: t}
+}
+
+// Fetch returns the checksum database record text for path@version,
+// the two go.sum lines
+//
+//	<path> <version> h1:<zip hash>
+//	<path> <version>/go.mod h1:<go.mod hash>
+//
+// after fetching the version's .info, .mod and .zip from the upstream,
+// checking that .info names exactly this version and that the zip is a valid
+// module zip within the size limit.
+//
+// Errors are short enough to show to the go command user, in the form
+// "<kind>: <path>@<version>: <reason>", and wrap ErrInvalid (bad input, no
+// request made), ErrNotFound (the proxy answered 404 or 410, or served
+// something that cannot be logged), or ErrUpstream (5xx, another 4xx,
+// unreachable, timed out; a timeout also wraps context.DeadlineExceeded).
+// Any other error is local, such as a full TempDir.
+func (u *Upstream) Fetch(ctx context.Context, path, version string) ([]byte, error) {
+	start := time.Now()
+	text, proxy, err := u.fetch(ctx, path, version)
+	attrs := []slog.Attr{
+		slog.String("module", path),
+		slog.String("version", version),
+		slog.String("result", resultOf(err)),
+		slog.Duration("duration", time.Since(start)),
+	}
+	if proxy != nil {
+		attrs = append(attrs, slog.String("proxy", proxy.Redacted()))
+	}
+	if err != nil {
+		attrs = append(attrs, slog.Any("err", err))
+		var ferr *fetchError
+		if errors.As(err, &ferr) && ferr.cause != nil {
+			attrs = append(attrs, slog.String("cause", ferr.cause.Error()))
+		}
+	}
+	u.logger.LogAttrs(ctx, slog.LevelInfo, "upstream fetch", attrs...)
+	return text, err
+}
+
+// resultOf names the outcome of a fetch for the log.
+func resultOf(err error) string {
+	switch {
+	case err == nil:
+		return "ok"
+	case errors.Is(err, ErrInvalid):
+		return "invalid"
+	case errors.Is(err, ErrNotFound):
+		return "not found"
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timeout"
+	case errors.Is(err, ErrUpstream):
+		return "upstream error"
+	}
+	return "error"
+}
+
+// fetch implements Fetch, also returning the URL of the proxy that gave the
+// answer, if any.
+func (u *Upstream) fetch(ctx context.Context, path, version string) ([]byte, *url.URL, error) {
+	if err := CheckModule(path, version); err != nil {
+		return nil, nil, err
+	}
+	// Paths and versions that passed CheckModule escape to URL-safe text.
+	escPath, err := module.EscapePath(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	escVersion, err := module.EscapeVersion(version)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+
+	// Like the go command, report the most useful error: any proxy failure
+	// beats "not found", which must not be claimed while a proxy is broken.
+	var bestErr error
+	var bestProxy *url.URL
+	for _, p := range u.proxies {
+		text, err := u.fetchFrom(ctx, p.url, path, version, escPath, escVersion)
+		if err == nil {
+			return text, p.url, nil
+		}
+		if bestErr == nil || errors.Is(bestErr, ErrNotFound) && !errors.Is(err, ErrNotFound) {
+			bestErr, bestProxy = err, p.url
+		}
+		if ctx.Err() != nil {
+			break // the caller gave up: no next proxy
+		}
+		var ferr *fetchError
+		if !p.fallBackOnError && !(errors.As(err, &ferr) && ferr.missing) {
+			break
+		}
+	}
+	return nil, bestProxy, bestErr
+}
+
+// fetchFrom fetches path@version from the proxy at base, under the
+// per-fetch timeout.
+func (u *Upstream) fetchFrom(ctx context.Context, base *url.URL, path, version, escPath, escVersion string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, u.timeout)
+	defer cancel()
+	f := &fileFetch{
+		u:    u,
+		ctx:  ctx,
+		mod:  path + "@" + version,
+		base: base.String() + "/" + escPath + "/@v/" + escVersion,
+	}
+
+	info, err := f.getBytes(".info", maxInfoSize)
+	if err != nil {
+		return nil, err
+	}
+	var infoFields struct{ Version string }
+	if err := json.Unmarshal(info, &infoFields); err != nil {
+		return nil, f.upstreamErr("malformed .info response", err)
+	}
+	if infoFields.Version != version {
+		resolved := "a different version"
+		if printable(infoFields.Version) {
+			resolved = infoFields.Version
+		}
+		return nil, f.notFound("upstream resolved to "+resolved, nil)
+	}
+
+	mod, err := f.getBytes(".mod", maxModSize)
+	if err != nil {
+		return nil, err
+	}
+	modHash, err := dirhash.Hash1([]string{"go.mod"}, func(string) (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(mod)), nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("hash go.mod of %s: %w", f.mod, err)
+	}
+
+	zipHash, err := f.hashZip(module.Version{Path: path, Version: version})
+	if err != nil {
+		return nil, err
+	}
+	return fmt.Appendf(nil, "%s %s %s\n%s %s/go.mod %s\n", path, version, zipHash, path, version, modHash), nil
+}
+
+// A fileFetch fetches the files of one module version from one proxy.
+type fileFetch struct {
+	u    *Upstream
+	ctx  context.Context // with the per-fetch timeout
+	mod  string          // path@version, for errors
+	base string          // the files' URL without the extension
+}
+
+// get requests the file with extension ext and returns the response if its
+// status is 200, for the caller to read and close.
+func (f *fileFetch) get(ext string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(f.ctx, http.MethodGet, f.base+ext, nil)
+	if err != nil {
+		return nil, fmt.Errorf("fetch %s%s: %w", f.mod, ext, err)
+	}
+	resp, err := f.u.client.Do(req)
+	if err != nil {
+		return nil, f.transportErr("cannot reach proxy", err)
+	}
+	switch resp.StatusCode {
+	case http.StatusOK:
+		return resp, nil
+	case http.StatusNotFound, http.StatusGone:
+		reason := readReason(resp.Body)
+		resp.Body.Close()
+		ferr := f.notFound(reason, fmt.Errorf("%s: %s", ext, resp.Status))
+		ferr.missing = true
+		return nil, ferr
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10)) // reuse the connection
+	resp.Body.Close()
+	return nil, f.upstreamErr("proxy answered "+resp.Status+" for "+ext, nil)
+}
+
+// getBytes returns the content of the file with extension ext, which may
+// be at most limit bytes.
+func (f *fileFetch) getBytes(ext string, limit int64) ([]byte, error) {
+	resp, err := f.get(ext)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.ContentLength > limit {
+		return nil, f.tooLarge(ext, limit)
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	if err != nil {
+		return nil, f.transportErr("incomplete "+ext+" response", err)
+	}
+	if int64(len(data)) > limit {
+		return nil, f.tooLarge(ext, limit)
+	}
+	return data, nil
+}
+
+// tooLarge returns the error for a file over its size limit. An oversized
+// go.mod or zip cannot be a module (zip.MaxGoMod); an oversized .info is a
+// broken proxy.
+func (f *fileFetch) tooLarge(ext string, limit int64) error {
+	switch ext {
+	case ".info":
+		return f.upstreamErr(fmt.Sprintf(".info larger than %d bytes", limit), nil)
+	case ".mod":
+		return f.notFound(fmt.Sprintf("go.mod larger than %d bytes", limit), nil)
+	}
+	return f.notFound(fmt.Sprintf("module zip larger than %d bytes", limit), nil)
+}
+
+// hashZip spools the module zip to a temporary file, checks it with
+// zip.CheckZip and returns its dirhash.
+func (f *fileFetch) hashZip(m module.Version) (hash string, err error) {
+	resp, err := f.get(".zip")
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	limit := f.u.maxZipSize
+	if resp.ContentLength > limit {
+		return "", f.tooLarge(".zip", limit)
+	}
+
+	tmp, err := os.CreateTemp(f.u.tempDir, "sumdb-*.zip")
+	if err != nil {
+		return "", fmt.Errorf("spool zip of %s: %w", f.mod, err)
+	}
+	defer func() {
+		tmp.Close()
+		if rerr := os.Remove(tmp.Name()); rerr != nil && err == nil {
+			err = fmt.Errorf("remove spooled zip of %s: %w", f.mod, rerr)
+		}
+	}()
+	n, err := copyBody(tmp, io.LimitReader(resp.Body, limit+1))
+	if err != nil {
+		var werr writeError
+		if errors.As(err, &werr) {
+			return "", fmt.Errorf("spool zip of %s: %w", f.mod, werr.err)
+		}
+		return "", f.transportErr("incomplete .zip response", err)
+	}
+	if n > limit {
+		return "", f.tooLarge(".zip", limit)
+	}
+	if err := tmp.Close(); err != nil {
+		return "", fmt.Errorf("spool zip of %s: %w", f.mod, err)
+	}
+
+	if _, err := zip.CheckZip(m, tmp.Name()); err != nil {
+		return "", f.notFound("invalid module zip: "+firstLine(err), err)
+	}
+	hash, err = dirhash.HashZip(tmp.Name(), dirhash.Hash1)
+	if err != nil {
+		// CheckZip reads only the directory; a corrupt file shows here.
+		return "", f.notFound("invalid module zip: "+firstLine(err), err)
+	}
+	return hash, nil
+}
+
+// copyBody copies src to dst like io.Copy, telling write errors (local)
+// apart from read errors (the upstream) by wrapping the former.
+func copyBody(dst io.Writer, src io.Reader) (int64, error) {
+	return io.Copy(writerFunc(func(p []byte) (int, error) {
+		n, err := dst.Write(p)
+		if err != nil {
+			err = writeError{err}
+		}
+		return n, err
+	}), src)
+}
+
+// writerFunc is an io.Writer made of a function. It hides any ReaderFrom
+// of the destination so that io.Copy calls Write.
+type writerFunc func([]byte) (int, error)
+
+func (w writerFunc) Write(p []byte) (int, error) { return w(p) }
+
+// A writeError is an error writing the spooled zip.
+type writeError struct{ err error }
+
+func (e writeError) Error() string { return e.err.Error() }
+func (e writeError) Unwrap() error { return e.err }
+
+// A fetchError is a failure to fetch a module version whose message is
+// short and fit to show to the go command user, while its chain holds the
+// kind (ErrNotFound or ErrUpstream) and the cause for callers and logs.
+type fetchError struct {
+	kind    error  // ErrNotFound or ErrUpstream
+	mod     string // path@version
+	reason  string // short and printable
+	ctxErr  error  // context.DeadlineExceeded for any timeout, or the context's error; may be nil
+	cause   error  // for the log; may be nil; not part of the message
+	missing bool   // the proxy answered 404 or 410
+}
+
+func (e *fetchError) Error() string {
+	return e.kind.Error() + ": " + e.mod + ": " + e.reason
+}
+
+func (e *fetchError) Unwrap() []error {
+	errs := []error{e.kind}
+	for _, err := range []error{e.ctxErr, e.cause} {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errs
+}
+
+// notFound returns an ErrNotFound error with the given reason.
+func (f *fileFetch) notFound(reason string, cause error) *fetchError {
+	return &fetchError{kind: ErrNotFound, mod: f.mod, reason: reason, cause: cause}
+}
+
+// upstreamErr returns an ErrUpstream error with the given reason.
+func (f *fileFetch) upstreamErr(reason string, cause error) *fetchError {
+	return &fetchError{kind: ErrUpstream, mod: f.mod, reason: reason, cause: cause}
+}
+
+// transportErr classifies an error of the HTTP transport: a timeout, the
+// caller's cancellation, or another failure described by reason.
+func (f *fileFetch) transportErr(reason string, err error) *fetchError {
+	ferr := f.upstreamErr(reason, err)
+	var nerr net.Error
+	switch {
+	case errors.Is(f.ctx.Err(), context.DeadlineExceeded), errors.As(err, &nerr) && nerr.Timeout():
+		// Our timeout, the caller's deadline or the transport's: a caller
+		// answers 504 whatever the transport wrapped.
+		ferr.reason, ferr.ctxErr = "timed out", context.DeadlineExceeded
+	case f.ctx.Err() != nil:
+		ferr.reason, ferr.ctxErr = "canceled", f.ctx.Err()
+	}
+	return ferr
+}
+
+// readReason returns the first line of a 404 or 410 body if it is short and
+// printable, else "unknown revision". A leading "not found: " is dropped,
+// as the error says it already.
+func readReason(body io.Reader) string {
+	const fallback = "unknown revision"
+	line, err := bufio.NewReaderSize(io.LimitReader(body, 4<<10), 4<<10).ReadString('\n')
+	if err != nil && err != io.EOF {
+		return fallback
+	}
+	line = strings.TrimSpace(line)
+	for _, prefix := range []string{"not found: ", "gone: "} {
+		line = strings.TrimPrefix(line, prefix)
+	}
+	if line == "" || len(line) > maxReasonSize || !utf8.ValidString(line) {
+		return fallback
+	}
+	for _, r := range line {
+		if !unicode.IsPrint(r) {
+			return fallback
+		}
+	}
+	return line
+}
+
+// firstLine returns the first line of err's message, made printable and at
+// most maxReasonSize bytes, noting further lines (zip.FileErrorList has one
+// per invalid file).
+func firstLine(err error) string {
+	msg := err.Error()
+	more := strings.Count(msg, "\n")
+	if i := strings.IndexByte(msg, '\n'); i >= 0 {
+		msg = msg[:i]
+	}
+	msg = strings.Map(func(r rune) rune {
+		if r < ' ' || r >= 0x7f {
+			return '?'
+		}
+		return r
+	}, msg)
+	if len(msg) > maxReasonSize {
+		msg = msg[:maxReasonSize-3] + "..."
+	}
+	if more > 0 {
+		msg += fmt.Sprintf(" (and %d more)", more)
+	}
+	return msg
+}
