@@ -1,0 +1,455 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/sumdb/sumdb/migrations"
+	"github.com/sumdb/sumdb/tlog"
+)
+
+// A Postgres is a tlog.Store in a PostgreSQL database. Several processes may
+// share one database: every Append locks the head row, which serializes
+// appends and makes a fork impossible.
+type Postgres struct {
+	pool *pgxpool.Pool
+}
+
+var _ tlog.Store = (*Postgres)(nil)
+
+// OpenPostgres connects to the PostgreSQL database at databaseURL (a
+// postgres:// URL or a keyword/value connection string), checks that it is
+// reachable and brings its schema up to date.
+func OpenPostgres(ctx context.Context, databaseURL string) (*Postgres, error) {
+	cfg, err := pgxpool.ParseConfig(databaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("open postgres: parse database URL: %w", err)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open postgres: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("open postgres: connect to %s:%d database %q: %w (check the database URL and that the server is running)",
+			cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database, err)
+	}
+	p := &Postgres{pool: pool}
+	if err := p.migrate(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("open postgres: %w", err)
+	}
+	return p, nil
+}
+
+// migrateLockKey identifies the advisory lock under which migrations run:
+// the ASCII bytes of "sumdb".
+const migrateLockKey int64 = 0x73756d6462
+
+const (
+	migrateLockQuery = `SELECT pg_advisory_xact_lock($1)`
+
+	// schemaVersionExistsQuery lets a role without the CREATE privilege
+	// open a database that is up to date: CREATE TABLE IF NOT EXISTS
+	// checks the privilege even when the table exists.
+	schemaVersionExistsQuery = `SELECT to_regclass('schema_version') IS NOT NULL`
+
+	createSchemaVersionQuery = `CREATE TABLE IF NOT EXISTS schema_version (
+		version    integer     PRIMARY KEY,
+		name       text        NOT NULL,
+		applied_at timestamptz NOT NULL DEFAULT now()
+	)`
+
+	schemaVersionQuery = `SELECT coalesce(max(version), 0) FROM schema_version`
+
+	insertSchemaVersionQuery = `INSERT INTO schema_version (version, name) VALUES ($1, $2)`
+)
+
+// migrate applies the migrations the database lacks, all in one transaction
+// under an advisory lock, so that processes starting together apply each
+// migration once.
+func (p *Postgres) migrate(ctx context.Context) error {
+	list, err := migrations.List(migrations.Postgres())
+	if err != nil {
+		return err
+	}
+	tx, err := p.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("migrate: begin: %w", err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, migrateLockQuery, migrateLockKey); err != nil {
+		return fmt.Errorf("migrate: lock: %w", err)
+	}
+	var exists bool
+	if err := tx.QueryRow(ctx, schemaVersionExistsQuery).Scan(&exists); err != nil {
+		return fmt.Errorf("migrate: find schema_version: %w", err)
+	}
+	if !exists {
+		if _, err := tx.Exec(ctx, createSchemaVersionQuery); err != nil {
+			return fmt.Errorf("migrate: create schema_version: %w", err)
+		}
+	}
+	var current int
+	if err := tx.QueryRow(ctx, schemaVersionQuery).Scan(&current); err != nil {
+		return fmt.Errorf("migrate: read schema version: %w", err)
+	}
+	todo, err := pending(list, current)
+	if err != nil {
+		return err
+	}
+	for _, m := range todo {
+		// Without arguments, pgx uses the simple protocol, which runs
+		// a file of several statements.
+		if _, err := tx.Exec(ctx, m.SQL); err != nil {
+			return fmt.Errorf("migrate: apply %s: %w", m.Name, err)
+		}
+		if _, err := tx.Exec(ctx, insertSchemaVersionQuery, m.Version, m.Name); err != nil {
+			return fmt.Errorf("migrate: record %s: %w", m.Name, err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("migrate: commit: %w", err)
+	}
+	return nil
+}
+
+// Close closes the connections to the database.
+func (p *Postgres) Close() error {
+	p.pool.Close()
+	return nil
+}
+
+const readHeadQuery = `SELECT size, hash, note FROM head`
+
+// ReadHead returns the current head, or a zero Head if none was stored.
+func (p *Postgres) ReadHead(ctx context.Context) (tlog.Head, error) {
+	var size int64
+	var hash, note []byte
+	if err := p.pool.QueryRow(ctx, readHeadQuery).Scan(&size, &hash, &note); err != nil {
+		return tlog.Head{}, fmt.Errorf("read head: %w", err)
+	}
+	return headFrom(size, hash, note)
+}
+
+// headFrom returns the head stored as (size, hash, note); hash and note are
+// nil in a head row that was never written.
+func headFrom(size int64, hash, note []byte) (tlog.Head, error) {
+	if hash == nil {
+		return tlog.Head{}, nil
+	}
+	h, err := hashFrom(hash)
+	if err != nil {
+		return tlog.Head{}, fmt.Errorf("read head of size %d: %w", size, err)
+	}
+	return tlog.Head{Size: size, Hash: h, Note: note}, nil
+}
+
+const (
+	lockHeadQuery = `SELECT size, hash FROM head FOR UPDATE`
+
+	insertRecordsQuery = `INSERT INTO records (id, key, text)
+		SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::bytea[])`
+
+	// upsertTilesQuery replaces a stored tile only by a longer one that
+	// begins with it: tiles grow, and any other change would be a fork.
+	upsertTilesQuery = `INSERT INTO tiles AS t (level, idx, hashes)
+		SELECT * FROM unnest($1::integer[], $2::bigint[], $3::bytea[])
+		ON CONFLICT (level, idx) DO UPDATE SET hashes = excluded.hashes
+		WHERE substring(excluded.hashes FROM 1 FOR octet_length(t.hashes)) = t.hashes`
+
+	updateHeadQuery = `UPDATE head SET size = $1, hash = $2, note = $3`
+
+	insertHeadQuery = `INSERT INTO heads (size, hash, note) VALUES ($1, $2, $3)`
+
+	// insertResignedHeadQuery keeps the first note of a size in the history
+	// when an empty batch signs the same tree again.
+	insertResignedHeadQuery = insertHeadQuery + ` ON CONFLICT (size) DO NOTHING`
+)
+
+// Append commits b, as documented by tlog.Store. The records go in with one
+// statement (unnest of arrays), the tiles with another, and all statements
+// after the head lock are sent in one round trip.
+func (p *Postgres) Append(ctx context.Context, b *tlog.Batch) error {
+	if err := checkBatch(b); err != nil {
+		return err
+	}
+	lo, hi := b.OldSize, b.Head.Size
+	// Under READ COMMITTED, whatever the server's default, a SELECT ... FOR
+	// UPDATE that waited for another append returns the head that append
+	// committed, so the size check sees it (and reports ErrConflict).
+	tx, err := p.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+	if err != nil {
+		return fmt.Errorf("append [%d, %d): begin: %w", lo, hi, err)
+	}
+	defer tx.Rollback(ctx)
+
+	var size int64
+	var hash []byte
+	if err := tx.QueryRow(ctx, lockHeadQuery).Scan(&size, &hash); err != nil {
+		return fmt.Errorf("append [%d, %d): lock head: %w", lo, hi, err)
+	}
+	if size != b.OldSize {
+		return conflict(b, size)
+	}
+	if err := checkResign(b, hash); err != nil {
+		return err
+	}
+
+	var q pgx.Batch
+	if len(b.Records) > 0 {
+		ids := make([]int64, len(b.Records))
+		keys := make([][]byte, len(b.Records))
+		texts := make([][]byte, len(b.Records))
+		for i, r := range b.Records {
+			ids[i], keys[i], texts[i] = r.ID, recordKey(r.Path, r.Version), r.Text
+		}
+		q.Queue(insertRecordsQuery, ids, keys, texts)
+	}
+	if len(b.Tiles) > 0 {
+		levels := make([]int32, len(b.Tiles))
+		indexes := make([]int64, len(b.Tiles))
+		hashes := make([][]byte, len(b.Tiles))
+		for i, t := range b.Tiles {
+			levels[i], indexes[i], hashes[i] = int32(t.Level), t.Index, t.Hashes
+		}
+		q.Queue(upsertTilesQuery, levels, indexes, hashes)
+	}
+	q.Queue(updateHeadQuery, b.Head.Size, b.Head.Hash[:], b.Head.Note)
+	if len(b.Records) > 0 {
+		q.Queue(insertHeadQuery, b.Head.Size, b.Head.Hash[:], b.Head.Note)
+	} else {
+		q.Queue(insertResignedHeadQuery, b.Head.Size, b.Head.Hash[:], b.Head.Note)
+	}
+
+	res := tx.SendBatch(ctx, &q)
+	if len(b.Records) > 0 {
+		if _, err := res.Exec(); err != nil {
+			res.Close()
+			var pgErr *pgconn.PgError
+			if errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "records_key" {
+				// Nothing is written; find which records exist, now that
+				// the transaction is over. Records are never deleted, so
+				// what existed then exists now.
+				tx.Rollback(ctx)
+				return p.duplicates(ctx, b, err)
+			}
+			return fmt.Errorf("insert records [%d, %d): %w", lo, hi, err)
+		}
+	}
+	if len(b.Tiles) > 0 {
+		tag, err := res.Exec()
+		if err != nil {
+			res.Close()
+			return fmt.Errorf("append [%d, %d): upsert tiles: %w", lo, hi, err)
+		}
+		if n := tag.RowsAffected(); n != int64(len(b.Tiles)) {
+			res.Close()
+			return fmt.Errorf("append [%d, %d): upsert tiles: %d of %d tiles do not extend the stored tile: refusing to fork the log",
+				lo, hi, int64(len(b.Tiles))-n, len(b.Tiles))
+		}
+	}
+	if _, err := res.Exec(); err != nil {
+		res.Close()
+		return fmt.Errorf("append [%d, %d): update head: %w", lo, hi, err)
+	}
+	if _, err := res.Exec(); err != nil {
+		res.Close()
+		return fmt.Errorf("append [%d, %d): insert head into history: %w", lo, hi, err)
+	}
+	if err := res.Close(); err != nil {
+		return fmt.Errorf("append [%d, %d): %w", lo, hi, err)
+	}
+	// Commit even if ctx ends now: a commit cut short by the context leaves
+	// the caller unsure whether the batch is stored.
+	if err := tx.Commit(context.WithoutCancel(ctx)); err != nil {
+		return fmt.Errorf("append [%d, %d): commit: %w", lo, hi, err)
+	}
+	return nil
+}
+
+const existingTextsQuery = `SELECT text FROM records WHERE key = ANY($1::bytea[])`
+
+// duplicates returns the *tlog.DuplicateError for the records of b that are
+// stored, after insertErr reported a duplicate key.
+func (p *Postgres) duplicates(ctx context.Context, b *tlog.Batch, insertErr error) error {
+	keys := make([][]byte, len(b.Records))
+	for i, r := range b.Records {
+		keys[i] = recordKey(r.Path, r.Version)
+	}
+	rows, err := p.pool.Query(ctx, existingTextsQuery, keys)
+	if err != nil {
+		return fmt.Errorf("append [%d, %d): find duplicate records: %w", b.OldSize, b.Head.Size, err)
+	}
+	stored := make(map[string]string) // key bytes -> stored path@version
+	for rows.Next() {
+		var text []byte
+		if err := rows.Scan(&text); err != nil {
+			return fmt.Errorf("append [%d, %d): find duplicate records: %w", b.OldSize, b.Head.Size, err)
+		}
+		path, version, err := parseText(text)
+		if err != nil {
+			return fmt.Errorf("append [%d, %d): find duplicate records: %w", b.OldSize, b.Head.Size, err)
+		}
+		stored[string(recordKey(path, version))] = path + "@" + version
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("append [%d, %d): find duplicate records: %w", b.OldSize, b.Head.Size, err)
+	}
+	return duplicateError(b, stored, insertErr)
+}
+
+// duplicateError returns the error for the records of b whose key is in
+// stored (key bytes -> stored path@version).
+func duplicateError(b *tlog.Batch, stored map[string]string, insertErr error) error {
+	dup := new(tlog.DuplicateError)
+	for i, r := range b.Records {
+		s, ok := stored[string(recordKey(r.Path, r.Version))]
+		if !ok {
+			continue
+		}
+		if s != r.Key() {
+			return fmt.Errorf("append record %d (%s): %w", b.OldSize+int64(i), r.Key(), errKeyCollision)
+		}
+		dup.Keys = append(dup.Keys, r.Key())
+	}
+	if len(dup.Keys) == 0 {
+		return fmt.Errorf("append [%d, %d): %w", b.OldSize, b.Head.Size, insertErr)
+	}
+	return dup
+}
+
+const lookupQuery = `SELECT id, text FROM records WHERE key = $1`
+
+// Lookup returns the record of path@version, or an error wrapping
+// tlog.ErrNotFound.
+func (p *Postgres) Lookup(ctx context.Context, path, version string) (tlog.Record, error) {
+	var id int64
+	var text []byte
+	err := p.pool.QueryRow(ctx, lookupQuery, recordKey(path, version)).Scan(&id, &text)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return tlog.Record{}, fmt.Errorf("lookup %s@%s: %w", path, version, tlog.ErrNotFound)
+	}
+	if err != nil {
+		return tlog.Record{}, fmt.Errorf("lookup %s@%s: %w", path, version, err)
+	}
+	return lookupResult(path, version, id, text)
+}
+
+// lookupResult returns the record of path@version found by key as (id, text),
+// checking that it is the record of exactly path@version.
+func lookupResult(path, version string, id int64, text []byte) (tlog.Record, error) {
+	p, v, err := parseText(text)
+	if err != nil {
+		return tlog.Record{}, fmt.Errorf("lookup %s@%s: record %d: %w", path, version, id, err)
+	}
+	if p != path || v != version {
+		// Another path@version with the same key: not the one asked for.
+		return tlog.Record{}, fmt.Errorf("lookup %s@%s: %w", path, version, tlog.ErrNotFound)
+	}
+	return tlog.Record{ID: id, Path: p, Version: v, Text: text}, nil
+}
+
+const readRecordsQuery = `SELECT id, text FROM records WHERE id >= $1 AND id < $2 ORDER BY id`
+
+// ReadRecords returns the records with IDs [start, start+n), fewer if the log
+// ends before.
+func (p *Postgres) ReadRecords(ctx context.Context, start int64, n int) ([]tlog.Record, error) {
+	end, err := recordRange(start, n)
+	if err != nil || end == start {
+		return nil, err
+	}
+	rows, err := p.pool.Query(ctx, readRecordsQuery, start, end)
+	if err != nil {
+		return nil, fmt.Errorf("read records [%d, %d): %w", start, end, err)
+	}
+	defer rows.Close()
+	var list []tlog.Record
+	for rows.Next() {
+		var id int64
+		var text []byte
+		if err := rows.Scan(&id, &text); err != nil {
+			return nil, fmt.Errorf("read records [%d, %d): %w", start, end, err)
+		}
+		if list, err = appendRecord(list, start, id, text); err != nil {
+			return nil, err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read records [%d, %d): %w", start, end, err)
+	}
+	return list, nil
+}
+
+// recordRange returns the end of the ID range [start, start+n), or an error.
+func recordRange(start int64, n int) (end int64, err error) {
+	if start < 0 || n < 0 || int64(n) > (1<<63-1)-start {
+		return 0, fmt.Errorf("read records: invalid range of %d from %d", n, start)
+	}
+	return start + int64(n), nil
+}
+
+// appendRecord appends the record read as (id, text) to list, the records
+// read so far from start, checking that it is the next one.
+func appendRecord(list []tlog.Record, start, id int64, text []byte) ([]tlog.Record, error) {
+	if want := start + int64(len(list)); id != want {
+		return nil, fmt.Errorf("read records from %d: got record %d, want %d: the stored log has a gap", start, id, want)
+	}
+	path, version, err := parseText(text)
+	if err != nil {
+		return nil, fmt.Errorf("read record %d: %w", id, err)
+	}
+	return append(list, tlog.Record{ID: id, Path: path, Version: version, Text: text}), nil
+}
+
+const readTileQuery = `SELECT hashes FROM tiles WHERE level = $1 AND idx = $2`
+
+// ReadTile returns the stored content of hash tile (level, index), or an error
+// wrapping tlog.ErrNotFound.
+func (p *Postgres) ReadTile(ctx context.Context, level int, index int64) ([]byte, error) {
+	var hashes []byte
+	err := p.pool.QueryRow(ctx, readTileQuery, level, index).Scan(&hashes)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("read tile %d/%d: %w", level, index, tlog.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read tile %d/%d: %w", level, index, err)
+	}
+	return hashes, nil
+}
+
+const readHeadsQuery = `SELECT size, hash, note FROM heads WHERE size >= $1 AND size <= $2 ORDER BY size`
+
+// ReadHeads returns the signed heads of sizes in [lo, hi], in increasing size.
+func (p *Postgres) ReadHeads(ctx context.Context, lo, hi int64) ([]tlog.Head, error) {
+	if lo > hi {
+		return nil, nil
+	}
+	rows, err := p.pool.Query(ctx, readHeadsQuery, lo, hi)
+	if err != nil {
+		return nil, fmt.Errorf("read heads [%d, %d]: %w", lo, hi, err)
+	}
+	defer rows.Close()
+	var list []tlog.Head
+	for rows.Next() {
+		var size int64
+		var hash, note []byte
+		if err := rows.Scan(&size, &hash, &note); err != nil {
+			return nil, fmt.Errorf("read heads [%d, %d]: %w", lo, hi, err)
+		}
+		h, err := hashFrom(hash)
+		if err != nil {
+			return nil, fmt.Errorf("read head of size %d: %w", size, err)
+		}
+		list = append(list, tlog.Head{Size: size, Hash: h, Note: note})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read heads [%d, %d]: %w", lo, hi, err)
+	}
+	return list, nil
+}

@@ -1,0 +1,384 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"runtime"
+	"strings"
+
+	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
+
+	"github.com/sumdb/sumdb/migrations"
+	"github.com/sumdb/sumdb/tlog"
+)
+
+// A SQLite is a tlog.Store in one SQLite database file, for a sumdb that runs
+// as a single process. (Several processes may share the file: each Append is
+// a BEGIN IMMEDIATE transaction, which holds the file's write lock from its
+// start. But they must share one machine, and Postgres serves that better.)
+type SQLite struct {
+	db *sql.DB
+	// writer holds a token while an Append runs, so that appends of one
+	// process queue here, ending early with their context, rather than
+	// polling SQLite's lock under busy_timeout.
+	writer chan struct{}
+}
+
+var _ tlog.Store = (*SQLite)(nil)
+
+// sqliteOptions configure every connection: WAL, so that reads run during an
+// append; synchronous=FULL, so that a committed append survives a power
+// loss, not just a crash of the process; a lock wait of up to 10 s for
+// another process; and BEGIN IMMEDIATE for every transaction (_txlock), so
+// that the write lock is taken before the head is read.
+const sqliteOptions = "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_txlock=immediate"
+
+// OpenSQLite opens the SQLite database file at path, creating it if needed,
+// and brings its schema up to date. The directory of path must exist.
+func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
+	if path == "" || strings.Contains(path, "?") || strings.HasPrefix(path, "file:") {
+		return nil, fmt.Errorf("open sqlite %q: want a file path without \"?\" and not starting with \"file:\"", path)
+	}
+	db, err := sql.Open("sqlite", path+"?"+sqliteOptions)
+	if err != nil {
+		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	// One writer at a time, and readers in parallel under WAL; a bound
+	// keeps the page caches of idle connections from adding up.
+	db.SetMaxOpenConns(max(4, runtime.NumCPU()))
+	s := &SQLite{db: db, writer: make(chan struct{}, 1)}
+	if err := s.check(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// check connects, which creates the file, and verifies that the pragmas
+// took effect: a database that cannot be in WAL mode (on some network file
+// systems) would not give readers their snapshots.
+func (s *SQLite) check(ctx context.Context) error {
+	var mode string
+	if err := s.db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		return fmt.Errorf("read journal mode: %w (check that the directory exists and is writable)", err)
+	}
+	if !strings.EqualFold(mode, "wal") {
+		return fmt.Errorf("journal mode is %q, want wal: put the database on a local file system", mode)
+	}
+	var sync int
+	if err := s.db.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&sync); err != nil {
+		return fmt.Errorf("read synchronous mode: %w", err)
+	}
+	if sync != 2 { // FULL
+		return fmt.Errorf("synchronous mode is %d, want 2 (FULL)", sync)
+	}
+	return nil
+}
+
+const (
+	createSQLiteSchemaVersionQuery = `CREATE TABLE IF NOT EXISTS schema_version (
+		version    INTEGER PRIMARY KEY,
+		name       TEXT    NOT NULL,
+		applied_at TEXT    NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+	) STRICT`
+
+	sqliteSchemaVersionQuery = `SELECT coalesce(max(version), 0) FROM schema_version`
+
+	insertSQLiteSchemaVersionQuery = `INSERT INTO schema_version (version, name) VALUES ($1, $2)`
+)
+
+// migrate applies the migrations the database lacks, in one BEGIN IMMEDIATE
+// transaction, which excludes other writers from its start.
+func (s *SQLite) migrate(ctx context.Context) error {
+	list, err := migrations.List(migrations.SQLite())
+	if err != nil {
+		return err
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("migrate: begin: %w", err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, createSQLiteSchemaVersionQuery); err != nil {
+		return fmt.Errorf("migrate: create schema_version: %w", err)
+	}
+	var current int
+	if err := tx.QueryRowContext(ctx, sqliteSchemaVersionQuery).Scan(&current); err != nil {
+		return fmt.Errorf("migrate: read schema version: %w", err)
+	}
+	todo, err := pending(list, current)
+	if err != nil {
+		return err
+	}
+	for _, m := range todo {
+		if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
+			return fmt.Errorf("migrate: apply %s: %w", m.Name, err)
+		}
+		if _, err := tx.ExecContext(ctx, insertSQLiteSchemaVersionQuery, m.Version, m.Name); err != nil {
+			return fmt.Errorf("migrate: record %s: %w", m.Name, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("migrate: commit: %w", err)
+	}
+	return nil
+}
+
+// Close closes the database.
+func (s *SQLite) Close() error {
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("close sqlite: %w", err)
+	}
+	return nil
+}
+
+const sqliteReadHeadQuery = `SELECT size, hash, note FROM head`
+
+// ReadHead returns the current head, or a zero Head if none was stored.
+func (s *SQLite) ReadHead(ctx context.Context) (tlog.Head, error) {
+	var size int64
+	var hash, note []byte
+	if err := s.db.QueryRowContext(ctx, sqliteReadHeadQuery).Scan(&size, &hash, &note); err != nil {
+		return tlog.Head{}, fmt.Errorf("read head: %w", err)
+	}
+	return headFrom(size, hash, note)
+}
+
+const (
+	sqliteHeadQuery = `SELECT size, hash FROM head`
+
+	// ON CONFLICT (key) DO NOTHING lets the loop find every duplicate; a
+	// duplicate id is still an error.
+	sqliteInsertRecordQuery = `INSERT INTO records (id, key, text) VALUES ($1, $2, $3)
+		ON CONFLICT (key) DO NOTHING`
+
+	sqliteStoredTextQuery = `SELECT text FROM records WHERE key = $1`
+
+	// sqliteUpsertTileQuery replaces a stored tile only by a longer one
+	// that begins with it: tiles grow, and any other change would be a fork.
+	sqliteUpsertTileQuery = `INSERT INTO tiles (level, idx, hashes) VALUES ($1, $2, $3)
+		ON CONFLICT (level, idx) DO UPDATE SET hashes = excluded.hashes
+		WHERE substr(excluded.hashes, 1, length(tiles.hashes)) = tiles.hashes`
+
+	sqliteUpdateHeadQuery = `UPDATE head SET size = $1, hash = $2, note = $3`
+
+	sqliteInsertHeadQuery = `INSERT INTO heads (size, hash, note) VALUES ($1, $2, $3)`
+
+	// sqliteInsertResignedHeadQuery keeps the first note of a size in the
+	// history when an empty batch signs the same tree again.
+	sqliteInsertResignedHeadQuery = sqliteInsertHeadQuery + ` ON CONFLICT (size) DO NOTHING`
+)
+
+// Append commits b, as documented by tlog.Store, in one BEGIN IMMEDIATE
+// transaction with a prepared statement per table.
+func (s *SQLite) Append(ctx context.Context, b *tlog.Batch) error {
+	if err := checkBatch(b); err != nil {
+		return err
+	}
+	lo, hi := b.OldSize, b.Head.Size
+	select {
+	case s.writer <- struct{}{}:
+		defer func() { <-s.writer }()
+	case <-ctx.Done():
+		return fmt.Errorf("append [%d, %d): wait for the writer: %w", lo, hi, ctx.Err())
+	}
+
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("append [%d, %d): begin: %w", lo, hi, err)
+	}
+	defer tx.Rollback()
+
+	var size int64
+	var hash []byte
+	if err := tx.QueryRowContext(ctx, sqliteHeadQuery).Scan(&size, &hash); err != nil {
+		return fmt.Errorf("append [%d, %d): read head: %w", lo, hi, err)
+	}
+	if size != b.OldSize {
+		return conflict(b, size)
+	}
+	if err := checkResign(b, hash); err != nil {
+		return err
+	}
+
+	if len(b.Records) > 0 {
+		if err := s.insertRecords(ctx, tx, b); err != nil {
+			return err
+		}
+	}
+	if len(b.Tiles) > 0 {
+		stmt, err := tx.PrepareContext(ctx, sqliteUpsertTileQuery)
+		if err != nil {
+			return fmt.Errorf("append [%d, %d): upsert tiles: %w", lo, hi, err)
+		}
+		defer stmt.Close()
+		for _, t := range b.Tiles {
+			res, err := stmt.ExecContext(ctx, t.Level, t.Index, t.Hashes)
+			if err != nil {
+				return fmt.Errorf("append [%d, %d): upsert tile %d/%d: %w", lo, hi, t.Level, t.Index, err)
+			}
+			if n, err := res.RowsAffected(); err != nil || n != 1 {
+				return fmt.Errorf("append [%d, %d): upsert tile %d/%d: new content does not extend the stored tile: refusing to fork the log", lo, hi, t.Level, t.Index)
+			}
+		}
+	}
+	if _, err := tx.ExecContext(ctx, sqliteUpdateHeadQuery, b.Head.Size, b.Head.Hash[:], b.Head.Note); err != nil {
+		return fmt.Errorf("append [%d, %d): update head: %w", lo, hi, err)
+	}
+	insertHead := sqliteInsertHeadQuery
+	if len(b.Records) == 0 {
+		insertHead = sqliteInsertResignedHeadQuery
+	}
+	if _, err := tx.ExecContext(ctx, insertHead, b.Head.Size, b.Head.Hash[:], b.Head.Note); err != nil {
+		return fmt.Errorf("append [%d, %d): insert head into history: %w", lo, hi, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("append [%d, %d): commit: %w", lo, hi, err)
+	}
+	return nil
+}
+
+// insertRecords inserts the records of b in tx, or returns a
+// *tlog.DuplicateError naming all of them that are already stored.
+func (s *SQLite) insertRecords(ctx context.Context, tx *sql.Tx, b *tlog.Batch) error {
+	lo, hi := b.OldSize, b.Head.Size
+	stmt, err := tx.PrepareContext(ctx, sqliteInsertRecordQuery)
+	if err != nil {
+		return fmt.Errorf("insert records [%d, %d): %w", lo, hi, err)
+	}
+	defer stmt.Close()
+	var dups [][]byte // keys of records not inserted
+	for _, r := range b.Records {
+		key := recordKey(r.Path, r.Version)
+		res, err := stmt.ExecContext(ctx, r.ID, key, r.Text)
+		if err != nil {
+			return fmt.Errorf("insert records [%d, %d): record %d: %w", lo, hi, r.ID, err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return fmt.Errorf("insert records [%d, %d): record %d: %w", lo, hi, r.ID, err)
+		}
+		if n == 0 {
+			dups = append(dups, key)
+		}
+	}
+	if len(dups) == 0 {
+		return nil
+	}
+	// checkBatch rejected duplicates within b, so these keys were stored
+	// before; the caller rolls back the records inserted above.
+	stored := make(map[string]string, len(dups))
+	for _, key := range dups {
+		var text []byte
+		if err := tx.QueryRowContext(ctx, sqliteStoredTextQuery, key).Scan(&text); err != nil {
+			return fmt.Errorf("insert records [%d, %d): find duplicate records: %w", lo, hi, err)
+		}
+		path, version, err := parseText(text)
+		if err != nil {
+			return fmt.Errorf("insert records [%d, %d): find duplicate records: %w", lo, hi, err)
+		}
+		stored[string(key)] = path + "@" + version
+	}
+	return duplicateError(b, stored, errors.New("duplicate record key"))
+}
+
+const sqliteLookupQuery = `SELECT id, text FROM records WHERE key = $1`
+
+// Lookup returns the record of path@version, or an error wrapping
+// tlog.ErrNotFound.
+func (s *SQLite) Lookup(ctx context.Context, path, version string) (tlog.Record, error) {
+	var id int64
+	var text []byte
+	err := s.db.QueryRowContext(ctx, sqliteLookupQuery, recordKey(path, version)).Scan(&id, &text)
+	if errors.Is(err, sql.ErrNoRows) {
+		return tlog.Record{}, fmt.Errorf("lookup %s@%s: %w", path, version, tlog.ErrNotFound)
+	}
+	if err != nil {
+		return tlog.Record{}, fmt.Errorf("lookup %s@%s: %w", path, version, err)
+	}
+	return lookupResult(path, version, id, text)
+}
+
+const sqliteReadRecordsQuery = `SELECT id, text FROM records WHERE id >= $1 AND id < $2 ORDER BY id`
+
+// ReadRecords returns the records with IDs [start, start+n), fewer if the log
+// ends before.
+func (s *SQLite) ReadRecords(ctx context.Context, start int64, n int) ([]tlog.Record, error) {
+	end, err := recordRange(start, n)
+	if err != nil || end == start {
+		return nil, err
+	}
+	rows, err := s.db.QueryContext(ctx, sqliteReadRecordsQuery, start, end)
+	if err != nil {
+		return nil, fmt.Errorf("read records [%d, %d): %w", start, end, err)
+	}
+	defer rows.Close()
+	var list []tlog.Record
+	for rows.Next() {
+		var id int64
+		var text []byte
+		if err := rows.Scan(&id, &text); err != nil {
+			return nil, fmt.Errorf("read records [%d, %d): %w", start, end, err)
+		}
+		if list, err = appendRecord(list, start, id, text); err != nil {
+			return nil, err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read records [%d, %d): %w", start, end, err)
+	}
+	return list, nil
+}
+
+const sqliteReadTileQuery = `SELECT hashes FROM tiles WHERE level = $1 AND idx = $2`
+
+// ReadTile returns the stored content of hash tile (level, index), or an error
+// wrapping tlog.ErrNotFound.
+func (s *SQLite) ReadTile(ctx context.Context, level int, index int64) ([]byte, error) {
+	var hashes []byte
+	err := s.db.QueryRowContext(ctx, sqliteReadTileQuery, level, index).Scan(&hashes)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("read tile %d/%d: %w", level, index, tlog.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read tile %d/%d: %w", level, index, err)
+	}
+	return hashes, nil
+}
+
+const sqliteReadHeadsQuery = `SELECT size, hash, note FROM heads WHERE size >= $1 AND size <= $2 ORDER BY size`
+
+// ReadHeads returns the signed heads of sizes in [lo, hi], in increasing size.
+func (s *SQLite) ReadHeads(ctx context.Context, lo, hi int64) ([]tlog.Head, error) {
+	if lo > hi {
+		return nil, nil
+	}
+	rows, err := s.db.QueryContext(ctx, sqliteReadHeadsQuery, lo, hi)
+	if err != nil {
+		return nil, fmt.Errorf("read heads [%d, %d]: %w", lo, hi, err)
+	}
+	defer rows.Close()
+	var list []tlog.Head
+	for rows.Next() {
+		var size int64
+		var hash, note []byte
+		if err := rows.Scan(&size, &hash, &note); err != nil {
+			return nil, fmt.Errorf("read heads [%d, %d]: %w", lo, hi, err)
+		}
+		h, err := hashFrom(hash)
+		if err != nil {
+			return nil, fmt.Errorf("read head of size %d: %w", size, err)
+		}
+		list = append(list, tlog.Head{Size: size, Hash: h, Note: note})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read heads [%d, %d]: %w", lo, hi, err)
+	}
+	return list, nil
+}

@@ -1,0 +1,144 @@
+// Package store keeps sumdb's log in a database, behind the tlog.Store
+// interface: PostgreSQL (Postgres), for production and for several serve
+// processes sharing one log, or one embedded SQLite file (SQLite), for a
+// single process. Both pass the conformance suite in store/storetest.
+//
+// Both backends share one schema (see package migrations): a records table
+// keyed by position with a unique 16-byte lookup key, one row per hash tile,
+// a single head row that every Append locks, and the history of signed heads.
+package store
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+
+	"github.com/sumdb/sumdb/migrations"
+	"github.com/sumdb/sumdb/tlog"
+)
+
+// keySize is the length of a record's lookup key. 16 bytes make an accidental
+// collision among 10^12 records less likely than 10^-14; a collision crafted
+// at a cost of about 2^64 hashes only makes one of the attacker's own two
+// module versions unstorable (see errKeyCollision).
+const keySize = 16
+
+// recordKey returns the lookup key of path@version: the first keySize bytes of
+// SHA-256("path@version"). The key is of the exact, unescaped path: paths
+// that differ only in case have different keys.
+func recordKey(path, version string) []byte {
+	sum := sha256.Sum256([]byte(path + "@" + version))
+	return sum[:keySize]
+}
+
+// parseText returns the module path and version of a record from its text,
+// whose first line is "<path> <version> <hash>" (a go.sum line). Neither a
+// module path nor a version can contain a space.
+func parseText(text []byte) (path, version string, err error) {
+	line, _, _ := bytes.Cut(text, []byte("\n"))
+	p, rest, ok1 := bytes.Cut(line, []byte(" "))
+	v, h, ok2 := bytes.Cut(rest, []byte(" "))
+	if !ok1 || !ok2 || len(p) == 0 || len(v) == 0 || len(h) == 0 || bytes.IndexByte(h, ' ') >= 0 {
+		return "", "", fmt.Errorf("parse record text: first line %q is not \"<path> <version> <hash>\"", line)
+	}
+	return string(p), string(v), nil
+}
+
+// errKeyCollision is returned when two different path@version have the same
+// lookup key, which takes about 2^64 attempts to arrange on purpose.
+var errKeyCollision = errors.New("record key collides with a stored record of another path@version (a SHA-256 prefix collision): this module version cannot be stored")
+
+// checkBatch returns an error if b is not a well-formed batch: records with
+// IDs OldSize, OldSize+1, ..., whose texts begin with their path and version,
+// no path@version twice, tiles of whole hashes, and a signed head of size
+// OldSize+len(Records). These are bugs of the caller, not conflicts.
+func checkBatch(b *tlog.Batch) error {
+	if b == nil {
+		return errors.New("check batch: nil batch")
+	}
+	if b.OldSize < 0 {
+		return fmt.Errorf("check batch: old size %d is negative", b.OldSize)
+	}
+	if want := b.OldSize + int64(len(b.Records)); b.Head.Size != want {
+		return fmt.Errorf("check batch: head size %d, want old size %d + %d records = %d", b.Head.Size, b.OldSize, len(b.Records), want)
+	}
+	if len(b.Head.Note) == 0 {
+		return fmt.Errorf("check batch: head of size %d has no signed note", b.Head.Size)
+	}
+	seen := make(map[string]bool, len(b.Records))
+	for i, r := range b.Records {
+		if want := b.OldSize + int64(i); r.ID != want {
+			return fmt.Errorf("check batch: record %d (%s) has id %d, want %d", i, r.Key(), r.ID, want)
+		}
+		if r.Path == "" || r.Version == "" {
+			return fmt.Errorf("check batch: record %d has an empty path or version", r.ID)
+		}
+		path, version, err := parseText(r.Text)
+		if err != nil {
+			return fmt.Errorf("check batch: record %d: %w", r.ID, err)
+		}
+		if path != r.Path || version != r.Version {
+			return fmt.Errorf("check batch: record %d is %s but its text is of %s@%s", r.ID, r.Key(), path, version)
+		}
+		if seen[r.Key()] {
+			return fmt.Errorf("check batch: %s appears twice", r.Key())
+		}
+		seen[r.Key()] = true
+	}
+	type tileID struct {
+		level int
+		index int64
+	}
+	tiles := make(map[tileID]bool, len(b.Tiles))
+	for _, t := range b.Tiles {
+		if t.Level < 0 || t.Index < 0 {
+			return fmt.Errorf("check batch: tile %d/%d has a negative coordinate", t.Level, t.Index)
+		}
+		if n := len(t.Hashes); n == 0 || n%32 != 0 || n > tlog.TileWidth*32 {
+			return fmt.Errorf("check batch: tile %d/%d has %d bytes, want 1 to %d hashes of 32 bytes", t.Level, t.Index, n, tlog.TileWidth)
+		}
+		id := tileID{t.Level, t.Index}
+		if tiles[id] {
+			return fmt.Errorf("check batch: tile %d/%d appears twice", t.Level, t.Index)
+		}
+		tiles[id] = true
+	}
+	return nil
+}
+
+// checkResign returns an error if an empty batch would store a head whose
+// root hash differs from the stored one (storedHash, nil if none): a tree of
+// one size has one root hash, and anything else is a fork.
+func checkResign(b *tlog.Batch, storedHash []byte) error {
+	if len(b.Records) > 0 || storedHash == nil || bytes.Equal(storedHash, b.Head.Hash[:]) {
+		return nil
+	}
+	return fmt.Errorf("append empty batch at size %d: root hash %x differs from the stored %x: refusing to fork the log", b.OldSize, b.Head.Hash[:], storedHash)
+}
+
+// conflict returns the error of an append whose old size is not the stored size.
+func conflict(b *tlog.Batch, size int64) error {
+	return fmt.Errorf("append at size %d: stored head has size %d: %w", b.OldSize, size, tlog.ErrConflict)
+}
+
+// hashFrom converts a stored root hash to a tlog hash.
+func hashFrom(b []byte) (h [32]byte, err error) {
+	if len(b) != len(h) {
+		return h, fmt.Errorf("stored hash has %d bytes, want %d", len(b), len(h))
+	}
+	copy(h[:], b)
+	return h, nil
+}
+
+// pending returns the migrations that a database at schema version current
+// must apply, or an error if current is newer than any this binary knows.
+func pending(list []migrations.Migration, current int) ([]migrations.Migration, error) {
+	if current > len(list) {
+		return nil, fmt.Errorf("database schema version %d is newer than this sumdb (knows %d): upgrade sumdb", current, len(list))
+	}
+	if current < 0 {
+		return nil, fmt.Errorf("database schema version %d is invalid", current)
+	}
+	return list[current:], nil
+}

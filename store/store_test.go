@@ -1,0 +1,400 @@
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	xtlog "golang.org/x/mod/sumdb/tlog"
+
+	"github.com/sumdb/sumdb/migrations"
+	"github.com/sumdb/sumdb/store/storetest"
+	"github.com/sumdb/sumdb/tlog"
+)
+
+func openPostgres(t testing.TB) *Postgres {
+	t.Helper()
+	p, err := OpenPostgres(t.Context(), storetest.PostgresURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+func openSQLite(t testing.TB) *SQLite {
+	t.Helper()
+	s, err := OpenSQLite(t.Context(), filepath.Join(t.TempDir(), "sumdb.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestPostgres(t *testing.T) {
+	t.Parallel()
+	storetest.Run(t, func(t *testing.T) tlog.Store { return openPostgres(t) })
+	storetest.RunReopen(t, func(t *testing.T) func() (tlog.Store, error) {
+		url := storetest.PostgresURL(t)
+		return func() (tlog.Store, error) { return OpenPostgres(t.Context(), url) }
+	})
+}
+
+func TestSQLite(t *testing.T) {
+	t.Parallel()
+	storetest.Run(t, func(t *testing.T) tlog.Store { return openSQLite(t) })
+	storetest.RunReopen(t, func(t *testing.T) func() (tlog.Store, error) {
+		path := filepath.Join(t.TempDir(), "sumdb.db")
+		return func() (tlog.Store, error) { return OpenSQLite(t.Context(), path) }
+	})
+}
+
+// known is the schema version this binary knows, for both dialects.
+func known(t *testing.T) int {
+	list, err := migrations.List(migrations.Postgres())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(list)
+}
+
+func TestMigratePostgres(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	url := storetest.PostgresURL(t)
+	want := known(t)
+	for i := range 2 { // the second open finds nothing to do
+		p, err := OpenPostgres(ctx, url)
+		if err != nil {
+			t.Fatalf("OpenPostgres() #%d: %v", i+1, err)
+		}
+		var n, v int
+		if err := p.pool.QueryRow(ctx, `SELECT count(*), max(version) FROM schema_version`).Scan(&n, &v); err != nil {
+			t.Fatal(err)
+		}
+		if n != want || v != want {
+			t.Errorf("after OpenPostgres() #%d: schema_version has %d rows up to %d, want %d up to %d", i+1, n, v, want, want)
+		}
+		if i == 1 {
+			// Pretend a newer sumdb migrated the database.
+			for v := want + 1; v <= want+2; v++ {
+				if _, err := p.pool.Exec(ctx, `INSERT INTO schema_version (version, name) VALUES ($1, 'future')`, v); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		p.Close()
+	}
+	_, err := OpenPostgres(ctx, url)
+	if msg := fmt.Sprintf("database schema version %d is newer than this sumdb (knows %d): upgrade sumdb", want+2, want); err == nil || !strings.Contains(err.Error(), msg) {
+		t.Errorf("OpenPostgres(newer schema) = %v, want error %q", err, msg)
+	}
+}
+
+func TestMigratePostgresConcurrent(t *testing.T) {
+	t.Parallel()
+	url := storetest.PostgresURL(t)
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	for i := range errs {
+		wg.Go(func() {
+			p, err := OpenPostgres(t.Context(), url)
+			if err == nil {
+				p.Close()
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("OpenPostgres() #%d: %v", i, err)
+		}
+	}
+	p := openPostgresURL(t, url)
+	var n int
+	if err := p.pool.QueryRow(t.Context(), `SELECT count(*) FROM schema_version`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if want := known(t); n != want {
+		t.Errorf("schema_version has %d rows, want %d", n, want)
+	}
+}
+
+func openPostgresURL(t *testing.T, url string) *Postgres {
+	t.Helper()
+	p, err := OpenPostgres(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+func TestMigrateSQLite(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "sumdb.db")
+	want := known(t)
+
+	// Several processes starting at once, modelled by several handles.
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	for i := range errs {
+		wg.Go(func() {
+			s, err := OpenSQLite(ctx, path)
+			if err == nil {
+				s.Close()
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("OpenSQLite() #%d: %v", i, err)
+		}
+	}
+
+	s, err := OpenSQLite(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n, v int
+	if err := s.db.QueryRowContext(ctx, `SELECT count(*), max(version) FROM schema_version`).Scan(&n, &v); err != nil {
+		t.Fatal(err)
+	}
+	if n != want || v != want {
+		t.Errorf("schema_version has %d rows up to %d, want %d up to %d", n, v, want, want)
+	}
+	for v := want + 1; v <= want+2; v++ {
+		if _, err := s.db.ExecContext(ctx, `INSERT INTO schema_version (version, name) VALUES ($1, 'future')`, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	_, err = OpenSQLite(ctx, path)
+	if msg := fmt.Sprintf("database schema version %d is newer than this sumdb (knows %d): upgrade sumdb", want+2, want); err == nil || !strings.Contains(err.Error(), msg) {
+		t.Errorf("OpenSQLite(newer schema) = %v, want error %q", err, msg)
+	}
+}
+
+func TestOpenSQLiteErrors(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for _, path := range []string{
+		"",
+		filepath.Join(dir, "a?b.db"),
+		"file:" + filepath.Join(dir, "x.db"),
+		filepath.Join(dir, "missing", "sumdb.db"),
+	} {
+		if s, err := OpenSQLite(t.Context(), path); err == nil {
+			s.Close()
+			t.Errorf("OpenSQLite(%q) = nil error, want an error", path)
+		}
+	}
+}
+
+func TestOpenPostgresUnreachable(t *testing.T) {
+	t.Parallel()
+	// Port 1 on loopback refuses at once.
+	_, err := OpenPostgres(t.Context(), "postgres://postgres@127.0.0.1:1/postgres?sslmode=disable&connect_timeout=5")
+	if err == nil || !strings.Contains(err.Error(), "check the database URL") {
+		t.Errorf("OpenPostgres(unreachable) = %v, want an error saying what to check", err)
+	}
+}
+
+// TestAppendOnly checks that the database itself refuses to change or
+// remove records and heads.
+func TestAppendOnly(t *testing.T) {
+	t.Parallel()
+	statements := []string{
+		`UPDATE records SET text = text`,
+		`DELETE FROM records`,
+		`UPDATE heads SET note = note`,
+		`DELETE FROM heads`,
+		`DELETE FROM head`,
+	}
+	t.Run("postgres", func(t *testing.T) {
+		t.Parallel()
+		p := openPostgres(t)
+		appendSome(t, p)
+		for _, q := range append(statements, `TRUNCATE records`, `TRUNCATE heads`, `TRUNCATE head`) {
+			if _, err := p.pool.Exec(t.Context(), q); err == nil || !strings.Contains(err.Error(), "append-only") {
+				t.Errorf("%s: error = %v, want append-only", q, err)
+			}
+		}
+	})
+	t.Run("sqlite", func(t *testing.T) {
+		t.Parallel()
+		s := openSQLite(t)
+		appendSome(t, s)
+		for _, q := range statements {
+			if _, err := s.db.ExecContext(t.Context(), q); err == nil || !strings.Contains(err.Error(), "append-only") {
+				t.Errorf("%s: error = %v, want append-only", q, err)
+			}
+		}
+	})
+}
+
+func appendSome(t testing.TB, s tlog.Store) {
+	t.Helper()
+	g := newBatcher()
+	if err := s.Append(t.Context(), g.next(10)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestParseText(t *testing.T) {
+	for _, tt := range []struct {
+		text          string
+		path, version string // "" for an error
+	}{
+		{"golang.org/x/text v0.3.0 h1:g61tztE5qeGQ89tm6NTjjM9VPIm088od1l6aSorWRWg=\ngolang.org/x/text v0.3.0/go.mod h1:NqM8EUOU14njkJ3fqMW+pc6Ldnwhi/IjpwHt7yyuwOQ=\n", "golang.org/x/text", "v0.3.0"},
+		{"github.com/Azure/x v1.0.0 h1:abc=", "github.com/Azure/x", "v1.0.0"},
+		{"", "", ""},
+		{"\n", "", ""},
+		{"a v1 ", "", ""},
+		{"a  v1 h1:x", "", ""},
+		{" a v1 h1:x", "", ""},
+		{"a v1 h1:x extra", "", ""},
+		{"a v1", "", ""},
+	} {
+		path, version, err := parseText([]byte(tt.text))
+		if tt.path == "" {
+			if err == nil {
+				t.Errorf("parseText(%q) = %q, %q, nil, want an error", tt.text, path, version)
+			}
+			continue
+		}
+		if err != nil || path != tt.path || version != tt.version {
+			t.Errorf("parseText(%q) = %q, %q, %v, want %q, %q, nil", tt.text, path, version, err, tt.path, tt.version)
+		}
+	}
+}
+
+func TestRecordKey(t *testing.T) {
+	a := recordKey("github.com/Azure/x", "v1.0.0")
+	sum := sha256.Sum256([]byte("github.com/Azure/x@v1.0.0"))
+	if string(a) != string(sum[:16]) {
+		t.Errorf("recordKey(github.com/Azure/x, v1.0.0) = %x, want %x", a, sum[:16])
+	}
+	if b := recordKey("github.com/azure/x", "v1.0.0"); string(a) == string(b) {
+		t.Errorf("recordKey of paths differing in case are equal")
+	}
+}
+
+// TestKeyCollision checks what happens when a stored record and a new one
+// share a lookup key, which a test can arrange only by writing a row whose
+// key is not its hash.
+func TestKeyCollision(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	s := openSQLite(t)
+	r := storetest.Record(0, "example.com/a", "v1.0.0")
+	// Store example.com/a under the key of example.com/b.
+	if _, err := s.db.ExecContext(ctx, `INSERT INTO records (id, key, text) VALUES (0, $1, $2)`, recordKey("example.com/b", "v1.0.0"), r.Text); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Lookup(ctx, "example.com/b", "v1.0.0"); !errors.Is(err, tlog.ErrNotFound) {
+		t.Errorf("Lookup(b) finding a's row = %v, want ErrNotFound", err)
+	}
+	b := &tlog.Batch{OldSize: 0, Records: []tlog.Record{storetest.Record(0, "example.com/b", "v1.0.0")}, Head: tlog.Head{Size: 1, Note: []byte("n")}}
+	var dup *tlog.DuplicateError
+	if err := s.Append(ctx, b); err == nil || errors.As(err, &dup) || !errors.Is(err, errKeyCollision) {
+		t.Errorf("Append(b, colliding with a) = %v, want errKeyCollision", err)
+	}
+}
+
+// A batcher makes batches of realistic records with tiles of the right
+// shape and consistent content (not real hashes: the stores do not check
+// them), for the benchmarks.
+type batcher struct {
+	size int64
+}
+
+func newBatcher() *batcher { return new(batcher) }
+
+func (g *batcher) next(n int) *tlog.Batch {
+	b := &tlog.Batch{OldSize: g.size}
+	for i := range n {
+		id := g.size + int64(i)
+		b.Records = append(b.Records, storetest.Record(id, fmt.Sprintf("github.com/bench%d/module", id/10), fmt.Sprintf("v1.0.%d", id%10)))
+	}
+	g.size += int64(n)
+	for _, t := range xtlog.NewTiles(tlog.TileHeight, b.OldSize, g.size) {
+		data := make([]byte, 0, t.W*32)
+		for j := range t.W {
+			h := sha256.Sum256(fmt.Appendf(nil, "%d/%d/%d", t.L, t.N, j))
+			data = append(data, h[:]...)
+		}
+		b.Tiles = append(b.Tiles, tlog.Tile{Level: t.L, Index: t.N, Hashes: data})
+	}
+	b.Head = tlog.Head{Size: g.size, Hash: sha256.Sum256(fmt.Appendf(nil, "%d", g.size))}
+	b.Head.Note = fmt.Appendf(nil, "go.sum database tree\n%d\n%x\n\n— bench.example AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==\n", g.size, b.Head.Hash)
+	return b
+}
+
+// TestPostgresBytesPerRecord measures the disk space of records, their
+// indexes included, against the budget of 450 bytes per record.
+func TestPostgresBytesPerRecord(t *testing.T) {
+	if testing.Short() {
+		t.Skip("appends 100,000 records")
+	}
+	t.Parallel()
+	ctx := t.Context()
+	p := openPostgres(t)
+	g := newBatcher()
+	const n = 100_000
+	for g.size < n {
+		if err := p.Append(ctx, g.next(2000)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := p.pool.Exec(ctx, `VACUUM ANALYZE records`); err != nil {
+		t.Fatal(err)
+	}
+	var heap, total int64
+	if err := p.pool.QueryRow(ctx, `SELECT pg_table_size('records'), pg_total_relation_size('records')`).Scan(&heap, &total); err != nil {
+		t.Fatal(err)
+	}
+	perRecord := float64(total) / n
+	t.Logf("records: %.0f bytes/record (heap %.0f, indexes %.0f)", perRecord, float64(heap)/n, float64(total-heap)/n)
+	if perRecord > 450 {
+		t.Errorf("records take %.0f bytes/record, want at most 450", perRecord)
+	}
+}
+
+// BenchmarkAppend measures appends of batches of 1,000 records, each batch
+// in its own transaction, by one writer.
+func BenchmarkAppend(b *testing.B) {
+	for _, bb := range []struct {
+		name string
+		open func(b *testing.B) tlog.Store
+	}{
+		{"postgres", func(b *testing.B) tlog.Store { return openPostgres(b) }},
+		{"sqlite", func(b *testing.B) tlog.Store { return openSQLite(b) }},
+	} {
+		b.Run(bb.name, func(b *testing.B) {
+			const batch = 1000
+			s := bb.open(b)
+			g := newBatcher()
+			ctx := context.Background()
+			for b.Loop() {
+				b.StopTimer() // measure the store, not the making of batches
+				next := g.next(batch)
+				b.StartTimer()
+				if err := s.Append(ctx, next); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(g.size)/b.Elapsed().Seconds(), "records/s")
+		})
+	}
+}

@@ -1,0 +1,580 @@
+// Package storetest is the conformance suite of tlog.Store: Run and RunReopen
+// check every documented behaviour of a backend, and PostgresURL gives a test
+// a PostgreSQL database of its own.
+//
+// The suite builds its batches with the reference tree code of
+// golang.org/x/mod/sumdb/tlog, so the tiles and signed heads it stores are
+// those of a real log.
+package storetest
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/sumdb/sumdb/tlog"
+)
+
+// Run runs the conformance suite, each check in a parallel subtest of its own.
+// open must return a store on a new, empty database each time it is called;
+// it may register cleanups on the t it is given (to drop the database, say).
+// Run closes the stores it opens.
+func Run(t *testing.T, open func(t *testing.T) tlog.Store) {
+	for _, tt := range []struct {
+		name string
+		f    func(t *testing.T, s tlog.Store)
+	}{
+		{"Empty", testEmpty},
+		{"AppendAndRead", testAppendAndRead},
+		{"TileGrowth", testTileGrowth},
+		{"Conflict", testConflict},
+		{"Duplicate", testDuplicate},
+		{"ReadRecordsPastEnd", testReadRecordsPastEnd},
+		{"ReadHeads", testReadHeads},
+		{"LookupExact", testLookupExact},
+		{"ConcurrentAppend", testConcurrentAppend},
+		{"InvalidBatch", testInvalidBatch},
+		{"TileFork", testTileFork},
+		{"Resign", testResign},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s := open(t)
+			t.Cleanup(func() {
+				if err := s.Close(); err != nil {
+					t.Errorf("Close() = %v", err)
+				}
+			})
+			tt.f(t, s)
+		})
+	}
+}
+
+// RunReopen runs the checks that need one database opened more than once:
+// persistence across Close, and two stores appending to one database, as
+// two processes would. newDatabase must create a new, empty database and
+// return a function that opens a store on it each time it is called.
+// RunReopen closes the stores it opens.
+func RunReopen(t *testing.T, newDatabase func(t *testing.T) (open func() (tlog.Store, error))) {
+	for _, tt := range []struct {
+		name string
+		f    func(t *testing.T, open func(t *testing.T) tlog.Store)
+	}{
+		{"Persistence", testPersistence},
+		{"TwoStores", testTwoStores},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			open := newDatabase(t)
+			tt.f(t, func(t *testing.T) tlog.Store {
+				t.Helper()
+				s, err := open()
+				if err != nil {
+					t.Fatalf("open store: %v", err)
+				}
+				t.Cleanup(func() { s.Close() })
+				return s
+			})
+		})
+	}
+}
+
+func testEmpty(t *testing.T, s tlog.Store) {
+	ctx := t.Context()
+	h, err := s.ReadHead(ctx)
+	if err != nil || h.Size != 0 || h.Hash != ([32]byte{}) || h.Note != nil {
+		t.Errorf("ReadHead() = %+v, %v, want zero Head, nil", h, err)
+	}
+	checkState(t, s, newModel(t))
+	if _, err := s.ReadTile(ctx, 0, 0); !errors.Is(err, tlog.ErrNotFound) {
+		t.Errorf("ReadTile(0, 0) error = %v, want ErrNotFound", err)
+	}
+	if _, err := s.Lookup(ctx, "golang.org/x/text", "v0.3.0"); !errors.Is(err, tlog.ErrNotFound) {
+		t.Errorf("Lookup(golang.org/x/text, v0.3.0) error = %v, want ErrNotFound", err)
+	}
+}
+
+func testAppendAndRead(t *testing.T, s tlog.Store) {
+	m := newModel(t)
+	appendOK(t, s, m.batch(t, "golang.org/x/text@v0.3.0", "golang.org/x/text@v0.3.2", "rsc.io/quote@v1.5.2"))
+	checkState(t, s, m)
+	appendOK(t, s, m.batch(t, "rsc.io/sampler@v1.3.0", "github.com/Azure/azure-sdk-for-go@v68.0.0+incompatible"))
+	checkState(t, s, m)
+	// 300 more records fill level-0 tile 0, start tile 1 and level-1 tile 0.
+	appendOK(t, s, m.batch(t, keys("example.com/m", 300)...))
+	checkState(t, s, m)
+	if len(m.tiles) < 3 {
+		t.Fatalf("model has %d tiles after 305 records, want at least 3", len(m.tiles))
+	}
+}
+
+// testTileGrowth checks that a tile of 5 hashes replaces one of 3.
+func testTileGrowth(t *testing.T, s tlog.Store) {
+	ctx := t.Context()
+	m := newModel(t)
+	appendOK(t, s, m.batch(t, keys("example.com/grow", 3)...))
+	three, err := s.ReadTile(ctx, 0, 0)
+	if err != nil || len(three) != 3*32 {
+		t.Fatalf("ReadTile(0, 0) = %d bytes, %v, want %d bytes", len(three), err, 3*32)
+	}
+	b := m.batch(t, "example.com/grow@v2.0.0", "example.com/grow@v2.0.1")
+	if len(b.Tiles) != 1 || b.Tiles[0].Level != 0 || b.Tiles[0].Index != 0 || len(b.Tiles[0].Hashes) != 5*32 {
+		t.Fatalf("model batch tiles = %v, want tile 0/0 of 5 hashes", b.Tiles)
+	}
+	appendOK(t, s, b)
+	five, err := s.ReadTile(ctx, 0, 0)
+	if err != nil || len(five) != 5*32 {
+		t.Fatalf("ReadTile(0, 0) = %d bytes, %v, want %d bytes", len(five), err, 5*32)
+	}
+	if !bytes.HasPrefix(five, three) {
+		t.Errorf("ReadTile(0, 0) of 5 hashes does not begin with the tile of 3")
+	}
+	checkState(t, s, m)
+}
+
+func testConflict(t *testing.T, s tlog.Store) {
+	ctx := t.Context()
+	m := newModel(t)
+	stale := m.clone()
+	appendOK(t, s, m.batch(t, keys("example.com/a", 3)...))
+
+	// Computed against size 0, but the store has size 3.
+	b := stale.batch(t, keys("example.com/b", 2)...)
+	if err := s.Append(ctx, b); !errors.Is(err, tlog.ErrConflict) {
+		t.Fatalf("Append(stale batch at 0, store at 3) = %v, want ErrConflict", err)
+	}
+	checkNotWritten(t, s, m, b)
+
+	// Computed against a size the store does not have yet.
+	ahead := m.clone()
+	ahead.batch(t, keys("example.com/c", 2)...)
+	b = ahead.batch(t, keys("example.com/d", 2)...)
+	if err := s.Append(ctx, b); !errors.Is(err, tlog.ErrConflict) {
+		t.Fatalf("Append(batch at 5, store at 3) = %v, want ErrConflict", err)
+	}
+	checkNotWritten(t, s, m, b)
+
+	// The store still appends at its size.
+	appendOK(t, s, m.batch(t, keys("example.com/e", 2)...))
+	checkState(t, s, m)
+}
+
+func testDuplicate(t *testing.T, s tlog.Store) {
+	ctx := t.Context()
+	m := newModel(t)
+	appendOK(t, s, m.batch(t, "rsc.io/quote@v1.5.2", "rsc.io/sampler@v1.3.0"))
+
+	next := m.clone()
+	b := next.batch(t, "rsc.io/quote@v1.5.1", "rsc.io/sampler@v1.3.0", "rsc.io/quote@v1.5.3", "rsc.io/quote@v1.5.2")
+	err := s.Append(ctx, b)
+	var dup *tlog.DuplicateError
+	if !errors.As(err, &dup) {
+		t.Fatalf("Append(batch with 2 stored records) = %v, want *DuplicateError", err)
+	}
+	if want := []string{"rsc.io/sampler@v1.3.0", "rsc.io/quote@v1.5.2"}; !slices.Equal(dup.Keys, want) {
+		t.Errorf("DuplicateError.Keys = %q, want %q", dup.Keys, want)
+	}
+	checkNotWritten(t, s, m, b)
+
+	// Without the duplicates, the batch goes in.
+	appendOK(t, s, m.batch(t, "rsc.io/quote@v1.5.1", "rsc.io/quote@v1.5.3"))
+	checkState(t, s, m)
+}
+
+func testReadRecordsPastEnd(t *testing.T, s tlog.Store) {
+	ctx := t.Context()
+	m := newModel(t)
+	appendOK(t, s, m.batch(t, keys("example.com/end", 5)...))
+	for _, tt := range []struct {
+		start int64
+		n     int
+		want  int
+	}{
+		{0, 5, 5},
+		{0, 6, 5},
+		{3, 10, 2},
+		{4, 1, 1},
+		{5, 1, 0},
+		{100, 7, 0},
+		{2, 0, 0},
+	} {
+		got, err := s.ReadRecords(ctx, tt.start, tt.n)
+		if err != nil {
+			t.Errorf("ReadRecords(%d, %d) error: %v", tt.start, tt.n, err)
+			continue
+		}
+		want := m.records[min(tt.start, m.size):min(tt.start+int64(tt.want), m.size)]
+		if !equalRecords(got, want) {
+			t.Errorf("ReadRecords(%d, %d) = %d records %v, want %d records %v", tt.start, tt.n, len(got), ids(got), len(want), ids(want))
+		}
+	}
+}
+
+func testReadHeads(t *testing.T, s tlog.Store) {
+	ctx := t.Context()
+	m := newModel(t)
+	for i := range 4 {
+		appendOK(t, s, m.batch(t, keys(fmt.Sprintf("example.com/h%d", i), i+1)...))
+	}
+	// Sizes are 1, 3, 6, 10.
+	for _, tt := range []struct {
+		lo, hi int64
+		want   []int64
+	}{
+		{0, 100, []int64{1, 3, 6, 10}},
+		{1, 10, []int64{1, 3, 6, 10}},
+		{2, 9, []int64{3, 6}},
+		{3, 3, []int64{3}},
+		{4, 5, nil},
+		{11, 20, nil},
+		{6, 3, nil},
+	} {
+		got, err := s.ReadHeads(ctx, tt.lo, tt.hi)
+		if err != nil {
+			t.Errorf("ReadHeads(%d, %d) error: %v", tt.lo, tt.hi, err)
+			continue
+		}
+		var want []tlog.Head
+		for _, h := range m.heads {
+			if slices.Contains(tt.want, h.Size) {
+				want = append(want, h)
+			}
+		}
+		if !equalHeads(got, want) {
+			t.Errorf("ReadHeads(%d, %d) = sizes %v, want %v", tt.lo, tt.hi, sizes(got), tt.want)
+		}
+	}
+}
+
+func testLookupExact(t *testing.T, s tlog.Store) {
+	ctx := t.Context()
+	m := newModel(t)
+	appendOK(t, s, m.batch(t,
+		"github.com/Azure/azure-sdk-for-go@v1.0.0",
+		"github.com/azure/azure-sdk-for-go@v1.0.0", // differs only in case: another module
+		"github.com/Azure/azure-sdk-for-go/sdk/azcore@v1.0.0",
+		"gopkg.in/yaml.v3@v3.0.1",
+		"example.com/a@b@v1.0.0", // not a valid path, but exactness is the store's business
+	))
+	checkState(t, s, m)
+	for _, r := range m.records {
+		got, err := s.Lookup(ctx, r.Path, r.Version)
+		if err != nil || !equalRecord(got, r) {
+			t.Errorf("Lookup(%q, %q) = %+v, %v, want record %d", r.Path, r.Version, got, err, r.ID)
+		}
+	}
+	for _, k := range []string{
+		"github.com/AZURE/azure-sdk-for-go@v1.0.0",
+		"github.com/!azure/azure-sdk-for-go@v1.0.0", // the escaped form is not the path
+		"github.com/Azure/azure-sdk-for-go@v1.0.0+incompatible",
+		"github.com/Azure/azure-sdk-for-go@v1.0",
+		"github.com/Azure@azure-sdk-for-go/v1.0.0",
+		"github.com/Azure/azure-sdk-for-go/sdk@v1.0.0",
+		"gopkg.in/yaml.v3@v3.0.1/go.mod",
+		"example.com/a@b@v1.0.0 ", // trailing space
+		"example.com/a@b@v1.0.0\n",
+	} {
+		path, version := splitKey(t, k)
+		if got, err := s.Lookup(ctx, path, version); !errors.Is(err, tlog.ErrNotFound) {
+			t.Errorf("Lookup(%q, %q) = %+v, %v, want ErrNotFound", path, version, got, err)
+		}
+	}
+}
+
+// testConcurrentAppend checks that of several appends computed against the
+// same size, exactly one commits and the others get ErrConflict.
+func testConcurrentAppend(t *testing.T, s tlog.Store) {
+	m := newModel(t)
+	appendOK(t, s, m.batch(t, keys("example.com/base", 10)...))
+	m = raceAppends(t, []tlog.Store{s, s, s, s}, m)
+	checkState(t, s, m)
+}
+
+// raceAppends appends, at once, one batch on each of stores, each computed
+// against m, and returns the model of the one that committed.
+func raceAppends(t *testing.T, stores []tlog.Store, m *model) *model {
+	t.Helper()
+	ctx := t.Context()
+	models := make([]*model, len(stores))
+	batches := make([]*tlog.Batch, len(stores))
+	for i := range stores {
+		models[i] = m.clone()
+		batches[i] = models[i].batch(t, keys(fmt.Sprintf("example.com/racer%d/at%d", i, m.size), i+1)...)
+	}
+	errs := make([]error, len(stores))
+	var start, done sync.WaitGroup
+	start.Add(1)
+	for i, s := range stores {
+		done.Go(func() {
+			start.Wait()
+			errs[i] = s.Append(ctx, batches[i])
+		})
+	}
+	start.Done()
+	done.Wait()
+	winner := -1
+	for i, err := range errs {
+		switch {
+		case err == nil && winner >= 0:
+			t.Errorf("Append(racer %d) = nil, and racer %d committed too: want one commit", i, winner)
+		case err == nil:
+			winner = i
+		case !errors.Is(err, tlog.ErrConflict):
+			t.Errorf("Append(racer %d) = %v, want nil or ErrConflict", i, err)
+		}
+	}
+	if winner < 0 {
+		t.Fatalf("no racing Append committed, want one")
+	}
+	for i, b := range batches {
+		if i != winner {
+			checkNotWritten(t, stores[winner], models[winner], b)
+		}
+	}
+	return models[winner]
+}
+
+func testInvalidBatch(t *testing.T, s tlog.Store) {
+	ctx := t.Context()
+	m := newModel(t)
+	appendOK(t, s, m.batch(t, keys("example.com/valid", 3)...))
+	for _, tt := range []struct {
+		name   string
+		modify func(b *tlog.Batch)
+	}{
+		{"nil", nil},
+		{"IDGap", func(b *tlog.Batch) { b.Records[1].ID++ }},
+		{"IDFromZero", func(b *tlog.Batch) {
+			for i := range b.Records {
+				b.Records[i].ID = int64(i)
+			}
+		}},
+		{"HeadSize", func(b *tlog.Batch) { b.Head.Size++ }},
+		{"NoNote", func(b *tlog.Batch) { b.Head.Note = nil }},
+		{"TextOfOtherPath", func(b *tlog.Batch) { b.Records[0].Text = Record(b.Records[0].ID, "example.com/other", "v1.0.0").Text }},
+		{"TextOfOtherVersion", func(b *tlog.Batch) { b.Records[0].Version = "v9.9.9" }},
+		{"TextEmpty", func(b *tlog.Batch) { b.Records[0].Text = nil }},
+		{"SameKeyTwice", func(b *tlog.Batch) {
+			r := Record(b.Records[1].ID, b.Records[0].Path, b.Records[0].Version)
+			b.Records[1] = r
+		}},
+		{"TileNotHashes", func(b *tlog.Batch) { b.Tiles[0].Hashes = b.Tiles[0].Hashes[:33] }},
+		{"TileEmpty", func(b *tlog.Batch) { b.Tiles[0].Hashes = nil }},
+		{"TileTooLong", func(b *tlog.Batch) { b.Tiles[0].Hashes = make([]byte, (tlog.TileWidth+1)*32) }},
+		{"TileNegative", func(b *tlog.Batch) { b.Tiles[0].Index = -1 }},
+		{"TileTwice", func(b *tlog.Batch) { b.Tiles = append(b.Tiles, b.Tiles[0]) }},
+	} {
+		next := m.clone()
+		b := next.batch(t, keys("example.com/invalid", 3)...)
+		var err error
+		if tt.modify == nil {
+			err = s.Append(ctx, nil)
+		} else {
+			tt.modify(b)
+			err = s.Append(ctx, b)
+		}
+		var dup *tlog.DuplicateError
+		if err == nil || errors.Is(err, tlog.ErrConflict) || errors.As(err, &dup) {
+			t.Errorf("%s: Append(invalid batch) = %v, want an error other than ErrConflict and DuplicateError", tt.name, err)
+		}
+		if b != nil {
+			checkNotWritten(t, s, m, b)
+		}
+	}
+}
+
+// testTileFork checks that a stored tile is replaced only by one that
+// extends it: a different hash in the stored prefix is a fork.
+func testTileFork(t *testing.T, s tlog.Store) {
+	ctx := t.Context()
+	m := newModel(t)
+	appendOK(t, s, m.batch(t, keys("example.com/fork", 3)...))
+	next := m.clone()
+	b := next.batch(t, keys("example.com/fork2", 2)...)
+	b.Tiles[0].Hashes = bytes.Clone(b.Tiles[0].Hashes)
+	b.Tiles[0].Hashes[0] ^= 1
+	if err := s.Append(ctx, b); err == nil || errors.Is(err, tlog.ErrConflict) {
+		t.Errorf("Append(batch rewriting a stored hash of tile 0/0) = %v, want an error other than ErrConflict", err)
+	}
+	checkNotWritten(t, s, m, b)
+
+	// A shorter tile is no extension either.
+	next = m.clone()
+	b = next.batch(t, keys("example.com/fork3", 2)...)
+	b.Tiles[0].Hashes = b.Tiles[0].Hashes[:2*32]
+	if err := s.Append(ctx, b); err == nil || errors.Is(err, tlog.ErrConflict) {
+		t.Errorf("Append(batch shrinking tile 0/0) = %v, want an error other than ErrConflict", err)
+	}
+	checkNotWritten(t, s, m, b)
+}
+
+// testResign checks batches without records: they store a new signature of
+// the current tree (say, of the empty tree before the first record), and
+// refuse a different root hash for the same size.
+func testResign(t *testing.T, s tlog.Store) {
+	ctx := t.Context()
+	m := newModel(t)
+	empty := m.batch(t)
+	appendOK(t, s, empty)
+	if h, err := s.ReadHead(ctx); err != nil || !equalHead(h, empty.Head) {
+		t.Fatalf("ReadHead() after storing the empty tree's head = %+v, %v, want %+v", h, err, empty.Head)
+	}
+	appendOK(t, s, m.batch(t, keys("example.com/resign", 2)...))
+	appendOK(t, s, m.batch(t)) // the same tree again: Ed25519 signatures are deterministic
+	m.heads = m.heads[:len(m.heads)-1]
+	checkState(t, s, m)
+
+	fork := m.batch(t)
+	fork.Head.Hash[0] ^= 1
+	if err := s.Append(ctx, fork); err == nil || errors.Is(err, tlog.ErrConflict) {
+		t.Errorf("Append(empty batch with another root hash) = %v, want an error other than ErrConflict", err)
+	}
+	m.heads = m.heads[:len(m.heads)-1]
+	checkState(t, s, m)
+}
+
+func testPersistence(t *testing.T, open func(t *testing.T) tlog.Store) {
+	m := newModel(t)
+	s := open(t)
+	appendOK(t, s, m.batch(t, keys("example.com/p", 3)...))
+	appendOK(t, s, m.batch(t, keys("example.com/q", 300)...))
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close() = %v", err)
+	}
+	s = open(t)
+	checkState(t, s, m)
+	appendOK(t, s, m.batch(t, "example.com/r@v1.0.0"))
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close() = %v", err)
+	}
+	s = open(t)
+	checkState(t, s, m)
+}
+
+// testTwoStores races appends through two stores on one database, as two
+// processes sharing it would.
+func testTwoStores(t *testing.T, open func(t *testing.T) tlog.Store) {
+	a, b := open(t), open(t)
+	m := newModel(t)
+	appendOK(t, a, m.batch(t, keys("example.com/two", 2)...))
+	checkState(t, b, m)
+	for range 3 {
+		m = raceAppends(t, []tlog.Store{a, b, a, b}, m)
+		checkState(t, a, m)
+		checkState(t, b, m)
+	}
+}
+
+// keys returns n path@version keys of the module path.
+func keys(path string, n int) []string {
+	list := make([]string, n)
+	for i := range list {
+		list[i] = fmt.Sprintf("%s@v1.0.%d", path, i)
+	}
+	return list
+}
+
+func appendOK(t *testing.T, s tlog.Store, b *tlog.Batch) {
+	t.Helper()
+	if err := s.Append(t.Context(), b); err != nil {
+		t.Fatalf("Append(batch of %d records at %d) = %v", len(b.Records), b.OldSize, err)
+	}
+}
+
+// checkState checks that s holds exactly the log of m: head, head history,
+// records, lookups and tiles.
+func checkState(t *testing.T, s tlog.Store, m *model) {
+	t.Helper()
+	ctx := t.Context()
+	h, err := s.ReadHead(ctx)
+	var want tlog.Head
+	if len(m.heads) > 0 {
+		want = m.heads[len(m.heads)-1]
+	}
+	if err != nil || !equalHead(h, want) {
+		t.Errorf("ReadHead() = size %d, %v, want size %d (%+v)", h.Size, err, want.Size, want)
+	}
+	heads, err := s.ReadHeads(ctx, 0, m.size+100)
+	if err != nil || !equalHeads(heads, m.heads) {
+		t.Errorf("ReadHeads(0, %d) = sizes %v, %v, want %v", m.size+100, sizes(heads), err, sizes(m.heads))
+	}
+	recs, err := s.ReadRecords(ctx, 0, int(m.size)+10)
+	if err != nil || !equalRecords(recs, m.records) {
+		t.Errorf("ReadRecords(0, %d) = ids %v, %v, want %v", m.size+10, ids(recs), err, ids(m.records))
+	}
+	for _, r := range m.records {
+		got, err := s.Lookup(ctx, r.Path, r.Version)
+		if err != nil || !equalRecord(got, r) {
+			t.Errorf("Lookup(%q, %q) = %+v, %v, want record %d", r.Path, r.Version, got, err, r.ID)
+		}
+	}
+	for tile, data := range m.tiles {
+		got, err := s.ReadTile(ctx, tile.L, tile.N)
+		if err != nil || !bytes.Equal(got, data) {
+			t.Errorf("ReadTile(%d, %d) = %d bytes, %v, want %d bytes", tile.L, tile.N, len(got), err, len(data))
+		}
+	}
+}
+
+// checkNotWritten checks that s holds the log of m and nothing of b.
+func checkNotWritten(t *testing.T, s tlog.Store, m *model, b *tlog.Batch) {
+	t.Helper()
+	ctx := t.Context()
+	checkState(t, s, m)
+	stored := make(map[string]bool)
+	for _, r := range m.records {
+		stored[r.Key()] = true
+	}
+	for _, r := range b.Records {
+		if stored[r.Key()] {
+			continue // checked by checkState
+		}
+		if got, err := s.Lookup(ctx, r.Path, r.Version); !errors.Is(err, tlog.ErrNotFound) {
+			t.Errorf("Lookup(%q, %q) of a rejected record = %+v, %v, want ErrNotFound", r.Path, r.Version, got, err)
+		}
+	}
+	for _, tile := range b.Tiles {
+		if tile.Level < 0 || tile.Index < 0 {
+			continue
+		}
+		want := m.tile(tile.Level, tile.Index)
+		got, err := s.ReadTile(ctx, tile.Level, tile.Index)
+		switch {
+		case want == nil && !errors.Is(err, tlog.ErrNotFound):
+			t.Errorf("ReadTile(%d, %d) of a rejected batch = %d bytes, %v, want ErrNotFound", tile.Level, tile.Index, len(got), err)
+		case want != nil && (err != nil || !bytes.Equal(got, want)):
+			t.Errorf("ReadTile(%d, %d) after a rejected batch = %d bytes, %v, want the %d bytes before", tile.Level, tile.Index, len(got), err, len(want))
+		}
+	}
+}
+
+func equalRecord(a, b tlog.Record) bool {
+	return a.ID == b.ID && a.Path == b.Path && a.Version == b.Version && bytes.Equal(a.Text, b.Text)
+}
+
+func equalRecords(a, b []tlog.Record) bool { return slices.EqualFunc(a, b, equalRecord) }
+
+func equalHead(a, b tlog.Head) bool {
+	return a.Size == b.Size && a.Hash == b.Hash && bytes.Equal(a.Note, b.Note)
+}
+
+func equalHeads(a, b []tlog.Head) bool { return slices.EqualFunc(a, b, equalHead) }
+
+func ids(list []tlog.Record) []int64 {
+	var x []int64
+	for _, r := range list {
+		x = append(x, r.ID)
+	}
+	return x
+}
+
+func sizes(list []tlog.Head) []int64 {
+	var x []int64
+	for _, h := range list {
+		x = append(x, h.Size)
+	}
+	return x
+}
