@@ -78,6 +78,17 @@ func serve(ctx context.Context, cfg *ServeConfig, stdout, stderr io.Writer) erro
 		logger.WarnContext(ctx, w)
 	}
 
+	// Check what needs no I/O first, so that a mistake there leaves no trace.
+	up, err := sumdb.NewUpstream(sumdb.UpstreamConfig{
+		Proxy:      cfg.Upstream,
+		Logger:     logger,
+		Timeout:    cfg.UpstreamTimeout,
+		MaxZipSize: cfg.MaxZipSize,
+	})
+	if err != nil {
+		return fmt.Errorf("%w: check --upstream", err)
+	}
+
 	st, backend, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
@@ -99,16 +110,10 @@ func serve(ctx context.Context, cfg *ServeConfig, stdout, stderr io.Writer) erro
 	}
 	defer lg.Close()
 
-	up, err := sumdb.NewUpstream(sumdb.UpstreamConfig{
-		Proxy:      cfg.Upstream,
-		Logger:     logger,
-		Timeout:    cfg.UpstreamTimeout,
-		MaxZipSize: cfg.MaxZipSize,
-	})
-	if err != nil {
-		return fmt.Errorf("%w: check --upstream", err)
-	}
-	handler, err := sumdb.NewServer(sumdb.ServerConfig{Log: lg, Fetcher: up, Logger: logger})
+	// A first lookup waits for the upstream fetch and the append; the
+	// server's write timeout must outlast it, or the answer is lost.
+	lookupTimeout := cfg.UpstreamTimeout + time.Minute
+	handler, err := sumdb.NewServer(sumdb.ServerConfig{Log: lg, Fetcher: up, Logger: logger, LookupTimeout: lookupTimeout})
 	if err != nil {
 		return fmt.Errorf("create server: %w", err)
 	}
@@ -133,12 +138,10 @@ func serve(ctx context.Context, cfg *ServeConfig, stdout, stderr io.Writer) erro
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
-		// A first lookup fetches the module from the upstream before it
-		// answers, so the write timeout leaves room for a whole fetch.
-		WriteTimeout:   cfg.UpstreamTimeout + time.Minute,
-		IdleTimeout:    2 * time.Minute,
-		MaxHeaderBytes: 64 << 10,
-		ErrorLog:       slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		WriteTimeout:      lookupTimeout + 30*time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {

@@ -1,0 +1,356 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// clearEnv unsets every SUMDB_* variable for the test, so that the
+// environment of whoever runs the tests cannot change their outcome.
+func clearEnv(t *testing.T) {
+	t.Helper()
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, envPrefix+"_") {
+			t.Setenv(name, "") // restores the value after the test
+			os.Unsetenv(name)
+		}
+	}
+}
+
+// fixedGoEnv is a goEnvFunc that answers GOPROXY with proxy.
+func fixedGoEnv(proxy string) goEnvFunc {
+	return func(_ context.Context, name string) (string, error) {
+		if name != "GOPROXY" {
+			return "", errors.New("unexpected go env " + name)
+		}
+		return proxy, nil
+	}
+}
+
+// load parses args as serve flags and loads the config.
+func load(t *testing.T, args []string, goEnv goEnvFunc) (*ServeConfig, error) {
+	t.Helper()
+	fs := newServeFlags()
+	if err := fs.Parse(args); err != nil {
+		t.Fatalf("parse %q: %v", args, err)
+	}
+	return loadServeConfig(context.Background(), fs, goEnv)
+}
+
+func writeFile(t *testing.T, name, content string) string {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(file, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
+func TestConfigDefaults(t *testing.T) {
+	clearEnv(t)
+	cfg, err := load(t, nil, fixedGoEnv("http://proxy.test,direct"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := ServeConfig{
+		Listen:          "127.0.0.1:8080",
+		DataDir:         "sumdb-data",
+		KeyFile:         filepath.Join("sumdb-data", "signer.key"),
+		Name:            "sumdb.localhost",
+		Upstream:        "http://proxy.test,direct",
+		UpstreamTimeout: 2 * time.Minute,
+		MaxZipSize:      500 << 20,
+		LogFormat:       "text",
+		LogLevel:        slog.LevelInfo,
+	}
+	if got := *cfg; !equalConfig(got, want) {
+		t.Errorf("loadServeConfig() = %+v, want %+v", got, want)
+	}
+	if got, want := cfg.SQLitePath(), filepath.Join("sumdb-data", "sumdb.db"); got != want {
+		t.Errorf("SQLitePath() = %q, want %q", got, want)
+	}
+}
+
+func equalConfig(a, b ServeConfig) bool {
+	a.Warnings, b.Warnings = nil, nil
+	return a.Listen == b.Listen && a.DataDir == b.DataDir && a.DatabaseURL == b.DatabaseURL &&
+		a.KeyFile == b.KeyFile && a.Name == b.Name && a.NameSet == b.NameSet && a.Upstream == b.Upstream &&
+		a.UpstreamTimeout == b.UpstreamTimeout && a.MaxZipSize == b.MaxZipSize &&
+		a.LogFormat == b.LogFormat && a.LogLevel == b.LogLevel && a.ConfigFile == b.ConfigFile
+}
+
+// TestConfigPrecedence checks that the command line wins over the
+// environment, which wins over the config file, which wins over the defaults.
+func TestConfigPrecedence(t *testing.T) {
+	clearEnv(t)
+	file := writeFile(t, "sumdb.yaml", `
+listen: 127.0.0.1:7001
+data-dir: /file/data
+database-url: postgres://file@db/file
+name: file.example.com
+upstream: http://file.test
+upstream-timeout: 10s
+max-zip-size: 1000
+log-format: json
+log-level: debug
+`)
+	t.Setenv("SUMDB_CONFIG", file)
+	t.Setenv("SUMDB_LISTEN", "127.0.0.1:7002")
+	t.Setenv("SUMDB_DATA_DIR", "/env/data")
+	t.Setenv("SUMDB_MAX_ZIP_SIZE", "2000")
+	t.Setenv("SUMDB_LOG_LEVEL", "warn")
+	cfg, err := load(t, []string{"--listen", "127.0.0.1:7003", "--log-level=error"}, fixedGoEnv("http://goenv.test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := ServeConfig{
+		Listen:          "127.0.0.1:7003",                         // flag over env and file
+		DataDir:         "/env/data",                              // env over file
+		DatabaseURL:     "postgres://file@db/file",                // file over default
+		KeyFile:         filepath.Join("/env/data", "signer.key"), // follows the data directory
+		Name:            "file.example.com",
+		NameSet:         true,
+		Upstream:        "http://file.test", // the file's, without asking go env
+		UpstreamTimeout: 10 * time.Second,
+		MaxZipSize:      2000,
+		LogFormat:       "json",
+		LogLevel:        slog.LevelError,
+		ConfigFile:      file,
+	}
+	if !equalConfig(*cfg, want) {
+		t.Errorf("loadServeConfig() = %+v\nwant %+v", *cfg, want)
+	}
+}
+
+func TestConfigEnv(t *testing.T) {
+	clearEnv(t)
+	t.Setenv("SUMDB_DATABASE_URL", "postgres://u@h:5432/d?sslmode=disable")
+	t.Setenv("SUMDB_KEY_FILE", "/keys/k")
+	t.Setenv("SUMDB_UPSTREAM", "http://a.test|http://b.test")
+	t.Setenv("SUMDB_UPSTREAM_TIMEOUT", "45s")
+	t.Setenv("SUMDB_LSTEN", "typo")
+	cfg, err := load(t, nil, func(context.Context, string) (string, error) {
+		t.Error("go env called although SUMDB_UPSTREAM is set")
+		return "", errors.New("no go")
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.DatabaseURL != "postgres://u@h:5432/d?sslmode=disable" || cfg.KeyFile != "/keys/k" ||
+		cfg.Upstream != "http://a.test|http://b.test" || cfg.UpstreamTimeout != 45*time.Second {
+		t.Errorf("loadServeConfig() = %+v, want the environment's values", *cfg)
+	}
+	if len(cfg.Warnings) != 1 || !strings.Contains(cfg.Warnings[0], "SUMDB_LSTEN") {
+		t.Errorf("Warnings = %q, want one about SUMDB_LSTEN", cfg.Warnings)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	tests := []struct {
+		name  string
+		args  []string
+		env   map[string]string
+		file  string // config file content, if any
+		goEnv goEnvFunc
+		want  string // in the error
+		usage bool   // a usage error (exit status 2)
+	}{
+		{name: "listen", args: []string{"--listen", "8080"}, want: `invalid --listen: "8080" (want host:port`, usage: true},
+		{name: "listen port", args: []string{"--listen", ":99999"}, want: "port must be a number", usage: true},
+		{name: "listen env", env: map[string]string{"SUMDB_LISTEN": "nope"}, want: "invalid SUMDB_LISTEN"},
+		{name: "listen file", file: "listen: nope\n", want: "invalid listen in "},
+		{name: "database url", args: []string{"--database-url", "mysql://x"}, want: "want a postgres://", usage: true},
+		{name: "database url secret", args: []string{"--database-url", "mysql://u:hunter2@x"}, want: "want a postgres://", usage: true},
+		{name: "name scheme", args: []string{"--name", "https://sum.example.com"}, want: "has a scheme", usage: true},
+		{name: "name upper", env: map[string]string{"SUMDB_NAME": "Sum.Example.com"}, want: "invalid SUMDB_NAME"},
+		{name: "log format", args: []string{"--log-format", "xml"}, want: `"xml" (want text or json)`, usage: true},
+		{name: "log level", args: []string{"--log-level", "loud"}, want: `"loud" (want debug`, usage: true},
+		{name: "zip size", env: map[string]string{"SUMDB_MAX_ZIP_SIZE": "big"}, want: "invalid SUMDB_MAX_ZIP_SIZE: want a number of bytes"},
+		{name: "zip size range", args: []string{"--max-zip-size", "524288001"}, want: "want a number of bytes from 1 to 524288000", usage: true},
+		{name: "timeout", file: "upstream-timeout: soon\n", want: "invalid upstream-timeout in"},
+		{name: "data dir", args: []string{"--data-dir", ""}, want: "invalid --data-dir: empty", usage: true},
+		{name: "unknown file key", file: "listne: :8080\n", want: `unknown key "listne"`},
+		{name: "bad yaml", file: "listen: [\n", want: "want YAML"},
+		{name: "missing file", args: []string{"--config", "/nonexistent/sumdb.yaml"}, want: "read config file: open /nonexistent/sumdb.yaml"},
+		{
+			name: "no go",
+			goEnv: func(context.Context, string) (string, error) {
+				return "", errors.New(`exec: "go": executable file not found in $PATH`)
+			},
+			want: "no upstream set and cannot read the go command's GOPROXY (exec: \"go\": executable file not found in $PATH): set --upstream or SUMDB_UPSTREAM",
+		},
+		{name: "goproxy off", goEnv: fixedGoEnv("off"), want: `go env GOPROXY is "off"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clearEnv(t)
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			args := tt.args
+			if tt.file != "" {
+				args = append(args, "--config", writeFile(t, "sumdb.yaml", tt.file))
+			}
+			goEnv := tt.goEnv
+			if goEnv == nil {
+				goEnv = fixedGoEnv("http://proxy.test")
+			}
+			_, err := load(t, args, goEnv)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("loadServeConfig(%q) error = %v, want it to contain %q", args, err, tt.want)
+			}
+			if strings.Contains(err.Error(), "hunter2") {
+				t.Errorf("error %q repeats the database password", err)
+			}
+			var uerr *usageError
+			if got := errors.As(err, &uerr); got != tt.usage {
+				t.Errorf("error %q is a usage error: %v, want %v", err, got, tt.usage)
+			}
+		})
+	}
+}
+
+func TestCheckName(t *testing.T) {
+	good := []string{"sum.example.com", "sumdb.localhost", "localhost", "sum.example.com/sub/path", "sum.example.com:8443", "a-b.c9.io/x_y.z~w"}
+	for _, name := range good {
+		if err := checkName(name); err != nil {
+			t.Errorf("checkName(%q) = %v, want nil", name, err)
+		}
+	}
+	bad := []string{"", "https://sum.example.com", "Sum.example.com", "sum example.com", "sum+x.com", "sum.example.com/", "/path",
+		"sum..example.com", "-sum.example.com", "sum.example.com//x", "sum.example.com/a/../b", "sum.example.com?x=1", "sum.example.com#x",
+		"user@sum.example.com", "sum.example.com:0", "sum.example.com:x", "sum.example.com/a b", "sum.exämple.com", "sum.example.com/%41"}
+	for _, name := range bad {
+		if err := checkName(name); err == nil {
+			t.Errorf("checkName(%q) = nil, want an error", name)
+		}
+	}
+}
+
+// TestDockerCompose checks that the environment docker-compose.yml gives the
+// sumdb service makes a valid configuration with the intended values.
+func TestDockerCompose(t *testing.T) {
+	clearEnv(t)
+	data, err := os.ReadFile(filepath.Join("..", "..", "docker-compose.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var compose struct {
+		Services map[string]struct {
+			Environment yaml.Node `yaml:"environment"`
+		} `yaml:"services"`
+	}
+	if err := yaml.Unmarshal(data, &compose); err != nil {
+		t.Fatalf("parse docker-compose.yml: %v", err)
+	}
+	svc, ok := compose.Services["sumdb"]
+	if !ok {
+		t.Fatal("docker-compose.yml has no sumdb service")
+	}
+	env := composeEnv(t, &svc.Environment)
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	cfg, err := load(t, nil, fixedGoEnv("http://goproxy.test"))
+	if err != nil {
+		t.Fatalf("docker-compose.yml's sumdb environment: %v", err)
+	}
+	if len(cfg.Warnings) > 0 {
+		t.Errorf("docker-compose.yml's sumdb environment: warnings %q", cfg.Warnings)
+	}
+	if cfg.Listen != "0.0.0.0:8080" {
+		t.Errorf("Listen = %q, want 0.0.0.0:8080 (reachable through the published port)", cfg.Listen)
+	}
+	if cfg.DatabaseURL == "" || !strings.Contains(cfg.DatabaseURL, "@postgres:5432/") {
+		t.Errorf("DatabaseURL = %q, want the postgres service", cfg.DatabaseURL)
+	}
+	if cfg.DataDir != "/data" || cfg.KeyFile != "/data/signer.key" {
+		t.Errorf("DataDir, KeyFile = %q, %q; want the /data volume", cfg.DataDir, cfg.KeyFile)
+	}
+	if cfg.Name != defaultName || cfg.Upstream != "http://goproxy.test" {
+		t.Errorf("Name, Upstream = %q, %q; want %q and go env GOPROXY", cfg.Name, cfg.Upstream, defaultName)
+	}
+}
+
+// composeEnv returns a service's environment (a map or a list of
+// NAME=value), interpolating ${NAME:-default} as if the variable were unset.
+func composeEnv(t *testing.T, node *yaml.Node) map[string]string {
+	t.Helper()
+	env := make(map[string]string)
+	switch node.Kind {
+	case yaml.MappingNode:
+		var m map[string]string
+		if err := node.Decode(&m); err != nil {
+			t.Fatalf("sumdb environment: %v", err)
+		}
+		for k, v := range m {
+			env[k] = v
+		}
+	case yaml.SequenceNode:
+		var list []string
+		if err := node.Decode(&list); err != nil {
+			t.Fatalf("sumdb environment: %v", err)
+		}
+		for _, kv := range list {
+			k, v, _ := strings.Cut(kv, "=")
+			env[k] = v
+		}
+	default:
+		t.Fatal("sumdb service has no environment")
+	}
+	interp := regexp.MustCompile(`\$\{[A-Za-z_][A-Za-z0-9_]*(?::-([^}]*))?\}`)
+	for k, v := range env {
+		env[k] = interp.ReplaceAllString(v, "$1")
+	}
+	return env
+}
+
+// TestRunUsage checks the exit status and the one-line message of command
+// line mistakes.
+func TestRunUsage(t *testing.T) {
+	clearEnv(t)
+	tests := []struct {
+		args   []string
+		status int
+		want   string // the stderr line
+	}{
+		{nil, 2, "sumdb: missing command (want serve or keygen)\n"},
+		{[]string{"frob"}, 2, "sumdb: unknown command \"frob\" (want serve or keygen; run sumdb help)\n"},
+		{[]string{"serve", "--frob"}, 2, "sumdb: serve: unknown flag: --frob (run sumdb serve --help)\n"},
+		{[]string{"serve", "extra"}, 2, "sumdb: serve: unexpected argument \"extra\" (run sumdb serve --help)\n"},
+		{[]string{"serve", "--max-zip-size", "lots"}, 2, "sumdb: serve: invalid argument \"lots\" for \"--max-zip-size\" flag: strconv.ParseInt: parsing \"lots\": invalid syntax (run sumdb serve --help)\n"},
+		{[]string{"keygen"}, 2, "sumdb: keygen: --name is required, such as --name sum.example.com\n"},
+		{[]string{"help"}, 0, ""},
+		{[]string{"serve", "--help"}, 0, ""},
+		{[]string{"keygen", "-h"}, 0, ""},
+	}
+	for _, tt := range tests {
+		var stdout, stderr bytes.Buffer
+		err := run(context.Background(), tt.args, &stdout, &stderr)
+		status := report(err, &stderr)
+		got := stderr.String()
+		if tt.want == "" {
+			// Help goes to stdout; the usage text, not an error, goes to stderr.
+			got = ""
+		} else if i := strings.LastIndex(got, "sumdb: "); i >= 0 {
+			got = got[i:]
+		}
+		if status != tt.status || got != tt.want {
+			t.Errorf("run(%q): status %d, stderr %q; want %d, %q", tt.args, status, got, tt.status, tt.want)
+		}
+		if tt.status == 0 && !strings.Contains(stdout.String(), "Usage:") {
+			t.Errorf("run(%q): stdout %q, want the usage", tt.args, stdout.String())
+		}
+	}
+}
