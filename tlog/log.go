@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"sync/atomic"
 	"time"
 
@@ -373,8 +374,8 @@ func (l *Log) commit(ctx context.Context, batch []*request) {
 	}()
 
 	for attempt := 0; len(recs) > 0; attempt++ {
-		if attempt >= 16 || ctx.Err() != nil {
-			err := fmt.Errorf("append %d records: gave up after %d attempts: %w", len(recs), attempt, context.Cause(ctx))
+		if ctx.Err() != nil {
+			err := fmt.Errorf("append %d records: gave up after %d attempts: %w", len(recs), attempt, ctx.Err())
 			for _, r := range recs {
 				answer(r.Key(), result{err: err})
 			}
@@ -408,8 +409,15 @@ func (l *Log) commit(ctx context.Context, batch []*request) {
 			}
 			return
 		case errors.Is(err, ErrConflict):
-			// Another process appended: reload its edge and try again.
+			// Another process appended: reload its edge and try again, after
+			// a short random pause so that two busy writers take turns
+			// rather than keep invalidating each other.
 			l.edge = nil
+			pause := time.Duration(rand.Int64N(int64(time.Millisecond) << min(attempt, 6)))
+			select {
+			case <-time.After(pause):
+			case <-ctx.Done():
+			}
 		case errors.As(err, &dup):
 			drop := make(map[string]bool)
 			for _, k := range dup.Keys {
