@@ -89,11 +89,18 @@ type Store interface {
 	ReadHead(ctx context.Context) (Head, error)
 
 	// Append commits b in one transaction: the records, the tiles (inserted or
-	// replaced by their new, longer content), b.Head as the current head, and
-	// b.Head into the head history. It commits only if the current head size
-	// equals b.OldSize, else it returns ErrConflict; if any record's path and
-	// version already exist it returns a *DuplicateError. On any error nothing
-	// is written. When Append returns nil the batch is durable.
+	// replaced by their new, longer content, of which the stored content must
+	// be a prefix), b.Head as the current head, and b.Head into the head
+	// history. It commits only if the current head size equals b.OldSize,
+	// else it returns ErrConflict (checked first); if any record's path and
+	// version already exist it returns a *DuplicateError. With either of
+	// those nothing is written. When Append returns nil the batch is durable.
+	// Any other error leaves the outcome unknown (the connection may have
+	// dropped after the commit was sent): the caller must reread the head.
+	//
+	// The caller guarantees a well-formed batch: no two records with the same
+	// path and version, each Text starting with "<path> <version> ", a
+	// non-empty Head.Note. Stores may refuse a batch that is not.
 	Append(ctx context.Context, b *Batch) error
 
 	// Lookup returns the record for path@version, or ErrNotFound.
