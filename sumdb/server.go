@@ -1,0 +1,523 @@
+package sumdb
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	xtlog "golang.org/x/mod/sumdb/tlog"
+
+	"github.com/sumdb/sumdb/tlog"
+)
+
+// A Fetcher gets the go.sum lines of a module version from the upstream.
+//
+// Fetch returns the record text, exactly two lines:
+//
+//	<path> <version> h1:<zip hash>
+//	<path> <version>/go.mod h1:<go.mod hash>
+//
+// Its errors wrap ErrNotFound when the version does not exist or cannot be
+// logged, ErrInvalid when path@version is not a possible module version, and
+// ErrUpstream when the upstream failed (and the lookup may be retried). Fetch
+// must be safe for concurrent use and must return when ctx ends.
+type Fetcher interface {
+	Fetch(ctx context.Context, path, version string) ([]byte, error)
+}
+
+// ServerConfig configures a Server.
+type ServerConfig struct {
+	// Log is the log the server answers from and appends to. Required.
+	Log *tlog.Log
+	// Fetcher gets the records of module versions not yet in the log. Required.
+	Fetcher Fetcher
+	// Logger receives one line per rejected request and per upstream fetch.
+	// Default: discard.
+	Logger *slog.Logger
+	// NotFoundTTL is how long an upstream "not found" is remembered, so that
+	// repeated lookups of an unknown version do not reach the upstream.
+	// Default 1m; negative disables the cache.
+	NotFoundTTL time.Duration
+	// MaxFetches caps the concurrent upstream fetches. Default 16. A first
+	// lookup waits for a free slot as long as one of its requesters waits.
+	MaxFetches int
+	// LookupTimeout bounds the work shared by the concurrent first lookups of
+	// one module version: waiting for a fetch slot, the fetch and the append.
+	// Default 5m.
+	LookupTimeout time.Duration
+}
+
+// Cache-Control values.
+const (
+	// Tile paths name immutable content: a partial tile is named by its width.
+	cacheImmutable = "public, max-age=31536000, immutable"
+	// A lookup answer is an immutable record plus the head of the moment. Any
+	// head that covers the record is correct, however old, but clients learn
+	// of new heads (and so could spot a fork) through lookups: a few seconds
+	// lets a CDN absorb bursts without holding the head back.
+	cacheLookup = "public, max-age=5"
+	// The head changes with every append.
+	cacheLatest = "no-cache"
+	// A malformed request stays malformed; a short age still lets a fixed
+	// server take over quickly.
+	cacheBadRequest = "public, max-age=60"
+	// Errors that may be gone on the next try, and tiles beyond the tree: a
+	// client that has just seen a larger head asks for them at once, so a
+	// cached 404 would fail it.
+	cacheNone = "no-store"
+)
+
+// maxNotFound caps the entries of the not-found cache, so that lookups of
+// many unknown versions cannot grow it without bound.
+const maxNotFound = 1 << 14
+
+// errBusy marks a first lookup that found no free fetch slot in time.
+var errBusy = errors.New("too many upstream fetches in progress")
+
+// errBadRecord marks a record text from the Fetcher that is not two go.sum
+// lines for the requested module version.
+var errBadRecord = errors.New("upstream returned an invalid record")
+
+// errSlowAppend marks a first lookup whose record was not logged in time.
+var errSlowAppend = errors.New("the log did not commit the record in time")
+
+// A Server is the checksum database's HTTP handler. It serves
+//
+//	/latest                                the signed tree head
+//	/lookup/<escaped path>@<escaped version>  a record and a head covering it
+//	/tile/8/<L>/<K>[.p/<W>]                 hash tiles
+//	/tile/8/data/<K>[.p/<W>]                data tiles
+//
+// A lookup of a module version not yet in the log fetches it from the
+// upstream, once for all its concurrent requesters, and appends it before
+// answering. A Server is safe for concurrent use.
+type Server struct {
+	log           *tlog.Log
+	fetcher       Fetcher
+	logger        *slog.Logger
+	notFoundTTL   time.Duration
+	lookupTimeout time.Duration
+	slots         chan struct{}    // one token per fetch in progress
+	now           func() time.Time // the clock of the not-found cache
+
+	mu       sync.Mutex
+	flights  map[string]*flight       // guarded by mu; first lookups in progress, by path@version
+	notFound map[string]notFoundEntry // guarded by mu; recent upstream "not found", by path@version
+}
+
+// A flight is the work shared by the concurrent first lookups of one module
+// version: wait for a fetch slot, fetch, append.
+type flight struct {
+	done chan struct{} // closed once rec, head and err are set
+	rec  tlog.Record
+	head tlog.Head
+	err  error
+
+	cancel  context.CancelFunc // cancels the shared work
+	waiters int                // guarded by Server.mu; requesters waiting for done
+	started bool               // guarded by Server.mu; the fetch began, finish it for the next requester
+}
+
+type notFoundEntry struct {
+	err     error
+	expires time.Time
+}
+
+// NewServer returns a Server for cfg.
+func NewServer(cfg ServerConfig) (*Server, error) {
+	if cfg.Log == nil {
+		return nil, errors.New("new server: a log is required")
+	}
+	if cfg.Fetcher == nil {
+		return nil, errors.New("new server: a fetcher is required")
+	}
+	if cfg.MaxFetches < 0 {
+		return nil, fmt.Errorf("new server: MaxFetches is %d, want at least 1 (0 for the default)", cfg.MaxFetches)
+	}
+	if cfg.LookupTimeout < 0 {
+		return nil, fmt.Errorf("new server: LookupTimeout is %v, want a positive duration (0 for the default)", cfg.LookupTimeout)
+	}
+	if cfg.MaxFetches == 0 {
+		cfg.MaxFetches = 16
+	}
+	if cfg.NotFoundTTL == 0 {
+		cfg.NotFoundTTL = time.Minute
+	}
+	if cfg.LookupTimeout == 0 {
+		cfg.LookupTimeout = 5 * time.Minute
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return &Server{
+		log:           cfg.Log,
+		fetcher:       cfg.Fetcher,
+		logger:        logger,
+		notFoundTTL:   cfg.NotFoundTTL,
+		lookupTimeout: cfg.LookupTimeout,
+		slots:         make(chan struct{}, cfg.MaxFetches),
+		now:           time.Now,
+		flights:       make(map[string]*flight),
+		notFound:      make(map[string]notFoundEntry),
+	}, nil
+}
+
+// ServeHTTP serves the checksum database protocol.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		s.fail(w, r, http.StatusMethodNotAllowed, cacheBadRequest, "method not allowed: use GET or HEAD", nil)
+		return
+	}
+	// The go command never percent-encodes: module paths and escaped versions
+	// are made of characters that need no escaping in a URL path. Using the
+	// decoded path only makes other spellings of the same URL equivalent;
+	// ParseLookup and ParseTilePath then admit only the canonical form.
+	p := r.URL.Path
+	switch {
+	case p == "/latest":
+		s.serveLatest(w, r)
+	case strings.HasPrefix(p, "/lookup/"):
+		s.serveLookup(w, r, strings.TrimPrefix(p, "/lookup/"))
+	case strings.HasPrefix(p, "/tile/"):
+		s.serveTile(w, r, strings.TrimPrefix(p, "/"))
+	default:
+		s.fail(w, r, http.StatusNotFound, cacheBadRequest, "not found: this checksum database serves /latest, /lookup/<module>@<version> and /tile/8/...", nil)
+	}
+}
+
+func (s *Server) serveLatest(w http.ResponseWriter, r *http.Request) {
+	h := s.log.Head() // signed when it was committed, never per request
+	if h.Size == 0 {
+		s.fail(w, r, http.StatusNotFound, cacheNone, "the log is empty: no tree head has been signed yet", nil)
+		return
+	}
+	s.ok(w, "text/plain; charset=utf-8", cacheLatest, h.Note)
+}
+
+func (s *Server) serveTile(w http.ResponseWriter, r *http.Request, path string) {
+	t, err := xtlog.ParseTilePath(path)
+	if err != nil || t.H != tlog.TileHeight || t.Path() != path {
+		s.fail(w, r, http.StatusBadRequest, cacheBadRequest, "invalid tile path: want tile/8/<level>/<index>[.p/<width>] in canonical form", err)
+		return
+	}
+	data, err := s.log.ReadTile(r.Context(), t)
+	if errors.Is(err, tlog.ErrNotFound) {
+		if !inTree(t, s.log.Head().Size) {
+			s.fail(w, r, http.StatusNotFound, cacheNone, "tile not found: beyond the tree", err)
+			return
+		}
+		// The tree grew since ReadTile looked: look again.
+		data, err = s.log.ReadTile(r.Context(), t)
+	}
+	if err != nil {
+		// Including a not-found for a tile the tree reaches: the store lost it.
+		s.internal(w, r, fmt.Errorf("read tile %s: %w", path, err))
+		return
+	}
+	ctype := "application/octet-stream"
+	if t.L == -1 {
+		ctype = "text/plain; charset=utf-8"
+	}
+	s.ok(w, ctype, cacheImmutable, data)
+}
+
+// inTree reports whether the tree of the given size reaches all of tile t.
+func inTree(t xtlog.Tile, size int64) bool {
+	level := max(t.L, 0) // a data tile spans the records of the level-0 tile
+	if t.H != tlog.TileHeight || t.N < 0 || t.W < 1 || t.W > tlog.TileWidth || level >= 8 {
+		return false
+	}
+	n := size >> (uint(level) * tlog.TileHeight) // hashes at the tile's level
+	return t.N < n/tlog.TileWidth || t.N == n/tlog.TileWidth && int64(t.W) <= n%tlog.TileWidth
+}
+
+func (s *Server) serveLookup(w http.ResponseWriter, r *http.Request, escaped string) {
+	ctx := r.Context()
+	path, version, err := ParseLookup(escaped)
+	if err != nil {
+		s.fail(w, r, http.StatusBadRequest, cacheBadRequest, err.Error(), err)
+		return
+	}
+	rec, head, err := s.log.Lookup(ctx, path, version)
+	if errors.Is(err, tlog.ErrNotFound) {
+		rec, head, err = s.lookupMiss(ctx, path, version)
+	}
+	if err != nil {
+		s.lookupError(w, r, path, version, err)
+		return
+	}
+	if rec.Path != path || rec.Version != version || head.Size <= rec.ID {
+		s.internal(w, r, fmt.Errorf("lookup %s@%s: got record %d for %s@%s and a head of size %d", path, version, rec.ID, rec.Path, rec.Version, head.Size))
+		return
+	}
+	msg, err := xtlog.FormatRecord(rec.ID, rec.Text)
+	if err != nil {
+		s.internal(w, r, fmt.Errorf("format record %d: %w", rec.ID, err))
+		return
+	}
+	s.ok(w, "text/plain; charset=utf-8", cacheLookup, append(msg, head.Note...))
+}
+
+// lookupError answers a lookup that failed with err.
+func (s *Server) lookupError(w http.ResponseWriter, r *http.Request, path, version string, err error) {
+	mod := path + "@" + version
+	switch {
+	case errors.Is(err, ErrInvalid):
+		s.fail(w, r, http.StatusBadRequest, cacheBadRequest, err.Error(), err)
+	case errors.Is(err, ErrNotFound):
+		cc := cacheNone
+		if s.notFoundTTL > 0 {
+			cc = "public, max-age=" + strconv.Itoa(max(1, int(s.notFoundTTL/time.Second)))
+		}
+		s.fail(w, r, http.StatusNotFound, cc, err.Error(), err)
+	case errors.Is(err, tlog.ErrPushback):
+		w.Header().Set("Retry-After", "1")
+		s.fail(w, r, http.StatusServiceUnavailable, cacheNone, "server busy: too many new records waiting to be logged; retry in a second", err)
+	case errors.Is(err, errBusy):
+		w.Header().Set("Retry-After", "1")
+		s.fail(w, r, http.StatusServiceUnavailable, cacheNone, "server busy: too many upstream fetches in progress; retry later", err)
+	case errors.Is(err, errSlowAppend):
+		w.Header().Set("Retry-After", "1")
+		s.fail(w, r, http.StatusServiceUnavailable, cacheNone, "server busy: the record was not logged in time; retry", err)
+	case errors.Is(err, tlog.ErrClosed):
+		w.Header().Set("Retry-After", "1")
+		s.fail(w, r, http.StatusServiceUnavailable, cacheNone, "server shutting down: retry", err)
+	case r.Context().Err() != nil:
+		// The requester went away; nobody reads this answer.
+		s.fail(w, r, http.StatusServiceUnavailable, cacheNone, "lookup canceled", err)
+	case errors.Is(err, errBadRecord):
+		s.logger.ErrorContext(r.Context(), "invalid record from upstream", "module", mod, "err", err)
+		s.fail(w, r, http.StatusBadGateway, cacheNone, "upstream error: "+mod+": invalid go.sum lines; try again later", err)
+	case errors.Is(err, context.DeadlineExceeded):
+		s.fail(w, r, http.StatusGatewayTimeout, cacheNone, "upstream timeout: "+mod+": try again later", err)
+	case errors.Is(err, ErrUpstream):
+		// The error may name the upstream's address: log it, do not show it.
+		s.fail(w, r, http.StatusBadGateway, cacheNone, "upstream unavailable: "+mod+": try again later", err)
+	default:
+		s.internal(w, r, fmt.Errorf("lookup %s: %w", mod, err))
+	}
+}
+
+// lookupMiss returns the record of a module version that was not in the
+// log: it fetches it from the upstream and appends it, sharing the work with
+// every concurrent lookup of the same version.
+func (s *Server) lookupMiss(ctx context.Context, path, version string) (tlog.Record, tlog.Head, error) {
+	key := path + "@" + version
+	s.mu.Lock()
+	if e, ok := s.notFound[key]; ok {
+		if s.now().Before(e.expires) {
+			s.mu.Unlock()
+			return tlog.Record{}, tlog.Head{}, e.err
+		}
+		delete(s.notFound, key)
+	}
+	f := s.flights[key]
+	if f == nil {
+		// The shared work must outlive any one requester (an impatient client
+		// must not fail the others), so it gets its own context.
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.lookupTimeout)
+		f = &flight{done: make(chan struct{}), cancel: cancel}
+		s.flights[key] = f
+		go s.fly(fctx, f, key, path, version)
+	}
+	f.waiters++
+	s.mu.Unlock()
+
+	select {
+	case <-f.done:
+		return f.rec, f.head, f.err
+	case <-ctx.Done():
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		f.waiters--
+		if f.waiters == 0 && !f.started && s.flights[key] == f {
+			// Nobody wants the answer and the fetch has not begun: stop
+			// waiting for a slot. A later lookup starts afresh.
+			delete(s.flights, key)
+			f.cancel()
+		}
+		return tlog.Record{}, tlog.Head{}, ctx.Err()
+	}
+}
+
+// fly does the shared work of flight f and publishes its result.
+func (s *Server) fly(ctx context.Context, f *flight, key, path, version string) {
+	defer f.cancel()
+	rec, head, err := s.fetchAndAppend(ctx, f, path, version)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if errors.Is(err, ErrNotFound) && s.notFoundTTL > 0 {
+		// Remembered before the flight ends, so no lookup slips in between.
+		s.rememberNotFound(key, err)
+	}
+	if s.flights[key] == f {
+		delete(s.flights, key)
+	}
+	f.rec, f.head, f.err = rec, head, err
+	close(f.done)
+}
+
+// rememberNotFound caches the upstream's "not found" for key. s.mu is held.
+func (s *Server) rememberNotFound(key string, err error) {
+	now := s.now()
+	if len(s.notFound) >= maxNotFound {
+		for k, e := range s.notFound {
+			if !now.Before(e.expires) {
+				delete(s.notFound, k)
+			}
+		}
+	}
+	if len(s.notFound) >= maxNotFound {
+		for k := range s.notFound { // evict one at random
+			delete(s.notFound, k)
+			break
+		}
+	}
+	s.notFound[key] = notFoundEntry{err: err, expires: now.Add(s.notFoundTTL)}
+}
+
+// fetchAndAppend waits for a fetch slot, fetches the record of path@version
+// from the upstream, checks it and appends it to the log.
+func (s *Server) fetchAndAppend(ctx context.Context, f *flight, path, version string) (tlog.Record, tlog.Head, error) {
+	mod := path + "@" + version
+	select {
+	case s.slots <- struct{}{}:
+	case <-ctx.Done():
+		return tlog.Record{}, tlog.Head{}, fmt.Errorf("fetch %s: %w: %w", mod, errBusy, context.Cause(ctx))
+	}
+	release := func() { <-s.slots }
+	s.mu.Lock()
+	if err := ctx.Err(); err != nil {
+		// Every requester left while the slot came free.
+		s.mu.Unlock()
+		release()
+		return tlog.Record{}, tlog.Head{}, fmt.Errorf("fetch %s: %w: %w", mod, errBusy, err)
+	}
+	f.started = true
+	s.mu.Unlock()
+
+	// A flight that just ended, or another process sharing the store, may
+	// have logged the version since this lookup missed.
+	rec, head, err := s.log.Lookup(ctx, path, version)
+	if err == nil || !errors.Is(err, tlog.ErrNotFound) {
+		release()
+		return rec, head, err
+	}
+
+	start := time.Now()
+	text, err := s.fetcher.Fetch(ctx, path, version)
+	release()
+	elapsed := time.Since(start)
+	if err == nil {
+		if cerr := checkRecordText(path, version, text); cerr != nil {
+			err = fmt.Errorf("fetch %s: %w: %w", mod, errBadRecord, cerr)
+		}
+	}
+	switch {
+	case err == nil:
+		s.logger.InfoContext(ctx, "upstream fetch", "module", mod, "duration", elapsed)
+	case errors.Is(err, ErrNotFound) || errors.Is(err, ErrInvalid):
+		s.logger.InfoContext(ctx, "upstream fetch", "module", mod, "duration", elapsed, "err", err)
+	default:
+		s.logger.WarnContext(ctx, "upstream fetch", "module", mod, "duration", elapsed, "err", err)
+	}
+	if err != nil {
+		return tlog.Record{}, tlog.Head{}, err
+	}
+	rec, head, err = s.log.Append(ctx, path, version, text)
+	if err != nil && ctx.Err() != nil {
+		err = fmt.Errorf("append %s: %w: %w", mod, errSlowAppend, err)
+	}
+	return rec, head, err
+}
+
+// checkRecordText reports whether text is exactly the two go.sum lines of
+// path@version, with well-formed h1 hashes, and a valid record.
+func checkRecordText(path, version string, text []byte) error {
+	rest := string(text)
+	for _, suffix := range []string{"", "/go.mod"} {
+		prefix := path + " " + version + suffix + " h1:"
+		line, tail, ok := strings.Cut(rest, "\n")
+		if !ok || !strings.HasPrefix(line, prefix) {
+			return fmt.Errorf("want a line %q<hash>", prefix)
+		}
+		hash := strings.TrimPrefix(line, prefix)
+		if b, err := base64.StdEncoding.DecodeString(hash); err != nil || len(b) != 32 || base64.StdEncoding.EncodeToString(b) != hash {
+			return fmt.Errorf("malformed hash %q", hash)
+		}
+		rest = tail
+	}
+	if rest != "" {
+		return errors.New("more than two lines")
+	}
+	if _, err := xtlog.FormatRecord(0, text); err != nil {
+		return err
+	}
+	return nil
+}
+
+// ok writes a successful answer.
+func (s *Server) ok(w http.ResponseWriter, contentType, cacheControl string, body []byte) {
+	h := w.Header()
+	h.Set("Content-Type", contentType)
+	h.Set("Cache-Control", cacheControl)
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(http.StatusOK)
+	w.Write(body)
+}
+
+// fail answers a rejected request with one short printable line, which the
+// go command shows its user, and logs it.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, code int, cacheControl, msg string, err error) {
+	attrs := []any{"method", r.Method, "path", clip(r.URL.Path, 200), "status", code}
+	if err != nil {
+		attrs = append(attrs, "err", err)
+	}
+	s.logger.InfoContext(r.Context(), "request rejected", attrs...)
+	s.write(w, code, cacheControl, msg)
+}
+
+// internal answers 500 and logs err, which may tell about the server's
+// insides and so stays out of the answer.
+func (s *Server) internal(w http.ResponseWriter, r *http.Request, err error) {
+	s.logger.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", clip(r.URL.Path, 200), "status", http.StatusInternalServerError, "err", err)
+	s.write(w, http.StatusInternalServerError, cacheNone, "internal error")
+}
+
+func (s *Server) write(w http.ResponseWriter, code int, cacheControl, msg string) {
+	body := clip(msg, 400) + "\n"
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("Cache-Control", cacheControl)
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(code)
+	io.WriteString(w, body)
+}
+
+// clip returns s with every byte that is not printable ASCII replaced by '?',
+// shortened to at most n bytes by cutting out its middle (the reason for an
+// error is at its end, the module at its start).
+func clip(s string, n int) string {
+	if len(s) > n {
+		s = s[:n*2/3] + "..." + s[len(s)-(n-n*2/3-3):]
+	}
+	b := []byte(s)
+	for i, c := range b {
+		if c < 0x20 || c > 0x7e {
+			b[i] = '?'
+		}
+	}
+	return string(b)
+}
