@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -233,17 +234,26 @@ func startSumdb(t *testing.T, args ...string) (*sumdbProcess, error) {
 // stop interrupts the server and checks that it shuts down cleanly.
 func (p *sumdbProcess) stop() {
 	p.t.Helper()
-	if err := p.cmd.Process.Signal(os.Interrupt); err != nil && runtime.GOOS != "windows" {
-		p.t.Fatalf("interrupt sumdb serve: %v", err)
+	p.stopWith(os.Interrupt)
+}
+
+// stopWith sends sig to the server and checks that it shuts down cleanly.
+func (p *sumdbProcess) stopWith(sig os.Signal) {
+	p.t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil && runtime.GOOS != "windows" {
+		p.t.Fatalf("signal sumdb serve: %v", err)
 	}
 	select {
 	case <-p.exited:
 	case <-time.After(30 * time.Second):
 		p.cmd.Process.Kill()
-		p.t.Fatalf("sumdb serve did not stop within 30s of SIGINT")
+		p.t.Fatalf("sumdb serve did not stop within 30s of %v", sig)
 	}
 	if p.waitErr != nil && runtime.GOOS != "windows" {
-		p.t.Fatalf("sumdb serve exited with %v after SIGINT; stderr:\n%s", p.waitErr, p.stderr.String())
+		p.t.Fatalf("sumdb serve exited with %v after %v; stderr:\n%s", p.waitErr, sig, p.stderr.String())
+	}
+	if !strings.Contains(p.stderr.String(), "msg=stopped") {
+		p.t.Errorf("sumdb serve did not log its clean stop after %v; stderr:\n%s", sig, p.stderr.String())
 	}
 	if strings.Contains(p.stderr.String(), "DATA RACE") {
 		p.t.Errorf("sumdb serve reported a data race:\n%s", p.stderr.String())
@@ -346,7 +356,7 @@ func (e *goUser) run(dir, gosumdb string, args ...string) (string, error) {
 		"GOMODCACHE="+e.gomodcache,
 		"GOPROXY="+e.goproxy,
 		"GOSUMDB="+gosumdb,
-		"GONOSUMDB=", "GONOSUMCHECK=", "GOPRIVATE=", "GONOPROXY=", "GOINSECURE=",
+		"GONOSUMDB=", "GOPRIVATE=", "GONOPROXY=", "GOINSECURE=",
 		"GOFLAGS=-mod=mod -modcacherw", // -modcacherw: t.TempDir can remove the cache
 		"GOTOOLCHAIN=local",
 		"GOWORK=off",
@@ -704,7 +714,7 @@ func testEndToEnd(t *testing.T, newBackend func(t *testing.T) backend) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer srv4.stop()
+		defer srv4.stopWith(syscall.SIGTERM)
 		if srv4.vkey != srv.vkey {
 			t.Fatalf("the fork's verifier key is %q, want the first log's %q", srv4.vkey, srv.vkey)
 		}
