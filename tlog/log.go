@@ -117,7 +117,8 @@ func Open(ctx context.Context, s Store, cfg Config) (*Log, error) {
 	return l, nil
 }
 
-// Close stops the sequencer. Appends still queued fail with ErrClosed.
+// Close stops the sequencer. A batch being committed is finished; appends
+// still queued fail with ErrClosed.
 func (l *Log) Close() {
 	l.stop()
 	<-l.done
@@ -237,6 +238,15 @@ func (l *Log) Append(ctx context.Context, path, version string, text []byte) (Re
 	select {
 	case r := <-req.done:
 		return r.rec, r.head, r.err
+	case <-l.done:
+		// The sequencer stopped, and may have drained the queue before the
+		// request got into it: nobody will answer after this.
+		select {
+		case r := <-req.done:
+			return r.rec, r.head, r.err
+		default:
+			return Record{}, Head{}, ErrClosed
+		}
 	case <-ctx.Done():
 		return Record{}, Head{}, ctx.Err()
 	}
@@ -340,9 +350,10 @@ func (l *Log) drain() {
 	}
 }
 
-// commit appends one batch and answers its requests.
+// commit appends one batch and answers its requests. A batch that has
+// started is finished even if the log is closing: Close waits for it.
 func (l *Log) commit(ctx context.Context, batch []*request) {
-	ctx, cancel := context.WithTimeout(ctx, l.cfg.CommitTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.cfg.CommitTimeout)
 	defer cancel()
 
 	// One record per path@version; later requests for the same key share it.

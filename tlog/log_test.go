@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/mod/module"
 	"golang.org/x/mod/sumdb"
@@ -420,5 +421,42 @@ func TestPushback(t *testing.T) {
 	}
 	if got := l.Head().Size; got != int64(200-pushed) {
 		t.Fatalf("size %d, want %d appended", got, 200-pushed)
+	}
+}
+
+// TestAppendDuringClose closes a log while appends race into its queue: every
+// Append must return, answered or with ErrClosed, never hang.
+func TestAppendDuringClose(t *testing.T) {
+	ctx := context.Background()
+	s, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "sumdb.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	k := newKeys(t)
+	for round := range 20 {
+		l, err := tlog.Open(ctx, s, tlog.Config{Signer: k.signer, Verifier: k.verifier})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		for i := range 64 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				p, v, text := gosum(round*64 + i)
+				if _, _, err := l.Append(ctx, p, v, text); err != nil && !errors.Is(err, tlog.ErrClosed) {
+					t.Error(err)
+				}
+			}()
+		}
+		l.Close()
+		finished := make(chan struct{})
+		go func() { wg.Wait(); close(finished) }()
+		select {
+		case <-finished:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("round %d: Append still blocked 10s after Close", round)
+		}
 	}
 }
