@@ -1,0 +1,243 @@
+package sumdb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+)
+
+// A Remote is a checksum database reached over HTTP the way the go command
+// reaches one: at the URL given with its key, or through the first module
+// proxy that supports it (GOPROXY's /sumdb/<name>/ path), or else directly at
+// https://<name>. Every request is bounded and retried on server errors.
+type Remote struct {
+	// Key is the verifier key, and Verifier its parsed form.
+	Key      string
+	Verifier note.Verifier
+	// Base is the URL that the paths "latest", "lookup/..." and "tile/..."
+	// are resolved against, without a trailing slash.
+	Base string
+
+	client  *http.Client
+	retries int
+	logger  *slog.Logger
+}
+
+// RemoteConfig configures OpenRemote.
+type RemoteConfig struct {
+	// GOSUMDB names the database as the go command's GOSUMDB does:
+	// "<verifier key> [URL]", or the name of a database whose key the go
+	// command knows. "off" is refused.
+	GOSUMDB string
+	// GOPROXY is the proxy list searched for a proxy that serves the
+	// database when GOSUMDB gives no URL.
+	GOPROXY string
+	// GOROOT is the Go installation whose go command's table of known
+	// database keys resolves a bare name (the caller's `go env GOROOT`).
+	GOROOT string
+	// Client is the HTTP client. Default: one with a 30s timeout per request.
+	Client *http.Client
+	// Retries is how often a request failing with a 5xx status or a
+	// network error is retried, with exponential backoff. Default 4.
+	Retries int
+	// Logger receives one line per retried request. Default: discard.
+	Logger *slog.Logger
+}
+
+// maxRemoteBody bounds any response of a checksum database: a full tile is
+// 8 KiB of hashes, a data tile 256 records; a lookup, one record and a note.
+const maxRemoteBody = 4 << 20
+
+// OpenRemote resolves cfg.GOSUMDB to a Remote. Finding the URL may ask the
+// proxies in cfg.GOPROXY whether they serve the database.
+func OpenRemote(ctx context.Context, cfg RemoteConfig) (*Remote, error) {
+	if cfg.Client == nil {
+		cfg.Client = &http.Client{Timeout: 30 * time.Second}
+	}
+	if cfg.Retries == 0 {
+		cfg.Retries = 4
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	fields := strings.Fields(cfg.GOSUMDB)
+	switch {
+	case len(fields) == 0:
+		return nil, errors.New("no checksum database named: set GOSUMDB or give --sumdb \"<verifier key> [URL]\"")
+	case len(fields) > 2:
+		return nil, fmt.Errorf("invalid GOSUMDB %q: too many fields (want \"<verifier key> [URL]\")", cfg.GOSUMDB)
+	case fields[0] == "off":
+		return nil, errors.New("the checksum database is disabled (GOSUMDB=off): name one with --sumdb \"<verifier key> [URL]\"")
+	}
+	key := fields[0]
+	if !strings.Contains(key, "+") {
+		known, err := knownKey(cfg.GOROOT, key)
+		if err != nil {
+			return nil, err
+		}
+		key = known
+	}
+	v, err := note.NewVerifier(key)
+	if err != nil {
+		return nil, fmt.Errorf("invalid checksum database key %q: %w", key, err)
+	}
+	r := &Remote{Key: key, Verifier: v, client: cfg.Client, retries: cfg.Retries, logger: cfg.Logger}
+	name := v.Name()
+	if u, err := url.Parse("https://" + name); err != nil || u.Host == "" || u.Path != strings.TrimSuffix(u.Path, "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return nil, fmt.Errorf("invalid checksum database name %q: must be host[/path]", name)
+	}
+	if len(fields) == 2 {
+		u, err := url.Parse(fields[1])
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("invalid checksum database URL %q: want http:// or https://", fields[1])
+		}
+		r.Base = strings.TrimSuffix(fields[1], "/")
+		return r, nil
+	}
+	base, err := r.discover(ctx, cfg.GOPROXY, name)
+	if err != nil {
+		return nil, err
+	}
+	r.Base = base
+	return r, nil
+}
+
+// discover finds how to reach database name as the go command does (see
+// "Proxying a checksum database" in the sumdb design): the first proxy whose
+// <proxy>/sumdb/<name>/supported answers 200 serves it; 404 or 410, or any
+// error after a "|", moves on; "direct", "off" or the end of the list mean
+// https://<name> itself. Any other answer is an error.
+func (r *Remote) discover(ctx context.Context, proxies, name string) (string, error) {
+	for proxies != "" {
+		var entry, sep string
+		if i := strings.IndexAny(proxies, ",|"); i >= 0 {
+			entry, sep, proxies = proxies[:i], proxies[i:i+1], proxies[i+1:]
+		} else {
+			entry, proxies = proxies, ""
+		}
+		entry = strings.TrimSpace(entry)
+		if entry == "" {
+			continue
+		}
+		if entry == "direct" || entry == "off" {
+			break
+		}
+		base := strings.TrimSuffix(entry, "/") + "/sumdb/" + name
+		_, err := r.get(ctx, base+"/supported", 0)
+		if err == nil {
+			return base, nil
+		}
+		if errors.Is(err, ErrNotFound) || sep == "|" {
+			continue
+		}
+		return "", fmt.Errorf("ask proxy whether it serves checksum database %s: %w", name, err)
+	}
+	return "https://" + name, nil
+}
+
+// knownKeyRE matches an entry of the go command's table of known keys.
+var knownKeyRE = regexp.MustCompile(`"([^"\s]+)":\s*"([^"\s]+\+[0-9a-f]{8}\+[A-Za-z0-9+/=]+)"`)
+
+// knownKey returns the verifier key the go command of the Go installation at
+// goroot knows for database name. The key is read from that go command's
+// own source, so that this program trusts exactly what the user's go
+// command trusts and names no database itself.
+func knownKey(goroot, name string) (string, error) {
+	if goroot == "" {
+		return "", fmt.Errorf("GOSUMDB=%s gives no key, and no Go installation was given to look it up in: give the full verifier key", name)
+	}
+	file := filepath.Join(goroot, "src", "cmd", "go", "internal", "modfetch", "key.go")
+	src, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("GOSUMDB=%s gives no key, and the go command's table of known keys is not readable (%v): give the full verifier key", name, err)
+	}
+	for _, m := range knownKeyRE.FindAllStringSubmatch(string(src), -1) {
+		if m[1] == name {
+			return m[2], nil
+		}
+	}
+	return "", fmt.Errorf("GOSUMDB=%s: the go command knows no key for that name: give the full verifier key", name)
+}
+
+// Get fetches path ("latest", "lookup/...", "tile/...") from the database.
+// A 404 or 410 is an error wrapping ErrNotFound with the server's reason;
+// after retries, a 5xx or network failure is an error wrapping ErrUpstream.
+func (r *Remote) Get(ctx context.Context, path string) ([]byte, error) {
+	return r.get(ctx, r.Base+"/"+path, r.retries)
+}
+
+func (r *Remote) get(ctx context.Context, u string, retries int) ([]byte, error) {
+	backoff := 200 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		body, retry, err := r.getOnce(ctx, u)
+		if err == nil || !retry || attempt >= retries || ctx.Err() != nil {
+			return body, err
+		}
+		pause := backoff + time.Duration(rand.Int64N(int64(backoff)))
+		r.logger.InfoContext(ctx, "retrying checksum database request", "url", u, "attempt", attempt+1, "pause", pause, "err", err)
+		select {
+		case <-time.After(pause):
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: GET %s: %w", ErrUpstream, u, ctx.Err())
+		}
+		backoff = min(2*backoff, 10*time.Second)
+	}
+}
+
+// getOnce makes one request and says whether a failure is worth retrying.
+func (r *Remote) getOnce(ctx context.Context, u string) (body []byte, retry bool, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, false, fmt.Errorf("GET %s: %w", u, err)
+	}
+	resp, err := r.client.Do(req)
+	if err != nil {
+		return nil, true, fmt.Errorf("%w: GET %s: %w", ErrUpstream, u, err)
+	}
+	defer resp.Body.Close()
+	body, err = io.ReadAll(io.LimitReader(resp.Body, maxRemoteBody+1))
+	if err != nil {
+		return nil, true, fmt.Errorf("%w: GET %s: read body: %w", ErrUpstream, u, err)
+	}
+	if len(body) > maxRemoteBody {
+		return nil, false, fmt.Errorf("%w: GET %s: response larger than %d bytes", ErrUpstream, u, maxRemoteBody)
+	}
+	switch {
+	case resp.StatusCode == http.StatusOK:
+		return body, false, nil
+	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone:
+		return nil, false, fmt.Errorf("%w: %s", ErrNotFound, reason(body, resp.Status))
+	case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests:
+		return nil, true, fmt.Errorf("%w: GET %s: %s", ErrUpstream, u, reason(body, resp.Status))
+	default:
+		return nil, false, fmt.Errorf("%w: GET %s: %s", ErrUpstream, u, reason(body, resp.Status))
+	}
+}
+
+// reason returns the first line of a text error body if it is short and
+// printable, else the HTTP status.
+func reason(body []byte, status string) string {
+	line, _, _ := strings.Cut(string(body), "\n")
+	line = strings.TrimSpace(line)
+	if line == "" || len(line) > 200 {
+		return status
+	}
+	for _, c := range line {
+		if c < 0x20 || c == 0x7f {
+			return status
+		}
+	}
+	return line
+}
