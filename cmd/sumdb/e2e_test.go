@@ -37,6 +37,9 @@ import (
 // testBinDir holds the binaries built by the tests; TestMain removes it.
 var testBinDir string
 
+// pkgDir is the directory of this package, where the tests started.
+var pkgDir string
+
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "sumdb-test-bin-")
 	if err != nil {
@@ -44,6 +47,10 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	testBinDir = dir
+	if pkgDir, err = os.Getwd(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
@@ -70,7 +77,9 @@ func sumdbBinary(t *testing.T) string {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		defer cancel()
-		out, err := exec.CommandContext(ctx, goCommand(t), append(args, ".")...).CombinedOutput()
+		cmd := exec.CommandContext(ctx, goCommand(t), append(args, ".")...)
+		cmd.Dir = pkgDir // whatever the current directory of the test
+		out, err := cmd.CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
 		}

@@ -176,7 +176,7 @@ func openStore(ctx context.Context, cfg *ServeConfig) (tlog.Store, string, error
 		st, err := store.OpenPostgres(ctx, cfg.DatabaseURL)
 		if err != nil {
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return nil, "", fmt.Errorf("%w (no answer within %v: check --database-url and that the database is running)", err, connectTimeout)
+				return nil, "", fmt.Errorf("%w (no answer within %v)", err, connectTimeout)
 			}
 			return nil, "", err
 		}

@@ -42,6 +42,27 @@ func TestServeStartErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { busy.Close() })
+	// A database that accepts connections and never answers.
+	mute, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { mute.Close() })
+	go func() {
+		var conns []net.Conn
+		defer func() {
+			for _, c := range conns {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := mute.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c)
+		}
+	}()
 
 	tests := []struct {
 		name   string
@@ -64,6 +85,14 @@ func TestServeStartErrors(t *testing.T) {
 			status: 1,
 			want:   []string{"127.0.0.1", "nowhere"},
 			secret: "hunter2",
+		},
+		{
+			name: "silent database",
+			setup: func(*testing.T, string) []string {
+				return []string{"--database-url", "postgres://postgres@" + mute.Addr().String() + "/silent?sslmode=disable"}
+			},
+			status: 1,
+			want:   []string{"no answer within 10s"},
 		},
 		{
 			name: "key readable by others",
