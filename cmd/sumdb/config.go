@@ -137,19 +137,24 @@ func loadServeConfig(ctx context.Context, fs *pflag.FlagSet, goEnv goEnvFunc) (*
 		}
 	}
 
-	// where names the place a setting's value came from, for error messages.
-	where := func(key string) string {
+	// source names the place a setting's value came from, for error
+	// messages, and reports whether the user set it.
+	source := func(key string) (where string, set bool) {
 		if f := fs.Lookup(key); f != nil && f.Changed {
-			return "--" + key
+			return "--" + key, true
 		}
 		// Viper ignores empty environment variables, and so does this.
 		if val, ok := os.LookupEnv(envName(key)); ok && val != "" {
-			return envName(key)
+			return envName(key), true
 		}
 		if cfg.ConfigFile != "" && v.InConfig(key) {
-			return fmt.Sprintf("%s in %s", key, cfg.ConfigFile)
+			return fmt.Sprintf("%s in %s", key, cfg.ConfigFile), true
 		}
-		return "the default --" + key
+		return "the default --" + key, false
+	}
+	where := func(key string) string {
+		w, _ := source(key)
+		return w
 	}
 	// bad returns the error for an invalid value of key: a usage error if
 	// it came from the command line.
@@ -203,7 +208,7 @@ func loadServeConfig(ctx context.Context, fs *pflag.FlagSet, goEnv goEnvFunc) (*
 	if err := checkName(cfg.Name); err != nil {
 		return nil, bad("name", "%v", err)
 	}
-	cfg.NameSet = where("name") != "the default --name"
+	_, cfg.NameSet = source("name")
 
 	if cfg.Upstream, err = str("upstream"); err != nil {
 		return nil, err
