@@ -20,40 +20,43 @@ var rangeFactory = &compact.RangeFactory{Hash: func(left, right []byte) []byte {
 	return h[:]
 }}
 
-// An edge is the right edge of the tree: all a writer needs to append.
+// An Edge is the right edge of a tree: all a writer needs to append to it,
+// and all a verifier needs to recompute tiles and roots from records.
 // It is the compact range [0, size) (one hash per set bit of size) and, at each
 // tile level, the content of the last tile if it is partial. It never holds more
 // than a few kilobytes whatever the size of the log.
-type edge struct {
+type Edge struct {
 	rng     *compact.Range
 	partial [][]byte // partial[L]: hashes of the last tile of level L, fewer than TileWidth
 }
 
-func newEdge() *edge {
-	return &edge{rng: rangeFactory.NewEmptyRange(0)}
+// NewEdge returns the edge of the empty tree.
+func NewEdge() *Edge {
+	return &Edge{rng: rangeFactory.NewEmptyRange(0)}
 }
 
-func (e *edge) size() int64 { return int64(e.rng.End()) }
+// Size returns the number of records in the tree.
+func (e *Edge) Size() int64 { return int64(e.rng.End()) }
 
-// clone returns a deep copy of e, so that a batch can be computed without
+// Clone returns a deep copy of e, so that a batch can be computed without
 // touching the edge until the batch has committed.
-func (e *edge) clone() *edge {
+func (e *Edge) Clone() *Edge {
 	hashes := make([][]byte, len(e.rng.Hashes()))
 	copy(hashes, e.rng.Hashes()) // the hashes themselves are never modified in place
 	rng, err := rangeFactory.NewRange(0, e.rng.End(), hashes)
 	if err != nil {
 		panic(fmt.Sprintf("clone compact range: %v", err)) // the range was valid a moment ago
 	}
-	c := &edge{rng: rng, partial: make([][]byte, len(e.partial))}
+	c := &Edge{rng: rng, partial: make([][]byte, len(e.partial))}
 	for i, p := range e.partial {
 		c.partial[i] = append([]byte(nil), p...)
 	}
 	return c
 }
 
-// append adds the leaf hashes of new records to e and returns the tiles whose
+// Append adds the leaf hashes (xtlog.RecordHash of each record text) of new records to e and returns the tiles whose
 // content changed, each with its whole new content, ordered by level and index.
-func (e *edge) append(leaves []xtlog.Hash) []Tile {
+func (e *Edge) Append(leaves []xtlog.Hash) []Tile {
 	var full []Tile
 	touched := make(map[int]bool)
 	visit := func(id compact.NodeID, hash []byte) {
@@ -88,8 +91,8 @@ func (e *edge) append(leaves []xtlog.Hash) []Tile {
 		}
 		if touched[level] && len(e.partial[level]) > 0 {
 			n := int64(len(e.partial[level]) / xtlog.HashSize)
-			index := (e.size() >> (uint(level) * TileHeight)) / TileWidth
-			if (e.size()>>(uint(level)*TileHeight))%TileWidth != n {
+			index := (e.Size() >> (uint(level) * TileHeight)) / TileWidth
+			if (e.Size()>>(uint(level)*TileHeight))%TileWidth != n {
 				panic("partial tile out of step with the tree size")
 			}
 			tiles = append(tiles, Tile{Level: level, Index: index, Hashes: append([]byte(nil), e.partial[level]...)})
@@ -98,22 +101,22 @@ func (e *edge) append(leaves []xtlog.Hash) []Tile {
 	return tiles
 }
 
-// root returns the root hash of the tree the edge ends. The tree must not be empty.
-func (e *edge) root() xtlog.Hash {
+// Root returns the root hash of the tree the edge ends. The tree must not be empty.
+func (e *Edge) Root() xtlog.Hash {
 	h, err := e.rng.GetRootHash(nil)
 	if err != nil || len(h) != xtlog.HashSize {
-		panic(fmt.Sprintf("root of compact range of size %d: %v", e.size(), err))
+		panic(fmt.Sprintf("root of compact range of size %d: %v", e.Size(), err))
 	}
 	return xtlog.Hash(h)
 }
 
-// loadEdge reads the right edge of the tree of head from s, proving every hash
+// LoadEdge reads the right edge of the tree of head from s, proving every hash
 // it reads against head.Hash with x/mod's tile hash reader: a store whose tiles
 // do not reproduce the signed root is refused.
-func loadEdge(ctx context.Context, s Store, head Head) (*edge, error) {
+func LoadEdge(ctx context.Context, s Store, head Head) (*Edge, error) {
 	n := head.Size
 	if n == 0 {
-		return newEdge(), nil
+		return NewEdge(), nil
 	}
 	var indexes []int64
 	// The compact range: one perfect subtree per set bit of n, largest first.
@@ -149,7 +152,7 @@ func loadEdge(ctx context.Context, s Store, head Head) (*edge, error) {
 	if err != nil {
 		return nil, fmt.Errorf("rebuild right edge of tree %d: %w", n, err)
 	}
-	e := &edge{rng: rng, partial: make([][]byte, len(widths))}
+	e := &Edge{rng: rng, partial: make([][]byte, len(widths))}
 	rest := hashes[nodes:]
 	for level, w := range widths {
 		for _, h := range rest[:w] {
@@ -157,7 +160,7 @@ func loadEdge(ctx context.Context, s Store, head Head) (*edge, error) {
 		}
 		rest = rest[w:]
 	}
-	if got := e.root(); got != head.Hash {
+	if got := e.Root(); got != head.Hash {
 		return nil, fmt.Errorf("right edge of tree %d gives root %v, signed head says %v", n, got, head.Hash)
 	}
 	return e, nil

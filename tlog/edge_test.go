@@ -43,7 +43,7 @@ func leafHash(i int64) xtlog.Hash {
 // exactly the ones xtlog.NewTiles says a publisher must write.
 func TestEdgeMatchesReference(t *testing.T) {
 	ref := &refTree{}
-	e := newEdge()
+	e := NewEdge()
 	rnd := rand.New(rand.NewPCG(1, 2))
 	batches := []int{1, 1, 253, 1, 1, 1, 254, 256, 512, 3, 65000, 1, 1}
 	for len(batches) < 60 {
@@ -56,15 +56,15 @@ func TestEdgeMatchesReference(t *testing.T) {
 			leaves[i] = leafHash(old + int64(i))
 			ref.add(leaves[i])
 		}
-		tiles := e.append(leaves)
-		if e.size() != ref.n {
-			t.Fatalf("size = %d, want %d", e.size(), ref.n)
+		tiles := e.Append(leaves)
+		if e.Size() != ref.n {
+			t.Fatalf("size = %d, want %d", e.Size(), ref.n)
 		}
 		want, err := xtlog.TreeHash(ref.n, ref)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := e.root(); got != want {
+		if got := e.Root(); got != want {
 			t.Fatalf("root(%d) = %v, want %v", ref.n, got, want)
 		}
 		wantTiles := xtlog.NewTiles(TileHeight, old, ref.n)
@@ -107,23 +107,23 @@ func (m *memTiles) ReadTile(_ context.Context, level int, index int64) ([]byte, 
 func TestLoadEdge(t *testing.T) {
 	for _, n := range []int64{1, 2, 255, 256, 257, 511, 65535, 65536, 65537, 70000} {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
-			e := newEdge()
+			e := NewEdge()
 			m := &memTiles{tiles: make(map[[2]int64][]byte)}
 			leaves := make([]xtlog.Hash, n)
 			for i := range leaves {
 				leaves[i] = leafHash(int64(i))
 			}
-			for _, tile := range e.append(leaves) {
+			for _, tile := range e.Append(leaves) {
 				m.tiles[[2]int64{int64(tile.Level), tile.Index}] = tile.Hashes
 			}
-			head := Head{Size: n, Hash: e.root()}
-			got, err := loadEdge(context.Background(), m, head)
+			head := Head{Size: n, Hash: e.Root()}
+			got, err := LoadEdge(context.Background(), m, head)
 			if err != nil {
 				t.Fatal(err)
 			}
 			more := []xtlog.Hash{leafHash(n), leafHash(n + 1)}
-			t1, t2 := e.append(more), got.append(more)
-			if e.root() != got.root() || fmt.Sprint(t1) != fmt.Sprint(t2) {
+			t1, t2 := e.Append(more), got.Append(more)
+			if e.Root() != got.Root() || fmt.Sprint(t1) != fmt.Sprint(t2) {
 				t.Fatalf("loaded edge diverges from the original after appending")
 			}
 
@@ -136,7 +136,7 @@ func TestLoadEdge(t *testing.T) {
 			bad := append([]byte(nil), m.tiles[key]...)
 			bad[len(bad)-1] ^= 1
 			m.tiles[key] = bad
-			if _, err := loadEdge(context.Background(), m, head); err == nil {
+			if _, err := LoadEdge(context.Background(), m, head); err == nil {
 				t.Fatalf("loadEdge accepted a corrupted tile")
 			}
 		})

@@ -61,7 +61,7 @@ type Log struct {
 	stop  context.CancelFunc
 	done  chan struct{} // closed when the sequencer has stopped
 
-	edge *edge // owned by the sequencer; nil when it must be reloaded from the store
+	edge *Edge // owned by the sequencer; nil when it must be reloaded from the store
 }
 
 type request struct {
@@ -107,7 +107,7 @@ func Open(ctx context.Context, s Store, cfg Config) (*Log, error) {
 	if err != nil {
 		return nil, err
 	}
-	if l.edge, err = loadEdge(ctx, s, head); err != nil {
+	if l.edge, err = LoadEdge(ctx, s, head); err != nil {
 		return nil, fmt.Errorf("open log: %w", err)
 	}
 	l.head.Store(&head)
@@ -467,7 +467,7 @@ func (l *Log) reload(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	e, err := loadEdge(ctx, l.store, h)
+	e, err := LoadEdge(ctx, l.store, h)
 	if err != nil {
 		return err
 	}
@@ -478,9 +478,9 @@ func (l *Log) reload(ctx context.Context) error {
 
 // prepare computes the batch appending recs to the sequencer's edge, and the
 // edge after it, without changing the current edge.
-func (l *Log) prepare(recs []Record) (*Batch, *edge, error) {
-	next := l.edge.clone()
-	old := next.size()
+func (l *Log) prepare(recs []Record) (*Batch, *Edge, error) {
+	next := l.edge.Clone()
+	old := next.Size()
 	b := &Batch{OldSize: old, Records: make([]Record, len(recs))}
 	leaves := make([]xtlog.Hash, len(recs))
 	for i, r := range recs {
@@ -488,8 +488,8 @@ func (l *Log) prepare(recs []Record) (*Batch, *edge, error) {
 		b.Records[i] = r
 		leaves[i] = xtlog.RecordHash(r.Text)
 	}
-	b.Tiles = next.append(leaves)
-	tree := xtlog.Tree{N: next.size(), Hash: next.root()}
+	b.Tiles = next.Append(leaves)
+	tree := xtlog.Tree{N: next.Size(), Hash: next.Root()}
 	msg, err := note.Sign(&note.Note{Text: string(xtlog.FormatTree(tree))}, l.cfg.Signer)
 	if err != nil {
 		return nil, nil, fmt.Errorf("sign tree head %d: %w", tree.N, err)
