@@ -129,6 +129,13 @@ func (l *Log) Close() {
 // signed.
 func (l *Log) Head() Head { return *l.head.Load() }
 
+// Ready reports whether the store answers and holds a head signed by the
+// log's key: the log can serve and append.
+func (l *Log) Ready(ctx context.Context) error {
+	_, err := l.readHead(ctx)
+	return err
+}
+
 // Verifier returns the verifier of the log's heads.
 func (l *Log) Verifier() note.Verifier { return l.cfg.Verifier }
 

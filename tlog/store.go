@@ -71,6 +71,11 @@ var ErrConflict = errors.New("tree head changed under the append")
 // ErrNotFound is returned by Store reads for a record or tile that is not stored.
 var ErrNotFound = errors.New("not found")
 
+// ErrUnavailable marks an error of a store that cannot be reached (database
+// down, connection refused or lost, timeout): the operation may succeed if
+// retried later. Callers answer "try again later" (503), never "not found".
+var ErrUnavailable = errors.New("store unavailable")
+
 // A DuplicateError is returned by Store.Append when some of the batch's
 // records already exist (by path and version). Nothing is written.
 type DuplicateError struct {
