@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -128,7 +129,8 @@ func (p *Postgres) Close() error {
 const readHeadQuery = `SELECT size, hash, note FROM head`
 
 // ReadHead returns the current head, or a zero Head if none was stored.
-func (p *Postgres) ReadHead(ctx context.Context) (tlog.Head, error) {
+func (p *Postgres) ReadHead(ctx context.Context) (_ tlog.Head, err error) {
+	defer markUnavailable(&err, pgUnavailable)
 	var size int64
 	var hash, note []byte
 	if err := p.pool.QueryRow(ctx, readHeadQuery).Scan(&size, &hash, &note); err != nil {
@@ -175,7 +177,8 @@ const (
 // Append commits b, as documented by tlog.Store. The records go in with one
 // statement (unnest of arrays), the tiles with another, and all statements
 // after the head lock are sent in one round trip.
-func (p *Postgres) Append(ctx context.Context, b *tlog.Batch) error {
+func (p *Postgres) Append(ctx context.Context, b *tlog.Batch) (err error) {
+	defer markUnavailable(&err, pgUnavailable)
 	if err := checkBatch(b); err != nil {
 		return err
 	}
@@ -266,12 +269,19 @@ func (p *Postgres) Append(ctx context.Context, b *tlog.Batch) error {
 		return fmt.Errorf("append [%d, %d): %w", lo, hi, err)
 	}
 	// Commit even if ctx ends now: a commit cut short by the context leaves
-	// the caller unsure whether the batch is stored.
-	if err := tx.Commit(context.WithoutCancel(ctx)); err != nil {
+	// the caller unsure whether the batch is stored. But not for ever: a
+	// server that stopped answering must not hold the caller.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitGrace)
+	defer cancel()
+	if err := tx.Commit(cctx); err != nil {
 		return fmt.Errorf("append [%d, %d): commit: %w", lo, hi, err)
 	}
 	return nil
 }
+
+// commitGrace bounds the commit of an append, which goes on after the
+// caller's context ends.
+const commitGrace = 10 * time.Second
 
 const existingTextsQuery = `SELECT text FROM records WHERE key = ANY($1::bytea[])`
 
@@ -328,10 +338,11 @@ const lookupQuery = `SELECT id, text FROM records WHERE key = $1`
 
 // Lookup returns the record of path@version, or an error wrapping
 // tlog.ErrNotFound.
-func (p *Postgres) Lookup(ctx context.Context, path, version string) (tlog.Record, error) {
+func (p *Postgres) Lookup(ctx context.Context, path, version string) (_ tlog.Record, err error) {
+	defer markUnavailable(&err, pgUnavailable)
 	var id int64
 	var text []byte
-	err := p.pool.QueryRow(ctx, lookupQuery, recordKey(path, version)).Scan(&id, &text)
+	err = p.pool.QueryRow(ctx, lookupQuery, recordKey(path, version)).Scan(&id, &text)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return tlog.Record{}, fmt.Errorf("lookup %s@%s: %w", path, version, tlog.ErrNotFound)
 	}
@@ -359,7 +370,8 @@ const readRecordsQuery = `SELECT id, text FROM records WHERE id >= $1 AND id < $
 
 // ReadRecords returns the records with IDs [start, start+n), fewer if the log
 // ends before.
-func (p *Postgres) ReadRecords(ctx context.Context, start int64, n int) ([]tlog.Record, error) {
+func (p *Postgres) ReadRecords(ctx context.Context, start int64, n int) (_ []tlog.Record, err error) {
+	defer markUnavailable(&err, pgUnavailable)
 	end, err := recordRange(start, n)
 	if err != nil || end == start {
 		return nil, err
@@ -411,9 +423,10 @@ const readTileQuery = `SELECT hashes FROM tiles WHERE level = $1 AND idx = $2`
 
 // ReadTile returns the stored content of hash tile (level, index), or an error
 // wrapping tlog.ErrNotFound.
-func (p *Postgres) ReadTile(ctx context.Context, level int, index int64) ([]byte, error) {
+func (p *Postgres) ReadTile(ctx context.Context, level int, index int64) (_ []byte, err error) {
+	defer markUnavailable(&err, pgUnavailable)
 	var hashes []byte
-	err := p.pool.QueryRow(ctx, readTileQuery, level, index).Scan(&hashes)
+	err = p.pool.QueryRow(ctx, readTileQuery, level, index).Scan(&hashes)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("read tile %d/%d: %w", level, index, tlog.ErrNotFound)
 	}
@@ -426,7 +439,8 @@ func (p *Postgres) ReadTile(ctx context.Context, level int, index int64) ([]byte
 const readHeadsQuery = `SELECT size, hash, note FROM heads WHERE size >= $1 AND size <= $2 ORDER BY size`
 
 // ReadHeads returns the signed heads of sizes in [lo, hi], in increasing size.
-func (p *Postgres) ReadHeads(ctx context.Context, lo, hi int64) ([]tlog.Head, error) {
+func (p *Postgres) ReadHeads(ctx context.Context, lo, hi int64) (_ []tlog.Head, err error) {
+	defer markUnavailable(&err, pgUnavailable)
 	if lo > hi {
 		return nil, nil
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
+	"time"
 
 	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
 
@@ -30,18 +31,30 @@ var _ tlog.Store = (*SQLite)(nil)
 
 // sqliteOptions configure every connection: WAL, so that reads run during an
 // append; synchronous=FULL, so that a committed append survives a power
-// loss, not just a crash of the process; a lock wait of up to 10 s for
-// another process; and BEGIN IMMEDIATE for every transaction (_txlock), so
-// that the write lock is taken before the head is read.
-const sqliteOptions = "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_txlock=immediate"
+// loss, not just a crash of the process; BEGIN IMMEDIATE for every
+// transaction (_txlock), so that the write lock is taken before the head is
+// read; and recursive_triggers, without which INSERT OR REPLACE would remove
+// rows without firing the triggers that keep the log append-only. The lock
+// wait (busy_timeout) is added by OpenSQLite.
+const sqliteOptions = "_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=recursive_triggers(1)&_txlock=immediate"
+
+// sqliteBusyTimeout is how long a statement waits for another process's
+// lock before it fails with SQLITE_BUSY (which the store reports as
+// tlog.ErrUnavailable).
+const sqliteBusyTimeout = 10 * time.Second
 
 // OpenSQLite opens the SQLite database file at path, creating it if needed,
 // and brings its schema up to date. The directory of path must exist.
 func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
+	return openSQLiteBusy(ctx, path, sqliteBusyTimeout)
+}
+
+// openSQLiteBusy is OpenSQLite with a lock wait of busy instead of the default.
+func openSQLiteBusy(ctx context.Context, path string, busy time.Duration) (*SQLite, error) {
 	if path == "" || strings.Contains(path, "?") || strings.HasPrefix(path, "file:") {
 		return nil, fmt.Errorf("open sqlite %q: want a file path without \"?\" and not starting with \"file:\"", path)
 	}
-	db, err := sql.Open("sqlite", path+"?"+sqliteOptions)
+	db, err := sql.Open("sqlite", fmt.Sprintf("%s?_pragma=busy_timeout(%d)&%s", path, busy.Milliseconds(), sqliteOptions))
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
@@ -77,6 +90,13 @@ func (s *SQLite) check(ctx context.Context) error {
 	}
 	if sync != 2 { // FULL
 		return fmt.Errorf("synchronous mode is %d, want 2 (FULL)", sync)
+	}
+	var recursive int
+	if err := s.db.QueryRowContext(ctx, "PRAGMA recursive_triggers").Scan(&recursive); err != nil {
+		return fmt.Errorf("read recursive_triggers: %w", err)
+	}
+	if recursive != 1 {
+		return fmt.Errorf("recursive_triggers is %d, want 1", recursive)
 	}
 	return nil
 }
@@ -141,7 +161,8 @@ func (s *SQLite) Close() error {
 const sqliteReadHeadQuery = `SELECT size, hash, note FROM head`
 
 // ReadHead returns the current head, or a zero Head if none was stored.
-func (s *SQLite) ReadHead(ctx context.Context) (tlog.Head, error) {
+func (s *SQLite) ReadHead(ctx context.Context) (_ tlog.Head, err error) {
+	defer markUnavailable(&err, sqliteUnavailable)
 	var size int64
 	var hash, note []byte
 	if err := s.db.QueryRowContext(ctx, sqliteReadHeadQuery).Scan(&size, &hash, &note); err != nil {
@@ -177,7 +198,8 @@ const (
 
 // Append commits b, as documented by tlog.Store, in one BEGIN IMMEDIATE
 // transaction with a prepared statement per table.
-func (s *SQLite) Append(ctx context.Context, b *tlog.Batch) error {
+func (s *SQLite) Append(ctx context.Context, b *tlog.Batch) (err error) {
+	defer markUnavailable(&err, sqliteUnavailable)
 	if err := checkBatch(b); err != nil {
 		return err
 	}
@@ -292,10 +314,11 @@ const sqliteLookupQuery = `SELECT id, text FROM records WHERE key = $1`
 
 // Lookup returns the record of path@version, or an error wrapping
 // tlog.ErrNotFound.
-func (s *SQLite) Lookup(ctx context.Context, path, version string) (tlog.Record, error) {
+func (s *SQLite) Lookup(ctx context.Context, path, version string) (_ tlog.Record, err error) {
+	defer markUnavailable(&err, sqliteUnavailable)
 	var id int64
 	var text []byte
-	err := s.db.QueryRowContext(ctx, sqliteLookupQuery, recordKey(path, version)).Scan(&id, &text)
+	err = s.db.QueryRowContext(ctx, sqliteLookupQuery, recordKey(path, version)).Scan(&id, &text)
 	if errors.Is(err, sql.ErrNoRows) {
 		return tlog.Record{}, fmt.Errorf("lookup %s@%s: %w", path, version, tlog.ErrNotFound)
 	}
@@ -309,7 +332,8 @@ const sqliteReadRecordsQuery = `SELECT id, text FROM records WHERE id >= $1 AND 
 
 // ReadRecords returns the records with IDs [start, start+n), fewer if the log
 // ends before.
-func (s *SQLite) ReadRecords(ctx context.Context, start int64, n int) ([]tlog.Record, error) {
+func (s *SQLite) ReadRecords(ctx context.Context, start int64, n int) (_ []tlog.Record, err error) {
+	defer markUnavailable(&err, sqliteUnavailable)
 	end, err := recordRange(start, n)
 	if err != nil || end == start {
 		return nil, err
@@ -340,9 +364,10 @@ const sqliteReadTileQuery = `SELECT hashes FROM tiles WHERE level = $1 AND idx =
 
 // ReadTile returns the stored content of hash tile (level, index), or an error
 // wrapping tlog.ErrNotFound.
-func (s *SQLite) ReadTile(ctx context.Context, level int, index int64) ([]byte, error) {
+func (s *SQLite) ReadTile(ctx context.Context, level int, index int64) (_ []byte, err error) {
+	defer markUnavailable(&err, sqliteUnavailable)
 	var hashes []byte
-	err := s.db.QueryRowContext(ctx, sqliteReadTileQuery, level, index).Scan(&hashes)
+	err = s.db.QueryRowContext(ctx, sqliteReadTileQuery, level, index).Scan(&hashes)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("read tile %d/%d: %w", level, index, tlog.ErrNotFound)
 	}
@@ -355,7 +380,8 @@ func (s *SQLite) ReadTile(ctx context.Context, level int, index int64) ([]byte, 
 const sqliteReadHeadsQuery = `SELECT size, hash, note FROM heads WHERE size >= $1 AND size <= $2 ORDER BY size`
 
 // ReadHeads returns the signed heads of sizes in [lo, hi], in increasing size.
-func (s *SQLite) ReadHeads(ctx context.Context, lo, hi int64) ([]tlog.Head, error) {
+func (s *SQLite) ReadHeads(ctx context.Context, lo, hi int64) (_ []tlog.Head, err error) {
+	defer markUnavailable(&err, sqliteUnavailable)
 	if lo > hi {
 		return nil, nil
 	}

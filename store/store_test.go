@@ -211,23 +211,57 @@ func TestOpenPostgresUnreachable(t *testing.T) {
 }
 
 // TestAppendOnly checks that the database itself refuses to change or
-// remove records and heads.
+// remove records, heads and tiles, to move the head back or to another tree
+// of the same size, and to change a tile other than by appending hashes;
+// and that it still allows what appends do.
 func TestAppendOnly(t *testing.T) {
 	t.Parallel()
-	statements := []string{
-		`UPDATE records SET text = text`,
-		`DELETE FROM records`,
-		`UPDATE heads SET note = note`,
-		`DELETE FROM heads`,
-		`DELETE FROM head`,
+	const (
+		appendOnly = "the log is append-only"
+		forward    = "the head only moves forward"
+		tileGrows  = "published hashes never change"
+	)
+	type refusal struct{ q, want string }
+	common := []refusal{
+		{`UPDATE records SET text = text`, appendOnly},
+		{`DELETE FROM records`, appendOnly},
+		{`DELETE FROM records WHERE id = 9`, appendOnly},
+		{`UPDATE heads SET note = note`, appendOnly},
+		{`DELETE FROM heads`, appendOnly},
+		{`DELETE FROM head`, appendOnly},
+		{`UPDATE head SET size = size - 1`, forward},
+		{`UPDATE head SET size = 0, hash = NULL, note = NULL`, forward},
+		{`UPDATE tiles SET idx = idx + 1`, tileGrows},
+		{`DELETE FROM tiles`, appendOnly},
 	}
 	t.Run("postgres", func(t *testing.T) {
 		t.Parallel()
 		p := openPostgres(t)
 		appendSome(t, p)
-		for _, q := range append(statements, `TRUNCATE records`, `TRUNCATE heads`, `TRUNCATE head`) {
-			if _, err := p.pool.Exec(t.Context(), q); err == nil || !strings.Contains(err.Error(), "append-only") {
-				t.Errorf("%s: error = %v, want append-only", q, err)
+		for _, r := range append(common,
+			refusal{`TRUNCATE records`, appendOnly},
+			refusal{`TRUNCATE heads`, appendOnly},
+			refusal{`TRUNCATE head`, appendOnly},
+			refusal{`TRUNCATE tiles`, appendOnly},
+			// An upsert fires the UPDATE triggers whether or not a row conflicts.
+			refusal{`INSERT INTO records (id, key, text) SELECT 100, key, text FROM records WHERE id = 0 ON CONFLICT (key) DO UPDATE SET text = excluded.text`, appendOnly},
+			refusal{`UPDATE head SET hash = decode(repeat('00', 32), 'hex')`, forward},
+			refusal{`UPDATE tiles SET hashes = substring(hashes FROM 33)`, tileGrows},
+			refusal{`UPDATE tiles SET hashes = set_byte(hashes, 0, (get_byte(hashes, 0) + 1) % 256)`, tileGrows},
+			refusal{`UPDATE tiles SET hashes = set_byte(hashes, 0, (get_byte(hashes, 0) + 1) % 256) || decode(repeat('00', 32), 'hex')`, tileGrows},
+		) {
+			if _, err := p.pool.Exec(t.Context(), r.q); err == nil || !strings.Contains(err.Error(), r.want) {
+				t.Errorf("%s: error = %v, want %q", r.q, err, r.want)
+			}
+		}
+		// What appends do is allowed.
+		for _, q := range []string{
+			`UPDATE tiles SET hashes = hashes || decode(repeat('00', 32), 'hex')`,
+			`UPDATE head SET note = note`,
+			`UPDATE head SET size = size + 1`,
+		} {
+			if _, err := p.pool.Exec(t.Context(), q); err != nil {
+				t.Errorf("%s: %v", q, err)
 			}
 		}
 	})
@@ -235,9 +269,29 @@ func TestAppendOnly(t *testing.T) {
 		t.Parallel()
 		s := openSQLite(t)
 		appendSome(t, s)
-		for _, q := range statements {
-			if _, err := s.db.ExecContext(t.Context(), q); err == nil || !strings.Contains(err.Error(), "append-only") {
-				t.Errorf("%s: error = %v, want append-only", q, err)
+		for _, r := range append(common,
+			// REPLACE deletes the row it replaces, which fires the DELETE
+			// triggers because the store turns recursive_triggers on.
+			refusal{`INSERT OR REPLACE INTO records SELECT * FROM records WHERE id = 0`, appendOnly},
+			refusal{`REPLACE INTO heads SELECT * FROM heads`, appendOnly},
+			refusal{`REPLACE INTO head (singleton, size) VALUES (1, 0)`, appendOnly},
+			refusal{`REPLACE INTO tiles SELECT level, idx, zeroblob(length(hashes)) FROM tiles`, appendOnly},
+			refusal{`UPDATE head SET hash = zeroblob(32)`, forward},
+			refusal{`UPDATE tiles SET hashes = substr(hashes, 33)`, tileGrows},
+			refusal{`UPDATE tiles SET hashes = zeroblob(length(hashes))`, tileGrows},
+			refusal{`UPDATE tiles SET hashes = zeroblob(length(hashes) + 32)`, tileGrows},
+		) {
+			if _, err := s.db.ExecContext(t.Context(), r.q); err == nil || !strings.Contains(err.Error(), r.want) {
+				t.Errorf("%s: error = %v, want %q", r.q, err, r.want)
+			}
+		}
+		for _, q := range []string{
+			`UPDATE tiles SET hashes = unhex(hex(hashes) || hex(zeroblob(32)))`,
+			`UPDATE head SET note = note`,
+			`UPDATE head SET size = size + 1`,
+		} {
+			if _, err := s.db.ExecContext(t.Context(), q); err != nil {
+				t.Errorf("%s: %v", q, err)
 			}
 		}
 	})
