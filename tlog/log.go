@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -41,6 +42,23 @@ type Config struct {
 	RefreshInterval time.Duration
 	// Logger receives the log's messages. Default: discard.
 	Logger *slog.Logger
+	// PublishedFile, if set, is a file outside the store where the log
+	// records the newest head it has published: before any client can get
+	// a head (answering the appends of a batch, or serving a head another
+	// process committed), the log writes its signed note there, as the go
+	// command keeps the newest head it has verified. On Open, a store whose
+	// tree is smaller than that head (restored from an older backup) or does
+	// not contain it (another log) is refused: serving it would show clients
+	// a tree that contradicts one they may have seen.
+	//
+	// Each write is a new file renamed over the old one, after an fsync of
+	// its content: one fsync per committed batch, not per record, in
+	// addition to the store's own. The directory is not synced, so after a
+	// power loss the file may hold an older head than the last one written;
+	// that only weakens the check (a slightly older backup passes) and never
+	// refuses a good store, since the store commits before the file is
+	// written.
+	PublishedFile string
 }
 
 // A Log is an append-only Merkle tree log on a Store. Appends go through one
@@ -56,12 +74,15 @@ type Log struct {
 	cfg    Config
 	logger *slog.Logger
 
-	head  atomic.Pointer[Head] // newest head known to be committed; never shrinks
+	head  atomic.Pointer[Head] // newest head known to be committed; never shrinks; written under pubMu
 	queue chan *request        // appends for the sequencer
 	stop  context.CancelFunc
 	done  chan struct{} // closed when the sequencer has stopped
 
 	edge *Edge // owned by the sequencer; nil when it must be reloaded from the store
+
+	pubMu     sync.Mutex // serializes publish
+	published int64      // guarded by pubMu; size of the head in cfg.PublishedFile
 }
 
 type request struct {
@@ -103,14 +124,27 @@ func Open(ctx context.Context, s Store, cfg Config) (*Log, error) {
 		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	l := &Log{store: s, cfg: cfg, logger: logger, queue: make(chan *request, cfg.MaxQueue), done: make(chan struct{})}
+	l.head.Store(&Head{})
 	head, err := l.readHead(ctx)
 	if err != nil {
 		return nil, err
 	}
 	if l.edge, err = LoadEdge(ctx, s, head); err != nil {
-		return nil, fmt.Errorf("open log: %w", err)
+		return nil, fmt.Errorf("check stored tree: %w: the database was changed outside sumdb or is damaged; restore it from a backup", err)
 	}
-	l.head.Store(&head)
+	if cfg.PublishedFile != "" {
+		pub, err := readPublished(cfg.PublishedFile, cfg.Verifier)
+		if err != nil {
+			return nil, err
+		}
+		if err := checkPublished(ctx, s, head, pub, cfg.PublishedFile); err != nil {
+			return nil, err
+		}
+		l.published = pub.Size
+	}
+	if err := l.publish(head); err != nil {
+		return nil, err
+	}
 	runCtx, stop := context.WithCancel(context.Background())
 	l.stop = stop
 	go l.run(runCtx)
@@ -178,21 +212,31 @@ func (l *Log) Refresh(ctx context.Context) (Head, error) {
 	if err != nil {
 		return l.Head(), err
 	}
-	l.advance(h)
+	if err := l.publish(h); err != nil {
+		return l.Head(), err
+	}
 	return l.Head(), nil
 }
 
-// advance makes h the served head if it is larger than the current one.
-func (l *Log) advance(h Head) {
-	for {
-		cur := l.head.Load()
-		if h.Size <= cur.Size {
-			return
-		}
-		if l.head.CompareAndSwap(cur, &h) {
-			return
-		}
+// publish makes h the served head if it is larger than the current one,
+// after recording it in cfg.PublishedFile.
+func (l *Log) publish(h Head) error {
+	if h.Size <= l.Head().Size {
+		return nil
 	}
+	l.pubMu.Lock()
+	defer l.pubMu.Unlock()
+	if h.Size <= l.Head().Size {
+		return nil
+	}
+	if l.cfg.PublishedFile != "" && h.Size > l.published {
+		if err := writePublished(l.cfg.PublishedFile, h.Note); err != nil {
+			return fmt.Errorf("record the published head of size %d: %w", h.Size, err)
+		}
+		l.published = h.Size
+	}
+	l.head.Store(&h)
+	return nil
 }
 
 // covering returns a head that covers record id, rereading the store if the
@@ -420,7 +464,16 @@ func (l *Log) commit(ctx context.Context, batch []*request) {
 		switch {
 		case err == nil:
 			l.edge = next
-			l.advance(b.Head)
+			if err := l.publish(b.Head); err != nil {
+				// The batch is stored, but no client may see its head
+				// before it is recorded: the lookups fail, and find the
+				// records once a later batch or refresh records a head.
+				l.logger.ErrorContext(ctx, "publish head", "size", b.Head.Size, "err", err)
+				for _, r := range b.Records {
+					answer(r.Key(), result{err: err})
+				}
+				return
+			}
 			l.logger.DebugContext(ctx, "committed batch", "records", len(b.Records), "size", b.Head.Size, "duration", time.Since(start))
 			for _, r := range b.Records {
 				answer(r.Key(), result{rec: r, head: b.Head})
@@ -474,12 +527,20 @@ func (l *Log) reload(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if served := l.Head(); h.Size < served.Size {
+		// Never extend a tree older than one already served: that would
+		// fork the log. The database lost commits (a failover to a replica
+		// that lagged, a restored backup).
+		return fmt.Errorf("reload head: the store's head has size %d, older than the head of size %d this server has served: the database went back in time; refusing to append (restore a newer backup)", h.Size, served.Size)
+	}
 	e, err := LoadEdge(ctx, l.store, h)
 	if err != nil {
 		return err
 	}
+	if err := l.publish(h); err != nil {
+		return err
+	}
 	l.edge = e
-	l.advance(h)
 	return nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -458,5 +459,54 @@ func TestAppendDuringClose(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatalf("round %d: Append still blocked 10s after Close", round)
 		}
+	}
+}
+
+// A regressingStore is a Store whose database went back in time, as after a
+// failover to a replica that lost commits: from the moment old is set, it
+// reports that head and refuses appends as conflicts.
+type regressingStore struct {
+	tlog.Store
+	mu  sync.Mutex
+	old *tlog.Head
+}
+
+func (s *regressingStore) ReadHead(ctx context.Context) (tlog.Head, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.old != nil {
+		return *s.old, nil
+	}
+	return s.Store.ReadHead(ctx)
+}
+
+func (s *regressingStore) Append(ctx context.Context, b *tlog.Batch) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.old != nil && b.OldSize != s.old.Size {
+		return fmt.Errorf("append at %d: %w", b.OldSize, tlog.ErrConflict)
+	}
+	return s.Store.Append(ctx, b)
+}
+
+// TestRefuseStoreGoneBack checks that a log never extends a stored tree
+// older than a head it has served: that would fork the log.
+func TestRefuseStoreGoneBack(t *testing.T) {
+	t.Parallel()
+	s := &regressingStore{Store: backends[0].open(t)}
+	l := openLog(t, s, newKeys(t))
+	appendN(t, l, 0, 10)
+	old := l.Head()
+	appendN(t, l, 10, 20)
+	s.mu.Lock()
+	s.old = &old
+	s.mu.Unlock()
+	p, v, text := gosum(99)
+	_, _, err := l.Append(context.Background(), p, v, text)
+	if err == nil || !strings.Contains(err.Error(), "older than the head of size 20 this server has served") {
+		t.Fatalf("Append after the store went back to size 10 = %v, want a refusal", err)
+	}
+	if h := l.Head(); h.Size != 20 {
+		t.Fatalf("served head went from 20 to %d", h.Size)
 	}
 }
