@@ -63,6 +63,7 @@ Usage:
 
 	sumdb serve [flags]               run the checksum database
 	sumdb keygen --name NAME [flags]  create a signer key, print its verifier key
+	sumdb load --target URL [flags]   measure a running checksum database under load
 
 Run "sumdb <command> --help" for a command's flags.
 `
@@ -78,6 +79,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runServe(ctx, rest, stdout, stderr)
 	case "keygen":
 		return runKeygen(ctx, rest, stdout, stderr)
+	case "load":
+		return runLoad(ctx, rest, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
