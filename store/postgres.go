@@ -153,8 +153,6 @@ func headFrom(size int64, hash, note []byte) (tlog.Head, error) {
 }
 
 const (
-	lockHeadQuery = `SELECT size, hash FROM head FOR UPDATE`
-
 	insertRecordsQuery = `INSERT INTO records (id, key, text)
 		SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::bytea[])`
 
@@ -182,21 +180,53 @@ func (p *Postgres) Append(ctx context.Context, b *tlog.Batch) (err error) {
 	if err := checkBatch(b); err != nil {
 		return err
 	}
-	lo, hi := b.OldSize, b.Head.Size
+	return p.append(ctx, func(tlog.Head) (*tlog.Batch, error) { return b, nil })
+}
+
+// AppendLocked commits the batch that prepare computes from the current
+// head, as documented by tlog.LockingStore.
+func (p *Postgres) AppendLocked(ctx context.Context, prepare func(tlog.Head) (*tlog.Batch, error)) (err error) {
+	defer markUnavailable(&err, pgUnavailable)
+	return p.append(ctx, func(h tlog.Head) (*tlog.Batch, error) {
+		b, err := prepare(h)
+		if err != nil {
+			return nil, err
+		}
+		if err := checkBatch(b); err != nil {
+			return nil, err
+		}
+		return b, nil
+	})
+}
+
+const lockHeadNoteQuery = `SELECT size, hash, note FROM head FOR UPDATE`
+
+// append locks the head, gets the batch to commit from prepare, and commits
+// it if its old size is the locked head's size.
+func (p *Postgres) append(ctx context.Context, prepare func(tlog.Head) (*tlog.Batch, error)) error {
 	// Under READ COMMITTED, whatever the server's default, a SELECT ... FOR
 	// UPDATE that waited for another append returns the head that append
 	// committed, so the size check sees it (and reports ErrConflict).
 	tx, err := p.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
 	if err != nil {
-		return fmt.Errorf("append [%d, %d): begin: %w", lo, hi, err)
+		return fmt.Errorf("append: begin: %w", err)
 	}
 	defer tx.Rollback(ctx)
 
 	var size int64
-	var hash []byte
-	if err := tx.QueryRow(ctx, lockHeadQuery).Scan(&size, &hash); err != nil {
-		return fmt.Errorf("append [%d, %d): lock head: %w", lo, hi, err)
+	var hash, note []byte
+	if err := tx.QueryRow(ctx, lockHeadNoteQuery).Scan(&size, &hash, &note); err != nil {
+		return fmt.Errorf("append: lock head: %w", err)
 	}
+	head, err := headFrom(size, hash, note)
+	if err != nil {
+		return fmt.Errorf("append: %w", err)
+	}
+	b, err := prepare(head)
+	if err != nil {
+		return err
+	}
+	lo, hi := b.OldSize, b.Head.Size
 	if size != b.OldSize {
 		return conflict(b, size)
 	}

@@ -172,7 +172,7 @@ func (s *SQLite) ReadHead(ctx context.Context) (_ tlog.Head, err error) {
 }
 
 const (
-	sqliteHeadQuery = `SELECT size, hash FROM head`
+	sqliteHeadQuery = `SELECT size, hash, note FROM head`
 
 	// ON CONFLICT (key) DO NOTHING lets the loop find every duplicate; a
 	// duplicate id is still an error.
@@ -203,25 +203,55 @@ func (s *SQLite) Append(ctx context.Context, b *tlog.Batch) (err error) {
 	if err := checkBatch(b); err != nil {
 		return err
 	}
-	lo, hi := b.OldSize, b.Head.Size
+	return s.append(ctx, func(tlog.Head) (*tlog.Batch, error) { return b, nil })
+}
+
+// AppendLocked commits the batch that prepare computes from the current
+// head, as documented by tlog.LockingStore.
+func (s *SQLite) AppendLocked(ctx context.Context, prepare func(tlog.Head) (*tlog.Batch, error)) (err error) {
+	defer markUnavailable(&err, sqliteUnavailable)
+	return s.append(ctx, func(h tlog.Head) (*tlog.Batch, error) {
+		b, err := prepare(h)
+		if err != nil {
+			return nil, err
+		}
+		if err := checkBatch(b); err != nil {
+			return nil, err
+		}
+		return b, nil
+	})
+}
+
+// append takes the write lock, gets the batch to commit from prepare, and
+// commits it if its old size is the stored head's size.
+func (s *SQLite) append(ctx context.Context, prepare func(tlog.Head) (*tlog.Batch, error)) error {
 	select {
 	case s.writer <- struct{}{}:
 		defer func() { <-s.writer }()
 	case <-ctx.Done():
-		return fmt.Errorf("append [%d, %d): wait for the writer: %w", lo, hi, ctx.Err())
+		return fmt.Errorf("append: wait for the writer: %w", ctx.Err())
 	}
 
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("append [%d, %d): begin: %w", lo, hi, err)
+		return fmt.Errorf("append: begin: %w", err)
 	}
 	defer tx.Rollback()
 
 	var size int64
-	var hash []byte
-	if err := tx.QueryRowContext(ctx, sqliteHeadQuery).Scan(&size, &hash); err != nil {
-		return fmt.Errorf("append [%d, %d): read head: %w", lo, hi, err)
+	var hash, note []byte
+	if err := tx.QueryRowContext(ctx, sqliteHeadQuery).Scan(&size, &hash, &note); err != nil {
+		return fmt.Errorf("append: read head: %w", err)
 	}
+	head, err := headFrom(size, hash, note)
+	if err != nil {
+		return fmt.Errorf("append: %w", err)
+	}
+	b, err := prepare(head)
+	if err != nil {
+		return err
+	}
+	lo, hi := b.OldSize, b.Head.Size
 	if size != b.OldSize {
 		return conflict(b, size)
 	}

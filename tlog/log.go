@@ -22,6 +22,21 @@ var ErrPushback = errors.New("append queue is full")
 // ErrClosed is returned by Append after the log was closed.
 var ErrClosed = errors.New("log is closed")
 
+// A LockingStore is a Store that can compute a batch while it holds the lock
+// on the head, so that writers sharing it never conflict: each waits for the
+// lock, then extends the head it finds. A Log uses AppendLocked when its
+// store has it.
+type LockingStore interface {
+	Store
+	// AppendLocked locks the stored head (excluding every other append),
+	// calls prepare with it, and commits the batch prepare returns as
+	// Append does. prepare may read the store: what it reads cannot change
+	// while the lock is held. If prepare returns an error, AppendLocked
+	// returns it and writes nothing. prepare may be called again if
+	// AppendLocked is called again; it is called at most once per call.
+	AppendLocked(ctx context.Context, prepare func(Head) (*Batch, error)) error
+}
+
 // Config configures a Log.
 type Config struct {
 	// Signer signs every new tree head. Required.
@@ -443,23 +458,41 @@ func (l *Log) commit(ctx context.Context, batch []*request) {
 			}
 			return
 		}
-		if l.edge == nil {
-			if err := l.reload(ctx); err != nil {
+		var (
+			b    *Batch
+			next *Edge
+			err  error
+		)
+		start := time.Now()
+		if ls, ok := l.store.(LockingStore); ok {
+			// Compute the batch against the head the store has locked: a
+			// writer that waited for another one extends its head rather
+			// than conflict with it.
+			err = ls.AppendLocked(ctx, func(h Head) (*Batch, error) {
+				if err := l.follow(ctx, h); err != nil {
+					return nil, err
+				}
+				var err error
+				b, next, err = l.prepare(recs)
+				return b, err
+			})
+		} else {
+			if l.edge == nil {
+				if err := l.reload(ctx); err != nil {
+					for _, r := range recs {
+						answer(r.Key(), result{err: err})
+					}
+					return
+				}
+			}
+			if b, next, err = l.prepare(recs); err != nil {
 				for _, r := range recs {
 					answer(r.Key(), result{err: err})
 				}
 				return
 			}
+			err = l.store.Append(ctx, b)
 		}
-		b, next, err := l.prepare(recs)
-		if err != nil {
-			for _, r := range recs {
-				answer(r.Key(), result{err: err})
-			}
-			return
-		}
-		start := time.Now()
-		err = l.store.Append(ctx, b)
 		var dup *DuplicateError
 		switch {
 		case err == nil:
@@ -527,13 +560,7 @@ func (l *Log) reload(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if served := l.Head(); h.Size < served.Size {
-		// Never extend a tree older than one already served: that would
-		// fork the log. The database lost commits (a failover to a replica
-		// that lagged, a restored backup).
-		return fmt.Errorf("reload head: the store's head has size %d, older than the head of size %d this server has served: the database went back in time; refusing to append (restore a newer backup)", h.Size, served.Size)
-	}
-	e, err := LoadEdge(ctx, l.store, h)
+	e, err := l.loadEdge(ctx, h)
 	if err != nil {
 		return err
 	}
@@ -542,6 +569,73 @@ func (l *Log) reload(ctx context.Context) error {
 	}
 	l.edge = e
 	return nil
+}
+
+// follow makes the sequencer's edge the one of h, the head a LockingStore
+// has locked for an append, reloading it if another process appended since.
+func (l *Log) follow(ctx context.Context, h Head) error {
+	if l.edge != nil && l.edge.Size() == h.Size && (h.Size == 0 || l.edge.Root() == h.Hash) {
+		return nil
+	}
+	if h.Size > 0 {
+		if err := l.checkHead(h); err != nil {
+			return err
+		}
+	}
+	if e := l.catchUp(ctx, h); e != nil {
+		l.edge = e
+		return nil
+	}
+	l.edge = nil
+	e, err := l.loadEdge(ctx, h)
+	if err != nil {
+		return err
+	}
+	l.edge = e
+	return nil
+}
+
+// maxCatchUp is the largest number of records that another process may
+// have appended for follow to catch up by reading them rather than reload
+// the edge from the stored tiles.
+const maxCatchUp = 4096
+
+// catchUp returns the sequencer's edge extended by the records that other
+// processes appended up to h, if they are few, or nil. Reading them is one
+// query, and the edge it gives is proven by h's root; reloading the edge
+// takes a tile read per level and the proofs of x/mod's TileHashReader.
+func (l *Log) catchUp(ctx context.Context, h Head) *Edge {
+	if l.edge == nil || h.Size <= l.edge.Size() || h.Size-l.edge.Size() > maxCatchUp {
+		return nil
+	}
+	from, n := l.edge.Size(), int(h.Size-l.edge.Size())
+	recs, err := l.store.ReadRecords(ctx, from, n)
+	if err != nil || len(recs) != n {
+		return nil
+	}
+	leaves := make([]xtlog.Hash, n)
+	for i, r := range recs {
+		leaves[i] = xtlog.RecordHash(r.Text)
+	}
+	e := l.edge.Clone()
+	e.Append(leaves)
+	if e.Root() != h.Hash {
+		l.logger.WarnContext(ctx, "records appended by another process do not give its head's root: reloading the stored tiles", "from", from, "size", h.Size)
+		return nil
+	}
+	return e
+}
+
+// loadEdge returns the edge of the stored head h, which must not be older
+// than the served head.
+func (l *Log) loadEdge(ctx context.Context, h Head) (*Edge, error) {
+	if served := l.Head(); h.Size < served.Size {
+		// Never extend a tree older than one already served: that would
+		// fork the log. The database lost commits (a failover to a replica
+		// that lagged, a restored backup).
+		return nil, fmt.Errorf("reload head: the store's head has size %d, older than the head of size %d this server has served: the database went back in time; refusing to append (restore a newer backup)", h.Size, served.Size)
+	}
+	return LoadEdge(ctx, l.store, h)
 }
 
 // prepare computes the batch appending recs to the sequencer's edge, and the

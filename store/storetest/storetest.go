@@ -39,6 +39,7 @@ func Run(t *testing.T, open func(t *testing.T) tlog.Store) {
 		{"InvalidBatch", testInvalidBatch},
 		{"TileFork", testTileFork},
 		{"Resign", testResign},
+		{"AppendLocked", testAppendLocked},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -577,4 +578,68 @@ func sizes(list []tlog.Head) []int64 {
 		x = append(x, h.Size)
 	}
 	return x
+}
+
+// testAppendLocked checks AppendLocked, for stores that have it: prepare
+// gets the stored head; its batch is committed as by Append; its error is
+// returned and nothing is written.
+func testAppendLocked(t *testing.T, s tlog.Store) {
+	ls, ok := s.(tlog.LockingStore)
+	if !ok {
+		t.Skip("the store has no AppendLocked")
+	}
+	ctx := t.Context()
+	m := newModel(t)
+	var got []tlog.Head
+	appendLocked := func(keys ...string) (*tlog.Batch, error) {
+		var b *tlog.Batch
+		err := ls.AppendLocked(ctx, func(h tlog.Head) (*tlog.Batch, error) {
+			got = append(got, h)
+			b = m.clone().batch(t, keys...)
+			return b, nil
+		})
+		return b, err
+	}
+	if _, err := appendLocked(keys("example.com/a", 3)...); err != nil {
+		t.Fatalf("AppendLocked(3 records on an empty store) = %v", err)
+	}
+	m.batch(t, keys("example.com/a", 3)...)
+	if len(got) != 1 || !equalHead(got[0], tlog.Head{}) {
+		t.Errorf("prepare got heads %v, want one zero Head", sizes(got))
+	}
+	checkState(t, s, m)
+
+	got = nil
+	if _, err := appendLocked(keys("example.com/b", 2)...); err != nil {
+		t.Fatalf("AppendLocked(2 records at 3) = %v", err)
+	}
+	want := m.head(t)
+	m.batch(t, keys("example.com/b", 2)...)
+	if len(got) != 1 || !equalHead(got[0], want) {
+		t.Errorf("prepare got heads %v, want the stored head of size 3", sizes(got))
+	}
+	checkState(t, s, m)
+
+	// prepare fails: its error, nothing written.
+	errPrepare := errors.New("prepare failed")
+	err := ls.AppendLocked(ctx, func(tlog.Head) (*tlog.Batch, error) { return nil, errPrepare })
+	if !errors.Is(err, errPrepare) {
+		t.Errorf("AppendLocked(prepare fails) = %v, want prepare's error", err)
+	}
+	checkState(t, s, m)
+
+	// A batch not computed from the head prepare got.
+	stale := newModel(t)
+	err = ls.AppendLocked(ctx, func(tlog.Head) (*tlog.Batch, error) { return stale.batch(t, "example.com/c@v1.0.0"), nil })
+	if !errors.Is(err, tlog.ErrConflict) {
+		t.Errorf("AppendLocked(batch at 0, store at 5) = %v, want ErrConflict", err)
+	}
+	// Records already stored.
+	b, err := appendLocked("example.com/d@v1.0.0", "example.com/a@v1.0.1")
+	var dup *tlog.DuplicateError
+	if !errors.As(err, &dup) || !slices.Equal(dup.Keys, []string{"example.com/a@v1.0.1"}) {
+		t.Errorf("AppendLocked(batch with a stored record) = %v, want *DuplicateError for example.com/a@v1.0.1", err)
+	}
+	checkNotWritten(t, s, m, b)
+	checkState(t, s, m)
 }
