@@ -148,6 +148,7 @@ func Open(ctx context.Context, s Store, cfg Config) (*Log, error) {
 		return nil, fmt.Errorf("check stored tree: %w: the database was changed outside sumdb or is damaged; restore it from a backup", err)
 	}
 	if cfg.PublishedFile != "" {
+		removeTemps(cfg.PublishedFile)
 		pub, err := readPublished(cfg.PublishedFile, cfg.Verifier)
 		if err != nil {
 			return nil, err

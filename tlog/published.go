@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"golang.org/x/mod/sumdb/note"
 	xtlog "golang.org/x/mod/sumdb/tlog"
@@ -40,6 +41,18 @@ func readPublished(file string, v note.Verifier) (Head, error) {
 	return Head{Size: tree.N, Hash: tree.Hash, Note: data}, nil
 }
 
+// removeTemps removes the temporary files that writePublished leaves
+// behind when the process is killed between creating and renaming one.
+func removeTemps(file string) {
+	dir, prefix := filepath.Dir(file), filepath.Base(file)+".tmp"
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), prefix) && e.Type().IsRegular() {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
+}
+
 // checkPublished returns an error unless the tree of the stored head
 // contains the published head pub (recorded in file): it is at least as
 // large, and its hashes at pub's size give pub's root. The stored tiles are
@@ -71,9 +84,17 @@ func checkPublished(ctx context.Context, s Store, stored, pub Head, file string)
 
 // writePublished replaces file by one holding msg, atomically: a new file
 // in the same directory, synced, renamed over the old one. The rename is
-// not synced (see Config.PublishedFile).
+// not synced (see Config.PublishedFile). A missing directory is created.
 func writePublished(file string, msg []byte) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(file), filepath.Base(file)+".tmp*")
+	dir := filepath.Dir(file)
+	f, err := os.CreateTemp(dir, filepath.Base(file)+".tmp*")
+	if errors.Is(err, fs.ErrNotExist) {
+		// The data directory of a server whose store is elsewhere.
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return err
+		}
+		f, err = os.CreateTemp(dir, filepath.Base(file)+".tmp*")
+	}
 	if err != nil {
 		return err
 	}

@@ -202,8 +202,12 @@ func TestPublishedFileRefusesOlderBackup(t *testing.T) {
 	if _, err = openPublishing(t, s, k, file); err == nil || !strings.Contains(err.Error(), "size 300 but this server published a tree of size 310") {
 		t.Fatalf("Open(backup of size 300) = %v, want a refusal", err)
 	}
-	// The operator decides to serve it anyway.
+	// The operator decides to serve it anyway. (A temporary file left by a
+	// process killed while it wrote the file goes away too.)
 	if err := os.Remove(file); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file+".tmp123", []byte("partial"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	l, err = openPublishing(t, s, k, file)
@@ -212,6 +216,9 @@ func TestPublishedFileRefusesOlderBackup(t *testing.T) {
 	}
 	if got := readPublishedFile(t, file, k); got.N != 300 {
 		t.Errorf("published-head file after Open holds size %d, want 300", got.N)
+	}
+	if _, err := os.Stat(file + ".tmp123"); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("temporary file left after Open (stat: %v)", err)
 	}
 	l.Close()
 	s.Close()
