@@ -184,8 +184,15 @@ func (b *lineBuffer) Write(p []byte) (int, error) {
 // If the server exits first, it returns its stderr as the error.
 func startSumdb(t *testing.T, args ...string) (*sumdbProcess, error) {
 	t.Helper()
+	return startSumdbEnv(t, nil, args...)
+}
+
+// startSumdbEnv is startSumdb with the variables env added to the server's
+// environment.
+func startSumdbEnv(t *testing.T, env []string, args ...string) (*sumdbProcess, error) {
+	t.Helper()
 	cmd := exec.Command(sumdbBinary(t), append([]string{"serve"}, args...)...)
-	cmd.Env = environ()
+	cmd.Env = append(environ(), env...)
 	p := &sumdbProcess{t: t, cmd: cmd, stdout: &lineBuffer{first: make(chan string, 1)}, stderr: new(syncBuffer), exited: make(chan struct{})}
 	cmd.Stdout = p.stdout
 	cmd.Stderr = p.stderr

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -104,7 +105,13 @@ func serve(ctx context.Context, cfg *ServeConfig, stdout, stderr io.Writer) erro
 		return err
 	}
 
-	lg, err := tlog.Open(ctx, st, tlog.Config{Signer: k.Signer, Verifier: k.Verifier, Logger: logger})
+	lg, err := tlog.Open(ctx, st, tlog.Config{
+		Signer:   k.Signer,
+		Verifier: k.Verifier,
+		Logger:   logger,
+		// The newest head served, outside the store: see "Backups and restore" in the README.
+		PublishedFile: filepath.Join(cfg.DataDir, "published-head"),
+	})
 	if err != nil {
 		return fmt.Errorf("open log: %w (the store must hold a log signed by the key in %s)", err, cfg.KeyFile)
 	}
