@@ -31,9 +31,8 @@ type LockingStore interface {
 	// AppendLocked locks the stored head (excluding every other append),
 	// calls prepare with it, and commits the batch prepare returns as
 	// Append does. prepare may read the store: what it reads cannot change
-	// while the lock is held. If prepare returns an error, AppendLocked
-	// returns it and writes nothing. prepare may be called again if
-	// AppendLocked is called again; it is called at most once per call.
+	// while the lock is held. AppendLocked calls prepare at most once; if
+	// prepare returns an error, AppendLocked returns it and writes nothing.
 	AppendLocked(ctx context.Context, prepare func(Head) (*Batch, error)) error
 }
 
@@ -561,7 +560,10 @@ func (l *Log) reload(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	e, err := l.loadEdge(ctx, h)
+	if err := l.notBehind(h); err != nil {
+		return err
+	}
+	e, err := LoadEdge(ctx, l.store, h)
 	if err != nil {
 		return err
 	}
@@ -575,6 +577,9 @@ func (l *Log) reload(ctx context.Context) error {
 // follow makes the sequencer's edge the one of h, the head a LockingStore
 // has locked for an append, reloading it if another process appended since.
 func (l *Log) follow(ctx context.Context, h Head) error {
+	if err := l.notBehind(h); err != nil {
+		return err
+	}
 	if l.edge != nil && l.edge.Size() == h.Size && (h.Size == 0 || l.edge.Root() == h.Hash) {
 		return nil
 	}
@@ -588,7 +593,7 @@ func (l *Log) follow(ctx context.Context, h Head) error {
 		return nil
 	}
 	l.edge = nil
-	e, err := l.loadEdge(ctx, h)
+	e, err := LoadEdge(ctx, l.store, h)
 	if err != nil {
 		return err
 	}
@@ -627,16 +632,14 @@ func (l *Log) catchUp(ctx context.Context, h Head) *Edge {
 	return e
 }
 
-// loadEdge returns the edge of the stored head h, which must not be older
-// than the served head.
-func (l *Log) loadEdge(ctx context.Context, h Head) (*Edge, error) {
+// notBehind returns an error if the stored head h is older than the head
+// the log serves: extending it would fork the log. The database lost
+// commits (a failover to a replica that lagged, a restored backup).
+func (l *Log) notBehind(h Head) error {
 	if served := l.Head(); h.Size < served.Size {
-		// Never extend a tree older than one already served: that would
-		// fork the log. The database lost commits (a failover to a replica
-		// that lagged, a restored backup).
-		return nil, fmt.Errorf("reload head: the store's head has size %d, older than the head of size %d this server has served: the database went back in time; refusing to append (restore a newer backup)", h.Size, served.Size)
+		return fmt.Errorf("the store's head has size %d, older than the head of size %d this server has served: the database went back in time; refusing to append (restore a newer backup)", h.Size, served.Size)
 	}
-	return LoadEdge(ctx, l.store, h)
+	return nil
 }
 
 // prepare computes the batch appending recs to the sequencer's edge, and the

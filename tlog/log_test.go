@@ -506,25 +506,48 @@ func (s *regressingStore) Append(ctx context.Context, b *tlog.Batch) error {
 	return s.Store.Append(ctx, b)
 }
 
+// A regressingLockingStore is a regressingStore whose AppendLocked hands
+// the old head to prepare.
+type regressingLockingStore struct{ *regressingStore }
+
+func (s regressingLockingStore) AppendLocked(ctx context.Context, prepare func(tlog.Head) (*tlog.Batch, error)) error {
+	s.mu.Lock()
+	old := s.old
+	s.mu.Unlock()
+	if old == nil {
+		return s.Store.(tlog.LockingStore).AppendLocked(ctx, prepare)
+	}
+	if _, err := prepare(*old); err != nil {
+		return err
+	}
+	return errors.New("regressingStore: a batch was computed against the old head")
+}
+
 // TestRefuseStoreGoneBack checks that a log never extends a stored tree
 // older than a head it has served: that would fork the log.
 func TestRefuseStoreGoneBack(t *testing.T) {
 	t.Parallel()
-	s := &regressingStore{Store: backends[0].open(t)}
-	l := openLog(t, s, newKeys(t))
-	appendN(t, l, 0, 10)
-	old := l.Head()
-	appendN(t, l, 10, 20)
-	s.mu.Lock()
-	s.old = &old
-	s.mu.Unlock()
-	p, v, text := gosum(99)
-	_, _, err := l.Append(context.Background(), p, v, text)
-	if err == nil || !strings.Contains(err.Error(), "older than the head of size 20 this server has served") {
-		t.Fatalf("Append after the store went back to size 10 = %v, want a refusal", err)
-	}
-	if h := l.Head(); h.Size != 20 {
-		t.Fatalf("served head went from 20 to %d", h.Size)
+	for _, locking := range []bool{false, true} {
+		rs := &regressingStore{Store: backends[0].open(t)}
+		var s tlog.Store = rs
+		if locking {
+			s = regressingLockingStore{rs}
+		}
+		l := openLog(t, s, newKeys(t))
+		appendN(t, l, 0, 10)
+		old := l.Head()
+		appendN(t, l, 10, 20)
+		rs.mu.Lock()
+		rs.old = &old
+		rs.mu.Unlock()
+		p, v, text := gosum(99)
+		_, _, err := l.Append(context.Background(), p, v, text)
+		if err == nil || !strings.Contains(err.Error(), "older than the head of size 20 this server has served") {
+			t.Fatalf("locking store %v: Append after the store went back to size 10 = %v, want a refusal", locking, err)
+		}
+		if h := l.Head(); h.Size != 20 {
+			t.Fatalf("locking store %v: served head went from 20 to %d", locking, h.Size)
+		}
 	}
 }
 
