@@ -73,6 +73,10 @@ type Config struct {
 	// refuses a good store, since the store commits before the file is
 	// written.
 	PublishedFile string
+	// OnCommit, if set, is called by the sequencer after each batch commits,
+	// with its number of records and the duration of the store's Append.
+	// It must return quickly. For metrics.
+	OnCommit func(records int, duration time.Duration)
 }
 
 // A Log is an append-only Merkle tree log on a Store. Appends go through one
@@ -177,6 +181,10 @@ func (l *Log) Close() {
 // Its Size is 0 (and Note nil) while the log is empty: an empty tree is never
 // signed.
 func (l *Log) Head() Head { return *l.head.Load() }
+
+// QueueLen returns the number of appends waiting for the sequencer; Append
+// returns ErrPushback when it reaches Config.MaxQueue. For metrics.
+func (l *Log) QueueLen() int { return len(l.queue) }
 
 // Ready reports whether the store answers and holds a head signed by the
 // log's key: the log can serve and append.
@@ -496,6 +504,7 @@ func (l *Log) commit(ctx context.Context, batch []*request) {
 		var dup *DuplicateError
 		switch {
 		case err == nil:
+			elapsed := time.Since(start)
 			l.edge = next
 			if err := l.publish(b.Head); err != nil {
 				// The batch is stored, but no client may see its head
@@ -507,7 +516,10 @@ func (l *Log) commit(ctx context.Context, batch []*request) {
 				}
 				return
 			}
-			l.logger.DebugContext(ctx, "committed batch", "records", len(b.Records), "size", b.Head.Size, "duration", time.Since(start))
+			l.logger.DebugContext(ctx, "committed batch", "records", len(b.Records), "size", b.Head.Size, "duration", elapsed)
+			if l.cfg.OnCommit != nil {
+				l.cfg.OnCommit(len(b.Records), elapsed)
+			}
 			for _, r := range b.Records {
 				answer(r.Key(), result{rec: r, head: b.Head})
 			}
