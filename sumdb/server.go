@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	xtlog "golang.org/x/mod/sumdb/tlog"
 
 	"github.com/sumdb/sumdb/tlog"
@@ -53,6 +55,31 @@ type ServerConfig struct {
 	// one module version: waiting for a fetch slot, the fetch and the append.
 	// Default 5m.
 	LookupTimeout time.Duration
+	// StoreTimeout bounds each store read a request makes. A store that does
+	// not answer in time, or whose error wraps tlog.ErrUnavailable, makes
+	// the request fail with 503 and Retry-After. Default 10s.
+	StoreTimeout time.Duration
+	// ReadyTimeout bounds the store check of /readyz. Default 2s.
+	ReadyTimeout time.Duration
+	// FetchRate is the number of lookups needing an upstream fetch that one
+	// client may make per second, on average; beyond it, and beyond
+	// FetchBurst at once, such lookups are answered 429 with Retry-After.
+	// Lookups answered from the log are never limited. A client is an IP
+	// address, or an IPv6 /64 network. 0 disables the limit.
+	FetchRate float64
+	// FetchBurst is the number of lookups needing a fetch that a client may
+	// make at once. Required (at least 1) when FetchRate is set.
+	FetchBurst int
+	// TrustProxyHeaders makes the client of a request the last address of
+	// its X-Forwarded-For header rather than the connection's peer. Set it
+	// only behind a proxy that appends that header, or clients could pick
+	// their own address.
+	TrustProxyHeaders bool
+	// Metrics receives the server's metrics. Default: metrics kept nowhere.
+	Metrics *Metrics
+	// Now is the clock of the not-found cache and the rate limiter.
+	// Default time.Now.
+	Now func() time.Time
 }
 
 // Cache-Control values.
@@ -89,12 +116,18 @@ var errBadRecord = errors.New("upstream returned an invalid record")
 // errSlowAppend marks a first lookup whose record was not logged in time.
 var errSlowAppend = errors.New("the log did not commit the record in time")
 
+// errStoreUnavailable marks a request that failed because the store could
+// not be reached or did not answer in time: it may succeed if retried.
+var errStoreUnavailable = errors.New("store unavailable")
+
 // A Server is the checksum database's HTTP handler. It serves
 //
 //	/latest                                the signed tree head
 //	/lookup/<escaped path>@<escaped version>  a record and a head covering it
 //	/tile/8/<L>/<K>[.p/<W>]                 hash tiles
 //	/tile/8/data/<K>[.p/<W>]                data tiles
+//	/healthz                               200 while the process runs
+//	/readyz                                200 while the store answers
 //
 // A lookup of a module version not yet in the log fetches it from the
 // upstream, once for all its concurrent requesters, and appends it before
@@ -103,10 +136,15 @@ type Server struct {
 	log           *tlog.Log
 	fetcher       Fetcher
 	logger        *slog.Logger
+	metrics       *Metrics
 	notFoundTTL   time.Duration
 	lookupTimeout time.Duration
+	storeTimeout  time.Duration
+	readyTimeout  time.Duration
+	limiter       *rateLimiter // nil: no per-client limit
+	trustProxy    bool
 	slots         chan struct{}    // one token per fetch in progress
-	now           func() time.Time // the clock of the not-found cache
+	now           func() time.Time // the clock of the not-found cache and the limiter
 
 	mu       sync.Mutex
 	flights  map[string]*flight       // guarded by mu; first lookups in progress, by path@version
@@ -142,8 +180,23 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.MaxFetches < 0 {
 		return nil, fmt.Errorf("new server: MaxFetches is %d, want at least 1 (0 for the default)", cfg.MaxFetches)
 	}
-	if cfg.LookupTimeout < 0 {
-		return nil, fmt.Errorf("new server: LookupTimeout is %v, want a positive duration (0 for the default)", cfg.LookupTimeout)
+	for _, d := range []struct {
+		name  string
+		value time.Duration
+	}{
+		{"LookupTimeout", cfg.LookupTimeout},
+		{"StoreTimeout", cfg.StoreTimeout},
+		{"ReadyTimeout", cfg.ReadyTimeout},
+	} {
+		if d.value < 0 {
+			return nil, fmt.Errorf("new server: %s is %v, want a positive duration (0 for the default)", d.name, d.value)
+		}
+	}
+	if cfg.FetchRate < 0 || math.IsNaN(cfg.FetchRate) || math.IsInf(cfg.FetchRate, 0) {
+		return nil, fmt.Errorf("new server: FetchRate is %v, want a positive number of fetches per second (0 for no limit)", cfg.FetchRate)
+	}
+	if cfg.FetchRate > 0 && cfg.FetchBurst < 1 {
+		return nil, fmt.Errorf("new server: FetchBurst is %d, want at least 1 with a FetchRate", cfg.FetchBurst)
 	}
 	if cfg.MaxFetches == 0 {
 		cfg.MaxFetches = 16
@@ -154,25 +207,111 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.LookupTimeout == 0 {
 		cfg.LookupTimeout = 5 * time.Minute
 	}
+	if cfg.StoreTimeout == 0 {
+		cfg.StoreTimeout = 10 * time.Second
+	}
+	if cfg.ReadyTimeout == 0 {
+		cfg.ReadyTimeout = 2 * time.Second
+	}
 	logger := cfg.Logger
 	if logger == nil {
-		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Server{
+	m := cfg.Metrics
+	if m == nil {
+		var err error
+		if m, err = NewMetrics(prometheus.NewRegistry()); err != nil {
+			return nil, fmt.Errorf("new server: %w", err)
+		}
+	}
+	if !m.log.CompareAndSwap(nil, cfg.Log) && m.log.Load() != cfg.Log {
+		return nil, errors.New("new server: the metrics belong to another server's log")
+	}
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
+	s := &Server{
 		log:           cfg.Log,
 		fetcher:       cfg.Fetcher,
 		logger:        logger,
+		metrics:       m,
 		notFoundTTL:   cfg.NotFoundTTL,
 		lookupTimeout: cfg.LookupTimeout,
+		storeTimeout:  cfg.StoreTimeout,
+		readyTimeout:  cfg.ReadyTimeout,
+		trustProxy:    cfg.TrustProxyHeaders,
 		slots:         make(chan struct{}, cfg.MaxFetches),
-		now:           time.Now,
+		now:           now,
 		flights:       make(map[string]*flight),
 		notFound:      make(map[string]notFoundEntry),
-	}, nil
+	}
+	if cfg.FetchRate > 0 {
+		s.limiter = newRateLimiter(cfg.FetchRate, cfg.FetchBurst)
+	}
+	return s, nil
 }
 
-// ServeHTTP serves the checksum database protocol.
+// ServeHTTP serves the checksum database protocol and the health checks.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	sw := &statusWriter{ResponseWriter: w}
+	s.serve(sw, r)
+	s.metrics.observeRequest(endpointOf(r.URL.Path), sw.status(), time.Since(start))
+}
+
+// endpointOf names the endpoint of a URL path for the metrics.
+func endpointOf(p string) string {
+	switch {
+	case p == "/latest":
+		return endpointLatest
+	case strings.HasPrefix(p, "/lookup/"):
+		return endpointLookup
+	case strings.HasPrefix(p, "/tile/8/data/"):
+		return endpointDataTile
+	case strings.HasPrefix(p, "/tile/"):
+		return endpointTile
+	case p == "/healthz":
+		return endpointHealthz
+	case p == "/readyz":
+		return endpointReadyz
+	}
+	return endpointOther
+}
+
+// A statusWriter remembers the status code of the answer.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(p []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+func (w *statusWriter) status() int {
+	if w.code == 0 {
+		return http.StatusOK
+	}
+	return w.code
+}
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	if r.ContentLength != 0 {
+		// No endpoint reads a body: rather than have net/http drain it
+		// before the next request on the connection, drop the connection.
+		w.Header().Set("Connection", "close")
+	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		s.fail(w, r, http.StatusMethodNotAllowed, cacheBadRequest, "method not allowed: use GET or HEAD", nil)
@@ -190,6 +329,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveLookup(w, r, strings.TrimPrefix(p, "/lookup/"))
 	case strings.HasPrefix(p, "/tile/"):
 		s.serveTile(w, r, strings.TrimPrefix(p, "/"))
+	case p == "/healthz":
+		// The process runs and answers: nothing else is checked, so that a
+		// database outage does not get a healthy process restarted.
+		s.write(w, http.StatusOK, cacheNone, "ok")
+	case p == "/readyz":
+		s.serveReady(w, r)
 	default:
 		s.fail(w, r, http.StatusNotFound, cacheBadRequest, "not found: this checksum database serves /latest, /lookup/<module>@<version> and /tile/8/...", nil)
 	}
@@ -204,20 +349,92 @@ func (s *Server) serveLatest(w http.ResponseWriter, r *http.Request) {
 	s.ok(w, "text/plain; charset=utf-8", cacheLatest, h.Note)
 }
 
-func (s *Server) serveTile(w http.ResponseWriter, r *http.Request, path string) {
-	t, err := xtlog.ParseTilePath(path)
-	if err != nil || t.H != tlog.TileHeight || t.Path() != path {
-		s.fail(w, r, http.StatusBadRequest, cacheBadRequest, "invalid tile path: want tile/8/<level>/<index>[.p/<width>] in canonical form", err)
+// serveReady answers /readyz: 200 if the store answers within the ready
+// timeout and holds a head signed by the log's key (or no head yet), so
+// that the server can serve and append; else 503 with a short reason.
+func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), s.readyTimeout)
+	defer cancel()
+	if err := s.log.Ready(ctx); err != nil {
+		reason := "not ready: the store does not answer"
+		if !errors.Is(err, tlog.ErrUnavailable) && ctx.Err() == nil {
+			reason = "not ready: the stored log cannot be read; see the server's log"
+		}
+		s.fail(w, r, http.StatusServiceUnavailable, cacheNone, reason, err)
 		return
 	}
-	data, err := s.log.ReadTile(r.Context(), t)
+	s.write(w, http.StatusOK, cacheNone, "ready: tree size "+strconv.FormatInt(s.log.Head().Size, 10))
+}
+
+// withStore calls f, which reads the store, under the store timeout. An
+// error meaning that the store could not be reached, or did not answer in
+// time while the caller still waited, is marked with errStoreUnavailable.
+func (s *Server) withStore(ctx context.Context, f func(context.Context) error) error {
+	sctx, cancel := context.WithTimeout(ctx, s.storeTimeout)
+	defer cancel()
+	return storeError(ctx, sctx, f(sctx))
+}
+
+// storeError marks err, returned by a store call made under sctx, a child
+// of ctx, with errStoreUnavailable if it wraps tlog.ErrUnavailable or sctx
+// timed out while ctx did not end.
+func storeError(ctx, sctx context.Context, err error) error {
+	if err == nil || errors.Is(err, errStoreUnavailable) {
+		return err
+	}
+	if errors.Is(err, tlog.ErrUnavailable) || ctx.Err() == nil && errors.Is(sctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("%w: %w", errStoreUnavailable, err)
+	}
+	return err
+}
+
+// unavailable answers a request that failed because the store could not be
+// reached: 503 with Retry-After, never 500.
+func (s *Server) unavailable(w http.ResponseWriter, r *http.Request, err error) {
+	s.metrics.storeUnavailable.Inc()
+	w.Header().Set("Retry-After", "1")
+	s.fail(w, r, http.StatusServiceUnavailable, cacheNone, "service unavailable: the database does not answer; retry in a second", err)
+}
+
+// parseTilePath parses path, the part of a tile URL after its first slash
+// ("tile/8/0/000.p/1"), admitting only the canonical form
+// (tlog.Tile.Path) of the tiles of height 8, the only height the go command
+// uses. The error does not repeat path.
+func parseTilePath(path string) (xtlog.Tile, error) {
+	t, err := xtlog.ParseTilePath(path)
+	if err != nil || t.H != tlog.TileHeight || t.Path() != path {
+		return xtlog.Tile{}, errors.New("invalid tile path: want tile/8/<level>/<index>[.p/<width>] in canonical form")
+	}
+	return t, nil
+}
+
+func (s *Server) serveTile(w http.ResponseWriter, r *http.Request, path string) {
+	t, err := parseTilePath(path)
+	if err != nil {
+		s.fail(w, r, http.StatusBadRequest, cacheBadRequest, err.Error(), nil)
+		return
+	}
+	readTile := func() ([]byte, error) {
+		var data []byte
+		err := s.withStore(r.Context(), func(ctx context.Context) error {
+			var err error
+			data, err = s.log.ReadTile(ctx, t)
+			return err
+		})
+		return data, err
+	}
+	data, err := readTile()
 	if errors.Is(err, tlog.ErrNotFound) {
 		if !inTree(t, s.log.Head().Size) {
 			s.fail(w, r, http.StatusNotFound, cacheNone, "tile not found: beyond the tree", err)
 			return
 		}
 		// The tree grew since ReadTile looked: look again.
-		data, err = s.log.ReadTile(r.Context(), t)
+		data, err = readTile()
+	}
+	if errors.Is(err, errStoreUnavailable) {
+		s.unavailable(w, r, err)
+		return
 	}
 	if err != nil {
 		// Including a not-found for a tile the tree reaches: the store lost it.
@@ -248,9 +465,15 @@ func (s *Server) serveLookup(w http.ResponseWriter, r *http.Request, escaped str
 		s.fail(w, r, http.StatusBadRequest, cacheBadRequest, err.Error(), err)
 		return
 	}
-	rec, head, err := s.log.Lookup(ctx, path, version)
+	var rec tlog.Record
+	var head tlog.Head
+	err = s.withStore(ctx, func(ctx context.Context) error {
+		var err error
+		rec, head, err = s.log.Lookup(ctx, path, version)
+		return err
+	})
 	if errors.Is(err, tlog.ErrNotFound) {
-		rec, head, err = s.lookupMiss(ctx, path, version)
+		rec, head, err = s.lookupMiss(ctx, clientKey(r, s.trustProxy), path, version)
 	}
 	if err != nil {
 		s.lookupError(w, r, path, version, err)
@@ -271,7 +494,14 @@ func (s *Server) serveLookup(w http.ResponseWriter, r *http.Request, escaped str
 // lookupError answers a lookup that failed with err.
 func (s *Server) lookupError(w http.ResponseWriter, r *http.Request, path, version string, err error) {
 	mod := path + "@" + version
+	var rlerr *rateLimitError
 	switch {
+	case errors.Is(err, errStoreUnavailable), errors.Is(err, tlog.ErrUnavailable):
+		s.unavailable(w, r, err)
+	case errors.As(err, &rlerr):
+		s.metrics.rateLimited.Inc()
+		w.Header().Set("Retry-After", strconv.Itoa(retrySeconds(rlerr.retryAfter)))
+		s.fail(w, r, http.StatusTooManyRequests, cacheNone, rlerr.Error(), nil)
 	case errors.Is(err, ErrInvalid):
 		s.fail(w, r, http.StatusBadRequest, cacheBadRequest, err.Error(), err)
 	case errors.Is(err, ErrNotFound):
@@ -310,19 +540,28 @@ func (s *Server) lookupError(w http.ResponseWriter, r *http.Request, path, versi
 
 // lookupMiss returns the record of a module version that was not in the
 // log: it fetches it from the upstream and appends it, sharing the work with
-// every concurrent lookup of the same version.
-func (s *Server) lookupMiss(ctx context.Context, path, version string) (tlog.Record, tlog.Head, error) {
+// every concurrent lookup of the same version. A lookup that would start a
+// fetch takes a token from its client's bucket, or fails with a
+// *rateLimitError.
+func (s *Server) lookupMiss(ctx context.Context, client, path, version string) (tlog.Record, tlog.Head, error) {
 	key := path + "@" + version
 	s.mu.Lock()
 	if e, ok := s.notFound[key]; ok {
 		if s.now().Before(e.expires) {
 			s.mu.Unlock()
+			s.metrics.notFoundHits.Inc()
 			return tlog.Record{}, tlog.Head{}, e.err
 		}
 		delete(s.notFound, key)
 	}
 	f := s.flights[key]
 	if f == nil {
+		if s.limiter != nil {
+			if ok, wait := s.limiter.allow(client, s.now()); !ok {
+				s.mu.Unlock()
+				return tlog.Record{}, tlog.Head{}, &rateLimitError{retryAfter: wait}
+			}
+		}
 		// The shared work must outlive any one requester (an impatient client
 		// must not fail the others), so it gets its own context.
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.lookupTimeout)
@@ -395,7 +634,11 @@ func (s *Server) fetchAndAppend(ctx context.Context, f *flight, path, version st
 	case <-ctx.Done():
 		return tlog.Record{}, tlog.Head{}, fmt.Errorf("fetch %s: %w: %w", mod, errBusy, context.Cause(ctx))
 	}
-	release := func() { <-s.slots }
+	s.metrics.fetching.Inc()
+	release := func() {
+		s.metrics.fetching.Dec()
+		<-s.slots
+	}
 	s.mu.Lock()
 	if err := ctx.Err(); err != nil {
 		// Every requester left while the slot came free.
@@ -408,35 +651,40 @@ func (s *Server) fetchAndAppend(ctx context.Context, f *flight, path, version st
 
 	// A flight that just ended, or another process sharing the store, may
 	// have logged the version since this lookup missed.
-	rec, head, err := s.log.Lookup(ctx, path, version)
+	var rec tlog.Record
+	var head tlog.Head
+	err := s.withStore(ctx, func(ctx context.Context) error {
+		var err error
+		rec, head, err = s.log.Lookup(ctx, path, version)
+		return err
+	})
 	if err == nil || !errors.Is(err, tlog.ErrNotFound) {
 		release()
 		return rec, head, err
 	}
 
+	// The Fetcher logs the fetch (Upstream does, with the proxy and the
+	// cause of a failure); the metrics are counted here, for any Fetcher.
 	start := time.Now()
 	text, err := s.fetcher.Fetch(ctx, path, version)
-	release()
-	elapsed := time.Since(start)
 	if err == nil {
 		if cerr := checkRecordText(path, version, text); cerr != nil {
 			err = fmt.Errorf("fetch %s: %w: %w", mod, errBadRecord, cerr)
 		}
 	}
-	switch {
-	case err == nil:
-		s.logger.InfoContext(ctx, "upstream fetch", "module", mod, "duration", elapsed)
-	case errors.Is(err, ErrNotFound) || errors.Is(err, ErrInvalid):
-		s.logger.InfoContext(ctx, "upstream fetch", "module", mod, "duration", elapsed, "err", err)
-	default:
-		s.logger.WarnContext(ctx, "upstream fetch", "module", mod, "duration", elapsed, "err", err)
-	}
+	release()
+	s.metrics.observeFetch(err, time.Since(start))
 	if err != nil {
 		return tlog.Record{}, tlog.Head{}, err
 	}
 	rec, head, err = s.log.Append(ctx, path, version, text)
-	if err != nil && ctx.Err() != nil {
+	switch {
+	case err == nil:
+	case ctx.Err() != nil:
 		err = fmt.Errorf("append %s: %w: %w", mod, errSlowAppend, err)
+	case errors.Is(err, context.DeadlineExceeded):
+		// The sequencer's commit timed out: the store is too slow.
+		err = fmt.Errorf("append %s: %w: %w", mod, errStoreUnavailable, err)
 	}
 	return rec, head, err
 }
@@ -480,7 +728,7 @@ func (s *Server) ok(w http.ResponseWriter, contentType, cacheControl string, bod
 // fail answers a rejected request with one short printable line, which the
 // go command shows its user, and logs it.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, code int, cacheControl, msg string, err error) {
-	attrs := []any{"method", r.Method, "path", clip(r.URL.Path, 200), "status", code}
+	attrs := []any{"method", r.Method, "path", clip(r.URL.Path, 200), "status", code, "client", clientKey(r, s.trustProxy)}
 	if err != nil {
 		attrs = append(attrs, "err", err)
 	}

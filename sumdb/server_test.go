@@ -22,6 +22,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"golang.org/x/mod/module"
 	xsumdb "golang.org/x/mod/sumdb"
 	"golang.org/x/mod/sumdb/note"
@@ -63,6 +65,7 @@ type env struct {
 	t       *testing.T
 	skey    string
 	vkey    string
+	reg     *prometheus.Registry // of the server's metrics
 	log     *tlog.Log
 	proxy   *modproxy.Proxy
 	fetcher *gateFetcher
@@ -72,9 +75,11 @@ type env struct {
 }
 
 type envOptions struct {
-	cfg      ServerConfig // Log and Fetcher are filled in
+	cfg      ServerConfig // Log, Fetcher, Logger and Metrics are filled in
 	upstream UpstreamConfig
-	fetcher  Fetcher // instead of an Upstream on the proxy
+	fetcher  Fetcher                     // instead of an Upstream on the proxy
+	logCfg   tlog.Config                 // Signer, Verifier and OnCommit are filled in
+	wrap     func(tlog.Store) tlog.Store // if set, wraps the store
 }
 
 func newEnv(t *testing.T, b backend, opts envOptions) *env {
@@ -92,19 +97,33 @@ func newEnv(t *testing.T, b backend, opts envOptions) *env {
 		t.Fatal(err)
 	}
 	st := b.open(t)
-	l, err := tlog.Open(t.Context(), st, tlog.Config{Signer: signer, Verifier: verifier})
+	if opts.wrap != nil {
+		st = opts.wrap(st)
+	}
+	reg := prometheus.NewRegistry()
+	metrics, err := NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lcfg := opts.logCfg
+	lcfg.Signer, lcfg.Verifier, lcfg.OnCommit = signer, verifier, metrics.ObserveCommit
+	l, err := tlog.Open(t.Context(), st, lcfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(l.Close)
 
-	e := &env{t: t, skey: skey, vkey: vkey, log: l, proxy: modproxy.New(), logs: new(syncBuffer)}
+	e := &env{t: t, skey: skey, vkey: vkey, reg: reg, log: l, proxy: modproxy.New(), logs: new(syncBuffer)}
+	logger := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	inner := opts.fetcher
 	if inner == nil {
 		psrv := httptest.NewServer(e.proxy)
 		t.Cleanup(psrv.Close)
 		up := opts.upstream
 		up.Proxy = psrv.URL
+		if up.Logger == nil {
+			up.Logger = logger
+		}
 		u, err := NewUpstream(up)
 		if err != nil {
 			t.Fatal(err)
@@ -115,7 +134,8 @@ func newEnv(t *testing.T, b backend, opts envOptions) *env {
 	cfg := opts.cfg
 	cfg.Log = l
 	cfg.Fetcher = e.fetcher
-	cfg.Logger = slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	cfg.Logger = logger
+	cfg.Metrics = metrics
 	if e.srv, err = NewServer(cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -247,6 +267,17 @@ func (f *gateFetcher) count(key string) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.calls[key]
+}
+
+// total returns the number of fetches of all module versions.
+func (f *gateFetcher) total() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, c := range f.calls {
+		n += c
+	}
+	return n
 }
 
 // hold makes fetches of key wait until the returned function is called.
@@ -578,117 +609,6 @@ func checkErrorBody(h http.Header, body []byte) string {
 	return ""
 }
 
-func testBadRequests(t *testing.T, b backend) {
-	e := newEnv(t, b, envOptions{})
-	e.add(modproxy.Module{Path: "example.com/m", Version: "v1.0.0", Files: map[string]string{"m.go": "package m\n"}})
-	if code, _, body := e.get("/lookup/example.com/m@v1.0.0"); code != http.StatusOK {
-		t.Fatalf("lookup: %d %s", code, body)
-	}
-	long := strings.Repeat("a", 10000)
-	for _, tc := range []struct {
-		path string
-		code int    // 0: 400 or 404
-		body string // substring of the body
-	}{
-		{"/lookup/github.com/Azure/x@v1.0.0", 400, "invalid"},
-		{"/lookup/example.com/M@v1.0.0", 400, ""},
-		{"/lookup/example.com/m@v1.0", 400, "must be canonical (v1.0.0)"},
-		{"/lookup/example.com/m@v1", 400, ""},
-		{"/lookup/example.com/m@1.0.0", 400, ""},
-		{"/lookup/example.com/m@V1.0.0", 400, ""},
-		{"/lookup/example.com/m@v1.0.0+build", 400, ""},
-		{"/lookup/example.com/m@v1.0.0-RC1", 400, ""},
-		{"/lookup/example.com/m@v1.0.0-!r!c1", 0, ""},
-		{"/lookup/example.com/m@v1.0.0+incompatible", 400, "+incompatible"},
-		{"/lookup/example.com/m/v2@v2.0.0+incompatible", 400, "+incompatible"},
-		{"/lookup/example.com/m/v2@v1.0.0", 400, ""},
-		{"/lookup/gopkg.in/yaml.v2@v3.0.0", 400, ""},
-		{"/lookup/example.com/m", 400, "missing @version"},
-		{"/lookup/", 400, ""},
-		{"/lookup/@v1.0.0", 400, ""},
-		{"/lookup/example.com/m@", 400, ""},
-		{"/lookup/example.com/m@v1.0.0@v1.0.0", 400, ""},
-		{"/lookup/example.com/!!m@v1.0.0", 400, ""},
-		{"/lookup/example.com/m!@v1.0.0", 400, ""},
-		{"/lookup/example.com/../m@v1.0.0", 400, ""},
-		{"/lookup/example.com//m@v1.0.0", 400, ""},
-		{"/lookup/example.com/m/@v1.0.0", 400, ""},
-		{"/lookup/" + long + "@v1.0.0", 400, ""},
-		{"/lookup/example.com/" + long + "@v1.0.0", 0, ""},
-		{"/lookup/example.com/m@v1.0.0-" + long, 0, ""},
-		{"/lookup/example.com/" + strings.Repeat("a/", 5000) + "m@v1.0.0", 0, ""},
-		{"/lookup/example.com/m%00@v1.0.0", 400, ""},
-		{"/lookup/example.com/m@v1.0.0%00", 400, ""},
-		{"/lookup/example.com/m@v1.0.0%0a", 400, ""},
-		{"/lookup/example.com/m%0d%0aX-Injected:%201@v1.0.0", 400, ""},
-		{"/lookup/example.com/m%7f@v1.0.0", 400, ""},
-		{"/lookup/example.com/%C3%A9@v1.0.0", 400, ""},
-		{"/lookup/example.com/m%ff@v1.0.0", 400, ""},
-		{"/lookup/example.com/m@v1.0.0/go.mod", 400, ""},
-		{"/tile/8/0/1", 400, "invalid tile path"},
-		{"/tile/8/0/0001", 400, "invalid tile path"},
-		{"/tile/8/0/001/000", 400, "invalid tile path"},
-		{"/tile/8/0/x000/001", 400, "invalid tile path"},
-		{"/tile/8/0/+01", 400, "invalid tile path"},
-		{"/tile/8/00/000", 400, "invalid tile path"},
-		{"/tile/08/0/000", 400, "invalid tile path"},
-		{"/tile/9/0/000", 400, "invalid tile path"},
-		{"/tile/7/0/000", 400, "invalid tile path"},
-		{"/tile/8/-1/000", 400, "invalid tile path"},
-		{"/tile/8/0/000.p/0", 400, "invalid tile path"},
-		{"/tile/8/0/000.p/256", 400, "invalid tile path"},
-		{"/tile/8/0/000.p/01", 400, "invalid tile path"},
-		{"/tile/8/0/000.p/-1", 400, "invalid tile path"},
-		{"/tile/8/0/000.p/x", 400, "invalid tile path"},
-		{"/tile/8/0/000.p", 400, "invalid tile path"},
-		{"/tile/8/0/000/", 400, "invalid tile path"},
-		{"/tile/8/data/000.p/0", 400, "invalid tile path"},
-		{"/tile/8/Data/000", 400, "invalid tile path"},
-		{"/tile/8/0", 400, "invalid tile path"},
-		{"/tile/", 400, "invalid tile path"},
-		{"/tile/8/0/x001/000", 404, "beyond the tree"},
-		{"/tile/8/0/000.p/2", 404, "beyond the tree"},
-		{"/tile/8/0/000", 404, "beyond the tree"},
-		{"/tile/8/data/000.p/2", 404, "beyond the tree"},
-		{"/tile/8/0/001.p/1", 404, "beyond the tree"},
-		{"/tile/8/1/000.p/1", 404, "beyond the tree"},
-		{"/tile/8/7/000.p/1", 404, "beyond the tree"},
-		{"/tile/8/8/000.p/1", 404, "beyond the tree"},
-		{"/tile/8/100/000", 404, "beyond the tree"},
-		{"/tile/8/0/x999/x999/x999/x999/x999/x999/999", 0, ""},
-		{"/tile/8/0/x009/x223/x372/x036/x854/x775/807", 0, ""},
-		{"/tile/8/0/x009/x223/x372/x036/x854/x775/808", 0, ""},
-		{"/tile/8/2147483648/000", 0, ""},
-		{"/tile/8/99999999999999999999/000", 400, ""},
-		{"/", 404, ""},
-		{"/latest/", 404, ""},
-		{"/lookup", 404, ""},
-		{"/tile", 404, ""},
-		{"/sumdb/sumdb.test/supported", 404, ""},
-	} {
-		code, h, body := e.get(tc.path)
-		name := tc.path
-		if len(name) > 80 {
-			name = name[:80] + "..."
-		}
-		if tc.code == 0 && code != 400 && code != 404 || tc.code != 0 && code != tc.code {
-			t.Errorf("GET %s = %d %q, want %d", name, code, body, tc.code)
-		}
-		if !bytes.Contains(body, []byte(tc.body)) {
-			t.Errorf("GET %s = %d %q, want a body containing %q", name, code, body, tc.body)
-		}
-		if msg := checkErrorBody(h, body); msg != "" {
-			t.Errorf("GET %s = %d %q: %s", name, code, body, msg)
-		}
-	}
-	if strings.Contains(e.logs.String(), "level=ERROR") {
-		t.Errorf("bad requests logged errors:\n%s", e.logs)
-	}
-	if size := e.log.Head().Size; size != 1 {
-		t.Errorf("tree size = %d after bad requests, want 1", size)
-	}
-}
-
 func testNotFound(t *testing.T, b backend) {
 	e := newEnv(t, b, envOptions{})
 	var offset atomic.Int64 // of the not-found cache's clock
@@ -750,8 +670,9 @@ func testNotFound(t *testing.T, b backend) {
 	if size := e.log.Head().Size; size != 1 {
 		t.Errorf("tree size = %d, want 1", size)
 	}
-	if !strings.Contains(e.logs.String(), `msg="upstream fetch" module=`+key+" ") {
-		t.Errorf("no log line for the upstream fetch:\n%s", e.logs)
+	// One line per fetch: two fetches, the first for five lookups.
+	if n := strings.Count(e.logs.String(), `msg="upstream fetch" module=example.com/m version=v1.9.9 result=`); n != 2 {
+		t.Errorf("%d log lines for the 2 upstream fetches, want 2:\n%s", n, e.logs)
 	}
 
 	t.Run("NoCache", func(t *testing.T) {
@@ -1189,5 +1110,171 @@ func TestClip(t *testing.T) {
 	}
 	if got := clip(strings.Repeat("x", 10000), 400); len(got) != 400 {
 		t.Errorf("len(clip(10000 bytes, 400)) = %d, want 400", len(got))
+	}
+}
+
+// metric returns the value of the metric name with the given labels (for a
+// histogram, its number of observations) in reg, or -1 if there is none.
+func metric(t *testing.T, reg prometheus.Gatherer, name string, labels ...string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range f.GetMetric() {
+			have := make(map[string]string)
+			for _, lp := range m.GetLabel() {
+				have[lp.GetName()] = lp.GetValue()
+			}
+			for i := 0; i+1 < len(labels); i += 2 {
+				if have[labels[i]] != labels[i+1] {
+					continue next
+				}
+			}
+			switch {
+			case m.Counter != nil:
+				return m.Counter.GetValue()
+			case m.Gauge != nil:
+				return m.Gauge.GetValue()
+			case m.Histogram != nil:
+				return float64(m.Histogram.GetSampleCount())
+			}
+		}
+	}
+	return -1
+}
+
+func TestHealth(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, b, envOptions{})
+			for _, tc := range []struct {
+				method, path string
+				code         int
+				body         string
+			}{
+				{"GET", "/healthz", 200, "ok\n"},
+				{"HEAD", "/healthz", 200, ""},
+				{"GET", "/readyz", 200, "ready: tree size 0\n"},
+				{"POST", "/readyz", 405, "method not allowed: use GET or HEAD\n"},
+				{"GET", "/healthz/", 404, ""},
+			} {
+				code, h, body := e.do(t.Context(), tc.method, tc.path)
+				if code != tc.code || tc.body != "" && string(body) != tc.body || h.Get("Cache-Control") == "" {
+					t.Errorf("%s %s = %d %q (Cache-Control %q), want %d %q", tc.method, tc.path, code, body, h.Get("Cache-Control"), tc.code, tc.body)
+				}
+			}
+			e.appendSynthetic("h", 3)
+			if code, _, body := e.get("/readyz"); code != 200 || string(body) != "ready: tree size 3\n" {
+				t.Errorf("GET /readyz = %d %q, want 200 %q", code, body, "ready: tree size 3\n")
+			}
+		})
+	}
+}
+
+// TestMetrics checks that the server's work shows in its metrics, and that
+// the metrics follow the Prometheus naming conventions.
+func TestMetrics(t *testing.T) {
+	e := newEnv(t, backends[0], envOptions{})
+	e.add(modproxy.Module{Path: "example.com/m", Version: "v1.0.0", Files: map[string]string{"m.go": "package m\n"}})
+	e.appendSynthetic("s", 2)
+	for _, p := range []string{
+		"/lookup/example.com/m@v1.0.0", // miss, fetch ok
+		"/lookup/example.com/m@v1.0.0", // hit
+		"/lookup/example.com/m@v1.0.1", // miss, fetch not found
+		"/lookup/example.com/m@v1.0.1", // not-found cache
+		"/lookup/example.com/m@v1.0",   // invalid, no fetch
+		"/latest",
+		"/tile/8/0/000.p/3",
+		"/tile/8/data/000.p/3",
+		"/tile/8/0/000.p/4",
+		"/healthz",
+		"/readyz",
+		"/nothing",
+	} {
+		e.get(p)
+	}
+	for _, tc := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"sumdb_http_requests_total", []string{"endpoint", "lookup", "code", "200"}, 2},
+		{"sumdb_http_requests_total", []string{"endpoint", "lookup", "code", "404"}, 2},
+		{"sumdb_http_requests_total", []string{"endpoint", "lookup", "code", "400"}, 1},
+		{"sumdb_http_requests_total", []string{"endpoint", "latest", "code", "200"}, 1},
+		{"sumdb_http_requests_total", []string{"endpoint", "tile", "code", "200"}, 1},
+		{"sumdb_http_requests_total", []string{"endpoint", "tile", "code", "404"}, 1},
+		{"sumdb_http_requests_total", []string{"endpoint", "data_tile", "code", "200"}, 1},
+		{"sumdb_http_requests_total", []string{"endpoint", "healthz", "code", "200"}, 1},
+		{"sumdb_http_requests_total", []string{"endpoint", "readyz", "code", "200"}, 1},
+		{"sumdb_http_requests_total", []string{"endpoint", "other", "code", "404"}, 1},
+		{"sumdb_http_request_duration_seconds", []string{"endpoint", "lookup"}, 5},
+		{"sumdb_tree_size", nil, 3},
+		{"sumdb_sequencer_queue_length", nil, 0},
+		{"sumdb_sequencer_batch_records", nil, 3}, // at most: the synthetic appends may share a batch
+		{"sumdb_sequencer_commit_duration_seconds", nil, 3},
+		{"sumdb_upstream_fetches_total", []string{"result", "ok"}, 1},
+		{"sumdb_upstream_fetches_total", []string{"result", "not_found"}, 1},
+		{"sumdb_upstream_fetches_total", []string{"result", "timeout"}, 0},
+		{"sumdb_upstream_fetch_duration_seconds", nil, 2},
+		{"sumdb_upstream_fetches_in_progress", nil, 0},
+		{"sumdb_not_found_cache_hits_total", nil, 1},
+		{"sumdb_rate_limited_requests_total", nil, 0},
+		{"sumdb_store_unavailable_total", nil, 0},
+	} {
+		got := metric(t, e.reg, tc.name, tc.labels...)
+		if strings.HasPrefix(tc.name, "sumdb_sequencer_") && tc.want > 0 {
+			if got < 2 || got > tc.want { // the lookup's batch and one or two synthetic ones
+				t.Errorf("%s%q = %v, want 2 to %v", tc.name, tc.labels, got, tc.want)
+			}
+			continue
+		}
+		if got != tc.want {
+			t.Errorf("%s%q = %v, want %v", tc.name, tc.labels, got, tc.want)
+		}
+	}
+	problems, err := testutil.GatherAndLint(e.reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("metric %s: %s", p.Metric, p.Text)
+	}
+}
+
+func TestNewMetricsTwice(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	if _, err := NewMetrics(reg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewMetrics(reg); err == nil {
+		t.Error("NewMetrics twice on one registry: no error")
+	}
+}
+
+func TestEndpointOf(t *testing.T) {
+	for _, tc := range []struct{ path, want string }{
+		{"/latest", "latest"},
+		{"/lookup/example.com/m@v1.0.0", "lookup"},
+		{"/lookup/", "lookup"},
+		{"/tile/8/0/000", "tile"},
+		{"/tile/8/data/000", "data_tile"},
+		{"/tile/9/data/000", "tile"},
+		{"/healthz", "healthz"},
+		{"/readyz", "readyz"},
+		{"/metrics", "other"},
+		{"/latest/", "other"},
+		{"", "other"},
+	} {
+		if got := endpointOf(tc.path); got != tc.want {
+			t.Errorf("endpointOf(%q) = %q, want %q", tc.path, got, tc.want)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package sumdb
 
 import (
+	stdzip "archive/zip"
 	"bufio"
 	"bytes"
 	"context"
@@ -9,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -49,8 +51,11 @@ type UpstreamConfig struct {
 	// one proxy; default 2 minutes.
 	Timeout time.Duration
 
-	// MaxZipSize is the largest module zip accepted, in bytes; default and
-	// maximum zip.MaxZipFile (500 MiB).
+	// MaxZipSize is the largest module zip accepted, in bytes, and also the
+	// largest total size of the files in it once uncompressed (the go
+	// command bounds both by 500 MiB). Bounding what a zip expands to
+	// bounds the work of hashing a zip bomb to that of hashing the largest
+	// legitimate module. Default and maximum zip.MaxZipFile (500 MiB).
 	MaxZipSize int64
 
 	// TempDir is where zips are spooled while checked and hashed; default
@@ -199,7 +204,7 @@ func (u *Upstream) Fetch(ctx context.Context, path, version string) ([]byte, err
 	attrs := []slog.Attr{
 		slog.String("module", path),
 		slog.String("version", version),
-		slog.String("result", resultOf(err)),
+		slog.String("result", fetchResult(err)),
 		slog.Duration("duration", time.Since(start)),
 	}
 	if proxy != nil {
@@ -214,23 +219,6 @@ func (u *Upstream) Fetch(ctx context.Context, path, version string) ([]byte, err
 	}
 	u.logger.LogAttrs(ctx, slog.LevelInfo, "upstream fetch", attrs...)
 	return text, err
-}
-
-// resultOf names the outcome of a fetch for the log.
-func resultOf(err error) string {
-	switch {
-	case err == nil:
-		return "ok"
-	case errors.Is(err, ErrInvalid):
-		return "invalid"
-	case errors.Is(err, ErrNotFound):
-		return "not found"
-	case errors.Is(err, context.DeadlineExceeded):
-		return "timeout"
-	case errors.Is(err, ErrUpstream):
-		return "upstream error"
-	}
-	return "error"
 }
 
 // fetch implements Fetch, also returning the URL of the proxy that gave the
@@ -427,12 +415,38 @@ func (f *fileFetch) hashZip(m module.Version) (hash string, err error) {
 	if _, err := zip.CheckZip(m, tmp.Name()); err != nil {
 		return "", f.notFound("invalid module zip: "+firstLine(err), err)
 	}
+	// CheckZip bounds the declared sizes by 500 MiB; a lower MaxZipSize
+	// bounds them further, before anything is decompressed. archive/zip
+	// fails a file that decompresses to more than its declared size, so
+	// the declared sizes bound the work of HashZip.
+	if size, err := uncompressedSize(tmp.Name()); err != nil {
+		return "", f.notFound("invalid module zip: "+firstLine(err), err)
+	} else if size > uint64(limit) {
+		return "", f.notFound(fmt.Sprintf("module zip expands to more than %d bytes", limit), nil)
+	}
 	hash, err = dirhash.HashZip(tmp.Name(), dirhash.Hash1)
 	if err != nil {
 		// CheckZip reads only the directory; a corrupt file shows here.
 		return "", f.notFound("invalid module zip: "+firstLine(err), err)
 	}
 	return hash, nil
+}
+
+// uncompressedSize returns the total declared uncompressed size of the files
+// in the zip file name.
+func uncompressedSize(name string) (uint64, error) {
+	zr, err := stdzip.OpenReader(name)
+	if err != nil {
+		return 0, err
+	}
+	defer zr.Close()
+	var total uint64
+	for _, f := range zr.File {
+		if total += f.UncompressedSize64; total < f.UncompressedSize64 {
+			return math.MaxUint64, nil
+		}
+	}
+	return total, nil
 }
 
 // copyBody copies src to dst like io.Copy, telling write errors (local)

@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -20,6 +21,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode"
 
 	"golang.org/x/mod/sumdb/dirhash"
 
@@ -850,7 +852,7 @@ func TestUpstreamLog(t *testing.T) {
 		t.Fatalf("log has %d lines, want one per fetch:\n%s", len(lines), buf.String())
 	}
 	for i, want := range []struct{ version, result string }{
-		{"v1.0.0", "ok"}, {"v1.0.1", "not found"}, {"v1.0", "invalid"},
+		{"v1.0.0", "ok"}, {"v1.0.1", "not_found"}, {"v1.0", "invalid"},
 	} {
 		var rec map[string]any
 		if err := json.Unmarshal([]byte(lines[i]), &rec); err != nil {
@@ -897,4 +899,101 @@ func TestUpstreamLocalError(t *testing.T) {
 	if err == nil || errors.Is(err, ErrNotFound) || errors.Is(err, ErrUpstream) || !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("Fetch with a missing TempDir = %v, want a local error", err)
 	}
+}
+
+// TestUpstreamLogRedacts checks that the fetch log never shows the password
+// of a proxy URL, whatever the outcome.
+func TestUpstreamLogRedacts(t *testing.T) {
+	p := startProxy(t, false)
+	if err := p.Add(modproxy.Module{Path: "example.com/m", Version: "v1.0.0", Files: map[string]string{"go.mod": "module example.com/m\n"}}); err != nil {
+		t.Fatal(err)
+	}
+	p.SetFault("example.com/broken", modproxy.FaultServerError)
+	// An unreachable proxy first ("|": on to the next on any error), then
+	// the real one with credentials.
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadURL := "http://user:hunter2@" + dead.Addr().String()
+	dead.Close()
+	withPassword := strings.Replace(p.URL, "http://", "http://user:hunter2@", 1)
+	var buf logBuffer
+	u := newTestUpstream(t, UpstreamConfig{Proxy: deadURL + "|" + withPassword, Logger: slog.New(slog.NewTextHandler(&buf, nil))})
+	for _, m := range []string{"example.com/m@v1.0.0", "example.com/m@v1.0.1", "example.com/broken@v1.0.0"} {
+		path, version, _ := strings.Cut(m, "@")
+		u.Fetch(t.Context(), path, version)
+	}
+	u2 := newTestUpstream(t, UpstreamConfig{Proxy: deadURL, Logger: slog.New(slog.NewTextHandler(&buf, nil))})
+	_, err = u2.Fetch(t.Context(), "example.com/m", "v1.0.0")
+	if err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("Fetch from an unreachable proxy = %v, want an error without the password", err)
+	}
+	logs := buf.String()
+	if n := strings.Count(logs, `msg="upstream fetch"`); n != 4 {
+		t.Errorf("%d fetch log lines, want 4:\n%s", n, logs)
+	}
+	if strings.Contains(logs, "hunter2") {
+		t.Errorf("the log shows the password:\n%s", logs)
+	}
+	if !strings.Contains(logs, "user:xxxxx@") {
+		t.Errorf("the log does not name the proxy:\n%s", logs)
+	}
+}
+
+// FuzzReadReason checks that a proxy's 404 body becomes a short printable
+// line, whatever it holds.
+func FuzzReadReason(f *testing.F) {
+	for _, s := range []string{"not found: unknown revision v1.0.0", "gone: x\nmore", "", "\x00\x1b[31m", strings.Repeat("x", 300)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, body string) {
+		got := readReason(strings.NewReader(body))
+		if got == "" || len(got) > maxReasonSize || strings.ContainsAny(got, "\r\n") {
+			t.Fatalf("readReason(%q) = %q", body, got)
+		}
+		for _, r := range got {
+			if !unicode.IsPrint(r) {
+				t.Fatalf("readReason(%q) = %q, holds %q", body, got, r)
+			}
+		}
+	})
+}
+
+// FuzzParseProxyList checks that every proxy parseProxyList accepts is a
+// plain http or https URL, and that no error repeats a password.
+func FuzzParseProxyList(f *testing.F) {
+	for _, s := range []struct{ prefix, password, suffix string }{
+		{"", "hunter22", "proxy.example.com"},
+		{"direct,", "s3cretpass", "proxy.example.com:99999|off"},
+		{"https://a.example.com|", "passpass", "[::1]:x/path?q"},
+		{"ftp://x,", "password1", "%zz"},
+	} {
+		f.Add(s.prefix, s.password, s.suffix)
+	}
+	f.Fuzz(func(t *testing.T, prefix, password, suffix string) {
+		list := prefix + "http://u:" + password + "@" + suffix
+		proxies, err := parseProxyList(list)
+		if err != nil {
+			secret := len(password) >= 8 && !strings.Contains(prefix+suffix, password) && !strings.Contains(
+				"upstream config: proxy URL want http:// or https:// and a host query and fragment not allowed has no http or https URL (direct and off cannot serve a checksum database) invalid port after host", password)
+			for _, c := range password {
+				if !('a' <= c && c <= 'z' || '0' <= c && c <= '9') {
+					secret = false
+				}
+			}
+			if secret && strings.Contains(err.Error(), password) {
+				t.Fatalf("parseProxyList(%q) = %v, repeats the password", list, err)
+			}
+			return
+		}
+		if len(proxies) == 0 {
+			t.Fatalf("parseProxyList(%q) = no proxies, no error", list)
+		}
+		for _, p := range proxies {
+			if p.url.Scheme != "http" && p.url.Scheme != "https" || p.url.Host == "" || p.url.RawQuery != "" || p.url.Fragment != "" || strings.HasSuffix(p.url.Path, "/") {
+				t.Fatalf("parseProxyList(%q) accepted %q", list, p.url.Redacted())
+			}
+		}
+	})
 }

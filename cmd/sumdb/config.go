@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -35,6 +36,14 @@ const (
 	defaultMaxZipSize      = zip.MaxZipFile
 	defaultLogFormat       = "text"
 	defaultLogLevel        = "info"
+	defaultMaxFetches      = 16
+	defaultMaxQueue        = 16384
+	defaultNotFoundTTL     = time.Minute
+	// A first download of a large project by one client needs one fetch
+	// per module version new to the log, and the go command fails on a
+	// 429: the burst is generous, the rate bounds a sustained storm.
+	defaultFetchRate  = 10.0
+	defaultFetchBurst = 1000
 
 	// defaultName is the key name of a log whose operator did not choose
 	// one. It is a clean host name that is not anybody's checksum database:
@@ -52,11 +61,18 @@ type ServeConfig struct {
 	NameSet         bool          // Name was given by the user, not the default
 	Upstream        string        // GOPROXY-style list of module proxies
 	UpstreamTimeout time.Duration // bound on fetching one module version
-	MaxZipSize      int64         // largest module zip accepted, in bytes
+	MaxZipSize      int64         // largest module zip accepted, and its largest uncompressed size, in bytes
 	LogFormat       string        // "text" or "json"
 	LogLevel        slog.Level
-	ConfigFile      string   // the config file read, if any
-	Warnings        []string // things the user may want to fix, to log once a logger exists
+	MaxFetches      int           // concurrent upstream fetches
+	MaxQueue        int           // appends waiting for the sequencer before 503
+	NotFoundTTL     time.Duration // how long an upstream not-found is remembered; 0 disables
+	FetchRate       float64       // per client, per second; 0 disables the limit
+	FetchBurst      int           // per client, at once
+	TrustProxy      bool          // take the client from X-Forwarded-For
+	MetricsListen   string        // separate host:port for /metrics, /healthz, /readyz; empty: the main listener
+	ConfigFile      string        // the config file read, if any
+	Warnings        []string      // things the user may want to fix, to log once a logger exists
 }
 
 // SQLitePath returns the file of the embedded store.
@@ -67,6 +83,8 @@ func (c *ServeConfig) SQLitePath() string { return filepath.Join(c.DataDir, defa
 var serveKeys = []string{
 	"listen", "data-dir", "database-url", "key-file", "name",
 	"upstream", "upstream-timeout", "max-zip-size", "log-format", "log-level",
+	"max-fetches", "max-queue", "not-found-ttl", "fetch-rate", "fetch-burst",
+	"trust-proxy-headers", "metrics-listen",
 }
 
 // newServeFlags returns the flag set of serve.
@@ -81,9 +99,16 @@ func newServeFlags() *pflag.FlagSet {
 	fs.String("name", defaultName, "key `name` (host[/path]) of a key created on first start")
 	fs.String("upstream", "", "GOPROXY-style `list` of module proxies to fetch from (default: go env GOPROXY)")
 	fs.Duration("upstream-timeout", defaultUpstreamTimeout, "bound on fetching one module version from the upstream")
-	fs.Int64("max-zip-size", defaultMaxZipSize, "largest module zip accepted, in `bytes`")
+	fs.Int64("max-zip-size", defaultMaxZipSize, "largest module zip accepted, and largest total size of its files uncompressed, in `bytes`")
 	fs.String("log-format", defaultLogFormat, "log `format`: text or json")
 	fs.String("log-level", defaultLogLevel, "log `level`: debug, info, warn or error")
+	fs.Int("max-fetches", defaultMaxFetches, "most upstream fetches in progress at once")
+	fs.Int("max-queue", defaultMaxQueue, "most new records waiting to be logged; beyond it first lookups get 503")
+	fs.Duration("not-found-ttl", defaultNotFoundTTL, "how long an upstream \"not found\" is remembered (0 disables)")
+	fs.Float64("fetch-rate", defaultFetchRate, "lookups needing an upstream fetch allowed per client per second, a `number`; beyond it 429 (0 disables)")
+	fs.Int("fetch-burst", defaultFetchBurst, "lookups needing an upstream fetch allowed per client at once")
+	fs.Bool("trust-proxy-headers", false, "identify clients by the last X-Forwarded-For address (only behind a proxy that sets it)")
+	fs.String("metrics-listen", "", "serve /metrics, /healthz and /readyz on this `host:port` instead of --listen")
 	return fs
 }
 
@@ -246,6 +271,33 @@ func loadServeConfig(ctx context.Context, fs *pflag.FlagSet, goEnv goEnvFunc) (*
 	}
 	if err := cfg.LogLevel.UnmarshalText([]byte(level)); err != nil {
 		return nil, bad("log-level", "%q (want debug, info, warn or error)", level)
+	}
+
+	if cfg.MaxFetches, err = cast.ToIntE(v.Get("max-fetches")); err != nil || cfg.MaxFetches < 1 || cfg.MaxFetches > 4096 {
+		return nil, bad("max-fetches", "want a number from 1 to 4096")
+	}
+	if cfg.MaxQueue, err = cast.ToIntE(v.Get("max-queue")); err != nil || cfg.MaxQueue < 1 || cfg.MaxQueue > 1<<24 {
+		return nil, bad("max-queue", "want a number from 1 to %d", 1<<24)
+	}
+	if cfg.NotFoundTTL, err = cast.ToDurationE(v.Get("not-found-ttl")); err != nil || cfg.NotFoundTTL < 0 {
+		return nil, bad("not-found-ttl", "want a duration such as 1m or 30s, or 0 to disable")
+	}
+	if cfg.FetchRate, err = cast.ToFloat64E(v.Get("fetch-rate")); err != nil || !(cfg.FetchRate >= 0) || math.IsInf(cfg.FetchRate, 0) {
+		return nil, bad("fetch-rate", "want a number of fetches per second such as 10 or 0.5, or 0 to disable")
+	}
+	if cfg.FetchBurst, err = cast.ToIntE(v.Get("fetch-burst")); err != nil || cfg.FetchBurst < 1 {
+		return nil, bad("fetch-burst", "want a number of fetches of at least 1")
+	}
+	if cfg.TrustProxy, err = cast.ToBoolE(v.Get("trust-proxy-headers")); err != nil {
+		return nil, bad("trust-proxy-headers", "want true or false")
+	}
+	if cfg.MetricsListen, err = str("metrics-listen"); err != nil {
+		return nil, err
+	}
+	if cfg.MetricsListen != "" {
+		if err := checkListen(cfg.MetricsListen); err != nil {
+			return nil, bad("metrics-listen", "%v", err)
+		}
 	}
 
 	cfg.Warnings = unknownEnv(os.Environ())

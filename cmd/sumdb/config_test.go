@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/pflag"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -73,6 +74,11 @@ func TestConfigDefaults(t *testing.T) {
 		MaxZipSize:      500 << 20,
 		LogFormat:       "text",
 		LogLevel:        slog.LevelInfo,
+		MaxFetches:      16,
+		MaxQueue:        16384,
+		NotFoundTTL:     time.Minute,
+		FetchRate:       10,
+		FetchBurst:      1000,
 	}
 	if got := *cfg; !equalConfig(got, want) {
 		t.Errorf("loadServeConfig() = %+v, want %+v", got, want)
@@ -87,7 +93,10 @@ func equalConfig(a, b ServeConfig) bool {
 	return a.Listen == b.Listen && a.DataDir == b.DataDir && a.DatabaseURL == b.DatabaseURL &&
 		a.KeyFile == b.KeyFile && a.Name == b.Name && a.NameSet == b.NameSet && a.Upstream == b.Upstream &&
 		a.UpstreamTimeout == b.UpstreamTimeout && a.MaxZipSize == b.MaxZipSize &&
-		a.LogFormat == b.LogFormat && a.LogLevel == b.LogLevel && a.ConfigFile == b.ConfigFile
+		a.LogFormat == b.LogFormat && a.LogLevel == b.LogLevel && a.ConfigFile == b.ConfigFile &&
+		a.MaxFetches == b.MaxFetches && a.MaxQueue == b.MaxQueue && a.NotFoundTTL == b.NotFoundTTL &&
+		a.FetchRate == b.FetchRate && a.FetchBurst == b.FetchBurst && a.TrustProxy == b.TrustProxy &&
+		a.MetricsListen == b.MetricsListen
 }
 
 // TestConfigPrecedence checks that the command line wins over the
@@ -104,13 +113,23 @@ upstream-timeout: 10s
 max-zip-size: 1000
 log-format: json
 log-level: debug
+max-fetches: 3
+max-queue: 100
+not-found-ttl: 0s
+fetch-rate: 0.5
+fetch-burst: 7
+trust-proxy-headers: true
+metrics-listen: 127.0.0.1:9101
 `)
 	t.Setenv("SUMDB_CONFIG", file)
 	t.Setenv("SUMDB_LISTEN", "127.0.0.1:7002")
 	t.Setenv("SUMDB_DATA_DIR", "/env/data")
 	t.Setenv("SUMDB_MAX_ZIP_SIZE", "2000")
 	t.Setenv("SUMDB_LOG_LEVEL", "warn")
-	cfg, err := load(t, []string{"--listen", "127.0.0.1:7003", "--log-level=error"}, fixedGoEnv("http://goenv.test"))
+	t.Setenv("SUMDB_MAX_QUEUE", "200")
+	t.Setenv("SUMDB_FETCH_RATE", "2")
+	t.Setenv("SUMDB_METRICS_LISTEN", "127.0.0.1:9102")
+	cfg, err := load(t, []string{"--listen", "127.0.0.1:7003", "--log-level=error", "--fetch-burst=9", "--trust-proxy-headers=false"}, fixedGoEnv("http://goenv.test"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,6 +145,13 @@ log-level: debug
 		MaxZipSize:      2000,
 		LogFormat:       "json",
 		LogLevel:        slog.LevelError,
+		MaxFetches:      3,   // file
+		MaxQueue:        200, // env over file
+		NotFoundTTL:     0,   // file: disabled
+		FetchRate:       2,
+		FetchBurst:      9,     // flag
+		TrustProxy:      false, // flag false over file true
+		MetricsListen:   "127.0.0.1:9102",
 		ConfigFile:      file,
 	}
 	if !equalConfig(*cfg, want) {
@@ -180,6 +206,17 @@ func TestConfigErrors(t *testing.T) {
 		{name: "zip size range", args: []string{"--max-zip-size", "524288001"}, want: "want a number of bytes from 1 to 524288000", usage: true},
 		{name: "timeout", file: "upstream-timeout: soon\n", want: "invalid upstream-timeout in"},
 		{name: "data dir", args: []string{"--data-dir", ""}, want: "invalid --data-dir: empty", usage: true},
+		{name: "max fetches", args: []string{"--max-fetches", "0"}, want: "invalid --max-fetches: want a number from 1 to 4096", usage: true},
+		{name: "max fetches env", env: map[string]string{"SUMDB_MAX_FETCHES": "many"}, want: "invalid SUMDB_MAX_FETCHES: want a number"},
+		{name: "max queue", file: "max-queue: -1\n", want: "invalid max-queue in "},
+		{name: "not found ttl", args: []string{"--not-found-ttl", "-1s"}, want: "invalid --not-found-ttl: want a duration", usage: true},
+		{name: "not found ttl env", env: map[string]string{"SUMDB_NOT_FOUND_TTL": "forever"}, want: "invalid SUMDB_NOT_FOUND_TTL"},
+		{name: "fetch rate", args: []string{"--fetch-rate", "-1"}, want: "invalid --fetch-rate: want a number of fetches per second", usage: true},
+		{name: "fetch rate nan", env: map[string]string{"SUMDB_FETCH_RATE": "NaN"}, want: "invalid SUMDB_FETCH_RATE"},
+		{name: "fetch rate inf", file: "fetch-rate: .inf\n", want: "invalid fetch-rate in "},
+		{name: "fetch burst", args: []string{"--fetch-burst", "0"}, want: "invalid --fetch-burst: want a number of fetches of at least 1", usage: true},
+		{name: "trust proxy", env: map[string]string{"SUMDB_TRUST_PROXY_HEADERS": "perhaps"}, want: "invalid SUMDB_TRUST_PROXY_HEADERS: want true or false"},
+		{name: "metrics listen", args: []string{"--metrics-listen", "9100"}, want: `invalid --metrics-listen: "9100" (want host:port`, usage: true},
 		{name: "unknown file key", file: "listne: :8080\n", want: `unknown key "listne"`},
 		{name: "bad yaml", file: "listen: [\n", want: "want YAML"},
 		{name: "missing file", args: []string{"--config", "/nonexistent/sumdb.yaml"}, want: "read config file: open /nonexistent/sumdb.yaml"},
@@ -351,6 +388,69 @@ func TestRunUsage(t *testing.T) {
 		}
 		if tt.status == 0 && !strings.Contains(stdout.String(), "Usage:") {
 			t.Errorf("run(%q): stdout %q, want the usage", tt.args, stdout.String())
+		}
+	}
+}
+
+// TestReadmeConfigTable checks that the README's configuration table has a
+// row for every serve flag, with its environment variable, config key and
+// default, and no row for a flag that does not exist.
+func TestReadmeConfigTable(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := make(map[string][]string) // by flag name
+	for line := range strings.Lines(string(data)) {
+		if !strings.HasPrefix(line, "| `--") {
+			continue
+		}
+		cells := strings.Split(strings.Trim(strings.TrimSpace(line), "|"), "|")
+		for i := range cells {
+			cells[i] = strings.TrimSpace(cells[i])
+		}
+		name := strings.Trim(cells[0], "`-")
+		if len(cells) != 5 {
+			t.Errorf("README row of --%s has %d cells, want 5", name, len(cells))
+			continue
+		}
+		rows[name] = cells
+	}
+	fs := newServeFlags()
+	fs.VisitAll(func(f *pflag.Flag) {
+		row, ok := rows[f.Name]
+		if !ok {
+			t.Errorf("README has no row for --%s", f.Name)
+			return
+		}
+		delete(rows, f.Name)
+		if want := "`" + envName(f.Name) + "`"; row[1] != want {
+			t.Errorf("README row of --%s: environment %s, want %s", f.Name, row[1], want)
+		}
+		if want := "`" + f.Name + "`"; f.Name != "config" && row[2] != want {
+			t.Errorf("README row of --%s: config key %s, want %s", f.Name, row[2], want)
+		}
+		if f.DefValue == "" {
+			return // the README says how the default is found
+		}
+		def := strings.Trim(row[3], "`")
+		if f.Value.Type() == "duration" {
+			d, err := time.ParseDuration(def)
+			if err != nil || d.String() != f.DefValue {
+				t.Errorf("README row of --%s: default %s, want %s", f.Name, row[3], f.DefValue)
+			}
+			return
+		}
+		if def != f.DefValue {
+			t.Errorf("README row of --%s: default %s, want `%s`", f.Name, row[3], f.DefValue)
+		}
+	})
+	for name := range rows {
+		t.Errorf("README has a row for --%s, which serve does not have", name)
+	}
+	for _, k := range serveKeys {
+		if fs.Lookup(k) == nil {
+			t.Errorf("setting %q has no flag", k)
 		}
 	}
 }

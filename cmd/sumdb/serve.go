@@ -14,6 +14,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/pflag"
 	"golang.org/x/sync/errgroup"
 
@@ -105,10 +108,20 @@ func serve(ctx context.Context, cfg *ServeConfig, stdout, stderr io.Writer) erro
 		return err
 	}
 
+	// The process's own registry, never the global default one.
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics, err := sumdb.NewMetrics(reg)
+	if err != nil {
+		return err
+	}
+
 	lg, err := tlog.Open(ctx, st, tlog.Config{
 		Signer:   k.Signer,
 		Verifier: k.Verifier,
 		Logger:   logger,
+		MaxQueue: cfg.MaxQueue,
+		OnCommit: metrics.ObserveCommit,
 		// The newest head served, outside the store: see "Backups and restore" in the README.
 		PublishedFile: filepath.Join(cfg.DataDir, "published-head"),
 	})
@@ -120,58 +133,172 @@ func serve(ctx context.Context, cfg *ServeConfig, stdout, stderr io.Writer) erro
 	// A first lookup waits for the upstream fetch and the append; the
 	// server's write timeout must outlast it, or the answer is lost.
 	lookupTimeout := cfg.UpstreamTimeout + time.Minute
-	handler, err := sumdb.NewServer(sumdb.ServerConfig{Log: lg, Fetcher: up, Logger: logger, LookupTimeout: lookupTimeout})
+	notFoundTTL := cfg.NotFoundTTL
+	if notFoundTTL == 0 {
+		notFoundTTL = -1 // 0 disables the cache here, and means the default there
+	}
+	app, err := sumdb.NewServer(sumdb.ServerConfig{
+		Log:               lg,
+		Fetcher:           up,
+		Logger:            logger,
+		Metrics:           metrics,
+		LookupTimeout:     lookupTimeout,
+		MaxFetches:        cfg.MaxFetches,
+		NotFoundTTL:       notFoundTTL,
+		FetchRate:         cfg.FetchRate,
+		FetchBurst:        cfg.FetchBurst,
+		TrustProxyHeaders: cfg.TrustProxy,
+	})
 	if err != nil {
 		return fmt.Errorf("create server: %w", err)
 	}
+	metricsHandler := promhttp.InstrumentMetricHandler(reg, promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		Registry: reg,
+	}))
+	mainHandler, opsHandler := routes(app, metricsHandler, cfg.MetricsListen != "")
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("%w: choose another --listen address", err)
 	}
+	servers := []*http.Server{newHTTPServer(mainHandler, logger, serveLimits(lookupTimeout))}
+	listeners := []net.Listener{ln}
+	var metricsAddr string
+	if cfg.MetricsListen != "" {
+		mln, err := net.Listen("tcp", cfg.MetricsListen)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("%w: choose another --metrics-listen address", err)
+		}
+		metricsAddr = mln.Addr().String()
+		servers = append(servers, newHTTPServer(opsHandler, logger, opsLimits()))
+		listeners = append(listeners, mln)
+	}
 	addr := ln.Addr().String()
 	if _, err := fmt.Fprintf(stdout, "GOSUMDB=\"%s http://%s\"\n", k.VKey, addr); err != nil {
-		ln.Close()
+		for _, l := range listeners {
+			l.Close()
+		}
 		return fmt.Errorf("print GOSUMDB line: %w", err)
 	}
-	logger.InfoContext(ctx, "serving",
+	attrs := []any{
 		"addr", addr,
 		"name", k.Signer.Name(),
 		"store", backend,
 		"size", lg.Head().Size,
-		"upstream", redactList(cfg.Upstream))
-
-	srv := &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      lookupTimeout + 30*time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		"upstream", redactList(cfg.Upstream),
 	}
+	if metricsAddr != "" {
+		attrs = append(attrs, "metrics_addr", metricsAddr)
+	}
+	logger.InfoContext(ctx, "serving", attrs...)
+
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("serve http: %w", err)
-		}
-		return nil
-	})
+	for i, srv := range servers {
+		g.Go(func() error {
+			if err := srv.Serve(listeners[i]); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("serve http: %w", err)
+			}
+			return nil
+		})
+	}
 	g.Go(func() error {
 		<-gctx.Done()
 		logger.InfoContext(ctx, "shutting down")
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
 		defer cancel()
-		if err := srv.Shutdown(sctx); err != nil {
-			return fmt.Errorf("shut down http server: %w", err)
+		var errs []error
+		for _, srv := range servers {
+			if err := srv.Shutdown(sctx); err != nil {
+				errs = append(errs, fmt.Errorf("shut down http server: %w", err))
+			}
 		}
-		return nil
+		return errors.Join(errs...)
 	})
 	if err := g.Wait(); err != nil {
 		return err
 	}
 	logger.InfoContext(ctx, "stopped")
 	return nil
+}
+
+// routes returns the handler of the main listener and, for a separate
+// metrics listener, the handler of that one. The main listener serves the
+// checksum database (app), its health checks and, unless separate,
+// /metrics; the metrics listener serves /metrics and the health checks.
+// No http.ServeMux: it would redirect the non-canonical paths that app
+// answers 400.
+func routes(app, metrics http.Handler, separate bool) (main, ops http.Handler) {
+	if !separate {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/metrics" {
+				metrics.ServeHTTP(w, r)
+				return
+			}
+			app.ServeHTTP(w, r)
+		}), nil
+	}
+	return app, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/metrics":
+			metrics.ServeHTTP(w, r)
+		case "/healthz", "/readyz":
+			app.ServeHTTP(w, r)
+		default:
+			http.Error(w, "not found: this address serves /metrics, /healthz and /readyz", http.StatusNotFound)
+		}
+	})
+}
+
+// httpLimits are the bounds an http.Server puts on its clients.
+type httpLimits struct {
+	readHeader     time.Duration // to send the request line and headers
+	read           time.Duration // to send the whole request
+	write          time.Duration // from the end of the headers to the end of the answer
+	idle           time.Duration // between requests on a kept-alive connection
+	maxHeaderBytes int
+}
+
+// serveLimits returns the limits of the main listener. A first lookup
+// waits for the upstream fetch and the append, up to lookupTimeout: the
+// write timeout must outlast it, or the answer is lost.
+func serveLimits(lookupTimeout time.Duration) httpLimits {
+	return httpLimits{
+		readHeader:     10 * time.Second,
+		read:           30 * time.Second,
+		write:          lookupTimeout + 30*time.Second,
+		idle:           2 * time.Minute,
+		maxHeaderBytes: 64 << 10,
+	}
+}
+
+// opsLimits returns the limits of the metrics listener, whose answers are
+// quick.
+func opsLimits() httpLimits {
+	return httpLimits{
+		readHeader:     10 * time.Second,
+		read:           30 * time.Second,
+		write:          time.Minute,
+		idle:           2 * time.Minute,
+		maxHeaderBytes: 64 << 10,
+	}
+}
+
+// newHTTPServer returns the http.Server that serve runs: handler behind the
+// limits lim, which cut off clients that send slowly, read slowly or not at
+// all, and headers over lim.maxHeaderBytes (431). The handlers read no
+// request body.
+func newHTTPServer(handler http.Handler, logger *slog.Logger, lim httpLimits) *http.Server {
+	return &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: lim.readHeader,
+		ReadTimeout:       lim.read,
+		WriteTimeout:      lim.write,
+		IdleTimeout:       lim.idle,
+		MaxHeaderBytes:    lim.maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
 }
 
 // openStore opens the store cfg names, applying its migrations, and returns

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -8,11 +9,17 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -257,5 +264,311 @@ func logOneRecord(t *testing.T, file string) {
 	text := fmt.Sprintf("example.com/m v1.0.0 %s\nexample.com/m v1.0.0/go.mod %s\n", h1("zip"), h1("mod"))
 	if _, _, err := lg.Append(ctx, "example.com/m", "v1.0.0", []byte(text)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// startHTTPServer runs newHTTPServer(handler, lim) on a loopback port and
+// returns its address.
+func startHTTPServer(t *testing.T, handler http.Handler, lim httpLimits) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := newHTTPServer(handler, slog.New(slog.DiscardHandler), lim)
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
+}
+
+// TestHTTPServerLimits checks that serve's HTTP server cuts off clients
+// that send too much or too slowly, or do not read, with serve's limits
+// (the timeouts shortened so that the test is quick).
+func TestHTTPServerLimits(t *testing.T) {
+	t.Parallel()
+	real := serveLimits(3 * time.Minute)
+	if real.readHeader != 10*time.Second || real.read != 30*time.Second || real.write <= 3*time.Minute ||
+		real.idle != 2*time.Minute || real.maxHeaderBytes != 64<<10 {
+		t.Errorf("serveLimits(3m) = %+v", real)
+	}
+	lim := real
+	lim.readHeader, lim.read, lim.write, lim.idle = 300*time.Millisecond, 600*time.Millisecond, 500*time.Millisecond, 500*time.Millisecond
+
+	handlerDone := make(chan error, 10)
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/big": // an answer larger than the socket buffers
+			chunk := bytes.Repeat([]byte("x"), 1<<20)
+			var err error
+			for i := 0; i < 256 && err == nil; i++ {
+				_, err = w.Write(chunk)
+			}
+			handlerDone <- err
+		case "/body":
+			_, err := io.ReadAll(r.Body)
+			handlerDone <- err
+		default:
+			io.WriteString(w, "ok\n")
+		}
+	})
+	addr := startHTTPServer(t, handler, lim)
+
+	// dial returns a connection and the time it was made.
+	dial := func(t *testing.T) net.Conn {
+		t.Helper()
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	// closedWithin reads c until the server closes it, and fails if that
+	// takes longer than d.
+	closedWithin := func(t *testing.T, c net.Conn, d time.Duration) []byte {
+		t.Helper()
+		start := time.Now()
+		c.SetReadDeadline(start.Add(d + 5*time.Second))
+		got, err := io.ReadAll(c)
+		if err != nil && !errors.Is(err, syscall.ECONNRESET) {
+			t.Fatalf("server did not close the connection: %v", err)
+		}
+		if elapsed := time.Since(start); elapsed > d {
+			t.Errorf("server closed the connection after %v, want within %v", elapsed, d)
+		}
+		return got
+	}
+
+	t.Run("huge header", func(t *testing.T) {
+		c := dial(t)
+		fmt.Fprintf(c, "GET /latest HTTP/1.1\r\nHost: x\r\nX-Big: %s\r\n\r\n", strings.Repeat("a", 100<<10))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+			t.Errorf("request with a 100 KiB header: %s, want 431", resp.Status)
+		}
+	})
+	t.Run("many headers", func(t *testing.T) {
+		c := dial(t)
+		var b strings.Builder
+		b.WriteString("GET /latest HTTP/1.1\r\nHost: x\r\n")
+		for i := range 10000 {
+			fmt.Fprintf(&b, "X-%d: 1\r\n", i)
+		}
+		b.WriteString("\r\n")
+		io.WriteString(c, b.String())
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+			t.Errorf("request with 10,000 headers: %s, want 431", resp.Status)
+		}
+	})
+	t.Run("header within the limit", func(t *testing.T) {
+		c := dial(t)
+		fmt.Fprintf(c, "GET /latest HTTP/1.1\r\nHost: x\r\nX-Big: %s\r\n\r\n", strings.Repeat("a", 60<<10))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil || resp.StatusCode != 200 {
+			t.Errorf("request with a 60 KiB header: %v, %v; want 200", resp, err)
+		}
+	})
+	t.Run("silent client", func(t *testing.T) {
+		closedWithin(t, dial(t), 2*time.Second)
+	})
+	t.Run("slow headers", func(t *testing.T) {
+		c := dial(t)
+		go func() {
+			for _, b := range []byte("GET /latest HTTP/1.1\r\nHost: x\r\nX-Slow: " + strings.Repeat("a", 200)) {
+				if _, err := c.Write([]byte{b}); err != nil {
+					return
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}()
+		// net/http may answer 400 first.
+		if got := closedWithin(t, c, 2*time.Second); len(got) > 0 && !bytes.HasPrefix(got, []byte("HTTP/1.1 400 ")) {
+			t.Errorf("server answered %q to incomplete headers", got)
+		}
+	})
+	t.Run("slow body", func(t *testing.T) {
+		c := dial(t)
+		io.WriteString(c, "POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")
+		go func() {
+			for range 1000 {
+				if _, err := c.Write([]byte{'a'}); err != nil {
+					return
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}()
+		select {
+		case err := <-handlerDone:
+			if err == nil {
+				t.Error("handler read the whole slow body")
+			}
+		case <-time.After(5 * time.Second):
+			t.Error("handler still reading a slow body after 5s")
+		}
+		closedWithin(t, c, 3*time.Second)
+	})
+	t.Run("idle keep-alive", func(t *testing.T) {
+		c := dial(t)
+		io.WriteString(c, "GET /latest HTTP/1.1\r\nHost: x\r\n\r\n")
+		br := bufio.NewReader(c)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		start := time.Now()
+		c.SetReadDeadline(start.Add(5 * time.Second))
+		if _, err := br.ReadByte(); err == nil || time.Since(start) > 2*time.Second {
+			t.Errorf("idle connection: %v after %v, want closed within 2s", err, time.Since(start))
+		}
+	})
+	t.Run("client that never reads", func(t *testing.T) {
+		c := dial(t)
+		if tc, ok := c.(*net.TCPConn); ok {
+			tc.SetReadBuffer(4 << 10)
+		}
+		io.WriteString(c, "GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+		select {
+		case err := <-handlerDone:
+			if err == nil {
+				t.Error("handler wrote 256 MiB to a client that reads nothing")
+			}
+		case <-time.After(5 * time.Second):
+			t.Error("handler still writing to a client that reads nothing after 5s")
+		}
+	})
+}
+
+// TestRoutes checks where /metrics and the health checks are served, with
+// and without a separate metrics listener.
+func TestRoutes(t *testing.T) {
+	app := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "app "+r.URL.Path) })
+	metrics := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "metrics") })
+	get := func(h http.Handler, path string) (int, string) {
+		w := httptest.NewRecorder()
+		r := httptest.NewRequest("GET", "/", nil)
+		r.URL.Path = path
+		h.ServeHTTP(w, r)
+		return w.Code, w.Body.String()
+	}
+	main, ops := routes(app, metrics, false)
+	if ops != nil {
+		t.Error("routes(separate=false) returned a metrics handler")
+	}
+	for path, want := range map[string]string{
+		"/metrics": "metrics", "/healthz": "app /healthz", "/readyz": "app /readyz", "/latest": "app /latest",
+		"/lookup/a//b@v1.0.0": "app /lookup/a//b@v1.0.0", "/metrics/": "app /metrics/",
+	} {
+		if code, body := get(main, path); code != 200 || body != want {
+			t.Errorf("main listener, GET %s = %d %q, want %q", path, code, body, want)
+		}
+	}
+	main, ops = routes(app, metrics, true)
+	for _, tc := range []struct {
+		h    http.Handler
+		path string
+		code int
+		want string
+	}{
+		{main, "/metrics", 200, "app /metrics"}, // the app answers 404
+		{main, "/healthz", 200, "app /healthz"},
+		{main, "/latest", 200, "app /latest"},
+		{ops, "/metrics", 200, "metrics"},
+		{ops, "/healthz", 200, "app /healthz"},
+		{ops, "/readyz", 200, "app /readyz"},
+		{ops, "/latest", 404, "not found: this address serves /metrics, /healthz and /readyz\n"},
+		{ops, "/lookup/example.com/m@v1.0.0", 404, ""},
+	} {
+		if code, body := get(tc.h, tc.path); code != tc.code || tc.want != "" && body != tc.want {
+			t.Errorf("GET %s = %d %q, want %d %q", tc.path, code, body, tc.code, tc.want)
+		}
+	}
+}
+
+// TestServeObservability runs sumdb serve and checks its health checks and
+// metrics, on the main listener and on a separate one.
+func TestServeObservability(t *testing.T) {
+	t.Parallel()
+	p := newProxies(t)
+	p.add(t, pkg("example.com/obs", "v1.0.0", "module example.com/obs\n"))
+	for _, separate := range []bool{false, true} {
+		t.Run(fmt.Sprintf("separate=%v", separate), func(t *testing.T) {
+			t.Parallel()
+			args := []string{"--data-dir", t.TempDir(), "--listen", "127.0.0.1:0", "--upstream", p.upstreamURL}
+			if separate {
+				args = append(args, "--metrics-listen", "127.0.0.1:0")
+			}
+			srv, err := startSumdb(t, args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer srv.stop()
+			metricsURL := srv.url
+			if separate {
+				// The serving line follows the GOSUMDB line.
+				addr := regexp.MustCompile(`msg=serving .*metrics_addr=(127\.0\.0\.1:[1-9][0-9]*)`)
+				var m []string
+				for start := time.Now(); m == nil && time.Since(start) < 10*time.Second; time.Sleep(10 * time.Millisecond) {
+					m = addr.FindStringSubmatch(srv.stderr.String())
+				}
+				if m == nil {
+					t.Fatalf("no metrics_addr in the serving line:\n%s", srv.stderr)
+				}
+				metricsURL = "http://" + m[1]
+			}
+			get := func(url string) (int, string) {
+				t.Helper()
+				resp, err := http.Get(url)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer resp.Body.Close()
+				body, _ := io.ReadAll(resp.Body)
+				return resp.StatusCode, string(body)
+			}
+			for _, base := range []string{srv.url, metricsURL} {
+				if code, body := get(base + "/healthz"); code != 200 || body != "ok\n" {
+					t.Errorf("GET %s/healthz = %d %q", base, code, body)
+				}
+				if code, body := get(base + "/readyz"); code != 200 || body != "ready: tree size 0\n" {
+					t.Errorf("GET %s/readyz = %d %q", base, code, body)
+				}
+			}
+			if code, body := srv.get("/lookup/example.com/obs@v1.0.0"); code != 200 {
+				t.Fatalf("lookup: %d %q", code, body)
+			}
+			if code, _ := get(srv.url + "/metrics"); separate && code != 404 || !separate && code != 200 {
+				t.Errorf("GET /metrics on the main listener = %d", code)
+			}
+			code, body := get(metricsURL + "/metrics")
+			if code != 200 {
+				t.Fatalf("GET /metrics = %d %q", code, body)
+			}
+			for _, want := range []string{
+				`sumdb_http_requests_total{code="200",endpoint="lookup"} 1`,
+				`sumdb_http_requests_total{code="200",endpoint="healthz"} 2`, // one per base URL
+				`sumdb_upstream_fetches_total{result="ok"} 1`,
+				`sumdb_tree_size 1`,
+				`sumdb_sequencer_batch_records_count 1`,
+				`sumdb_sequencer_queue_length 0`,
+				"go_goroutines ",
+				"process_resident_memory_bytes ",
+			} {
+				if !strings.Contains(body, want+"\n") && !strings.Contains(body, want) {
+					t.Errorf("/metrics has no %q", want)
+				}
+			}
+			if n := strings.Count(srv.stderr.String(), `msg="upstream fetch"`); n != 1 {
+				t.Errorf("%d log lines for one upstream fetch, want 1:\n%s", n, srv.stderr)
+			}
+		})
 	}
 }

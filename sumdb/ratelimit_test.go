@@ -1,0 +1,298 @@
+package sumdb
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sumdb/sumdb/sumdb/modproxy"
+	"github.com/sumdb/sumdb/tlog"
+)
+
+func TestRateLimiter(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	type step struct {
+		client string
+		at     time.Duration // after t0
+		ok     bool
+		wait   time.Duration // if !ok
+	}
+	tests := []struct {
+		name  string
+		rate  float64
+		burst int
+		steps []step
+	}{
+		{
+			name: "burst then rate", rate: 2, burst: 3,
+			steps: []step{
+				{"a", 0, true, 0},
+				{"a", 0, true, 0},
+				{"a", 0, true, 0},
+				{"a", 0, false, 500 * time.Millisecond},
+				{"a", 100 * time.Millisecond, false, 400 * time.Millisecond},
+				{"a", 500 * time.Millisecond, true, 0},
+				{"a", 500 * time.Millisecond, false, 500 * time.Millisecond},
+				{"b", 500 * time.Millisecond, true, 0}, // its own bucket
+				{"a", 2 * time.Second, true, 0},
+				{"a", 2 * time.Second, true, 0},
+				{"a", 2 * time.Second, true, 0},
+				{"a", 2 * time.Second, false, 500 * time.Millisecond},
+			},
+		},
+		{
+			name: "slow rate", rate: 0.1, burst: 1,
+			steps: []step{
+				{"a", 0, true, 0},
+				{"a", time.Second, false, 9 * time.Second},
+				{"a", 10 * time.Second, true, 0},
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rl := newRateLimiter(tt.rate, tt.burst)
+			for i, s := range tt.steps {
+				ok, wait := rl.allow(s.client, t0.Add(s.at))
+				if ok != s.ok || !ok && (wait < s.wait-time.Millisecond || wait > s.wait+time.Millisecond) {
+					t.Errorf("step %d: allow(%q, t0+%v) = %v, %v; want %v, %v", i, s.client, s.at, ok, wait, s.ok, s.wait)
+				}
+			}
+		})
+	}
+}
+
+// TestRateLimiterMemory checks that the limiter forgets idle clients, and
+// never remembers more than its maximum.
+func TestRateLimiterMemory(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	rl := newRateLimiter(1, 10) // a bucket is full again after 10s
+	rl.maxClients = 100
+	for i := range 1000 {
+		rl.allow(fmt.Sprintf("c%d", i), t0)
+		if n := rl.len(); n > 100 {
+			t.Fatalf("after %d clients, %d buckets, want at most 100", i+1, n)
+		}
+	}
+	// After a minute, a new client sweeps the idle ones away.
+	rl.allow("late", t0.Add(time.Minute))
+	if n := rl.len(); n != 1 {
+		t.Errorf("after the sweep, %d buckets, want 1", n)
+	}
+	// A client that is still refilling is not forgotten: forgetting it
+	// would hand it a full bucket.
+	for range 10 {
+		rl.allow("busy", t0.Add(2*time.Minute-5*time.Second))
+	}
+	rl.allow("other", t0.Add(2*time.Minute)) // sweeps "late" away
+	if n := rl.len(); n != 2 {
+		t.Errorf("after the second sweep, %d buckets, want 2 (busy and other)", n)
+	}
+	for i := range 6 {
+		ok, _ := rl.allow("busy", t0.Add(2*time.Minute))
+		if want := i < 5; ok != want {
+			t.Errorf("busy client's token %d after 5s of refill: %v, want %v", i, ok, want)
+		}
+	}
+}
+
+func TestClientKey(t *testing.T) {
+	tests := []struct {
+		remote string
+		xff    []string
+		trust  bool
+		want   string
+	}{
+		{"192.0.2.1:1234", nil, false, "192.0.2.1"},
+		{"192.0.2.1:1234", []string{"198.51.100.7"}, false, "192.0.2.1"},
+		{"192.0.2.1:1234", []string{"198.51.100.7"}, true, "198.51.100.7"},
+		{"192.0.2.1:1234", []string{"203.0.113.9, 198.51.100.7"}, true, "198.51.100.7"},
+		{"192.0.2.1:1234", []string{"203.0.113.9", "198.51.100.7 "}, true, "198.51.100.7"},
+		{"192.0.2.1:1234", []string{"198.51.100.7:443"}, true, "198.51.100.7"},
+		{"192.0.2.1:1234", []string{"[2001:db8::1]:443"}, true, "2001:db8::/64"},
+		{"192.0.2.1:1234", []string{"garbage"}, true, "192.0.2.1"},
+		{"192.0.2.1:1234", []string{""}, true, "192.0.2.1"},
+		{"192.0.2.1:1234", []string{"198.51.100.7, "}, true, "192.0.2.1"},
+		{"[2001:db8:1:2:3:4:5:6]:1234", nil, false, "2001:db8:1:2::/64"},
+		{"[2001:db8:1:2:ffff::1]:1234", nil, false, "2001:db8:1:2::/64"},
+		{"[fe80::1%eth0]:1234", nil, false, "fe80::/64"},
+		{"[::ffff:192.0.2.1]:1234", nil, false, "192.0.2.1"},
+		{"192.0.2.1", nil, false, "192.0.2.1"},
+		{"pipe", nil, false, "?pipe"},
+		{"", nil, false, "?"},
+		{strings.Repeat("x", 1000), nil, false, "?" + clip(strings.Repeat("x", 1000), 64)},
+	}
+	for _, tt := range tests {
+		r := httptest.NewRequest("GET", "/lookup/example.com/m@v1.0.0", nil)
+		r.RemoteAddr = tt.remote
+		for _, v := range tt.xff {
+			r.Header.Add("X-Forwarded-For", v)
+		}
+		if got := clientKey(r, tt.trust); got != tt.want {
+			t.Errorf("clientKey(RemoteAddr %q, X-Forwarded-For %q, trust %v) = %q, want %q", tt.remote, tt.xff, tt.trust, got, tt.want)
+		}
+	}
+}
+
+// TestLookupStorm checks that a storm of lookups of distinct module
+// versions unknown to the log costs the upstream at most the client's
+// burst, that the others are refused with 429 and Retry-After, and that
+// lookups that need no new fetch are never refused.
+func TestLookupStorm(t *testing.T) {
+	var now atomic.Int64 // seconds after t0, the server's clock
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	e := newEnv(t, backends[0], envOptions{cfg: ServerConfig{
+		FetchRate:         0.5,
+		FetchBurst:        5,
+		MaxFetches:        2,
+		TrustProxyHeaders: true,
+		Now:               func() time.Time { return t0.Add(time.Duration(now.Load()) * time.Second) },
+	}})
+	e.add(modproxy.Module{Path: "example.com/known", Version: "v1.0.0", Files: map[string]string{"k.go": "package k\n"}})
+	e.add(modproxy.Module{Path: "example.com/slow", Version: "v1.0.0", Files: map[string]string{"s.go": "package s\n"}})
+	get := func(path, client string) (int, http.Header, []byte) {
+		t.Helper()
+		req, err := http.NewRequestWithContext(t.Context(), "GET", e.url+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("X-Forwarded-For", client)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, resp.Header, body
+	}
+
+	// Client A logs one module version: one token.
+	if code, _, body := get("/lookup/example.com/known@v1.0.0", "192.0.2.1"); code != 200 {
+		t.Fatalf("lookup: %d %q", code, body)
+	}
+	// Then storms with 50 unknown versions, concurrently.
+	const storm = 50
+	codes := make([]int, storm)
+	retry := make([]string, storm)
+	var g sync.WaitGroup
+	for i := range storm {
+		g.Go(func() {
+			var h http.Header
+			codes[i], h, _ = get(fmt.Sprintf("/lookup/example.com/unknown@v1.0.%d", i), "192.0.2.1")
+			retry[i] = h.Get("Retry-After")
+		})
+	}
+	g.Wait()
+	counts := make(map[int]int)
+	cached := "" // a version the upstream said it does not have
+	for i, c := range codes {
+		counts[c]++
+		if c == 404 {
+			cached = fmt.Sprintf("/lookup/example.com/unknown@v1.0.%d", i)
+		}
+		if c == 429 && retry[i] != "2" {
+			t.Errorf("429 with Retry-After %q, want 2 (a token every 2s)", retry[i])
+		}
+	}
+	if counts[404] != 4 || counts[429] != storm-4 {
+		t.Errorf("storm answers: %v, want 4 × 404 and %d × 429", counts, storm-4)
+	}
+	if n := e.proxy.Requests("example.com/unknown").Info; n != 4 {
+		t.Errorf("upstream requests during the storm = %d, want 4", n)
+	}
+	if n := metric(t, e.reg, "sumdb_rate_limited_requests_total"); n != storm-4 {
+		t.Errorf("sumdb_rate_limited_requests_total = %v, want %d", n, storm-4)
+	}
+	if n := strings.Count(e.logs.String(), "status=429 client=192.0.2.1"); n != storm-4 {
+		t.Errorf("%d log lines for 429s, want %d", n, storm-4)
+	}
+
+	// With its bucket empty, A is still answered from the log and from the
+	// not-found cache...
+	for _, tc := range []struct {
+		path string
+		code int
+	}{
+		{"/lookup/example.com/known@v1.0.0", 200},
+		{cached, 404},
+		{"/lookup/example.com/unknown@v1.0", 400},
+		{"/latest", 200},
+		{"/tile/8/0/000.p/1", 200},
+	} {
+		if code, _, body := get(tc.path, "192.0.2.1"); code != tc.code {
+			t.Errorf("GET %s with an empty bucket = %d %q, want %d", tc.path, code, body, tc.code)
+		}
+	}
+	// ...another client is not affected, and A may join its fetch.
+	const slow = "example.com/slow@v1.0.0"
+	release := e.fetcher.hold(slow)
+	done := make(chan int, 2)
+	go func() { code, _, _ := get("/lookup/"+slow, "198.51.100.7"); done <- code }()
+	waitFor(t, "the fetch", func() bool { return e.fetcher.count(slow) == 1 })
+	go func() { code, _, _ := get("/lookup/"+slow, "192.0.2.1"); done <- code }()
+	waitFor(t, "A to join", func() bool { return e.flightWaiters(slow) == 2 })
+	release()
+	for range 2 {
+		if code := <-done; code != 200 {
+			t.Errorf("lookup of %s = %d, want 200", slow, code)
+		}
+	}
+	// And after 2s, A has a token again.
+	now.Add(2)
+	if code, _, body := get("/lookup/example.com/unknown@v1.1.0", "192.0.2.1"); code != 404 {
+		t.Errorf("lookup after the refill = %d %q, want 404", code, body)
+	}
+	if code, _, _ := get("/lookup/example.com/unknown@v1.1.1", "192.0.2.1"); code != 429 {
+		t.Errorf("second lookup after the refill = %d, want 429", code)
+	}
+}
+
+func TestNewServerRateLimit(t *testing.T) {
+	for _, cfg := range []ServerConfig{
+		{FetchRate: -1, FetchBurst: 1},
+		{FetchRate: 1, FetchBurst: 0},
+		{FetchRate: math.NaN(), FetchBurst: 1},
+		{FetchRate: math.Inf(1), FetchBurst: 1},
+	} {
+		cfg.Log, cfg.Fetcher = new(tlog.Log), fetcherFunc(nil)
+		if _, err := NewServer(cfg); err == nil {
+			t.Errorf("NewServer(FetchRate %v, FetchBurst %d): no error", cfg.FetchRate, cfg.FetchBurst)
+		}
+	}
+}
+
+// FuzzClientKey checks that any peer address and X-Forwarded-For header
+// give a short key, which ignores the header unless it is trusted.
+func FuzzClientKey(f *testing.F) {
+	for _, s := range []struct{ remote, xff string }{
+		{"192.0.2.1:1234", "198.51.100.7"},
+		{"[2001:db8::1]:1", "203.0.113.9, [2001:db8::2]:443"},
+		{"pipe", "garbage"},
+		{"[fe80::1%eth0]:1234", ""},
+	} {
+		f.Add(s.remote, s.xff, true)
+	}
+	f.Fuzz(func(t *testing.T, remote, xff string, trust bool) {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.RemoteAddr = remote
+		r.Header.Set("X-Forwarded-For", xff)
+		key := clientKey(r, trust)
+		if key == "" || len(key) > 65 {
+			t.Fatalf("clientKey(%q, %q, %v) = %q, want 1 to 65 bytes", remote, xff, trust, key)
+		}
+		r.Header.Del("X-Forwarded-For")
+		if direct := clientKey(r, trust); !trust && direct != key {
+			t.Fatalf("clientKey(%q, %q, false) = %q, but %q without the header", remote, xff, key, direct)
+		}
+	})
+}
