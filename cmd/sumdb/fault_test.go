@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -317,6 +318,93 @@ func TestStartupCheck(t *testing.T) {
 			t.Errorf("error line %q does not say %q", line, want)
 		}
 	})
+}
+
+// TestDatabaseOutage stops PostgreSQL under load and starts it again: while
+// it is down, what needs it answers 503 with Retry-After, at once, and
+// /readyz says not ready; once it is back the server recovers by itself,
+// with nothing lost.
+func TestDatabaseOutage(t *testing.T) {
+	t.Parallel()
+	c := storetest.StartCluster(t)
+	up, mods, args := faultServer(t, "example.com/outage", 1200)
+	args = append(args, "--data-dir", t.TempDir(), "--database-url", c.URL)
+	p, err := startSumdbEnv(t, faultEnv, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := newWitness(t, p.vkey, time.Minute)
+	servers := func() []string { return []string{p.url} }
+	var next atomic.Int64
+
+	// Load before, during and after the outage.
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var loaded sync.WaitGroup
+	loaded.Go(func() { w.load(ctx, servers, mods, &next, 8, 20*time.Millisecond) })
+	waitFor(t, 30*time.Second, "lookups answered before the outage", func() bool { return w.n("lookup", 200) >= 50 })
+
+	c.Stop()
+	t.Logf("PostgreSQL stopped after %d lookups answered", w.n("lookup", 200))
+	// What needs the database, while it is down: answered 503 with
+	// Retry-After (or 200 from memory), within a bound, never 500.
+	probe := newWitness(t, p.vkey, 30*time.Second)
+	old := mods[0]
+	fresh := mods[len(mods)-1] // never handed out to the load
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); {
+		for _, path := range []string{
+			"/lookup/" + old.Path + "@" + old.Version,
+			"/lookup/" + fresh.Path + "@" + fresh.Version,
+			"/tile/8/0/000.p/1",
+			"/tile/8/data/000.p/1",
+			"/readyz",
+		} {
+			start := time.Now()
+			code, h, body, err := probe.get(t.Context(), p.url+path)
+			elapsed := time.Since(start)
+			switch {
+			case err != nil:
+				t.Errorf("GET %s with the database down: %v after %v", path, err, elapsed)
+			case elapsed > 15*time.Second:
+				t.Errorf("GET %s with the database down took %v", path, elapsed)
+			case path == "/readyz" && code == http.StatusOK:
+				t.Errorf("GET /readyz with the database down: 200 %q, want not ready", body)
+			case code == http.StatusServiceUnavailable && h.Get("Retry-After") == "" && path != "/readyz":
+				t.Errorf("GET %s with the database down: 503 without Retry-After", path)
+			case code != http.StatusOK && code != http.StatusServiceUnavailable:
+				t.Errorf("GET %s with the database down: %d %q, want 503 (or 200 from memory)", path, code, body)
+			}
+			probe.count(path, code)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if code, _, _, _ := probe.get(t.Context(), p.url+"/latest"); code != http.StatusOK {
+		t.Errorf("GET /latest with the database down: %d, want 200 from memory", code)
+	}
+	t.Logf("with the database down: %s", probe.counts())
+	if probe.n("/lookup/"+fresh.Path+"@"+fresh.Version, http.StatusServiceUnavailable) == 0 {
+		t.Errorf("a first lookup with the database down was never answered 503")
+	}
+
+	c.Start()
+	// The server recovers by itself: the load's new lookups succeed again.
+	during := w.n("lookup", 200)
+	waitFor(t, 60*time.Second, "lookups answered after the database came back", func() bool { return w.n("lookup", 200) >= during+50 })
+	waitFor(t, 10*time.Second, "/readyz 200 after the database came back", func() bool {
+		code, _, _, _ := probe.get(t.Context(), p.url+"/readyz")
+		return code == http.StatusOK
+	})
+	if code, _ := probe.lookup(t.Context(), p.url, fresh); code != http.StatusOK {
+		t.Errorf("first lookup of %s after the outage: %d, want 200", fresh, code)
+	}
+	cancel()
+	loaded.Wait()
+	w.check(p.url, up)
+	t.Logf("load: %s", w.counts())
+	if n := w.n("lookup", 500); n > 0 {
+		t.Errorf("%d lookups of the load answered 500", n)
+	}
+	p.stop()
 }
 
 // waitFor polls cond until it holds, or fails the test after timeout.
