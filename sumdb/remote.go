@@ -115,11 +115,14 @@ func OpenRemote(ctx context.Context, cfg RemoteConfig) (*Remote, error) {
 }
 
 // discover finds how to reach database name as the go command does (see
-// "Proxying a checksum database" in the sumdb design): the first proxy whose
+// "Proxying a checksum database" in the sumdb design, and TryProxies in
+// cmd/go/internal/modfetch): the first proxy whose
 // <proxy>/sumdb/<name>/supported answers 200 serves it; 404 or 410, or any
 // error after a "|", moves on; "direct", "off" or the end of the list mean
-// https://<name> itself. Any other answer is an error.
+// https://<name> itself, except that a list that ends after an error that
+// was moved on from fails with that error. Any other answer is an error.
 func (r *Remote) discover(ctx context.Context, proxies, name string) (string, error) {
+	var failed error // the first error other than not found, moved on from after a "|"
 	for proxies != "" {
 		var entry, sep string
 		if i := strings.IndexAny(proxies, ",|"); i >= 0 {
@@ -132,17 +135,28 @@ func (r *Remote) discover(ctx context.Context, proxies, name string) (string, er
 			continue
 		}
 		if entry == "direct" || entry == "off" {
-			break
+			return "https://" + name, nil
 		}
 		base := strings.TrimSuffix(entry, "/") + "/sumdb/" + name
 		_, err := r.get(ctx, base+"/supported", 0)
 		if err == nil {
 			return base, nil
 		}
-		if errors.Is(err, ErrNotFound) || sep == "|" {
+		if errors.Is(err, ErrNotFound) {
 			continue
 		}
-		return "", fmt.Errorf("ask proxy whether it serves checksum database %s: %w", name, err)
+		err = fmt.Errorf("ask proxy whether it serves checksum database %s: %w", name, err)
+		if sep != "|" {
+			return "", err
+		}
+		if failed == nil {
+			failed = err
+		}
+	}
+	if failed != nil {
+		// The go command reports a proxy's error rather than going to the
+		// database directly behind the user's back.
+		return "", failed
 	}
 	return "https://" + name, nil
 }

@@ -5,6 +5,7 @@
 //
 //	sumdb serve [flags]               run the checksum database
 //	sumdb keygen --name NAME [flags]  create a signer key
+//	sumdb check [flags] [FILE...]     check go.sum files against a checksum database
 //
 // Run "sumdb help" or "sumdb <command> --help" for the flags. Every serve flag
 // can also be set as SUMDB_<FLAG> in the environment (dashes as underscores)
@@ -30,10 +31,18 @@ func main() {
 }
 
 // report prints err as one line on stderr and returns the exit status:
-// 0 for success, 2 for a usage error, 1 for any other error.
+// 0 for success, an *exitError's code, 2 for a usage error, 1 for any other
+// error.
 func report(err error, stderr io.Writer) int {
 	if err == nil {
 		return 0
+	}
+	var xerr *exitError
+	if errors.As(err, &xerr) {
+		if xerr.err != nil {
+			fmt.Fprintf(stderr, "sumdb: %s\n", strings.Join(strings.Fields(xerr.err.Error()), " "))
+		}
+		return xerr.code
 	}
 	// One line, whatever the error wraps: the user reads it in a terminal or
 	// a service log, where a line break would split it.
@@ -57,12 +66,30 @@ func usageErrorf(format string, args ...any) error {
 	return &usageError{fmt.Errorf(format, args...)}
 }
 
+// An exitError ends the process with exit status code, for commands whose
+// statuses mean more than success or failure (check). If err is nil, the
+// command has reported everything itself and nothing more is printed.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit status %d", e.code)
+	}
+	return e.err.Error()
+}
+
+func (e *exitError) Unwrap() error { return e.err }
+
 const usage = `sumdb is a checksum database for Go modules.
 
 Usage:
 
 	sumdb serve [flags]               run the checksum database
 	sumdb keygen --name NAME [flags]  create a signer key, print its verifier key
+	sumdb check [flags] [FILE...]     check go.sum files against a checksum database
 	sumdb load --target URL [flags]   measure a running checksum database under load
 
 Run "sumdb <command> --help" for a command's flags.
@@ -79,6 +106,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runServe(ctx, rest, stdout, stderr)
 	case "keygen":
 		return runKeygen(ctx, rest, stdout, stderr)
+	case "check":
+		return runCheck(ctx, rest, stdout, stderr)
 	case "load":
 		return runLoad(ctx, rest, stdout, stderr)
 	case "help", "-h", "-help", "--help":

@@ -1,0 +1,747 @@
+package check_test
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	_ "modernc.org/sqlite" // database/sql driver "sqlite", to tamper with a log
+
+	"github.com/sumdb/sumdb/sumdb"
+	"github.com/sumdb/sumdb/sumdb/check"
+	"github.com/sumdb/sumdb/sumdb/check/checktest"
+	"github.com/sumdb/sumdb/sumdb/modproxy"
+)
+
+// modules are served by the test databases: an upper-case path, an
+// +incompatible version, the three pseudo-version forms, a module without
+// go.mod and a toolchain.
+var modules = []modproxy.Module{
+	{Path: "example.com/Upper/Mod", Version: "v1.0.0", Files: map[string]string{"go.mod": "module example.com/Upper/Mod\n", "a.go": "package a\n"}},
+	{Path: "example.com/inc", Version: "v2.0.0+incompatible", Files: map[string]string{"inc.go": "package inc\n"}},
+	{Path: "example.com/pseudo", Version: "v0.0.0-20191109021931-daa7c04131f5", Files: map[string]string{"go.mod": "module example.com/pseudo\n", "p.go": "package p\n"}},
+	{Path: "example.com/pseudo", Version: "v1.2.4-0.20191109021931-daa7c04131f5", Files: map[string]string{"go.mod": "module example.com/pseudo\n", "p.go": "package p // 2\n"}},
+	{Path: "example.com/pseudo", Version: "v1.2.3-pre.0.20191109021931-daa7c04131f5", Files: map[string]string{"go.mod": "module example.com/pseudo\n", "p.go": "package p // 3\n"}},
+	{Path: "example.com/nogomod", Version: "v1.2.3", Files: map[string]string{"x.go": "package x\n"}},
+	{Path: "golang.org/toolchain", Version: "v0.0.1-go1.21.0.linux-amd64", Files: map[string]string{"go.mod": "module golang.org/toolchain\n", "bin/go": "#!/bin/sh\n"}},
+}
+
+// mod returns a small module path@version.
+func mod(path, version string) modproxy.Module {
+	return modproxy.Module{Path: path, Version: version, Files: map[string]string{"go.mod": "module " + path + "\n", "x.go": "package x // " + version + "\n"}}
+}
+
+// remote opens db as a Remote that retries once.
+func remote(t *testing.T, gosumdb string) *sumdb.Remote {
+	t.Helper()
+	r, err := sumdb.OpenRemote(t.Context(), sumdb.RemoteConfig{GOSUMDB: gosumdb, Retries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// run checks the go.sum files (name, content) against db.
+func run(t *testing.T, cfg check.Config, files ...string) *check.Report {
+	t.Helper()
+	var fs []check.File
+	for i := 0; i < len(files); i += 2 {
+		fs = append(fs, check.File{Name: files[i], Data: []byte(files[i+1])})
+	}
+	rep, err := check.Run(t.Context(), cfg, fs)
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	return rep
+}
+
+// text returns the report as text.
+func text(t *testing.T, rep *check.Report) string {
+	t.Helper()
+	var b bytes.Buffer
+	if err := rep.Write(&b, check.Text); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+// kinds returns the kind of each result, by "file:line".
+func kinds(rep *check.Report) map[string]check.Kind {
+	m := make(map[string]check.Kind)
+	for _, r := range rep.Results {
+		m[fmt.Sprintf("%s:%d", r.File, r.Line)] = r.Kind
+	}
+	return m
+}
+
+func wantStatus(t *testing.T, rep *check.Report, want int) {
+	t.Helper()
+	if got := rep.ExitStatus(); got != want {
+		t.Errorf("ExitStatus() = %d, want %d; report:\n%s", got, want, text(t, rep))
+	}
+}
+
+func wantText(t *testing.T, rep *check.Report, want ...string) {
+	t.Helper()
+	out := text(t, rep)
+	for _, w := range want {
+		if !strings.Contains(out, w) {
+			t.Errorf("report does not contain %q:\n%s", w, out)
+		}
+	}
+}
+
+// replaceLine replaces line n (1-based) of s.
+func replaceLine(s string, n int, line string) string {
+	lines := strings.SplitAfter(s, "\n")
+	lines[n-1] = line + "\n"
+	return strings.Join(lines, "")
+}
+
+func TestParseGoSum(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name      string
+		data      string
+		lines     []check.Entry
+		malformed []int // line numbers
+	}{
+		{"empty", "", nil, nil},
+		{"blank lines", "\n  \n\t\n", nil, nil},
+		{
+			"pair, CRLF, no final newline",
+			"example.com/m v1.0.0 h1:zip=\r\nexample.com/m v1.0.0/go.mod h1:mod=",
+			[]check.Entry{
+				{File: "go.sum", Line: 1, Path: "example.com/m", Version: "v1.0.0", Hash: "h1:zip="},
+				{File: "go.sum", Line: 2, Path: "example.com/m", Version: "v1.0.0", GoMod: true, Hash: "h1:mod="},
+			},
+			nil,
+		},
+		{
+			"malformed",
+			"example.com/m v1.0.0\n\nexample.com/m v1.0.0 h1:x= extra\nexample.com/m v1.0.0 h2:x=\nexample.com/m v1.0.0/go.mod h1:ok=\n",
+			[]check.Entry{{File: "go.sum", Line: 5, Path: "example.com/m", Version: "v1.0.0", GoMod: true, Hash: "h1:ok="}},
+			[]int{1, 3, 4},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			lines, malformed := check.ParseGoSum("go.sum", []byte(tt.data))
+			if !slices.Equal(lines, tt.lines) {
+				t.Errorf("ParseGoSum(%q) lines = %+v, want %+v", tt.data, lines, tt.lines)
+			}
+			var got []int
+			for _, r := range malformed {
+				if r.Kind != check.Malformed || r.File != "go.sum" || r.Message == "" {
+					t.Errorf("ParseGoSum(%q) malformed result %+v: want kind malformed, file go.sum, a message", tt.data, r)
+				}
+				got = append(got, r.Line)
+			}
+			if !slices.Equal(got, tt.malformed) {
+				t.Errorf("ParseGoSum(%q) malformed lines = %v, want %v", tt.data, got, tt.malformed)
+			}
+		})
+	}
+}
+
+func FuzzParseGoSum(f *testing.F) {
+	f.Add([]byte("example.com/m v1.0.0 h1:zip=\nexample.com/m v1.0.0/go.mod h1:mod=\n"))
+	f.Add([]byte("a b\n\n c d e f\r\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		lines, malformed := check.ParseGoSum("go.sum", data)
+		n := bytes.Count(data, []byte("\n")) + 1
+		for _, l := range lines {
+			if l.Line < 1 || l.Line > n || !strings.HasPrefix(l.Hash, "h1:") || l.Path == "" || l.Version == "" {
+				t.Fatalf("bad entry %+v", l)
+			}
+			// The entry is its line, fields normalized.
+			raw := strings.Split(string(data), "\n")[l.Line-1]
+			if got, want := strings.Join(strings.Fields(raw), " "), l.Module()+" "+l.Hash; got != want {
+				t.Fatalf("entry of line %q reads back as %q", got, want)
+			}
+		}
+		for _, r := range malformed {
+			if r.Line < 1 || r.Line > n || r.Kind != check.Malformed {
+				t.Fatalf("bad malformed result %+v", r)
+			}
+		}
+	})
+}
+
+func TestClean(t *testing.T) {
+	t.Parallel()
+	db := checktest.MustStart(t, checktest.Key{}, "", modules...)
+	gosum := db.Log(modules...)
+	state := filepath.Join(t.TempDir(), "state", "latest")
+	rep := run(t, check.Config{Remote: remote(t, db.GOSUMDB()), State: state, Concurrency: 3}, "go.sum", gosum)
+	wantStatus(t, rep, 0)
+	if got, want := rep.Counts()[check.OK], 2*len(modules); got != want {
+		t.Errorf("%d lines verified, want %d", got, want)
+	}
+	wantText(t, rep, fmt.Sprintf("sumdb check: %d lines in 1 file against %s (tree size %d): %d verified; exit status 0", 2*len(modules), checktest.KeyName, len(modules), 2*len(modules)))
+	if rep.Head == nil || rep.Head.Size != int64(len(modules)) || rep.StartHead != nil {
+		t.Errorf("Head, StartHead = %+v, %+v, want size %d and nil", rep.Head, rep.StartHead, len(modules))
+	}
+	data, err := os.ReadFile(state)
+	if err != nil {
+		t.Fatalf("state file: %v", err)
+	}
+	if !strings.HasPrefix(string(noteOf(t, data)), fmt.Sprintf("go.sum database tree\n%d\n", len(modules))) {
+		t.Errorf("state file holds %q, want the signed head of size %d", data, len(modules))
+	}
+
+	// The log grows; the next run proves the new head consistent with the
+	// one in the state file, and moves it on.
+	more := mod("example.com/later", "v1.0.0")
+	db.Add(more)
+	gosum += db.Log(more)
+	rep = run(t, check.Config{Remote: remote(t, db.GOSUMDB()), State: state}, "go.sum", gosum)
+	wantStatus(t, rep, 0)
+	if rep.StartHead == nil || rep.StartHead.Size != int64(len(modules)) || rep.Head == nil || rep.Head.Size != int64(len(modules)+1) {
+		t.Errorf("StartHead, Head = %+v, %+v, want sizes %d, %d", rep.StartHead, rep.Head, len(modules), len(modules)+1)
+	}
+	wantText(t, rep, fmt.Sprintf("(tree size %d, up from %d)", len(modules)+1, len(modules)))
+}
+
+func TestManyModules(t *testing.T) {
+	t.Parallel()
+	var mods []modproxy.Module
+	for i := range 300 { // across a full tile
+		mods = append(mods, mod(fmt.Sprintf("example.com/many/m%d", i), "v1.0.0"))
+	}
+	db := checktest.MustStart(t, checktest.Key{}, "", mods...)
+	gosum := db.Log(mods...)
+	// Progress is written by one goroutine, and Run waits for it to end.
+	var progress bytes.Buffer
+	rep := run(t, check.Config{Remote: remote(t, db.GOSUMDB()), Concurrency: 16, Progress: &progress}, "go.sum", gosum)
+	wantStatus(t, rep, 0)
+	if got := rep.Counts()[check.OK]; got != 600 {
+		t.Errorf("%d lines verified, want 600", got)
+	}
+	// Every module version is looked up once, for both its lines.
+	lookups := 0
+	for _, p := range db.Requests() {
+		if strings.HasPrefix(p, "/lookup/") {
+			lookups++
+		}
+	}
+	if lookups != 300 {
+		t.Errorf("%d lookups, want 300", lookups)
+	}
+}
+
+func TestProblems(t *testing.T) {
+	t.Parallel()
+	db := checktest.MustStart(t, checktest.Key{}, "", modules...)
+	gosum := db.Log(modules...)
+	zip0, mod0, _ := strings.Cut(strings.TrimSpace(db.Log(modules[0])), "\n")
+	_, logHash, _ := strings.Cut(strings.TrimPrefix(mod0, modules[0].Path+" "), " ")
+	badHash := "h1:" + strings.Repeat("A", 43) + "="
+	if logHash == badHash {
+		t.Fatal("the test's altered hash is the real one")
+	}
+	unknownMod := "example.com/nowhere v1.0.0/go.mod h1:" + strings.Repeat("B", 43) + "=\n"
+
+	tests := []struct {
+		name   string
+		files  []string // name, content
+		status int
+		kinds  map[string]check.Kind
+		want   []string // in the text report
+	}{
+		{
+			name:   "mismatch",
+			files:  []string{"go.sum", replaceLine(gosum, 2, modules[0].Path+" "+modules[0].Version+"/go.mod "+badHash)},
+			status: 1,
+			kinds:  map[string]check.Kind{"go.sum:1": check.OK, "go.sum:2": check.Mismatch, "go.sum:3": check.OK},
+			want:   []string{fmt.Sprintf("go.sum:2: %s %s/go.mod: mismatch: go.sum has %s, log has %s", modules[0].Path, modules[0].Version, badHash, logHash), "1 mismatch; exit status 1"},
+		},
+		{
+			name:   "unknown",
+			files:  []string{"go.sum", gosum + unknownMod},
+			status: 2,
+			kinds:  map[string]check.Kind{fmt.Sprintf("go.sum:%d", 2*len(modules)+1): check.Unknown},
+			want:   []string{fmt.Sprintf("go.sum:%d: example.com/nowhere v1.0.0/go.mod: unknown to the log: ", 2*len(modules)+1), "example.com/nowhere@v1.0.0", "1 unknown to the log; exit status 2"},
+		},
+		{
+			name:   "unknown and mismatch",
+			files:  []string{"go.sum", unknownMod + replaceLine(gosum, 1, modules[0].Path+" "+modules[0].Version+" "+badHash)},
+			status: 1,
+			kinds:  map[string]check.Kind{"go.sum:1": check.Unknown, "go.sum:2": check.Mismatch},
+		},
+		{
+			name:   "zip line without go.mod line",
+			files:  []string{"go.sum", zip0 + "\n"},
+			status: 2,
+			kinds:  map[string]check.Kind{"go.sum:1": check.Policy},
+			want:   []string{fmt.Sprintf("go.sum:1: %s %s: policy violation: a zip hash without a go.mod hash", modules[0].Path, modules[0].Version)},
+		},
+		{
+			name:   "go.work.sum zip line, go.mod line in a module's go.sum",
+			files:  []string{"a/go.sum", mod0 + "\n", "go.work.sum", zip0 + "\n"},
+			status: 0,
+			kinds:  map[string]check.Kind{"a/go.sum:1": check.OK, "go.work.sum:1": check.OK},
+		},
+		{
+			name:   "go.sum zip line, go.mod line in another go.sum",
+			files:  []string{"a/go.sum", mod0 + "\n", "b/go.sum", zip0 + "\n"},
+			status: 2,
+			kinds:  map[string]check.Kind{"a/go.sum:1": check.OK, "b/go.sum:1": check.Policy},
+		},
+		{
+			name:   "go.work.sum mismatch",
+			files:  []string{"go.sum", gosum, "go.work.sum", replaceLine(zip0+"\n"+mod0+"\n", 1, modules[0].Path+" "+modules[0].Version+" "+badHash)},
+			status: 1,
+			kinds:  map[string]check.Kind{"go.sum:1": check.OK, "go.work.sum:1": check.Mismatch, "go.work.sum:2": check.OK},
+			want:   []string{"go.work.sum:1: " + modules[0].Path},
+		},
+		{
+			name:   "malformed",
+			files:  []string{"go.sum", "example.com/m v1.0.0\nexample.com/m v1.0 h1:x=\nExample.com/m v1.0.0 h1:x=\n" + gosum},
+			status: 2,
+			kinds:  map[string]check.Kind{"go.sum:1": check.Malformed, "go.sum:2": check.Malformed, "go.sum:3": check.Malformed, "go.sum:4": check.OK},
+			want:   []string{"go.sum:1: example.com/m v1.0.0: malformed: wrong number of fields 2", "go.sum:2: example.com/m v1.0: malformed: example.com/m@v1.0: invalid version: must be canonical (v1.0.0)"},
+		},
+		{
+			name:   "empty go.mod hash of old go commands",
+			files:  []string{"go.sum", "example.com/old v1.0.0/go.mod h1:G7mAYYxgmS0lVkHyy2hEOLQCFB0DlQFTMLWggykrydY=\n"},
+			status: 0,
+			kinds:  map[string]check.Kind{"go.sum:1": check.Skipped},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			rep := run(t, check.Config{Remote: remote(t, db.GOSUMDB())}, tt.files...)
+			wantStatus(t, rep, tt.status)
+			got := kinds(rep)
+			for line, want := range tt.kinds {
+				if got[line] != want {
+					t.Errorf("%s: kind %q, want %q", line, got[line], want)
+				}
+			}
+			wantText(t, rep, tt.want...)
+		})
+	}
+}
+
+func TestPrivate(t *testing.T) {
+	t.Parallel()
+	// Private modules that the log does not have (and must not hear of),
+	// with paths that need not be valid public ones.
+	private := "corp.example/secret v1.0.0 h1:" + strings.Repeat("C", 43) + "=\n" +
+		"corp.example/secret v1.0.0/go.mod h1:" + strings.Repeat("D", 43) + "=\n" +
+		"internal/thing v0.1.0/go.mod h1:" + strings.Repeat("E", 43) + "=\n"
+	tests := []struct {
+		name             string
+		noSumDB, private string
+		status           int
+		skipped          int
+		want             string
+	}{
+		{"GONOSUMDB", "corp.example,internal", "", 0, 3, "skipped: private module (GONOSUMDB=corp.example,internal)"},
+		{"GOPRIVATE", "", "corp.example/*,internal", 0, 3, "skipped: private module (GOPRIVATE=corp.example/*,internal)"},
+		// As for the go command, GONOSUMDB overrides GOPRIVATE.
+		{"GONOSUMDB over GOPRIVATE", "corp.example", "corp.example,internal", 2, 2, "internal/thing v0.1.0/go.mod: malformed"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			db := checktest.MustStart(t, checktest.Key{}, "", modules...)
+			gosum := db.Log(modules...)
+			rep := run(t, check.Config{Remote: remote(t, db.GOSUMDB()), NoSumDB: tt.noSumDB, Private: tt.private}, "go.sum", private+gosum)
+			wantStatus(t, rep, tt.status)
+			if got := rep.Counts()[check.Skipped]; got != tt.skipped {
+				t.Errorf("%d lines skipped, want %d", got, tt.skipped)
+			}
+			wantText(t, rep, tt.want)
+			for _, p := range db.Requests() {
+				if strings.Contains(p, "corp.example") || strings.Contains(p, "internal") {
+					t.Errorf("the log was asked for %s", p)
+				}
+			}
+			if len(db.Requests()) == 0 {
+				t.Errorf("the log was asked nothing; want lookups of the public modules")
+			}
+		})
+	}
+}
+
+func TestUnchecked(t *testing.T) {
+	t.Parallel()
+	db := checktest.MustStart(t, checktest.Key{}, "", modules...)
+	gosum := db.Log(modules...)
+
+	t.Run("server error", func(t *testing.T) {
+		t.Parallel()
+		db := checktest.MustStart(t, checktest.Key{}, "", modules...)
+		gosum := db.Log(modules...)
+		db.SetStatus(http.StatusInternalServerError)
+		rep := run(t, check.Config{Remote: remote(t, db.GOSUMDB())}, "go.sum", gosum)
+		wantStatus(t, rep, 3)
+		wantText(t, rep, "go.sum:1: "+modules[0].Path+" "+modules[0].Version+": could not check: ", "Internal Server Error (try again later)", "exit status 3")
+		// Retried once: two requests per module version.
+		if got, want := len(db.Requests()), 2*len(modules); got != want {
+			t.Errorf("%d requests, want %d", got, want)
+		}
+	})
+	t.Run("unreachable", func(t *testing.T) {
+		t.Parallel()
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		rep := run(t, check.Config{Remote: remote(t, db.Key.Verifier+" http://"+addr)}, "go.sum", gosum)
+		wantStatus(t, rep, 3)
+		wantText(t, rep, "could not check: ", "exit status 3")
+	})
+	t.Run("a mismatch wins", func(t *testing.T) {
+		t.Parallel()
+		db := checktest.MustStart(t, checktest.Key{}, "", modules...)
+		gosum := db.Log(modules...)
+		// One module version is unknown; another's go.mod line mismatches.
+		bad := replaceLine(gosum, 4, modules[1].Path+" "+modules[1].Version+"/go.mod h1:"+strings.Repeat("A", 43)+"=")
+		bad = "example.com/nowhere v1.0.0/go.mod h1:" + strings.Repeat("B", 43) + "=\n" + bad
+		rep := run(t, check.Config{Remote: remote(t, db.GOSUMDB())}, "go.sum", bad)
+		wantStatus(t, rep, 1)
+	})
+	t.Run("canceled", func(t *testing.T) {
+		t.Parallel()
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		rep, err := check.Run(ctx, check.Config{Remote: remote(t, db.GOSUMDB())}, []check.File{{Name: "go.sum", Data: []byte(gosum)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantStatus(t, rep, 3)
+	})
+}
+
+func TestFork(t *testing.T) {
+	t.Parallel()
+	key := checktest.NewKey(t)
+	state := filepath.Join(t.TempDir(), "latest")
+
+	a := checktest.MustStart(t, key, "", modules[:2]...)
+	gosumA := a.Log(modules[:2]...)
+	rep := run(t, check.Config{Remote: remote(t, a.GOSUMDB()), State: state}, "go.sum", gosumA)
+	wantStatus(t, rep, 0)
+	headA, err := os.ReadFile(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// B: the same key, another tree, larger than A's.
+	var other []modproxy.Module
+	for i := range 5 {
+		other = append(other, mod(fmt.Sprintf("example.com/fork/m%d", i), "v1.0.0"))
+	}
+	b := checktest.MustStart(t, key, "", other...)
+	gosumB := b.Log(other...)
+	rep = run(t, check.Config{Remote: remote(t, b.GOSUMDB()), State: state}, "go.sum", gosumB)
+	wantStatus(t, rep, 1)
+	if len(rep.SecurityErrors) != 1 {
+		t.Fatalf("%d security errors, want 1:\n%s", len(rep.SecurityErrors), text(t, rep))
+	}
+	if got := rep.Counts()[check.Fork]; got != len(rep.Results) {
+		t.Errorf("%d lines of kind fork, want all %d", got, len(rep.Results))
+	}
+	out := text(t, rep)
+	headB, err := http.Get(b.URL + "/latest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer headB.Body.Close()
+	var noteB bytes.Buffer
+	noteB.ReadFrom(headB.Body)
+	for _, want := range []string{"SECURITY ERROR", "go.sum database server misbehavior detected!", indent(noteOf(t, headA)), indent(noteB.Bytes()), "go.sum:1: example.com/fork/m0 v1.0.0: SECURITY ERROR: "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report does not contain %q:\n%s", want, out)
+		}
+	}
+	// The state file still holds A's head: the next run fails too.
+	if data, err := os.ReadFile(state); err != nil || !bytes.Equal(data, headA) {
+		t.Errorf("state file after the fork = %q, %v; want A's head %q", data, err, headA)
+	}
+	rep = run(t, check.Config{Remote: remote(t, b.GOSUMDB()), State: state}, "go.sum", gosumB)
+	wantStatus(t, rep, 1)
+
+	// C: the same key, another tree, smaller than A's.
+	c := checktest.MustStart(t, key, "", modules[5])
+	gosumC := c.Log(modules[5])
+	rep = run(t, check.Config{Remote: remote(t, c.GOSUMDB()), State: state}, "go.sum", gosumC)
+	wantStatus(t, rep, 1)
+	if got := rep.Counts()[check.Fork]; got != 2 || len(rep.SecurityErrors) != 1 {
+		t.Errorf("%d lines of kind fork and %d security errors, want 2 and 1:\n%s", got, len(rep.SecurityErrors), text(t, rep))
+	}
+
+	// Without the tiles that prove A's head, the client must ask B for
+	// them, and B's do not prove it: no SECURITY ERROR, but an answer that
+	// does not verify, which fails the check as well.
+	if err := os.WriteFile(state, noteOf(t, headA), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rep = run(t, check.Config{Remote: remote(t, b.GOSUMDB()), State: state}, "go.sum", gosumB)
+	wantStatus(t, rep, 1)
+	if got := rep.Counts()[check.BadProof]; got != len(rep.Results) {
+		t.Errorf("%d lines of kind bad-proof, want all %d:\n%s", got, len(rep.Results), text(t, rep))
+	}
+}
+
+// indent indents a note as the SECURITY ERROR message does.
+func indent(note []byte) string {
+	return string(bytes.ReplaceAll(bytes.TrimRight(note, "\n"), []byte("\n"), []byte("\n\t")))
+}
+
+// noteOf returns the signed head in a state file.
+func noteOf(t *testing.T, state []byte) []byte {
+	t.Helper()
+	var st struct{ Head string }
+	if err := json.Unmarshal(state, &st); err != nil || st.Head == "" {
+		t.Fatalf("state file %q: %v", state, err)
+	}
+	return []byte(st.Head)
+}
+
+// TestTamperedRecord changes a record in the store after its head was
+// signed, and restarts the server on the store: the server starts (it
+// checks its tiles, not its records), and serves the altered record, which
+// the check must refuse as not proved by the signed head.
+func TestTamperedRecord(t *testing.T) {
+	t.Parallel()
+	db := checktest.MustStart(t, checktest.Key{}, "", modules[:3]...)
+	gosum := db.Log(modules[:3]...)
+
+	// modules[1] is record 1: its zip line gets another hash.
+	zip1, _, _ := strings.Cut(strings.TrimSpace(db.Log(modules[1])), "\n")
+	newZip1 := modules[1].Path + " " + modules[1].Version + " h1:" + strings.Repeat("Z", 43) + "="
+	altered := strings.Replace(gosum, zip1, newZip1, 1)
+	db.Stop()
+
+	sqldb, err := sql.Open("sqlite", db.File)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sqldb.Close()
+	if _, err := sqldb.Exec(`DROP TRIGGER records_no_update`); err != nil {
+		t.Fatal(err)
+	}
+	res, err := sqldb.Exec(`UPDATE records SET text = CAST(replace(CAST(text AS TEXT), $1, $2) AS BLOB) WHERE id = 1`, zip1, newZip1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		t.Fatalf("UPDATE changed %d rows (%v), want 1", n, err)
+	}
+	sqldb.Close()
+
+	db2, err := checktest.Start(t, db.Key, db.File)
+	if err != nil {
+		// Refusing to serve a tampered store is right too: there is nothing
+		// left for a checker to catch.
+		t.Logf("the log refuses to open the tampered store: %v", err)
+		return
+	}
+	for _, file := range []string{gosum, altered} {
+		rep := run(t, check.Config{Remote: remote(t, db2.GOSUMDB())}, "go.sum", file)
+		wantStatus(t, rep, 1)
+		got := kinds(rep)
+		if got["go.sum:3"] != check.BadProof || got["go.sum:4"] != check.BadProof || got["go.sum:1"] != check.OK {
+			t.Errorf("kinds %v, want bad-proof for lines 3 and 4 only", got)
+		}
+		wantText(t, rep, "go.sum:3: "+modules[1].Path+" "+modules[1].Version+": invalid proof: the log's answer does not verify against its signed tree head: ")
+	}
+}
+
+func TestStateFile(t *testing.T) {
+	t.Parallel()
+	state := filepath.Join(t.TempDir(), "latest")
+	a := checktest.MustStart(t, checktest.Key{}, "", modules[:2]...)
+	gosumA := a.Log(modules[:1]...)
+
+	// A signed note alone, as the go command keeps it, is a state.
+	resp, err := http.Get(a.URL + "/latest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var note bytes.Buffer
+	note.ReadFrom(resp.Body)
+	resp.Body.Close()
+	if err := os.WriteFile(state, note.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a.Log(modules[1])
+	rep := run(t, check.Config{Remote: remote(t, a.GOSUMDB()), State: state}, "go.sum", gosumA)
+	wantStatus(t, rep, 0)
+	if rep.StartHead == nil || rep.StartHead.Size != 1 || rep.Head == nil || rep.Head.Size != 2 {
+		t.Errorf("StartHead, Head = %+v, %+v, want sizes 1 and 2", rep.StartHead, rep.Head)
+	}
+	data, err := os.ReadFile(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		Head  string
+		Tiles map[string][]byte
+	}
+	if err := json.Unmarshal(data, &st); err != nil || !strings.HasPrefix(st.Head, "go.sum database tree\n2\n") || len(st.Tiles["tile/8/0/000.p/2"]) != 64 {
+		t.Errorf("state file %s, %v; want the head of size 2 and its tile", data, err)
+	}
+
+	// The state of another log is refused.
+	b := checktest.MustStart(t, checktest.Key{}, "", modules[:1]...)
+	_, err = check.Run(t.Context(), check.Config{Remote: remote(t, b.GOSUMDB()), State: state}, []check.File{{Name: "go.sum", Data: []byte(b.Log(modules[:1]...))}})
+	if err == nil || !strings.Contains(err.Error(), "belongs to another checksum database") {
+		t.Errorf("Run with the state of another log: %v, want an error saying it belongs to another checksum database", err)
+	}
+
+	if err := os.WriteFile(state, []byte("garbage"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = check.Run(t.Context(), check.Config{Remote: remote(t, b.GOSUMDB()), State: state}, nil)
+	if err == nil || !strings.Contains(err.Error(), "is corrupt") {
+		t.Errorf("Run with a corrupt state file: %v, want an error saying so", err)
+	}
+}
+
+func TestExitStatus(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		kinds    []check.Kind
+		security bool
+		want     int
+	}{
+		{nil, false, 0},
+		{[]check.Kind{check.OK, check.Skipped}, false, 0},
+		{[]check.Kind{check.OK, check.Unknown}, false, 2},
+		{[]check.Kind{check.Policy, check.Malformed}, false, 2},
+		{[]check.Kind{check.Unknown, check.Unchecked}, false, 3},
+		{[]check.Kind{check.Unchecked, check.Mismatch}, false, 1},
+		{[]check.Kind{check.Unknown, check.Fork}, false, 1},
+		{[]check.Kind{check.BadProof}, false, 1},
+		{[]check.Kind{check.OK}, true, 1},
+	}
+	for _, tt := range tests {
+		rep := &check.Report{}
+		for _, k := range tt.kinds {
+			rep.Results = append(rep.Results, check.Result{Kind: k})
+		}
+		if tt.security {
+			rep.SecurityErrors = []string{"SECURITY ERROR"}
+		}
+		if got := rep.ExitStatus(); got != tt.want {
+			t.Errorf("ExitStatus() of %v (security error %v) = %d, want %d", tt.kinds, tt.security, got, tt.want)
+		}
+	}
+}
+
+func TestFormats(t *testing.T) {
+	t.Parallel()
+	rep := &check.Report{
+		Database: "sumdb.test",
+		URL:      "http://127.0.0.1:1",
+		Files:    []string{"go.sum"},
+		Head:     &check.Head{Size: 7, Hash: "abc="},
+		Results: []check.Result{
+			{Entry: check.Entry{File: "go.sum", Line: 1, Path: "example.com/a", Version: "v1.0.0", Hash: "h1:a="}, Kind: check.OK, LogHash: "h1:a="},
+			{Entry: check.Entry{File: "go.sum", Line: 2, Path: "example.com/a", Version: "v1.0.0", GoMod: true, Hash: "h1:b="}, Kind: check.Mismatch, LogHash: "h1:c=", Message: "go.sum has h1:b=, log has h1:c="},
+			{Entry: check.Entry{File: "go.sum", Line: 3, Path: "corp.example/x", Version: "v1.0.0", Hash: "h1:d="}, Kind: check.Skipped, Message: "private module (GOPRIVATE=corp.example)"},
+		},
+		SecurityErrors: []string{"SECURITY ERROR\nold database:\n\tx\n"},
+	}
+	tests := []struct {
+		format check.Format
+		want   string
+	}{
+		{check.Text, `go.sum:2: example.com/a v1.0.0/go.mod: mismatch: go.sum has h1:b=, log has h1:c=
+go.sum:3: corp.example/x v1.0.0: skipped: private module (GOPRIVATE=corp.example)
+SECURITY ERROR
+old database:
+	x
+sumdb check: 3 lines in 1 file against sumdb.test (tree size 7): 1 verified, 1 skipped, 1 mismatch; exit status 1
+`},
+		{check.GitHub, `::error file=go.sum,line=2,title=sumdb check%3A mismatch::example.com/a v1.0.0/go.mod: mismatch: go.sum has h1:b=, log has h1:c=
+go.sum:3: corp.example/x v1.0.0: skipped: private module (GOPRIVATE=corp.example)
+::error title=sumdb check%3A SECURITY ERROR::SECURITY ERROR%0Aold database:%0A	x
+::error title=sumdb check::sumdb check: 3 lines in 1 file against sumdb.test (tree size 7): 1 verified, 1 skipped, 1 mismatch; exit status 1
+`},
+		{check.JSON, `{
+  "database": "sumdb.test",
+  "url": "http://127.0.0.1:1",
+  "files": [
+    "go.sum"
+  ],
+  "head": {
+    "size": 7,
+    "hash": "abc="
+  },
+  "entries": [
+    {
+      "file": "go.sum",
+      "line": 1,
+      "path": "example.com/a",
+      "version": "v1.0.0",
+      "hash": "h1:a=",
+      "kind": "ok",
+      "log_hash": "h1:a="
+    },
+    {
+      "file": "go.sum",
+      "line": 2,
+      "path": "example.com/a",
+      "version": "v1.0.0",
+      "go_mod": true,
+      "hash": "h1:b=",
+      "kind": "mismatch",
+      "log_hash": "h1:c=",
+      "message": "go.sum has h1:b=, log has h1:c="
+    },
+    {
+      "file": "go.sum",
+      "line": 3,
+      "path": "corp.example/x",
+      "version": "v1.0.0",
+      "hash": "h1:d=",
+      "kind": "skipped",
+      "message": "private module (GOPRIVATE=corp.example)"
+    }
+  ],
+  "security_errors": [
+    "SECURITY ERROR\nold database:\n\tx\n"
+  ],
+  "summary": {
+    "lines": 3,
+    "counts": {
+      "mismatch": 1,
+      "ok": 1,
+      "skipped": 1
+    },
+    "exit_status": 1
+  }
+}
+`},
+	}
+	for _, tt := range tests {
+		var b bytes.Buffer
+		if err := rep.Write(&b, tt.format); err != nil {
+			t.Fatal(err)
+		}
+		if b.String() != tt.want {
+			t.Errorf("Write(%s) =\n%s\nwant\n%s", tt.format, b.String(), tt.want)
+		}
+	}
+	if _, err := check.ParseFormat("xml"); err == nil {
+		t.Errorf("ParseFormat(xml) succeeded")
+	}
+}

@@ -1,0 +1,269 @@
+package sumdb
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+)
+
+// A fakeServer answers each path with a status and a body, and counts the
+// requests.
+type fakeServer struct {
+	URL string
+
+	mu       sync.Mutex
+	answers  map[string][]answer // by path; the last answer repeats
+	requests map[string]int
+}
+
+type answer struct {
+	code int
+	body string
+}
+
+func newFakeServer(t *testing.T) *fakeServer {
+	f := &fakeServer{answers: make(map[string][]answer), requests: make(map[string]int)}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		n := f.requests[r.URL.Path]
+		f.requests[r.URL.Path]++
+		list := f.answers[r.URL.Path]
+		f.mu.Unlock()
+		if len(list) == 0 {
+			http.Error(w, "not found: no such path", http.StatusNotFound)
+			return
+		}
+		a := list[min(n, len(list)-1)]
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(a.code)
+		fmt.Fprint(w, a.body)
+	}))
+	t.Cleanup(srv.Close)
+	f.URL = srv.URL
+	return f
+}
+
+// answer makes the server answer path with the answers in turn.
+func (f *fakeServer) answer(path string, answers ...answer) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.answers[path] = answers
+}
+
+func (f *fakeServer) count(path string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.requests[path]
+}
+
+func newVerifierKey(t *testing.T, name string) string {
+	t.Helper()
+	_, vkey, err := note.GenerateKey(rand.Reader, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return vkey
+}
+
+// fakeGOROOT returns a Go installation whose go command knows the keys.
+func fakeGOROOT(t *testing.T, keys ...string) string {
+	t.Helper()
+	root := t.TempDir()
+	dir := filepath.Join(root, "src", "cmd", "go", "internal", "modfetch")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	b.WriteString("package modfetch\n\nvar knownGOSUMDB = map[string]string{\n")
+	for _, k := range keys {
+		name, _, _ := strings.Cut(k, "+")
+		fmt.Fprintf(&b, "\t%q: %q,\n", name, k)
+	}
+	b.WriteString("}\n")
+	if err := os.WriteFile(filepath.Join(dir, "key.go"), []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+func TestOpenRemote(t *testing.T) {
+	t.Parallel()
+	const name = "sumdb.test"
+	vkey := newVerifierKey(t, name)
+	other := newVerifierKey(t, "other.test")
+	supported := "/sumdb/" + name + "/supported"
+
+	yes := newFakeServer(t) // serves the database
+	yes.answer(supported, answer{200, ""})
+	no := newFakeServer(t) // does not
+	no.answer(supported, answer{404, "not found"})
+	gone := newFakeServer(t)
+	gone.answer(supported, answer{410, "gone"})
+	broken := newFakeServer(t)
+	broken.answer(supported, answer{500, "internal error"})
+	forbidden := newFakeServer(t)
+	forbidden.answer(supported, answer{403, "forbidden"})
+	goroot := fakeGOROOT(t, other, vkey)
+
+	tests := []struct {
+		name    string
+		cfg     RemoteConfig
+		base    string // want
+		key     string // want; default vkey
+		wantErr string
+	}{
+		{name: "explicit URL", cfg: RemoteConfig{GOSUMDB: vkey + " " + yes.URL + "/db/", GOPROXY: no.URL}, base: yes.URL + "/db"},
+		{name: "explicit http URL skips discovery", cfg: RemoteConfig{GOSUMDB: vkey + " http://127.0.0.1:1", GOPROXY: broken.URL}, base: "http://127.0.0.1:1"},
+		{name: "proxy supports it", cfg: RemoteConfig{GOSUMDB: vkey, GOPROXY: yes.URL}, base: yes.URL + "/sumdb/" + name},
+		{name: "proxy with a trailing slash", cfg: RemoteConfig{GOSUMDB: vkey, GOPROXY: yes.URL + "/"}, base: yes.URL + "/sumdb/" + name},
+		{name: "404 falls through", cfg: RemoteConfig{GOSUMDB: vkey, GOPROXY: no.URL + "," + yes.URL}, base: yes.URL + "/sumdb/" + name},
+		{name: "410 falls through", cfg: RemoteConfig{GOSUMDB: vkey, GOPROXY: gone.URL + "," + yes.URL}, base: yes.URL + "/sumdb/" + name},
+		{name: "500 after | falls through", cfg: RemoteConfig{GOSUMDB: vkey, GOPROXY: broken.URL + "|" + yes.URL}, base: yes.URL + "/sumdb/" + name},
+		{name: "500 after , fails", cfg: RemoteConfig{GOSUMDB: vkey, GOPROXY: broken.URL + "," + yes.URL}, wantErr: "ask proxy whether it serves checksum database sumdb.test: upstream unavailable: GET " + broken.URL + supported + ": internal error"},
+		{name: "403 fails", cfg: RemoteConfig{GOSUMDB: vkey, GOPROXY: forbidden.URL + "," + yes.URL}, wantErr: "forbidden"},
+		{name: "500 after | then the end of the list fails", cfg: RemoteConfig{GOSUMDB: vkey, GOPROXY: broken.URL + "|" + no.URL}, wantErr: "internal error"},
+		{name: "500 after | then direct", cfg: RemoteConfig{GOSUMDB: vkey, GOPROXY: broken.URL + "|direct"}, base: "https://" + name},
+		{name: "direct", cfg: RemoteConfig{GOSUMDB: vkey, GOPROXY: no.URL + ",direct," + yes.URL}, base: "https://" + name},
+		{name: "off", cfg: RemoteConfig{GOSUMDB: vkey, GOPROXY: "off"}, base: "https://" + name},
+		{name: "no proxy", cfg: RemoteConfig{GOSUMDB: vkey}, base: "https://" + name},
+		{name: "end of the list", cfg: RemoteConfig{GOSUMDB: vkey, GOPROXY: no.URL + "," + gone.URL}, base: "https://" + name},
+		{name: "known name", cfg: RemoteConfig{GOSUMDB: name, GOPROXY: yes.URL, GOROOT: goroot}, base: yes.URL + "/sumdb/" + name},
+		{name: "known name with URL", cfg: RemoteConfig{GOSUMDB: name + " " + yes.URL, GOROOT: goroot}, base: yes.URL},
+		{name: "other known name", cfg: RemoteConfig{GOSUMDB: "other.test", GOPROXY: "direct", GOROOT: goroot}, base: "https://other.test", key: other},
+		{name: "unknown name", cfg: RemoteConfig{GOSUMDB: "unknown.test", GOROOT: goroot}, wantErr: "GOSUMDB=unknown.test: the go command knows no key for that name: give the full verifier key"},
+		{name: "name without GOROOT", cfg: RemoteConfig{GOSUMDB: name}, wantErr: "no Go installation was given"},
+		{name: "name with a GOROOT without sources", cfg: RemoteConfig{GOSUMDB: name, GOROOT: t.TempDir()}, wantErr: "table of known keys is not readable"},
+		{name: "off refused", cfg: RemoteConfig{GOSUMDB: "off"}, wantErr: "GOSUMDB=off"},
+		{name: "empty", cfg: RemoteConfig{GOSUMDB: "  "}, wantErr: "no checksum database named"},
+		{name: "too many fields", cfg: RemoteConfig{GOSUMDB: vkey + " " + yes.URL + " x"}, wantErr: "too many fields"},
+		{name: "bad key", cfg: RemoteConfig{GOSUMDB: "sumdb.test+00000000+AAAA"}, wantErr: "invalid checksum database key"},
+		{name: "bad URL", cfg: RemoteConfig{GOSUMDB: vkey + " ftp://x"}, wantErr: "want http:// or https://"},
+	}
+	// The cases run in parallel in a group, so that the requests are
+	// counted once they are all done.
+	t.Run("group", func(t *testing.T) {
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				t.Parallel()
+				r, err := OpenRemote(t.Context(), tt.cfg)
+				if tt.wantErr != "" {
+					if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+						t.Fatalf("OpenRemote(%+v) = %v, want error containing %q", tt.cfg, err, tt.wantErr)
+					}
+					return
+				}
+				if err != nil {
+					t.Fatalf("OpenRemote(%+v): %v", tt.cfg, err)
+				}
+				if r.Base != tt.base {
+					t.Errorf("OpenRemote(%+v).Base = %q, want %q", tt.cfg, r.Base, tt.base)
+				}
+				key := tt.key
+				if key == "" {
+					key = vkey
+				}
+				if r.Key != key || r.Verifier.Name() != strings.SplitN(key, "+", 2)[0] {
+					t.Errorf("OpenRemote(%+v).Key = %q, want %q", tt.cfg, r.Key, key)
+				}
+			})
+		}
+	})
+	// Discovery asks each proxy once, without retries: four cases reach
+	// the broken one.
+	if n := broken.count(supported); n != 4 {
+		t.Errorf("broken proxy asked %d times, want 4", n)
+	}
+}
+
+func TestRemoteGet(t *testing.T) {
+	t.Parallel()
+	vkey := newVerifierKey(t, "sumdb.test")
+	srv := newFakeServer(t)
+	srv.answer("/db/latest", answer{200, "go.sum database tree\n1\n"})
+	srv.answer("/db/flaky", answer{500, "busy"}, answer{503, "busy"}, answer{200, "finally"})
+	srv.answer("/db/down", answer{502, "bad gateway"})
+	srv.answer("/db/missing", answer{404, "not found: example.com/m@v1.0.0: unknown revision v1.0.0\nmore"})
+	srv.answer("/db/gone", answer{410, ""})
+	srv.answer("/db/bad", answer{400, "bad request: malformed path"})
+	srv.answer("/db/huge", answer{200, strings.Repeat("x", maxRemoteBody+1)})
+	r, err := OpenRemote(t.Context(), RemoteConfig{GOSUMDB: vkey + " " + srv.URL + "/db", Retries: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	tests := []struct {
+		path     string
+		body     string
+		is       error // the error wraps it
+		msg      string
+		requests int
+	}{
+		{path: "latest", body: "go.sum database tree\n1\n", requests: 1},
+		{path: "flaky", body: "finally", requests: 3},
+		{path: "down", is: ErrUpstream, msg: "GET " + srv.URL + "/db/down: bad gateway", requests: 4},
+		{path: "missing", is: ErrNotFound, msg: "not found: not found: example.com/m@v1.0.0: unknown revision v1.0.0", requests: 1},
+		{path: "gone", is: ErrNotFound, msg: "410 Gone", requests: 1},
+		{path: "bad", is: ErrUpstream, msg: "bad request: malformed path", requests: 1},
+		{path: "huge", is: ErrUpstream, msg: "response larger than", requests: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.path, func(t *testing.T) {
+			t.Parallel()
+			body, err := r.Get(t.Context(), tt.path)
+			if tt.is == nil {
+				if err != nil || string(body) != tt.body {
+					t.Errorf("Get(%q) = %q, %v, want %q", tt.path, body, err, tt.body)
+				}
+			} else if !errors.Is(err, tt.is) || !strings.Contains(err.Error(), tt.msg) {
+				t.Errorf("Get(%q) = %v, want an error wrapping %v containing %q", tt.path, err, tt.is, tt.msg)
+			}
+			if n := srv.count("/db/" + tt.path); n != tt.requests {
+				t.Errorf("Get(%q) made %d requests, want %d", tt.path, n, tt.requests)
+			}
+		})
+	}
+}
+
+func TestRemoteUnreachable(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	r, err := OpenRemote(t.Context(), RemoteConfig{GOSUMDB: newVerifierKey(t, "sumdb.test") + " http://" + addr, Retries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Get(t.Context(), "latest"); !errors.Is(err, ErrUpstream) {
+		t.Errorf("Get from a closed port = %v, want an error wrapping ErrUpstream", err)
+	}
+
+	// A canceled context ends the retries at once.
+	ctx, cancel := context.WithCancel(t.Context())
+	r, err = OpenRemote(ctx, RemoteConfig{GOSUMDB: newVerifierKey(t, "sumdb.test") + " http://" + addr, Retries: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.AfterFunc(300*time.Millisecond, cancel)
+	start := time.Now()
+	if _, err := r.Get(ctx, "latest"); !errors.Is(err, ErrUpstream) {
+		t.Errorf("Get with a canceled context = %v, want an error wrapping ErrUpstream", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("Get took %v after its context was canceled", d)
+	}
+}
