@@ -91,6 +91,7 @@ Usage:
 	sumdb keygen --name NAME [flags]  create a signer key, print its verifier key
 	sumdb check [flags] [FILE...]     check go.sum files against a checksum database
 	sumdb load --target URL [flags]   measure a running checksum database under load
+	sumdb audit --state DIR [flags]   clone a checksum database's log and verify all of it
 
 Run "sumdb <command> --help" for a command's flags.
 `
@@ -110,6 +111,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runCheck(ctx, rest, stdout, stderr)
 	case "load":
 		return runLoad(ctx, rest, stdout, stderr)
+	case "audit":
+		return runAudit(ctx, rest, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -1,0 +1,258 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cast"
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+
+	"github.com/sumdb/sumdb/sumdb"
+	"github.com/sumdb/sumdb/sumdb/audit"
+)
+
+const auditUsage = `Usage: sumdb audit --state DIR [flags]
+
+Audit clones a checksum database's whole log into DIR, through its data and
+hash tiles, and verifies it: the signature of every tree head; every head
+consistent with every head seen before; every hash tile recomputed from the
+records and equal to the one served, and the root equal to the signed one;
+every record two go.sum lines of one valid module version with h1 hashes;
+no module version logged twice. A later run resumes where the last one
+stopped and verifies the new heads against the ones kept in DIR.
+
+The database is --sumdb, else the go command's GOSUMDB, reached as the go
+command reaches it: at the URL given with the key, else through the first
+proxy of GOPROXY that serves it, else at https://<name>.
+
+--follow keeps polling the log and verifying its new heads until interrupted
+or a violation is found. --rehash N downloads N records picked at random
+again from the module proxy (--upstream, default go env GOPROXY) and
+compares their hashes with the log's.
+
+The report goes to stdout; progress and log lines to stderr.
+
+Exit status:
+  0  no violation
+  1  a violation: the report names its kind, the record ids, tiles and
+     signed heads involved
+  2  a usage error
+  3  the audit could not complete (network, server error, state directory)
+
+--state, --interval, --concurrency and --upstream can also be set as
+SUMDB_STATE, SUMDB_INTERVAL, SUMDB_CONCURRENCY and SUMDB_UPSTREAM.
+
+Flags:
+`
+
+// Defaults and bounds of the audit settings.
+const (
+	defaultAuditInterval    = time.Minute
+	defaultAuditConcurrency = 8
+	maxAuditConcurrency     = 64
+)
+
+// auditEnvKeys are the audit settings that may also come from SUMDB_*
+// variables.
+var auditEnvKeys = []string{"state", "interval", "concurrency", "upstream"}
+
+// Exit statuses of audit.
+const (
+	statusViolation  = 1
+	statusIncomplete = 3
+)
+
+// newAuditFlags returns the flag set of audit.
+func newAuditFlags() *pflag.FlagSet {
+	fs := pflag.NewFlagSet("audit", pflag.ContinueOnError)
+	fs.SortFlags = false
+	fs.String("sumdb", "", "checksum `database`: \"<verifier key> [URL]\", or a name whose key the go command knows (default: go env GOSUMDB)")
+	fs.String("state", "", "`directory` of the clone and of the heads verified (required; created if missing)")
+	fs.Bool("follow", false, "keep polling and verifying new heads until interrupted")
+	fs.Duration("interval", defaultAuditInterval, "polling interval of --follow")
+	fs.Int("rehash", 0, "download this `many` records picked at random again from the upstream and compare")
+	fs.String("upstream", "", "GOPROXY-style `list` of module proxies for --rehash (default: go env GOPROXY)")
+	fs.Int("concurrency", defaultAuditConcurrency, "tile requests in flight, 1 to 64")
+	fs.Int64("limit", 0, "clone only the first `N` records (rounded up to 256), verified against the signed head; 0 for all")
+	return fs
+}
+
+// An AuditConfig is the validated configuration of "sumdb audit".
+type AuditConfig struct {
+	GOSUMDB, GOPROXY, GOROOT string // which database, and how to reach it
+	State                    string
+	Follow                   bool
+	Interval                 time.Duration
+	Rehash                   int
+	Upstream                 string // module proxies for Rehash
+	Concurrency              int
+	Limit                    int64
+}
+
+// runAudit runs "sumdb audit". The report is on stdout; the error is an
+// *exitError carrying the exit status, or a usage error.
+func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newAuditFlags()
+	fs.SetOutput(io.Discard)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			fmt.Fprint(stdout, auditUsage+fs.FlagUsages())
+			return nil
+		}
+		return usageErrorf("audit: %v (run sumdb audit --help)", err)
+	}
+	if fs.NArg() > 0 {
+		return usageErrorf("audit: unexpected argument %q (run sumdb audit --help)", fs.Arg(0))
+	}
+	cfg, err := loadAuditConfig(ctx, fs, goEnv)
+	if err != nil {
+		var uerr *usageError
+		if errors.As(err, &uerr) {
+			return err
+		}
+		return &exitError{code: statusIncomplete, err: err}
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	// One connection per request in flight: the default transport keeps
+	// only two idle per host, and would open and close the others.
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.MaxIdleConnsPerHost = cfg.Concurrency + 2
+	remote, err := sumdb.OpenRemote(ctx, sumdb.RemoteConfig{
+		GOSUMDB: cfg.GOSUMDB,
+		GOPROXY: cfg.GOPROXY,
+		GOROOT:  cfg.GOROOT,
+		Client:  &http.Client{Timeout: time.Minute, Transport: transport},
+		Logger:  logger,
+	})
+	if err != nil {
+		return &exitError{code: statusIncomplete, err: fmt.Errorf("audit: %w", err)}
+	}
+	acfg := audit.Config{
+		Remote:      remote,
+		Dir:         cfg.State,
+		Follow:      cfg.Follow,
+		Interval:    cfg.Interval,
+		Rehash:      cfg.Rehash,
+		Limit:       cfg.Limit,
+		Concurrency: cfg.Concurrency,
+		Progress:    stderr,
+		Logger:      logger,
+	}
+	if cfg.Rehash > 0 {
+		up, err := sumdb.NewUpstream(sumdb.UpstreamConfig{Proxy: cfg.Upstream, Logger: logger})
+		if err != nil {
+			return usageErrorf("audit: --rehash needs a module proxy: %v (set --upstream)", err)
+		}
+		acfg.Upstream = up
+	}
+	rep, runErr := audit.Run(ctx, acfg)
+	if rep != nil {
+		if err := rep.WriteText(stdout); err != nil {
+			return &exitError{code: statusIncomplete, err: fmt.Errorf("audit: write report: %w", err)}
+		}
+		if !rep.OK() {
+			// The violations are in the report; a later failure to
+			// finish does not make them less true.
+			if runErr != nil {
+				fmt.Fprintf(stderr, "sumdb: audit: %s\n", oneLine(runErr))
+			}
+			return &exitError{code: statusViolation}
+		}
+	}
+	if runErr != nil {
+		return &exitError{code: statusIncomplete, err: fmt.Errorf("audit incomplete: %w", runErr)}
+	}
+	return nil
+}
+
+// oneLine returns err's message on one line.
+func oneLine(err error) string { return strings.Join(strings.Fields(err.Error()), " ") }
+
+// loadAuditConfig merges the parsed flags fs, the SUMDB_* environment and
+// the go command's settings into a validated AuditConfig. A flag on the
+// command line wins over the environment, which wins over the default.
+func loadAuditConfig(ctx context.Context, fs *pflag.FlagSet, goEnv goEnvFunc) (*AuditConfig, error) {
+	v := viper.New()
+	if err := v.BindPFlags(fs); err != nil {
+		return nil, fmt.Errorf("bind flags: %w", err)
+	}
+	for _, k := range auditEnvKeys {
+		if err := v.BindEnv(k, envName(k)); err != nil {
+			return nil, fmt.Errorf("bind environment: %w", err)
+		}
+	}
+	// bad returns the error for an invalid value of key.
+	bad := func(key, format string, args ...any) error {
+		where := "--" + key
+		if f := fs.Lookup(key); !f.Changed {
+			if val, ok := os.LookupEnv(envName(key)); ok && val != "" {
+				where = envName(key)
+			}
+		}
+		return usageErrorf("audit: invalid %s: %s", where, fmt.Sprintf(format, args...))
+	}
+	// fromGo returns a setting of the go command.
+	fromGo := func(name, why string) (string, error) {
+		val, err := goEnv(ctx, name)
+		if err != nil {
+			return "", fmt.Errorf("audit: cannot read the go command's %s (%v): %s", name, err, why)
+		}
+		return val, nil
+	}
+
+	cfg := &AuditConfig{}
+	var err error
+	if f := fs.Lookup("sumdb"); f.Changed {
+		cfg.GOSUMDB = strings.TrimSpace(f.Value.String())
+		if cfg.GOSUMDB == "" {
+			return nil, bad("sumdb", "empty (want \"<verifier key> [URL]\")")
+		}
+	} else if cfg.GOSUMDB, err = fromGo("GOSUMDB", "give --sumdb \"<verifier key> [URL]\""); err != nil {
+		return nil, err
+	}
+
+	if cfg.State = strings.TrimSpace(cast.ToString(v.Get("state"))); cfg.State == "" {
+		return nil, usageErrorf("audit: --state is required: name the directory that keeps the clone (it can grow to several GB for a large log)")
+	}
+	cfg.Follow = cast.ToBool(v.Get("follow"))
+	if cfg.Interval, err = cast.ToDurationE(v.Get("interval")); err != nil || cfg.Interval < time.Second {
+		return nil, bad("interval", "%q (want a duration of at least 1s, such as 1m)", cast.ToString(v.Get("interval")))
+	}
+	if cfg.Rehash, err = cast.ToIntE(v.Get("rehash")); err != nil || cfg.Rehash < 0 {
+		return nil, bad("rehash", "%q (want a number of records, 0 for none)", cast.ToString(v.Get("rehash")))
+	}
+	if cfg.Concurrency, err = cast.ToIntE(v.Get("concurrency")); err != nil || cfg.Concurrency < 1 || cfg.Concurrency > maxAuditConcurrency {
+		return nil, bad("concurrency", "%q (want a number from 1 to %d)", cast.ToString(v.Get("concurrency")), maxAuditConcurrency)
+	}
+	if cfg.Limit, err = cast.ToInt64E(v.Get("limit")); err != nil || cfg.Limit < 0 {
+		return nil, bad("limit", "%q (want a number of records, 0 for all)", cast.ToString(v.Get("limit")))
+	}
+
+	// Ask the go command only for what is needed: GOPROXY to find a
+	// database given without a URL and for the upstream of --rehash,
+	// GOROOT for the key of a bare name.
+	fields := strings.Fields(cfg.GOSUMDB)
+	cfg.Upstream = strings.TrimSpace(cast.ToString(v.Get("upstream")))
+	if len(fields) == 1 && fields[0] != "off" || cfg.Rehash > 0 && cfg.Upstream == "" {
+		if cfg.GOPROXY, err = fromGo("GOPROXY", "give the database's URL with --sumdb \"<verifier key> <URL>\", and --upstream for --rehash"); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Upstream == "" {
+		cfg.Upstream = cfg.GOPROXY
+	}
+	if len(fields) > 0 && fields[0] != "off" && !strings.Contains(fields[0], "+") {
+		if cfg.GOROOT, err = fromGo("GOROOT", "give the full verifier key with --sumdb"); err != nil {
+			return nil, err
+		}
+	}
+	return cfg, nil
+}

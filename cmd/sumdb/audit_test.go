@@ -1,0 +1,300 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/sumdb/sumdb/store"
+	"github.com/sumdb/sumdb/sumdb"
+	"github.com/sumdb/sumdb/tlog"
+)
+
+// auditServer starts a checksum database in the test with n synthetic
+// records, behind a handler that applies tamper (if set) to the body of
+// every tile. It returns the verifier key and the URL.
+func auditServer(t *testing.T, n int, tamper func(path string, body []byte) []byte) (vkey, url string) {
+	t.Helper()
+	skey, vkey, err := note.GenerateKey(rand.Reader, "audit.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := note.NewSigner(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifier, err := note.NewVerifier(vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.OpenSQLite(t.Context(), filepath.Join(t.TempDir(), "server.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	l, err := tlog.Open(t.Context(), st, tlog.Config{Signer: signer, Verifier: verifier})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.Close)
+	var g sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		g.Go(func() {
+			path := fmt.Sprintf("example.com/audit/m%d", i)
+			h := sha256.Sum256([]byte(path))
+			b64 := base64.StdEncoding.EncodeToString(h[:])
+			text := fmt.Appendf(nil, "%s v1.0.0 h1:%s\n%s v1.0.0/go.mod h1:%s\n", path, b64, path, b64)
+			if _, _, err := l.Append(t.Context(), path, "v1.0.0", text); err != nil {
+				errs <- err
+			}
+		})
+	}
+	g.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	up, err := sumdb.NewUpstream(sumdb.UpstreamConfig{Proxy: "http://127.0.0.1:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := sumdb.NewServer(sumdb.ServerConfig{Log: l, Fetcher: up})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		body := rec.Body.Bytes()
+		if tamper != nil && rec.Code == http.StatusOK {
+			body = tamper(strings.TrimPrefix(r.URL.Path, "/"), body)
+		}
+		w.WriteHeader(rec.Code)
+		w.Write(body)
+	}))
+	t.Cleanup(srv.Close)
+	return vkey, srv.URL
+}
+
+func TestAuditCommand(t *testing.T) {
+	clearEnv(t)
+	vkey, url := auditServer(t, 300, nil)
+	flipped := func(path string, body []byte) []byte {
+		if path == "tile/8/0/000" {
+			body[100] ^= 1
+		}
+		return body
+	}
+	badVkey, badURL := auditServer(t, 300, flipped)
+	state := t.TempDir()
+
+	tests := []struct {
+		name   string
+		args   []string
+		status int
+		stdout []string // in the report
+		stderr string   // in the error output
+	}{
+		{
+			name:   "clean",
+			args:   []string{"--sumdb", vkey + " " + url, "--state", state},
+			stdout: []string{"300 records verified (300 new)", "no violations"},
+		},
+		{
+			name:   "resumed",
+			args:   []string{"--sumdb", vkey + " " + url, "--state", state},
+			stdout: []string{"300 records verified (0 new)", "no violations"},
+		},
+		{
+			name:   "flipped hash",
+			args:   []string{"--sumdb", badVkey + " " + badURL, "--state", t.TempDir()},
+			status: 1,
+			stdout: []string{"VIOLATION hash-tile", "tile/8/0/000", "records: 3"},
+		},
+		{
+			name:   "another log in the state directory",
+			args:   []string{"--sumdb", badVkey + " " + badURL, "--state", state},
+			status: 3,
+			stderr: "use another state directory",
+		},
+		{
+			name:   "unreachable",
+			args:   []string{"--sumdb", vkey + " http://127.0.0.1:1", "--state", t.TempDir()},
+			status: 3,
+			stderr: "sumdb: audit incomplete: fetch the signed head",
+		},
+		{
+			name:   "no state directory",
+			args:   []string{"--sumdb", vkey + " " + url},
+			status: 2,
+			stderr: "--state is required",
+		},
+		{
+			name:   "bad flag",
+			args:   []string{"--sumdb", vkey + " " + url, "--state", state, "--concurrency", "0"},
+			status: 2,
+			stderr: "invalid --concurrency",
+		},
+		{
+			name:   "argument",
+			args:   []string{"--state", state, "extra"},
+			status: 2,
+			stderr: `unexpected argument "extra"`,
+		},
+		{
+			name:   "bad key",
+			args:   []string{"--sumdb", "nokey+1234 " + url, "--state", t.TempDir()},
+			status: 3,
+			stderr: "invalid checksum database key",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			err := run(t.Context(), append([]string{"audit"}, tt.args...), &stdout, &stderr)
+			status := report(err, &stderr)
+			if status != tt.status {
+				t.Errorf("exit status %d, want %d\nstdout:\n%s\nstderr:\n%s", status, tt.status, stdout.String(), stderr.String())
+			}
+			for _, want := range tt.stdout {
+				if !strings.Contains(stdout.String(), want) {
+					t.Errorf("stdout lacks %q:\n%s", want, stdout.String())
+				}
+			}
+			if !strings.Contains(stderr.String(), tt.stderr) {
+				t.Errorf("stderr lacks %q:\n%s", tt.stderr, stderr.String())
+			}
+		})
+	}
+}
+
+func TestAuditHelp(t *testing.T) {
+	clearEnv(t)
+	var stdout, stderr bytes.Buffer
+	if err := run(t.Context(), []string{"audit", "--help"}, &stdout, &stderr); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Usage: sumdb audit", "--follow", "--rehash", "Exit status"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("help lacks %q", want)
+		}
+	}
+}
+
+// TestAuditConfig checks where the settings come from, and that the go
+// command is asked only for what the flags leave open.
+func TestAuditConfig(t *testing.T) {
+	const vkey = "sum.example.com+01234567+AbCd"
+	tests := []struct {
+		name   string
+		args   []string
+		env    map[string]string
+		goEnv  map[string]string
+		check  func(*AuditConfig) string
+		errMsg string
+	}{
+		{
+			name: "all given",
+			args: []string{"--sumdb", vkey + " https://sum.example.com", "--state", "d"},
+			check: func(c *AuditConfig) string {
+				if c.GOSUMDB != vkey+" https://sum.example.com" || c.State != "d" || c.GOPROXY != "" || c.Interval != defaultAuditInterval || c.Concurrency != defaultAuditConcurrency {
+					return fmt.Sprintf("%+v", c)
+				}
+				return ""
+			},
+		},
+		{
+			name:  "from go env",
+			args:  []string{"--state", "d", "--rehash", "5"},
+			goEnv: map[string]string{"GOSUMDB": vkey, "GOPROXY": "https://proxy.example.com,direct"},
+			check: func(c *AuditConfig) string {
+				if c.GOSUMDB != vkey || c.GOPROXY != "https://proxy.example.com,direct" || c.Upstream != c.GOPROXY || c.Rehash != 5 {
+					return fmt.Sprintf("%+v", c)
+				}
+				return ""
+			},
+		},
+		{
+			name:  "bare name",
+			args:  []string{"--sumdb", "sum.example.com", "--state", "d"},
+			goEnv: map[string]string{"GOPROXY": "https://proxy.example.com", "GOROOT": "/goroot"},
+			check: func(c *AuditConfig) string {
+				if c.GOROOT != "/goroot" || c.GOPROXY != "https://proxy.example.com" {
+					return fmt.Sprintf("%+v", c)
+				}
+				return ""
+			},
+		},
+		{
+			name: "environment",
+			args: []string{"--sumdb", vkey + " https://sum.example.com"},
+			env:  map[string]string{"SUMDB_STATE": "envdir", "SUMDB_CONCURRENCY": "3", "SUMDB_INTERVAL": "5s", "SUMDB_UPSTREAM": "https://up.example.com"},
+			check: func(c *AuditConfig) string {
+				if c.State != "envdir" || c.Concurrency != 3 || c.Interval.Seconds() != 5 || c.Upstream != "https://up.example.com" {
+					return fmt.Sprintf("%+v", c)
+				}
+				return ""
+			},
+		},
+		{
+			name:   "bad environment",
+			args:   []string{"--sumdb", vkey + " https://sum.example.com", "--state", "d"},
+			env:    map[string]string{"SUMDB_CONCURRENCY": "many"},
+			errMsg: "invalid SUMDB_CONCURRENCY",
+		},
+		{
+			name:   "no go command",
+			args:   []string{"--state", "d"},
+			errMsg: "cannot read the go command's GOSUMDB",
+		},
+		{
+			name:   "negative limit",
+			args:   []string{"--sumdb", vkey + " https://sum.example.com", "--state", "d", "--limit", "-1"},
+			errMsg: "invalid --limit",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clearEnv(t)
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			fs := newAuditFlags()
+			if err := fs.Parse(tt.args); err != nil {
+				t.Fatal(err)
+			}
+			goEnv := func(_ context.Context, name string) (string, error) {
+				if v, ok := tt.goEnv[name]; ok {
+					return v, nil
+				}
+				return "", errors.New("unexpected go env " + name)
+			}
+			cfg, err := loadAuditConfig(t.Context(), fs, goEnv)
+			if tt.errMsg != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.errMsg) {
+					t.Errorf("loadAuditConfig(%q) = %v, want an error with %q", tt.args, err, tt.errMsg)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("loadAuditConfig(%q) = %v", tt.args, err)
+			}
+			if msg := tt.check(cfg); msg != "" {
+				t.Errorf("loadAuditConfig(%q) = %s", tt.args, msg)
+			}
+		})
+	}
+}

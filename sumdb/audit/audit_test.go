@@ -1,0 +1,725 @@
+package audit
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+	xtlog "golang.org/x/mod/sumdb/tlog"
+
+	"github.com/sumdb/sumdb/store"
+	"github.com/sumdb/sumdb/sumdb"
+	"github.com/sumdb/sumdb/sumdb/modproxy"
+)
+
+// audit runs an audit of the log at url into dir.
+func audit(t *testing.T, vkey, url, dir string, edit func(*Config)) (*Report, error) {
+	t.Helper()
+	cfg := Config{Remote: openRemote(t, vkey, url), Dir: dir}
+	if edit != nil {
+		edit(&cfg)
+	}
+	return Run(t.Context(), cfg)
+}
+
+// mustAudit runs an audit that must complete without violations.
+func mustAudit(t *testing.T, vkey, url, dir string, edit func(*Config)) *Report {
+	t.Helper()
+	rep, err := audit(t, vkey, url, dir, edit)
+	if err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	if !rep.OK() {
+		t.Fatalf("Run found violations: %v", rep.Violations)
+	}
+	return rep
+}
+
+// only returns the one violation of rep, failing the test if there is not
+// exactly one.
+func only(t *testing.T, rep *Report) Violation {
+	t.Helper()
+	if len(rep.Violations) != 1 {
+		var b strings.Builder
+		rep.WriteText(&b)
+		t.Fatalf("got %d violations, want 1:\n%s", len(rep.Violations), b.String())
+	}
+	var b strings.Builder
+	rep.WriteText(&b)
+	t.Logf("report:\n%s", b.String())
+	return rep.Violations[0]
+}
+
+// newPopulated returns a server whose log holds 300 synthetic records, 3
+// real modules and 300 more synthetic records: 603 records, so that the
+// tiles are data/000, data/001, data/002.p/91 and 1/000.p/2.
+func newPopulated(t *testing.T, k key) *server {
+	s := newServer(t, k)
+	s.appendSynthetic("a", 300)
+	for _, name := range []string{"alpha", "beta", "gamma"} {
+		s.lookup(realModule(name))
+	}
+	s.appendSynthetic("b", 300)
+	if n := s.log.Head().Size; n != 603 {
+		t.Fatalf("log size = %d, want 603", n)
+	}
+	return s
+}
+
+func TestAuditCleanAndResume(t *testing.T) {
+	t.Parallel()
+	k := newKey(t, "sumdb.test")
+	s := newServer(t, k)
+	s.appendSynthetic("a", 300)
+	for _, name := range []string{"alpha", "beta", "gamma"} {
+		s.lookup(realModule(name))
+	}
+	f := newFront(t, s.handler)
+	dir := t.TempDir()
+
+	var progress bytes.Buffer
+	rep := mustAudit(t, k.vkey, f.url, dir, func(c *Config) { c.Progress = &progress })
+	if rep.Records != 303 || rep.NewRecords != 303 || rep.Heads != 1 || rep.Latest.Size != 303 {
+		t.Errorf("first run: records %d, new %d, heads %d, latest %d; want 303, 303, 1, 303", rep.Records, rep.NewRecords, rep.Heads, rep.Latest.Size)
+	}
+	if !strings.Contains(progress.String(), "303 of 303 records verified") {
+		t.Errorf("progress = %q, want a line with 303 of 303 records verified", progress.String())
+	}
+	if got := f.requests()["tile/8/data/001.p/47"]; got != 1 {
+		t.Errorf("first run fetched tile/8/data/001.p/47 %d times, want 1", got)
+	}
+
+	// The second run fetches only the new records' tiles.
+	s.appendSynthetic("b", 300)
+	rep = mustAudit(t, k.vkey, f.url, dir, nil)
+	if rep.Records != 603 || rep.NewRecords != 300 || rep.Latest.Size != 603 {
+		t.Errorf("second run: records %d, new %d, latest %d; want 603, 300, 603", rep.Records, rep.NewRecords, rep.Latest.Size)
+	}
+	reqs := f.requests()
+	var data []string
+	for p, n := range reqs {
+		if strings.HasPrefix(p, "tile/8/data/") {
+			for range n {
+				data = append(data, p)
+			}
+		}
+	}
+	slices.Sort(data)
+	if want := []string{"tile/8/data/001", "tile/8/data/002.p/91"}; !slices.Equal(data, want) {
+		t.Errorf("second run fetched data tiles %v, want %v", data, want)
+	}
+
+	// Nothing new: only the head is fetched.
+	rep = mustAudit(t, k.vkey, f.url, dir, nil)
+	if rep.NewRecords != 0 || rep.Records != 603 {
+		t.Errorf("third run: records %d, new %d; want 603, 0", rep.Records, rep.NewRecords)
+	}
+	if reqs := f.requests(); len(reqs) != 1 || reqs["latest"] != 1 {
+		t.Errorf("third run made requests %v, want only latest", reqs)
+	}
+
+	var b strings.Builder
+	if err := rep.WriteText(&b); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "603 records verified") || !strings.Contains(b.String(), "no violations") {
+		t.Errorf("report = %q", b.String())
+	}
+
+	// The clone's head is the log's own signed head.
+	msg, err := os.ReadFile(filepath.Join(dir, latestFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := s.log.Head(); !bytes.Equal(msg, h.Note) {
+		t.Errorf("latest = %q, want the log's head %q", msg, h.Note)
+	}
+}
+
+// alterRecord changes the first character of the zip hash of record i of
+// a data tile, which keeps the record well formed.
+func alterRecord(body []byte, i int) []byte {
+	recs := bytes.SplitAfter(body, []byte("\n\n"))
+	j := bytes.Index(recs[i], []byte("h1:")) + 3
+	if recs[i][j] == 'A' {
+		recs[i][j] = 'B'
+	} else {
+		recs[i][j] = 'A'
+	}
+	return bytes.Join(recs, nil)
+}
+
+// TestAuditTampered serves a log whose responses are altered on the way.
+func TestAuditTampered(t *testing.T) {
+	t.Parallel()
+	k := newKey(t, "sumdb.test")
+	s := newPopulated(t, k)
+	at := func(path string, fn func([]byte) []byte) func(string, []byte) []byte {
+		return func(p string, body []byte) []byte {
+			if p == path {
+				return fn(body)
+			}
+			return body
+		}
+	}
+	flipHash := func(i int) func([]byte) []byte {
+		return func(b []byte) []byte { b[i*32+7] ^= 1; return b }
+	}
+	tests := []struct {
+		name    string
+		tamper  func(string, []byte) []byte
+		kind    Kind
+		records []int64 // want among the violation's records
+		tile    string
+		kept    int64 // records the clone keeps
+	}{
+		{
+			name:    "flipped record",
+			tamper:  at("tile/8/data/001", func(b []byte) []byte { return alterRecord(b, 44) }),
+			kind:    KindRecord,
+			records: []int64{300},
+			tile:    "tile/8/data/001",
+			kept:    256,
+		},
+		{
+			name:    "flipped record in the partial tile",
+			tamper:  at("tile/8/data/002.p/91", func(b []byte) []byte { return alterRecord(b, 90) }),
+			kind:    KindRecord,
+			records: []int64{602},
+			tile:    "tile/8/data/002.p/91",
+			kept:    512,
+		},
+		{
+			name:    "flipped hash at level 0",
+			tamper:  at("tile/8/0/001", flipHash(44)),
+			kind:    KindHashTile,
+			records: []int64{300},
+			tile:    "tile/8/0/001",
+			kept:    256,
+		},
+		{
+			name:   "flipped hash at level 1",
+			tamper: at("tile/8/1/000.p/2", flipHash(1)),
+			kind:   KindHashTile,
+			tile:   "tile/8/1/000.p/2",
+			kept:   256,
+		},
+		{
+			name:   "short hash tile",
+			tamper: at("tile/8/0/000", func(b []byte) []byte { return b[:len(b)-32] }),
+			kind:   KindHashTile,
+			tile:   "tile/8/0/000",
+			kept:   0,
+		},
+		{
+			name:   "data tile without its last blank line",
+			tamper: at("tile/8/data/000", func(b []byte) []byte { return b[:len(b)-1] }),
+			kind:   KindDataTile,
+			tile:   "tile/8/data/000",
+			kept:   0,
+		},
+		{
+			name:   "bad signature",
+			tamper: at("latest", func(b []byte) []byte { b[len(b)-5] ^= 1; return b }),
+			kind:   KindSignature,
+			kept:   0,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFront(t, s.handler)
+			f.setTamper(tt.tamper)
+			dir := t.TempDir()
+			rep, err := audit(t, k.vkey, f.url, dir, nil)
+			if err != nil {
+				t.Fatalf("Run = %v", err)
+			}
+			v := only(t, rep)
+			if v.Kind != tt.kind {
+				t.Errorf("violation %v, want kind %s", v, tt.kind)
+			}
+			for _, id := range tt.records {
+				if !slices.Contains(v.Records, id) {
+					t.Errorf("violation names records %v, want %d among them", v.Records, id)
+				}
+				if !strings.Contains(v.Message, fmt.Sprint(id)) {
+					t.Errorf("message %q does not name record %d", v.Message, id)
+				}
+			}
+			if v.Tile != tt.tile || tt.tile != "" && !strings.Contains(v.Message, tt.tile) {
+				t.Errorf("violation names tile %q (%s), want %q", v.Tile, v.Message, tt.tile)
+			}
+			if rep.Records != tt.kept {
+				t.Errorf("clone keeps %d records, want %d", rep.Records, tt.kept)
+			}
+
+			// The next run finds it again; once the server behaves, the
+			// audit resumes and completes.
+			rep, err = audit(t, k.vkey, f.url, dir, nil)
+			if err != nil || len(rep.Violations) != 1 || rep.Violations[0].Kind != tt.kind {
+				t.Errorf("second run = %v, %v; want the same violation", err, rep.Violations)
+			}
+			f.setTamper(nil)
+			rep = mustAudit(t, k.vkey, f.url, dir, nil)
+			if rep.Records != 603 || rep.NewRecords != 603-tt.kept {
+				t.Errorf("after repair: records %d, new %d; want 603, %d", rep.Records, rep.NewRecords, 603-tt.kept)
+			}
+		})
+	}
+}
+
+// TestAuditFork audits a log, then serves another log signed with the same
+// key at the same URL.
+func TestAuditFork(t *testing.T) {
+	t.Parallel()
+	k := newKey(t, "sumdb.test")
+	a := newServer(t, k)
+	a.appendSynthetic("a", 603)
+	for _, n := range []int{100, 603, 700} {
+		t.Run(fmt.Sprintf("other log of %d records", n), func(t *testing.T) {
+			t.Parallel()
+			f := newFront(t, a.handler)
+			dir := t.TempDir()
+			first := mustAudit(t, k.vkey, f.url, dir, nil)
+
+			b := newServer(t, k)
+			b.appendSynthetic("b", n)
+			f.set(b.handler)
+			rep, err := audit(t, k.vkey, f.url, dir, nil)
+			if err != nil {
+				t.Fatalf("Run = %v", err)
+			}
+			v := only(t, rep)
+			if v.Kind != KindFork {
+				t.Fatalf("violation %v, want a fork", v)
+			}
+			if len(v.Heads) != 2 || !bytes.Equal(v.Heads[0], first.Latest.Note) || !bytes.Equal(v.Heads[1], b.log.Head().Note) {
+				t.Errorf("violation heads = %q, want the verified head %q and the new one %q", v.Heads, first.Latest.Note, b.log.Head().Note)
+			}
+			var out strings.Builder
+			rep.WriteText(&out)
+			for _, want := range []string{"VIOLATION fork", "go.sum database tree\n\t\t603\n", fmt.Sprintf("go.sum database tree\n\t\t%d\n", n)} {
+				if !strings.Contains(out.String(), want) {
+					t.Errorf("report lacks %q:\n%s", want, out.String())
+				}
+			}
+			if rep.Latest.Size != 603 || rep.Records != 603 {
+				t.Errorf("after the fork: latest %d, records %d; want 603, 603", rep.Latest.Size, rep.Records)
+			}
+		})
+	}
+}
+
+// TestAuditStaleHead serves an older signed head after a newer one.
+func TestAuditStaleHead(t *testing.T) {
+	t.Parallel()
+	k := newKey(t, "sumdb.test")
+	s := newPopulated(t, k)
+	f := newFront(t, s.handler)
+	dir := t.TempDir()
+	mustAudit(t, k.vkey, f.url, dir, nil)
+	heads, err := s.st.ReadHeads(t.Context(), 1, 602)
+	if err != nil || len(heads) == 0 {
+		t.Fatalf("ReadHeads = %v, %v", heads, err)
+	}
+	old := heads[len(heads)/2]
+	f.setTamper(func(p string, b []byte) []byte {
+		if p == "latest" {
+			return old.Note
+		}
+		return b
+	})
+	rep := mustAudit(t, k.vkey, f.url, dir, nil)
+	if len(rep.Warnings) != 1 || !strings.Contains(rep.Warnings[0], "stale") {
+		t.Errorf("warnings = %q, want one about a stale head", rep.Warnings)
+	}
+	if rep.Latest.Size != 603 {
+		t.Errorf("latest = %d, want 603", rep.Latest.Size)
+	}
+}
+
+// otherHashes returns a record text for path@version with other hashes.
+func otherHashes(path, version string) []byte {
+	h := sha256.Sum256([]byte("other " + path))
+	b64 := base64.StdEncoding.EncodeToString(h[:])
+	return fmt.Appendf(nil, "%s %s h1:%s\n%s %s/go.mod h1:%s\n", path, version, b64, path, version, b64)
+}
+
+// TestAuditBadLogs audits logs that break the rules from the start.
+func TestAuditBadLogs(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		texts   func() [][]byte
+		kind    Kind
+		records []int64
+		msg     string
+		kept    int64
+	}{
+		{
+			name: "duplicate with different hashes",
+			texts: func() [][]byte {
+				texts := synthTexts("d", 300)
+				texts[200] = otherHashes("example.com/d/m5", "v1.0.0")
+				return texts
+			},
+			kind:    KindDuplicate,
+			records: []int64{5, 200},
+			msg:     "example.com/d/m5@v1.0.0 is logged twice, with different hashes",
+			kept:    200,
+		},
+		{
+			name: "duplicate with the same hashes",
+			texts: func() [][]byte {
+				texts := synthTexts("d", 300)
+				texts[299] = texts[7]
+				return texts
+			},
+			kind:    KindDuplicate,
+			records: []int64{7, 299},
+			msg:     "with the same hashes",
+			kept:    299,
+		},
+		{
+			name: "one line",
+			texts: func() [][]byte {
+				texts := synthTexts("m", 300)
+				line, _, _ := bytes.Cut(texts[100], []byte("\n"))
+				texts[100] = append(line, '\n')
+				return texts
+			},
+			kind:    KindMalformed,
+			records: []int64{100},
+			msg:     "has one line",
+			kept:    100,
+		},
+		{
+			name: "invalid version",
+			texts: func() [][]byte {
+				texts := synthTexts("m", 10)
+				texts[3] = synthText("example.com/m/x", "v1.0")
+				return texts
+			},
+			kind:    KindMalformed,
+			records: []int64{3},
+			msg:     "must be canonical",
+			kept:    3,
+		},
+		{
+			name: "two modules in one record",
+			texts: func() [][]byte {
+				texts := synthTexts("m", 10)
+				a, b := synthText("example.com/m/a", "v1.0.0"), synthText("example.com/m/b", "v1.0.0")
+				l1, _, _ := bytes.Cut(a, []byte("\n"))
+				_, l2, _ := bytes.Cut(b, []byte("\n"))
+				texts[9] = slices.Concat(l1, []byte("\n"), l2)
+				return texts
+			},
+			kind:    KindMalformed,
+			records: []int64{9},
+			msg:     "line 2 is of example.com/m/b",
+			kept:    9,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			k := newKey(t, "bad.test")
+			l := newStaticLog(t, k, tt.texts())
+			f := newFront(t, l)
+			rep, err := audit(t, k.vkey, f.url, t.TempDir(), nil)
+			if err != nil {
+				t.Fatalf("Run = %v", err)
+			}
+			v := only(t, rep)
+			if v.Kind != tt.kind || !slices.Equal(v.Records, tt.records) || !strings.Contains(v.Message, tt.msg) {
+				t.Errorf("violation = %s %v %q, want %s %v with %q", v.Kind, v.Records, v.Message, tt.kind, tt.records, tt.msg)
+			}
+			if rep.Records != tt.kept {
+				t.Errorf("clone keeps %d records, want %d", rep.Records, tt.kept)
+			}
+		})
+	}
+}
+
+// TestAuditDuplicateLater finds a module version logged again after an
+// earlier run: the clone's store, not the batch, catches it.
+func TestAuditDuplicateLater(t *testing.T) {
+	t.Parallel()
+	k := newKey(t, "dup.test")
+	l := newStaticLog(t, k, synthTexts("d", 300))
+	f := newFront(t, l)
+	dir := t.TempDir()
+	mustAudit(t, k.vkey, f.url, dir, nil)
+	l.add(t, synthTexts("e", 5)...)
+	l.add(t, otherHashes("example.com/d/m42", "v1.0.0"))
+	l.add(t, synthTexts("f", 5)...)
+	rep, err := audit(t, k.vkey, f.url, dir, nil)
+	if err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	v := only(t, rep)
+	if v.Kind != KindDuplicate || !slices.Equal(v.Records, []int64{42, 305}) || !strings.Contains(v.Message, "different hashes") {
+		t.Errorf("violation = %v %v, want a duplicate of records 42 and 305 with different hashes", v, v.Records)
+	}
+	if rep.Records != 305 || rep.Latest.Size != 300 {
+		t.Errorf("clone keeps %d records, latest %d; want 305, 300", rep.Records, rep.Latest.Size)
+	}
+
+	// A signed head at the size where the clone stopped replaces the
+	// auditor's checkpoint as the clone's head.
+	l.mu.Lock()
+	l.note = l.notes[305]
+	l.mu.Unlock()
+	rep = mustAudit(t, k.vkey, f.url, dir, nil)
+	if rep.Records != 305 || rep.Latest.Size != 305 {
+		t.Errorf("at the head of size 305: records %d, latest %d; want 305, 305", rep.Records, rep.Latest.Size)
+	}
+	st, err := store.OpenSQLite(t.Context(), filepath.Join(dir, dbFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	h, err := st.ReadHead(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(h.Note, l.notes[305]) {
+		t.Errorf("clone's head note = %q, want the log's head of size 305", h.Note)
+	}
+}
+
+// TestAuditWrongRoot serves a head signed by the log's key whose root is not
+// the root of the records.
+func TestAuditWrongRoot(t *testing.T) {
+	t.Parallel()
+	k := newKey(t, "root.test")
+	l := newStaticLog(t, k, synthTexts("r", 300))
+	wrong := xtlog.Tree{N: 300, Hash: xtlog.RecordHash([]byte("no such tree\n"))}
+	msg, err := note.Sign(&note.Note{Text: string(xtlog.FormatTree(wrong))}, k.signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.note = msg
+	f := newFront(t, l)
+	rep, err := audit(t, k.vkey, f.url, t.TempDir(), nil)
+	if err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	// The partial tiles at the head are the records' own, so the
+	// disagreement is with the head itself.
+	if v := only(t, rep); v.Kind != KindRoot || len(v.Heads) != 1 || !bytes.Equal(v.Heads[0], msg) {
+		t.Errorf("violation = %v, want a root violation naming the head", v)
+	}
+}
+
+// TestAuditLimit audits a prefix of the log, then the rest.
+func TestAuditLimit(t *testing.T) {
+	t.Parallel()
+	k := newKey(t, "sumdb.test")
+	s := newPopulated(t, k)
+	f := newFront(t, s.handler)
+	dir := t.TempDir()
+	rep := mustAudit(t, k.vkey, f.url, dir, func(c *Config) { c.Limit = 300 })
+	if rep.Records != 512 || rep.Latest.Size != 603 {
+		t.Errorf("with limit 300: records %d, latest %d; want 512, 603", rep.Records, rep.Latest.Size)
+	}
+	if reqs := f.requests(); reqs["tile/8/data/002.p/91"] != 0 {
+		t.Errorf("with limit 300, fetched the data tile of records [512, 603)")
+	}
+	rep = mustAudit(t, k.vkey, f.url, dir, nil)
+	if rep.Records != 603 || rep.NewRecords != 91 {
+		t.Errorf("without limit: records %d, new %d; want 603, 91", rep.Records, rep.NewRecords)
+	}
+
+	// A limited audit of a forged prefix is caught by the root check.
+	f.setTamper(func(p string, b []byte) []byte {
+		if p == "tile/8/1/000.p/2" {
+			b[40] ^= 1
+		}
+		return b
+	})
+	rep, err := audit(t, k.vkey, f.url, t.TempDir(), func(c *Config) { c.Limit = 256 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := only(t, rep); v.Kind != KindHashTile {
+		t.Errorf("violation = %v, want a hash tile violation", v)
+	}
+}
+
+// TestAuditRehash compares the log's records with the modules the upstream
+// serves now.
+func TestAuditRehash(t *testing.T) {
+	t.Parallel()
+	k := newKey(t, "sumdb.test")
+	s := newServer(t, k)
+	for _, name := range []string{"alpha", "beta", "gamma"} {
+		s.lookup(realModule(name))
+	}
+	s.appendSynthetic("gone", 2) // not served by the upstream
+	up, err := sumdb.NewUpstream(sumdb.UpstreamConfig{Proxy: s.proxyURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFront(t, s.handler)
+	dir := t.TempDir()
+	rehash := func(c *Config) { c.Rehash = 10; c.Upstream = up }
+	rep := mustAudit(t, k.vkey, f.url, dir, rehash)
+	if rep.Rehashed != 3 || len(rep.Warnings) != 2 {
+		t.Errorf("rehashed %d, warnings %q; want 3 rehashed and 2 warnings about modules not served", rep.Rehashed, rep.Warnings)
+	}
+
+	beta := realModule("beta")
+	beta.Files["beta.go"] = "package beta // changed\n"
+	if err := s.proxy.Add(beta); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := s.st.Lookup(t.Context(), beta.Path, beta.Version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err = audit(t, k.vkey, f.url, dir, rehash)
+	if err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	v := only(t, rep)
+	if v.Kind != KindRehash || !slices.Equal(v.Records, []int64{rec.ID}) || !strings.Contains(v.Message, fmt.Sprintf("record %d: %s@%s", rec.ID, beta.Path, beta.Version)) {
+		t.Errorf("violation = %v %v, want a rehash violation of record %d", v, v.Records, rec.ID)
+	}
+}
+
+// TestAuditFollow follows a growing log.
+func TestAuditFollow(t *testing.T) {
+	t.Parallel()
+	k := newKey(t, "sumdb.test")
+	s := newServer(t, k)
+	s.appendSynthetic("a", 100)
+	f := newFront(t, s.handler)
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	type outcome struct {
+		rep *Report
+		err error
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		rep, err := Run(ctx, Config{Remote: openRemote(t, k.vkey, f.url), Dir: dir, Follow: true, Interval: 20 * time.Millisecond})
+		done <- outcome{rep, err}
+	}()
+	latestSize := func() int64 {
+		msg, err := os.ReadFile(filepath.Join(dir, latestFile))
+		if err != nil {
+			return 0
+		}
+		n, err := note.Open(msg, note.VerifierList(k.verifier))
+		if err != nil {
+			return 0
+		}
+		tree, err := xtlog.ParseTree([]byte(n.Text))
+		if err != nil {
+			return 0
+		}
+		return tree.N
+	}
+	waitFor(t, "the first head", func() bool { return latestSize() == 100 })
+	s.appendSynthetic("b", 200)
+	waitFor(t, "the new head", func() bool { return latestSize() == 300 })
+	cancel()
+	out := <-done
+	if out.err != nil {
+		t.Fatalf("Run = %v", out.err)
+	}
+	if !out.rep.OK() || out.rep.Records != 300 || out.rep.Heads < 2 {
+		t.Errorf("report: ok %v, records %d, heads %d; want ok, 300, at least 2", out.rep.OK(), out.rep.Records, out.rep.Heads)
+	}
+}
+
+// TestAuditStateDir refuses a state directory of another log.
+func TestAuditStateDir(t *testing.T) {
+	t.Parallel()
+	k := newKey(t, "sumdb.test")
+	s := newPopulated(t, k)
+	f := newFront(t, s.handler)
+	dir := t.TempDir()
+	mustAudit(t, k.vkey, f.url, dir, nil)
+	other := newKey(t, "other.test")
+	_, err := audit(t, other.vkey, f.url, dir, nil)
+	if err == nil || !strings.Contains(err.Error(), "use another state directory") {
+		t.Errorf("audit of another log in the same directory = %v, want an error", err)
+	}
+}
+
+// TestAuditUnreachable is an audit that cannot complete.
+func TestAuditUnreachable(t *testing.T) {
+	t.Parallel()
+	k := newKey(t, "sumdb.test")
+	rep, err := audit(t, k.vkey, "http://127.0.0.1:1", t.TempDir(), nil)
+	if err == nil || rep == nil || !rep.OK() {
+		t.Errorf("Run = %v, %v; want an error and a report without violations", rep, err)
+	}
+}
+
+// TestAuditRealModules checks the real modules the server logged are
+// well formed (their records come from the upstream, not from the test).
+func TestAuditRealModules(t *testing.T) {
+	t.Parallel()
+	k := newKey(t, "sumdb.test")
+	s := newServer(t, k)
+	mods := []modproxy.Module{
+		{Path: "example.com/Upper/Mod", Version: "v1.0.0", Files: map[string]string{"go.mod": "module example.com/Upper/Mod\n"}},
+		{Path: "example.com/inc", Version: "v2.0.0+incompatible", Files: map[string]string{"inc.go": "package inc\n"}},
+		{Path: "example.com/pseudo", Version: "v0.0.0-20191109021931-daa7c04131f5", Files: map[string]string{"go.mod": "module example.com/pseudo\n"}},
+		{Path: "gopkg.in/yaml.v2", Version: "v2.4.0", Files: map[string]string{"go.mod": "module gopkg.in/yaml.v2\n"}},
+		{Path: "golang.org/toolchain", Version: "v0.0.1-go1.21.0.linux-amd64", Files: map[string]string{"go.mod": "module golang.org/toolchain\n"}},
+	}
+	for _, m := range mods {
+		s.lookup(m)
+	}
+	f := newFront(t, s.handler)
+	rep := mustAudit(t, k.vkey, f.url, t.TempDir(), nil)
+	if rep.Records != int64(len(mods)) {
+		t.Errorf("records = %d, want %d", rep.Records, len(mods))
+	}
+}
+
+// TestAuditRewrittenRecord serves, after the log grew, a data tile whose
+// start (already in the clone) differs from what it served before.
+func TestAuditRewrittenRecord(t *testing.T) {
+	t.Parallel()
+	k := newKey(t, "sumdb.test")
+	s := newServer(t, k)
+	s.appendSynthetic("a", 300)
+	f := newFront(t, s.handler)
+	dir := t.TempDir()
+	mustAudit(t, k.vkey, f.url, dir, nil)
+	s.appendSynthetic("b", 100)
+	f.setTamper(func(p string, b []byte) []byte {
+		if p == "tile/8/data/001.p/144" {
+			return alterRecord(b, 4)
+		}
+		return b
+	})
+	rep, err := audit(t, k.vkey, f.url, dir, nil)
+	if err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	v := only(t, rep)
+	if v.Kind != KindRecord || !slices.Equal(v.Records, []int64{260}) || !strings.Contains(v.Message, "differs from the record served before") {
+		t.Errorf("violation = %v %v, want record 260 differing from before", v, v.Records)
+	}
+	if rep.Records != 300 {
+		t.Errorf("clone holds %d records, want 300", rep.Records)
+	}
+}
