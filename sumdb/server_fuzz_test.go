@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"math"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
@@ -143,6 +144,172 @@ func FuzzServeHTTP(f *testing.F) {
 			}
 		default:
 			t.Fatalf("GET %q = 200 %q", path, body)
+		}
+	})
+}
+
+// FuzzParseTilePath checks that parseTilePath admits exactly the canonical
+// paths of tiles of height 8, and that inTree agrees with the tile math.
+func FuzzParseTilePath(f *testing.F) {
+	for _, s := range []string{
+		"tile/8/0/000", "tile/8/0/000.p/1", "tile/8/0/000.p/255", "tile/8/data/x001/234.p/7",
+		"tile/8/7/000.p/64", "tile/8/0/x018/x014/x398/x509/x481/983", "tile/8/0/001", "tile/8/0/1",
+		"tile/8/0/0001", "tile/8/0/000.p/256", "tile/8/0/000.p/0", "tile/8/-1/000", "tile/9/0/000",
+		"tile/8/0/x999/x999/x999/x999/x999/x999/999", "tile/8/2147483648/000", "tile/8/0/000.p/01",
+	} {
+		f.Add(s, int64(70000))
+	}
+	f.Fuzz(func(t *testing.T, path string, size int64) {
+		tile, err := parseTilePath(path)
+		if err != nil {
+			// The same short message whatever the path: a hostile path is
+			// never repeated to the client.
+			if _, want := parseTilePath(""); err.Error() != want.Error() {
+				t.Fatalf("parseTilePath(%q) = %v, want %v", path, err, want)
+			}
+			return
+		}
+		if tile.H != 8 || tile.L < -1 || tile.N < 0 || tile.W < 1 || tile.W > 256 {
+			t.Fatalf("parseTilePath(%q) = %+v, out of range", path, tile)
+		}
+		if tile.Path() != path {
+			t.Fatalf("parseTilePath(%q) = %+v, whose path is %q", path, tile, tile.Path())
+		}
+		again, err := parseTilePath(tile.Path())
+		if err != nil || again != tile {
+			t.Fatalf("parseTilePath(%q) = %+v, %v; want %+v", tile.Path(), again, err, tile)
+		}
+		if size < 0 {
+			return
+		}
+		// A tile is in the tree when the tree has all the hashes it holds
+		// at its level (a data tile: those of its level-0 tile).
+		level := max(tile.L, 0)
+		want := false
+		if level < 8 && tile.N <= (math.MaxInt64-256)/256 { // else N*256+W > any size
+			want = tile.N*256+int64(tile.W) <= size>>(8*uint(level))
+		}
+		if got := inTree(tile, size); got != want {
+			t.Fatalf("inTree(%s, %d) = %v, want %v", path, size, got, want)
+		}
+	})
+}
+
+// FuzzLookup sends lookups of arbitrary module versions to a server whose
+// upstream has one: the answer must be 200 exactly for it and for the
+// logged versions, 400 exactly for what ParseLookup refuses, 404 else, and
+// the log must grow only by that one version.
+func FuzzLookup(f *testing.F) {
+	ctx := context.Background()
+	st, err := store.OpenSQLite(ctx, filepath.Join(f.TempDir(), "sumdb.db"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer st.Close()
+	skey, vkey, err := note.GenerateKey(rand.Reader, "sumdb.test")
+	if err != nil {
+		f.Fatal(err)
+	}
+	signer, _ := note.NewSigner(skey)
+	verifier, _ := note.NewVerifier(vkey)
+	l, err := tlog.Open(ctx, st, tlog.Config{Signer: signer, Verifier: verifier, RefreshInterval: -1})
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer l.Close()
+	logged := map[string]bool{}
+	for _, m := range []string{"example.com/log@v1.0.0", "example.com/Log@v2.0.0+incompatible"} {
+		path, version, _ := strings.Cut(m, "@")
+		if _, _, err := l.Append(ctx, path, version, synthText(path, version)); err != nil {
+			f.Fatal(err)
+		}
+		logged[m] = true
+	}
+	const upstream = "golang.org/toolchain@v0.0.1-go1.21.0.linux-amd64"
+	fetcher := fetcherFunc(func(ctx context.Context, path, version string) ([]byte, error) {
+		if path+"@"+version == upstream {
+			return synthText(path, version), nil
+		}
+		return nil, fmt.Errorf("%w: %s@%s: unknown revision", ErrNotFound, path, version)
+	})
+	s, err := NewServer(ServerConfig{Log: l, Fetcher: fetcher})
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, seed := range lookupSeeds() {
+		f.Add(seed)
+	}
+	f.Add("example.com/log@v1.0.0")
+	f.Add("example.com/!log@v2.0.0+incompatible")
+	f.Add(upstream)
+
+	f.Fuzz(func(t *testing.T, escaped string) {
+		size := l.Head().Size
+		r := httptest.NewRequest("GET", "/", nil)
+		r.URL.Path = "/lookup/" + escaped
+		w := httptest.NewRecorder()
+		s.ServeHTTP(w, r)
+		code, body := w.Code, w.Body.Bytes()
+		path, version, perr := ParseLookup(escaped)
+		key := path + "@" + version
+		switch {
+		case perr != nil:
+			if code != 400 {
+				t.Fatalf("lookup %q = %d %q, want 400 (%v)", escaped, code, body, perr)
+			}
+		case logged[key] || key == upstream:
+			if code != 200 {
+				t.Fatalf("lookup %q = %d %q, want 200", escaped, code, body)
+			}
+			id, text, rest, err := xtlog.ParseRecord(body)
+			if err != nil || id < 0 || id >= l.Head().Size || !bytes.Equal(text, synthText(path, version)) || len(rest) == 0 {
+				t.Fatalf("lookup %q = %q: record %d %q, %v", escaped, body, id, text, err)
+			}
+		default:
+			if code != 404 {
+				t.Fatalf("lookup %q = %d %q, want 404", escaped, code, body)
+			}
+		}
+		if code != 200 {
+			if msg := checkErrorBody(w.Header(), body); msg != "" {
+				t.Fatalf("lookup %q = %d %q: %s", escaped, code, body, msg)
+			}
+		}
+		if grew := l.Head().Size - size; grew != 0 && !(grew == 1 && key == upstream && size == 2) {
+			t.Fatalf("lookup %q: the tree grew from %d to %d", escaped, size, l.Head().Size)
+		}
+	})
+}
+
+// FuzzCheckRecordText checks that checkRecordText admits only the two
+// go.sum lines of the module version, which make a valid record.
+func FuzzCheckRecordText(f *testing.F) {
+	h := "h1:" + strings.Repeat("A", 43) + "="
+	for _, s := range []struct{ path, version, text string }{
+		{"example.com/m", "v1.0.0", "example.com/m v1.0.0 " + h + "\nexample.com/m v1.0.0/go.mod " + h + "\n"},
+		{"example.com/m", "v1.0.0", "example.com/m v1.0.0 " + h + "\nexample.com/m v1.0.0/go.mod " + h},
+		{"example.com/m", "v1.0.0", "example.com/m v1.0.0 " + h + "\n"},
+		{"example.com/m", "v1.0.0", "example.com/n v1.0.0 " + h + "\nexample.com/n v1.0.0/go.mod " + h + "\n"},
+		{"example.com/m", "v1.0.0", ""},
+	} {
+		f.Add(s.path, s.version, []byte(s.text))
+	}
+	f.Fuzz(func(t *testing.T, path, version string, text []byte) {
+		if err := checkRecordText(path, version, text); err != nil {
+			return
+		}
+		lines := strings.Split(string(text), "\n")
+		if len(lines) != 3 || lines[2] != "" {
+			t.Fatalf("checkRecordText(%q, %q, %q) = nil, want two lines", path, version, text)
+		}
+		for i, suffix := range []string{"", "/go.mod"} {
+			f := strings.Split(lines[i], " ")
+			if len(f) != 3 || f[0] != path || f[1] != version+suffix || !strings.HasPrefix(f[2], "h1:") {
+				t.Fatalf("checkRecordText(%q, %q, %q) = nil, but line %d is %q", path, version, text, i+1, lines[i])
+			}
+		}
+		if _, err := xtlog.FormatRecord(0, text); err != nil {
+			t.Fatalf("checkRecordText(%q, %q, %q) = nil, but FormatRecord: %v", path, version, text, err)
 		}
 	})
 }

@@ -124,7 +124,7 @@ func NewUpstream(cfg UpstreamConfig) (*Upstream, error) {
 func parseProxyList(list string) ([]proxyEntry, error) {
 	var proxies []proxyEntry
 	rest := list
-	for rest != "" {
+	for n := 1; rest != ""; n++ {
 		var entry string
 		fallBackOnError := false
 		if i := strings.IndexAny(rest, ",|"); i >= 0 {
@@ -150,19 +150,46 @@ func parseProxyList(list string) ([]proxyEntry, error) {
 			return nil, fmt.Errorf("upstream config: proxy URL: %w", err)
 		}
 		if pu.Scheme != "http" && pu.Scheme != "https" || pu.Host == "" {
-			return nil, fmt.Errorf("upstream config: proxy URL %s: want http:// or https:// and a host", pu.Redacted())
+			return nil, fmt.Errorf("upstream config: proxy URL %s: want http:// or https:// and a host", entryName(entry, pu, n))
 		}
 		if pu.RawQuery != "" || pu.Fragment != "" {
-			return nil, fmt.Errorf("upstream config: proxy URL %s: query and fragment not allowed", pu.Redacted())
+			return nil, fmt.Errorf("upstream config: proxy URL %s: query and fragment not allowed", entryName(entry, pu, n))
 		}
 		pu.Path = strings.TrimSuffix(pu.Path, "/")
 		pu.RawPath = ""
 		proxies = append(proxies, proxyEntry{url: pu, fallBackOnError: fallBackOnError})
 	}
 	if len(proxies) == 0 {
-		return nil, fmt.Errorf("upstream config: proxy list %q has no http or https URL (direct and off cannot serve a checksum database)", list)
+		shown := fmt.Sprintf(" %q", list)
+		if strings.Contains(list, "@") {
+			shown = "" // it may hold a password after an "off"
+		}
+		return nil, fmt.Errorf("upstream config: proxy list%s has no http or https URL (direct and off cannot serve a checksum database)", shown)
 	}
 	return proxies, nil
+}
+
+// entryName returns how an error names entry n of a proxy list, parsed as
+// pu, without showing a password or a token: the URL without its user
+// information if the entry's only "@" ends that, else its position (a
+// malformed entry such as "http//user:password@host" has no user
+// information that url.Redacted would find).
+func entryName(entry string, pu *url.URL, n int) string {
+	if at := strings.Count(entry, "@"); at == 0 || at == 1 && pu.User != nil {
+		return redacted(pu)
+	}
+	return fmt.Sprintf("number %d of the list", n)
+}
+
+// redacted returns u with its user information, if any, masked whole: a
+// user name may be a token too.
+func redacted(u *url.URL) string {
+	if u.User == nil {
+		return u.String()
+	}
+	c := *u
+	c.User = url.User("xxxxx")
+	return c.String()
 }
 
 // defaultClient returns the HTTP client used when none is configured.
@@ -208,7 +235,7 @@ func (u *Upstream) Fetch(ctx context.Context, path, version string) ([]byte, err
 		slog.Duration("duration", time.Since(start)),
 	}
 	if proxy != nil {
-		attrs = append(attrs, slog.String("proxy", proxy.Redacted()))
+		attrs = append(attrs, slog.String("proxy", redacted(proxy)))
 	}
 	if err != nil {
 		attrs = append(attrs, slog.Any("err", err))

@@ -771,7 +771,11 @@ func TestNewUpstreamErrors(t *testing.T) {
 		{"no host", UpstreamConfig{Proxy: "http:///x"}, "want http:// or https://"},
 		{"query", UpstreamConfig{Proxy: "https://proxy.test/?a=b"}, "query and fragment not allowed"},
 		{"bad URL", UpstreamConfig{Proxy: "https://proxy.test/%zz"}, "proxy URL"},
-		{"password not shown", UpstreamConfig{Proxy: "ftp://user:secret@proxy.test"}, "ftp://user:xxxxx@proxy.test"},
+		{"password not shown", UpstreamConfig{Proxy: "ftp://user:secret@proxy.test"}, "ftp://xxxxx@proxy.test"},
+		{"token not shown", UpstreamConfig{Proxy: "ftp://secret@proxy.test"}, "ftp://xxxxx@proxy.test"},
+		{"password in a malformed URL", UpstreamConfig{Proxy: "direct,http//user:secret@proxy.test"}, "proxy URL number 2 of the list: want http://"},
+		{"password in a fragment", UpstreamConfig{Proxy: "#http://user:secret@proxy.test"}, "proxy URL number 1 of the list: want http://"},
+		{"password after off", UpstreamConfig{Proxy: "off,http://user:secret@proxy.test"}, "proxy list has no http or https URL"},
 		{"negative timeout", UpstreamConfig{Proxy: "https://proxy.test", Timeout: -time.Second}, "negative timeout"},
 		{"negative zip size", UpstreamConfig{Proxy: "https://proxy.test", MaxZipSize: -1}, "max zip size -1 out of range"},
 		{"zip size over the module limit", UpstreamConfig{Proxy: "https://proxy.test", MaxZipSize: 500<<20 + 1}, "out of range"},
@@ -936,7 +940,7 @@ func TestUpstreamLogRedacts(t *testing.T) {
 	if strings.Contains(logs, "hunter2") {
 		t.Errorf("the log shows the password:\n%s", logs)
 	}
-	if !strings.Contains(logs, "user:xxxxx@") {
+	if !strings.Contains(logs, "http://xxxxx@127.0.0.1:") {
 		t.Errorf("the log does not name the proxy:\n%s", logs)
 	}
 }

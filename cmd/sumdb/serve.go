@@ -358,13 +358,17 @@ func loadKey(ctx context.Context, cfg *ServeConfig, st tlog.Store, logger *slog.
 	return k, nil
 }
 
-// redactURL returns s without its password, for messages.
+// redactURL returns s without its user information, for messages: a user
+// name may be a token too.
 func redactURL(s string) string {
 	u, err := url.Parse(s)
 	if err != nil {
 		return "(unparsable URL)"
 	}
-	return u.Redacted()
+	if u.User != nil {
+		u.User = url.User("xxxxx")
+	}
+	return u.String()
 }
 
 // redactList redacts each URL of a GOPROXY-style list.

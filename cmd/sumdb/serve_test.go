@@ -572,3 +572,15 @@ func TestServeObservability(t *testing.T) {
 		})
 	}
 }
+
+func TestRedactList(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{"https://proxy.example.com,direct", "https://proxy.example.com,direct"},
+		{"https://user:hunter2@proxy.example.com/p|https://token@p2.example.com,off", "https://xxxxx@proxy.example.com/p|https://xxxxx@p2.example.com,off"},
+		{"http://[::1:x/", "(unparsable URL)"},
+	} {
+		if got := redactList(tt.in); got != tt.want {
+			t.Errorf("redactList(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
