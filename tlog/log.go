@@ -19,6 +19,9 @@ import (
 // The caller should answer "try again later" (503 with Retry-After).
 var ErrPushback = errors.New("append queue is full")
 
+// ErrWrongKey marks a stored head that the configured key did not sign.
+var ErrWrongKey = errors.New("signed by another key")
+
 // ErrClosed is returned by Append after the log was closed.
 var ErrClosed = errors.New("log is closed")
 
@@ -216,7 +219,7 @@ func (l *Log) readHead(ctx context.Context) (Head, error) {
 func (l *Log) checkHead(h Head) error {
 	n, err := note.Open(h.Note, note.VerifierList(l.cfg.Verifier))
 	if err != nil {
-		return fmt.Errorf("stored head of size %d is not signed by key %s: %w", h.Size, l.cfg.Verifier.Name(), err)
+		return fmt.Errorf("stored head of size %d is not signed by key %s: %w: %w", h.Size, l.cfg.Verifier.Name(), ErrWrongKey, err)
 	}
 	tree, err := xtlog.ParseTree([]byte(n.Text))
 	if err != nil {

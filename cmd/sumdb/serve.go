@@ -126,7 +126,10 @@ func serve(ctx context.Context, cfg *ServeConfig, stdout, stderr io.Writer) erro
 		PublishedFile: filepath.Join(cfg.DataDir, "published-head"),
 	})
 	if err != nil {
-		return fmt.Errorf("open log: %w (the store must hold a log signed by the key in %s)", err, cfg.KeyFile)
+		if errors.Is(err, tlog.ErrWrongKey) {
+			return fmt.Errorf("open log: %w (the store must hold a log signed by the key in %s)", err, cfg.KeyFile)
+		}
+		return fmt.Errorf("open log: %w", err)
 	}
 	defer lg.Close()
 
