@@ -6,6 +6,8 @@
 //	sumdb serve [flags]               run the checksum database
 //	sumdb keygen --name NAME [flags]  create a signer key
 //	sumdb check [flags] [FILE...]     check go.sum files against a checksum database
+//	sumdb audit --state DIR [flags]   clone a checksum database's log and verify it
+//	sumdb load --target URL [flags]   drive a running server with load
 //
 // Run "sumdb help" or "sumdb <command> --help" for the flags. Every serve flag
 // can also be set as SUMDB_<FLAG> in the environment (dashes as underscores)
@@ -100,7 +102,7 @@ Run "sumdb <command> --help" for a command's flags.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
-		return usageErrorf("missing command (want serve or keygen)")
+		return usageErrorf("missing command (want serve, keygen, check, audit or load)")
 	}
 	switch cmd, rest := args[0], args[1:]; cmd {
 	case "serve":
@@ -117,6 +119,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprint(stdout, usage)
 		return nil
 	default:
-		return usageErrorf("unknown command %q (want serve or keygen; run sumdb help)", cmd)
+		return usageErrorf("unknown command %q (want serve, keygen, check, audit or load; run sumdb help)", cmd)
 	}
 }
