@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -179,7 +180,7 @@ const (
 	sqliteInsertRecordQuery = `INSERT INTO records (id, key, text) VALUES ($1, $2, $3)
 		ON CONFLICT (key) DO NOTHING`
 
-	sqliteStoredTextQuery = `SELECT text FROM records WHERE key = $1`
+	sqliteStoredRecordQuery = `SELECT id, text FROM records WHERE key = $1`
 
 	// sqliteUpsertTileQuery replaces a stored tile only by a longer one
 	// that begins with it: tiles grow, and any other change would be a fork.
@@ -283,6 +284,9 @@ func (s *SQLite) append(ctx context.Context, prepare func(tlog.Head) (*tlog.Batc
 	if _, err := tx.ExecContext(ctx, sqliteUpdateHeadQuery, b.Head.Size, b.Head.Hash[:], b.Head.Note); err != nil {
 		return fmt.Errorf("append [%d, %d): update head: %w", lo, hi, err)
 	}
+	if err := s.insertHistory(ctx, tx, b); err != nil {
+		return err
+	}
 	insertHead := sqliteInsertHeadQuery
 	if len(b.Records) == 0 {
 		insertHead = sqliteInsertResignedHeadQuery
@@ -296,40 +300,71 @@ func (s *SQLite) append(ctx context.Context, prepare func(tlog.Head) (*tlog.Batc
 	return nil
 }
 
+// sqliteRowsPerInsert is the number of rows of one multi-row INSERT: each
+// statement costs a call into SQLite and back, which a bulk import would
+// otherwise pay for every record.
+const sqliteRowsPerInsert = 128
+
+// multiInsert returns "head (?, ?, ?), (?, ?, ?), ... tail" with n rows of
+// cols placeholders.
+func multiInsert(head string, n, cols int, tail string) string {
+	var b strings.Builder
+	b.WriteString(head)
+	row := "(" + strings.TrimSuffix(strings.Repeat("?, ", cols), ", ") + ")"
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(row)
+	}
+	b.WriteString(tail)
+	return b.String()
+}
+
+var (
+	sqliteInsertRecordsQuery = multiInsert("INSERT INTO records (id, key, text) VALUES ", sqliteRowsPerInsert, 3, " ON CONFLICT (key) DO NOTHING")
+	// In bulk-load mode there is no unique index for ON CONFLICT to name.
+	sqliteBulkInsertRecordQuery  = `INSERT INTO records (id, key, text) VALUES ($1, $2, $3)`
+	sqliteBulkInsertRecordsQuery = multiInsert("INSERT INTO records (id, key, text) VALUES ", sqliteRowsPerInsert, 3, "")
+	sqliteInsertHeadsQuery       = multiInsert("INSERT INTO heads (size, hash, note) VALUES ", sqliteRowsPerInsert, 3, "")
+)
+
 // insertRecords inserts the records of b in tx, or returns a
 // *tlog.DuplicateError naming all of them that are already stored.
 func (s *SQLite) insertRecords(ctx context.Context, tx *sql.Tx, b *tlog.Batch) error {
 	lo, hi := b.OldSize, b.Head.Size
-	stmt, err := tx.PrepareContext(ctx, sqliteInsertRecordQuery)
+	loading, err := sqliteBulkLoading(ctx, tx)
 	if err != nil {
 		return fmt.Errorf("insert records [%d, %d): %w", lo, hi, err)
 	}
-	defer stmt.Close()
-	var dups [][]byte // keys of records not inserted
-	for _, r := range b.Records {
-		key := recordKey(r.Path, r.Version)
-		res, err := stmt.ExecContext(ctx, r.ID, key, r.Text)
-		if err != nil {
-			return fmt.Errorf("insert records [%d, %d): record %d: %w", lo, hi, r.ID, err)
-		}
-		n, err := res.RowsAffected()
-		if err != nil {
-			return fmt.Errorf("insert records [%d, %d): record %d: %w", lo, hi, r.ID, err)
-		}
-		if n == 0 {
-			dups = append(dups, key)
-		}
+	one, multi := sqliteInsertRecordQuery, sqliteInsertRecordsQuery
+	if loading {
+		one, multi = sqliteBulkInsertRecordQuery, sqliteBulkInsertRecordsQuery
 	}
-	if len(dups) == 0 {
+	dup := false // some record was not inserted
+	err = execRows(ctx, tx, one, multi, len(b.Records), func(i int, args []any) []any {
+		r := b.Records[i]
+		return append(args, r.ID, recordKey(r.Path, r.Version), r.Text)
+	}, func(want, got int64) { dup = dup || got < want })
+	if err != nil {
+		return fmt.Errorf("insert records [%d, %d): %w", lo, hi, err)
+	}
+	if !dup {
 		return nil
 	}
-	// checkBatch rejected duplicates within b, so these keys were stored
-	// before; the caller rolls back the records inserted above.
-	stored := make(map[string]string, len(dups))
-	for _, key := range dups {
+	// checkBatch rejected duplicates within b, so the records whose key
+	// is stored under another id were stored before; the caller rolls
+	// back the records inserted above.
+	stored := make(map[string]string)
+	for _, r := range b.Records {
+		key := recordKey(r.Path, r.Version)
+		var id int64
 		var text []byte
-		if err := tx.QueryRowContext(ctx, sqliteStoredTextQuery, key).Scan(&text); err != nil {
+		if err := tx.QueryRowContext(ctx, sqliteStoredRecordQuery, key).Scan(&id, &text); err != nil {
 			return fmt.Errorf("insert records [%d, %d): find duplicate records: %w", lo, hi, err)
+		}
+		if id == r.ID && bytes.Equal(text, r.Text) {
+			continue // inserted above
 		}
 		path, version, err := parseText(text)
 		if err != nil {
@@ -338,6 +373,62 @@ func (s *SQLite) insertRecords(ctx context.Context, tx *sql.Tx, b *tlog.Batch) e
 		stored[string(key)] = path + "@" + version
 	}
 	return duplicateError(b, stored, errors.New("duplicate record key"))
+}
+
+// insertHistory inserts the history heads of b in tx.
+func (s *SQLite) insertHistory(ctx context.Context, tx *sql.Tx, b *tlog.Batch) error {
+	err := execRows(ctx, tx, sqliteInsertHeadQuery, sqliteInsertHeadsQuery, len(b.History), func(i int, args []any) []any {
+		h := b.History[i]
+		return append(args, h.Size, h.Hash[:], h.Note)
+	}, func(int64, int64) {})
+	if err != nil {
+		return fmt.Errorf("append [%d, %d): insert %d heads into history: %w", b.OldSize, b.Head.Size, len(b.History), err)
+	}
+	return nil
+}
+
+// execRows inserts n rows in tx: as many as it can with the multi-row
+// statement of sqliteRowsPerInsert rows, the rest with the one-row
+// statement. row appends the arguments of row i to args; inserted is told
+// the rows each statement was given and the rows it inserted.
+func execRows(ctx context.Context, tx *sql.Tx, one, multi string, n int, row func(i int, args []any) []any, inserted func(want, got int64)) error {
+	var stmts [2]*sql.Stmt
+	defer func() {
+		for _, st := range stmts {
+			if st != nil {
+				st.Close()
+			}
+		}
+	}()
+	args := make([]any, 0, 3*sqliteRowsPerInsert)
+	for i := 0; i < n; {
+		k, q, which := 1, one, 0
+		if n-i >= sqliteRowsPerInsert {
+			k, q, which = sqliteRowsPerInsert, multi, 1
+		}
+		if stmts[which] == nil {
+			st, err := tx.PrepareContext(ctx, q)
+			if err != nil {
+				return err
+			}
+			stmts[which] = st
+		}
+		args = args[:0]
+		for j := i; j < i+k; j++ {
+			args = row(j, args)
+		}
+		res, err := stmts[which].ExecContext(ctx, args...)
+		if err != nil {
+			return fmt.Errorf("rows [%d, %d): %w", i, i+k, err)
+		}
+		got, err := res.RowsAffected()
+		if err != nil {
+			return fmt.Errorf("rows [%d, %d): %w", i, i+k, err)
+		}
+		inserted(int64(k), got)
+		i += k
+	}
+	return nil
 }
 
 const sqliteLookupQuery = `SELECT id, text FROM records WHERE key = $1`
@@ -437,4 +528,129 @@ func (s *SQLite) ReadHeads(ctx context.Context, lo, hi int64) (_ []tlog.Head, er
 		return nil, fmt.Errorf("read heads [%d, %d]: %w", lo, hi, err)
 	}
 	return list, nil
+}
+
+var _ tlog.BulkStore = (*SQLite)(nil)
+
+const (
+	sqliteBulkLoadingQuery    = `SELECT count(*) = 0 FROM sqlite_master WHERE type = 'index' AND name = 'records_key'`
+	sqliteAnyRecordQuery      = `SELECT EXISTS (SELECT 1 FROM records)`
+	sqliteDropKeyIndexQuery   = `DROP INDEX records_key`
+	sqliteCreateKeyIndexQuery = `CREATE UNIQUE INDEX records_key ON records (key)` // as in 0001_init.sql
+	sqliteDuplicateKeysQuery  = `SELECT text FROM records WHERE key IN
+		(SELECT key FROM records GROUP BY key HAVING count(*) > 1 LIMIT 100) ORDER BY id`
+)
+
+// A querier is a *sql.DB or a *sql.Tx.
+type querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// sqliteBulkLoading reports whether the database is in bulk-load mode: its
+// index of record keys is missing.
+func sqliteBulkLoading(ctx context.Context, q querier) (bool, error) {
+	var loading bool
+	if err := q.QueryRowContext(ctx, sqliteBulkLoadingQuery).Scan(&loading); err != nil {
+		return false, fmt.Errorf("check for an unfinished import: %w", err)
+	}
+	return loading, nil
+}
+
+// BulkLoading reports whether the database is in bulk-load mode, as
+// documented by tlog.BulkStore.
+func (s *SQLite) BulkLoading(ctx context.Context) (_ bool, err error) {
+	defer markUnavailable(&err, sqliteUnavailable)
+	return sqliteBulkLoading(ctx, s.db)
+}
+
+// BeginBulk drops the index of record keys of an empty database, as
+// documented by tlog.BulkStore.
+func (s *SQLite) BeginBulk(ctx context.Context) (err error) {
+	defer markUnavailable(&err, sqliteUnavailable)
+	return s.exclusive(ctx, "begin bulk load", func(tx *sql.Tx) error {
+		loading, err := sqliteBulkLoading(ctx, tx)
+		if err != nil || loading {
+			return err
+		}
+		var size int64
+		var any bool
+		if err := tx.QueryRowContext(ctx, `SELECT size FROM head`).Scan(&size); err != nil {
+			return err
+		}
+		if err := tx.QueryRowContext(ctx, sqliteAnyRecordQuery).Scan(&any); err != nil {
+			return err
+		}
+		if size != 0 || any {
+			return fmt.Errorf("the database holds a log of %d records: a bulk load needs an empty one", size)
+		}
+		_, err = tx.ExecContext(ctx, sqliteDropKeyIndexQuery)
+		return err
+	})
+}
+
+// EndBulk builds the index of record keys again, as documented by
+// tlog.BulkStore.
+func (s *SQLite) EndBulk(ctx context.Context) (err error) {
+	defer markUnavailable(&err, sqliteUnavailable)
+	var dup bool
+	err = s.exclusive(ctx, "end bulk load", func(tx *sql.Tx) error {
+		loading, err := sqliteBulkLoading(ctx, tx)
+		if err != nil || !loading {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, sqliteCreateKeyIndexQuery); err != nil {
+			var coded interface{ Code() int }
+			if errors.As(err, &coded) && coded.Code()&0xff == sqliteConstraint {
+				dup = true
+			}
+			return fmt.Errorf("build the index of record keys: %w", err)
+		}
+		return nil
+	})
+	if !dup {
+		return err
+	}
+	rows, err := s.db.QueryContext(ctx, sqliteDuplicateKeysQuery)
+	if err != nil {
+		return fmt.Errorf("end bulk load: find records stored twice: %w", err)
+	}
+	defer rows.Close()
+	var texts [][]byte
+	for rows.Next() {
+		var text []byte
+		if err := rows.Scan(&text); err != nil {
+			return fmt.Errorf("end bulk load: find records stored twice: %w", err)
+		}
+		texts = append(texts, text)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("end bulk load: find records stored twice: %w", err)
+	}
+	return duplicateTexts(texts)
+}
+
+// sqliteConstraint is SQLite's primary result code of a constraint violation.
+const sqliteConstraint = 19
+
+// exclusive runs f in a write transaction, holding the writer token as
+// Append does, and commits if f returns nil.
+func (s *SQLite) exclusive(ctx context.Context, what string, f func(tx *sql.Tx) error) error {
+	select {
+	case s.writer <- struct{}{}:
+		defer func() { <-s.writer }()
+	case <-ctx.Done():
+		return fmt.Errorf("%s: wait for the writer: %w", what, ctx.Err())
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("%s: begin: %w", what, err)
+	}
+	defer tx.Rollback()
+	if err := f(tx); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("%s: commit: %w", what, err)
+	}
+	return nil
 }

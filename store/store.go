@@ -52,7 +52,8 @@ var errKeyCollision = errors.New("record key collides with a stored record of an
 // checkBatch returns an error if b is not a well-formed batch: records with
 // IDs OldSize, OldSize+1, ..., whose texts begin with their path and version,
 // no path@version twice, tiles of whole hashes, and a signed head of size
-// OldSize+len(Records). These are bugs of the caller, not conflicts.
+// OldSize+len(Records), with history heads of sizes in between. These are
+// bugs of the caller, not conflicts.
 func checkBatch(b *tlog.Batch) error {
 	if b == nil {
 		return errors.New("check batch: nil batch")
@@ -104,6 +105,16 @@ func checkBatch(b *tlog.Batch) error {
 		}
 		tiles[id] = true
 	}
+	last := b.OldSize
+	for _, h := range b.History {
+		if h.Size <= last || h.Size >= b.Head.Size {
+			return fmt.Errorf("check batch: history head of size %d: want sizes increasing strictly between %d and %d", h.Size, b.OldSize, b.Head.Size)
+		}
+		if len(h.Note) == 0 {
+			return fmt.Errorf("check batch: history head of size %d has no signed note", h.Size)
+		}
+		last = h.Size
+	}
 	return nil
 }
 
@@ -141,4 +152,25 @@ func pending(list []migrations.Migration, current int) ([]migrations.Migration, 
 		return nil, fmt.Errorf("database schema version %d is invalid", current)
 	}
 	return list[current:], nil
+}
+
+// duplicateTexts returns the *tlog.DuplicateError of the records whose
+// texts are texts, some path@version of which appear more than once.
+func duplicateTexts(texts [][]byte) error {
+	seen := make(map[string]int)
+	dup := new(tlog.DuplicateError)
+	for _, text := range texts {
+		path, version, err := parseText(text)
+		if err != nil {
+			return fmt.Errorf("find records stored twice: %w", err)
+		}
+		k := path + "@" + version
+		if seen[k]++; seen[k] == 2 {
+			dup.Keys = append(dup.Keys, k)
+		}
+	}
+	if len(dup.Keys) == 0 {
+		return errKeyCollision
+	}
+	return dup
 }

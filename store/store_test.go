@@ -5,10 +5,13 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	xtlog "golang.org/x/mod/sumdb/tlog"
 
@@ -451,4 +454,110 @@ func BenchmarkAppend(b *testing.B) {
 			b.ReportMetric(float64(g.size)/b.Elapsed().Seconds(), "records/s")
 		})
 	}
+}
+
+// benchRecords returns the number of records of the large benchmarks:
+// $SUMDB_BENCH_RECORDS, or def.
+func benchRecords(b *testing.B, def int64) int64 {
+	s := os.Getenv("SUMDB_BENCH_RECORDS")
+	if s == "" {
+		return def
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 {
+		b.Fatalf("SUMDB_BENCH_RECORDS=%q: want a positive number of records", s)
+	}
+	return n
+}
+
+// BenchmarkBulkAppend measures the bulk path of the stores, as an import
+// uses it: batches of 50,000 records, each with a head per 1,000 records in
+// its history, one transaction each, by one writer, into an empty store in
+// bulk-load mode, up to $SUMDB_BENCH_RECORDS records (default 200,000). It
+// reports the rate over the whole run, the index build of EndBulk
+// included, the rate of the appends of its last tenth, and the seconds of
+// the index build.
+//
+//	SUMDB_BENCH_RECORDS=10000000 go test -run '^$' -bench BulkAppend -benchtime 1x -timeout 2h ./store/
+func BenchmarkBulkAppend(b *testing.B) {
+	for _, bb := range []struct {
+		name string
+		open func(b *testing.B) tlog.Store
+	}{
+		{"postgres", func(b *testing.B) tlog.Store { return openPostgres(b) }},
+		{"sqlite", func(b *testing.B) tlog.Store { return openSQLite(b) }},
+	} {
+		b.Run(bb.name, func(b *testing.B) {
+			const batch, perHead = 50_000, 1000
+			total := benchRecords(b, 200_000)
+			for b.Loop() {
+				s := bb.open(b)
+				g := newBatcher()
+				ctx := context.Background()
+				if err := s.(tlog.BulkStore).BeginBulk(ctx); err != nil {
+					b.Fatal(err)
+				}
+				var elapsed, last time.Duration
+				for g.size < total {
+					n := int(min(batch, total-g.size))
+					var history []tlog.Head
+					var next *tlog.Batch
+					for done := 0; done < n; done += perHead {
+						part := g.next(min(perHead, n-done))
+						if next == nil {
+							next = part
+						} else {
+							history = append(history, next.Head)
+							next.Records = append(next.Records, part.Records...)
+							next.Tiles = append(next.Tiles, part.Tiles...) // the stores keep the last content of a tile
+							next.Head = part.Head
+						}
+					}
+					next.History = history
+					next.Tiles = lastTiles(next.Tiles)
+					start := time.Now()
+					if err := s.Append(ctx, next); err != nil {
+						b.Fatal(err)
+					}
+					d := time.Since(start)
+					elapsed += d
+					if g.size > total-total/10 {
+						last += d
+					}
+					if testing.Verbose() && g.size%(10*batch) == 0 {
+						b.Logf("%d records, %.0f records/s", g.size, float64(n)/d.Seconds())
+					}
+				}
+				endStart := time.Now()
+				if err := s.(tlog.BulkStore).EndBulk(ctx); err != nil {
+					b.Fatal(err)
+				}
+				end := time.Since(endStart)
+				b.ReportMetric(float64(total)/(elapsed+end).Seconds(), "records/s")
+				b.ReportMetric(float64(total/10)/last.Seconds(), "last-tenth-records/s")
+				b.ReportMetric(end.Seconds(), "index-s")
+				s.Close()
+			}
+		})
+	}
+}
+
+// lastTiles returns tiles with only the last content of each tile, in the
+// order of first appearance.
+func lastTiles(tiles []tlog.Tile) []tlog.Tile {
+	type id struct {
+		level int
+		index int64
+	}
+	at := make(map[id]int)
+	var out []tlog.Tile
+	for _, t := range tiles {
+		if i, ok := at[id{t.Level, t.Index}]; ok {
+			out[i] = t
+			continue
+		}
+		at[id{t.Level, t.Index}] = len(out)
+		out = append(out, t)
+	}
+	return out
 }

@@ -57,8 +57,57 @@ func (e *Edge) Clone() *Edge {
 // Append adds the leaf hashes (xtlog.RecordHash of each record text) of new records to e and returns the tiles whose
 // content changed, each with its whole new content, ordered by level and index.
 func (e *Edge) Append(leaves []xtlog.Hash) []Tile {
-	var full []Tile
 	touched := make(map[int]bool)
+	full := e.appendLeaves(leaves, touched)
+	var tiles []Tile
+	for level := range e.partial {
+		for _, t := range full {
+			if t.Level == level {
+				tiles = append(tiles, t)
+			}
+		}
+		if touched[level] && len(e.partial[level]) > 0 {
+			tiles = append(tiles, e.partialTile(level))
+		}
+	}
+	return tiles
+}
+
+// AppendFull adds leaf hashes to e as Append does, but returns only the
+// tiles that became full, without copying the partial ones: a caller that
+// appends in many small steps (an import of a log with a head per record)
+// asks for the partial tiles once, with PartialTiles.
+func (e *Edge) AppendFull(leaves []xtlog.Hash) []Tile {
+	return e.appendLeaves(leaves, nil)
+}
+
+// PartialTiles returns the partial last tile of each level that grew since
+// the tree had size since, each with its whole content (a copy).
+func (e *Edge) PartialTiles(since int64) []Tile {
+	var tiles []Tile
+	for level := range e.partial {
+		shift := uint(level) * TileHeight
+		if len(e.partial[level]) > 0 && since>>shift != e.Size()>>shift {
+			tiles = append(tiles, e.partialTile(level))
+		}
+	}
+	return tiles
+}
+
+// partialTile returns a copy of the partial last tile of level.
+func (e *Edge) partialTile(level int) Tile {
+	n := int64(len(e.partial[level]) / xtlog.HashSize)
+	index := (e.Size() >> (uint(level) * TileHeight)) / TileWidth
+	if (e.Size()>>(uint(level)*TileHeight))%TileWidth != n {
+		panic("partial tile out of step with the tree size")
+	}
+	return Tile{Level: level, Index: index, Hashes: append([]byte(nil), e.partial[level]...)}
+}
+
+// appendLeaves adds leaves to e and returns the tiles that became full. It
+// marks in touched, if not nil, the levels whose partial tile changed.
+func (e *Edge) appendLeaves(leaves []xtlog.Hash, touched map[int]bool) []Tile {
+	var full []Tile
 	visit := func(id compact.NodeID, hash []byte) {
 		if id.Level%TileHeight != 0 {
 			return
@@ -71,34 +120,23 @@ func (e *Edge) Append(leaves []xtlog.Hash) []Tile {
 			panic(fmt.Sprintf("tile level %d holds %d bytes before node %d, want %d", level, len(e.partial[level]), id.Index, want))
 		}
 		e.partial[level] = append(e.partial[level], hash...)
-		touched[level] = true
+		if touched != nil {
+			touched[level] = true
+		}
 		if id.Index%TileWidth == TileWidth-1 {
 			full = append(full, Tile{Level: level, Index: int64(id.Index / TileWidth), Hashes: e.partial[level]})
 			e.partial[level] = nil
 		}
 	}
 	for i := range leaves {
-		if err := e.rng.Append(leaves[i][:], visit); err != nil {
+		// The range keeps the slice it is given: a copy, so that the
+		// caller may reuse leaves.
+		leaf := leaves[i]
+		if err := e.rng.Append(leaf[:], visit); err != nil {
 			panic(fmt.Sprintf("append to compact range: %v", err)) // only on a corrupted range
 		}
 	}
-	var tiles []Tile
-	for level := range e.partial {
-		for _, t := range full {
-			if t.Level == level {
-				tiles = append(tiles, t)
-			}
-		}
-		if touched[level] && len(e.partial[level]) > 0 {
-			n := int64(len(e.partial[level]) / xtlog.HashSize)
-			index := (e.Size() >> (uint(level) * TileHeight)) / TileWidth
-			if (e.Size()>>(uint(level)*TileHeight))%TileWidth != n {
-				panic("partial tile out of step with the tree size")
-			}
-			tiles = append(tiles, Tile{Level: level, Index: index, Hashes: append([]byte(nil), e.partial[level]...)})
-		}
-	}
-	return tiles
+	return full
 }
 
 // Root returns the root hash of the tree the edge ends. The tree must not be empty.

@@ -87,6 +87,48 @@ func TestEdgeMatchesReference(t *testing.T) {
 	}
 }
 
+// TestEdgeAppendFull checks that appending in small steps with AppendFull,
+// reusing the leaves buffer, then asking for PartialTiles, gives the tiles
+// of one Append of all the leaves.
+func TestEdgeAppendFull(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(3, 4))
+	whole, steps := NewEdge(), NewEdge()
+	var n int64
+	buf := make([]xtlog.Hash, 0, 700)
+	for range 40 {
+		since := n
+		var all []xtlog.Hash
+		var full []Tile
+		for range rnd.IntN(5) + 1 {
+			buf = buf[:0]
+			for range rnd.IntN(700) + 1 {
+				buf = append(buf, leafHash(n))
+				all = append(all, leafHash(n))
+				n++
+			}
+			full = append(full, steps.AppendFull(buf)...)
+		}
+		want := whole.Append(all)
+		got := append(full, steps.PartialTiles(since)...)
+		if steps.Root() != whole.Root() {
+			t.Fatalf("size %d: root %v, want %v", n, steps.Root(), whole.Root())
+		}
+		if len(got) != len(want) {
+			t.Fatalf("size %d: %d tiles, want %d", n, len(got), len(want))
+		}
+		key := func(t Tile) [2]int64 { return [2]int64{int64(t.Level), t.Index} }
+		wantBy := make(map[[2]int64][]byte)
+		for _, w := range want {
+			wantBy[key(w)] = w.Hashes
+		}
+		for _, g := range got {
+			if w, ok := wantBy[key(g)]; !ok || !bytes.Equal(g.Hashes, w) {
+				t.Fatalf("size %d: tile %d/%d differs from Append's", n, g.Level, g.Index)
+			}
+		}
+	}
+}
+
 // memTiles is a Store holding only tiles and a head, enough for loadEdge.
 type memTiles struct {
 	Store

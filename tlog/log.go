@@ -39,6 +39,28 @@ type LockingStore interface {
 	AppendLocked(ctx context.Context, prepare func(Head) (*Batch, error)) error
 }
 
+// A BulkStore is a Store that loads a whole log faster into an empty store,
+// for an import. A Log never uses these methods; it refuses to open a store
+// in bulk-load mode.
+type BulkStore interface {
+	Store
+	// BeginBulk puts an empty store into bulk-load mode: the store stops
+	// maintaining its unique index of record keys, whose random inserts
+	// cost more than all the rest of a load of millions of records. Append
+	// then checks no record against the stored ones (the caller must never
+	// append a path and version twice) and Lookup may be slow. BeginBulk
+	// returns an error if the store holds records, unless it is in
+	// bulk-load mode already (an import resumed).
+	BeginBulk(ctx context.Context) error
+	// EndBulk rebuilds the index of record keys and leaves bulk-load mode.
+	// If two stored records have the same path and version, it returns a
+	// *DuplicateError naming them and stays in bulk-load mode. It returns
+	// nil at once for a store not in bulk-load mode.
+	EndBulk(ctx context.Context) error
+	// BulkLoading reports whether the store is in bulk-load mode.
+	BulkLoading(ctx context.Context) (bool, error)
+}
+
 // Config configures a Log.
 type Config struct {
 	// Signer signs every new tree head. Required.
@@ -146,6 +168,15 @@ func Open(ctx context.Context, s Store, cfg Config) (*Log, error) {
 	}
 	l := &Log{store: s, cfg: cfg, logger: logger, queue: make(chan *request, cfg.MaxQueue), done: make(chan struct{})}
 	l.head.Store(&Head{})
+	if bs, ok := s.(BulkStore); ok {
+		loading, err := bs.BulkLoading(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("open log: %w", err)
+		}
+		if loading {
+			return nil, errors.New("open log: the store holds an import that did not finish (its index of record keys is missing): run sumdb import again with the same file to finish it, or start again on an empty database")
+		}
+	}
 	head, err := l.readHead(ctx)
 	if err != nil {
 		return nil, err

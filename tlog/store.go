@@ -62,6 +62,14 @@ type Batch struct {
 	Tiles []Tile
 	// Head is the new signed head, of size OldSize+len(Records).
 	Head Head
+	// History holds signed heads of prefixes of the batch, of sizes
+	// strictly between OldSize and Head.Size, in increasing size, to add
+	// to the head history with Head. The sequencer signs one head per
+	// batch and leaves it empty; an import, which copies the history of
+	// another copy of the log, commits many of its heads in one batch.
+	// The store does not recompute their hashes: the caller has checked
+	// each against the tree of its prefix.
+	History []Head
 }
 
 // ErrConflict is returned by Store.Append when the stored head no longer has
@@ -95,8 +103,8 @@ type Store interface {
 
 	// Append commits b in one transaction: the records, the tiles (inserted or
 	// replaced by their new, longer content, of which the stored content must
-	// be a prefix), b.Head as the current head, and b.Head into the head
-	// history. It commits only if the current head size equals b.OldSize,
+	// be a prefix), b.Head as the current head, and b.History and b.Head into
+	// the head history. It commits only if the current head size equals b.OldSize,
 	// else it returns ErrConflict (checked first); if any record's path and
 	// version already exist it returns a *DuplicateError. With either of
 	// those nothing is written. When Append returns nil the batch is durable.
@@ -105,7 +113,11 @@ type Store interface {
 	//
 	// The caller guarantees a well-formed batch: no two records with the same
 	// path and version, each Text starting with "<path> <version> ", a
-	// non-empty Head.Note. Stores may refuse a batch that is not.
+	// non-empty Head.Note, History sizes increasing strictly between OldSize
+	// and Head.Size. Stores may refuse a batch that is not.
+	//
+	// A batch may be large (an import commits tens of thousands of records
+	// at once); stores use their bulk-load path for those.
 	Append(ctx context.Context, b *Batch) error
 
 	// Lookup returns the record for path@version, or ErrNotFound.

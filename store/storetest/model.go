@@ -143,3 +143,32 @@ func splitKey(t testing.TB, key string) (path, version string) {
 	t.Fatalf("bad key %q: want path@version", key)
 	return "", ""
 }
+
+// merge returns the batch that commits the consecutive batches bs (made by
+// m.batch, in order) at once: their records, the last content of each tile,
+// the heads of all but the last as history, and the last one's head.
+func merge(bs ...*tlog.Batch) *tlog.Batch {
+	b := &tlog.Batch{OldSize: bs[0].OldSize}
+	type tileID struct {
+		level int
+		index int64
+	}
+	at := make(map[tileID]int)
+	for i, x := range bs {
+		b.Records = append(b.Records, x.Records...)
+		for _, t := range x.Tiles {
+			id := tileID{t.Level, t.Index}
+			if j, ok := at[id]; ok {
+				b.Tiles[j] = t
+				continue
+			}
+			at[id] = len(b.Tiles)
+			b.Tiles = append(b.Tiles, t)
+		}
+		if i < len(bs)-1 {
+			b.History = append(b.History, x.Head)
+		}
+		b.Head = x.Head
+	}
+	return b
+}

@@ -40,6 +40,11 @@ func Run(t *testing.T, open func(t *testing.T) tlog.Store) {
 		{"TileFork", testTileFork},
 		{"Resign", testResign},
 		{"AppendLocked", testAppendLocked},
+		{"History", testHistory},
+		{"BulkHistory", testBulkHistory},
+		{"InvalidHistory", testInvalidHistory},
+		{"BulkLoad", testBulkLoad},
+		{"BulkLoadDuplicate", testBulkLoadDuplicate},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -642,4 +647,159 @@ func testAppendLocked(t *testing.T, s tlog.Store) {
 	}
 	checkNotWritten(t, s, m, b)
 	checkState(t, s, m)
+}
+
+// testHistory checks batches that commit several heads of the history at
+// once, as an import does.
+func testHistory(t *testing.T, s tlog.Store) {
+	m := newModel(t)
+	appendOK(t, s, merge(
+		m.batch(t, keys("example.com/h1", 3)...),
+		m.batch(t, "example.com/h2@v1.0.0"),
+		m.batch(t, keys("example.com/h3", 300)...),
+	))
+	checkState(t, s, m)
+	// One history head, then a batch without history.
+	appendOK(t, s, merge(m.batch(t, keys("example.com/h4", 2)...), m.batch(t, keys("example.com/h5", 2)...)))
+	appendOK(t, s, m.batch(t, keys("example.com/h6", 1)...))
+	checkState(t, s, m)
+}
+
+// testBulkHistory checks a batch as large as an import's: thousands of
+// records and a head per record (a log that signed a head for each), and
+// one with a record already stored, which must be refused whole.
+func testBulkHistory(t *testing.T, s tlog.Store) {
+	ctx := t.Context()
+	m := newModel(t)
+	appendOK(t, s, m.batch(t, keys("example.com/bulk0", 10)...))
+	var bs []*tlog.Batch
+	for i := range 600 {
+		bs = append(bs, m.batch(t, fmt.Sprintf("example.com/bulk1@v1.0.%d", i)))
+	}
+	bs = append(bs, m.batch(t, keys("example.com/bulk2", 2000)...))
+	appendOK(t, s, merge(bs...))
+	checkState(t, s, m)
+
+	next := m.clone()
+	bs = nil
+	for i := range 300 {
+		bs = append(bs, next.batch(t, fmt.Sprintf("example.com/bulk3@v1.0.%d", i)))
+	}
+	bs = append(bs, next.batch(t, "example.com/bulk4@v1.0.0", "example.com/bulk1@v1.0.599", "example.com/bulk4@v1.0.1"))
+	b := merge(bs...)
+	err := s.Append(ctx, b)
+	var dup *tlog.DuplicateError
+	if !errors.As(err, &dup) || !slices.Equal(dup.Keys, []string{"example.com/bulk1@v1.0.599"}) {
+		t.Fatalf("Append(bulk batch with a stored record) = %v, want *DuplicateError for example.com/bulk1@v1.0.599", err)
+	}
+	checkNotWritten(t, s, m, b)
+	for _, h := range b.History {
+		if got, err := s.ReadHeads(ctx, h.Size, h.Size); err != nil || len(got) != 0 {
+			t.Fatalf("ReadHeads(%d, %d) after a refused batch = %d heads, %v; want none", h.Size, h.Size, len(got), err)
+		}
+	}
+}
+
+// testInvalidHistory checks that batches with history heads out of order or
+// outside the batch are refused.
+func testInvalidHistory(t *testing.T, s tlog.Store) {
+	ctx := t.Context()
+	m := newModel(t)
+	appendOK(t, s, m.batch(t, keys("example.com/ih", 3)...))
+	for _, tt := range []struct {
+		name   string
+		modify func(b *tlog.Batch)
+	}{
+		{"AtOldSize", func(b *tlog.Batch) { b.History[0].Size = b.OldSize }},
+		{"AtHeadSize", func(b *tlog.Batch) { b.History[1].Size = b.Head.Size }},
+		{"BeyondHead", func(b *tlog.Batch) { b.History[1].Size = b.Head.Size + 1 }},
+		{"Decreasing", func(b *tlog.Batch) { b.History[0], b.History[1] = b.History[1], b.History[0] }},
+		{"Twice", func(b *tlog.Batch) { b.History[1] = b.History[0] }},
+		{"NoNote", func(b *tlog.Batch) { b.History[1].Note = nil }},
+	} {
+		next := m.clone()
+		b := merge(next.batch(t, "example.com/ih1@v1.0.0"), next.batch(t, "example.com/ih2@v1.0.0"), next.batch(t, "example.com/ih3@v1.0.0"))
+		tt.modify(b)
+		err := s.Append(ctx, b)
+		var dup *tlog.DuplicateError
+		if err == nil || errors.Is(err, tlog.ErrConflict) || errors.As(err, &dup) {
+			t.Errorf("%s: Append(invalid history) = %v, want an error other than ErrConflict and DuplicateError", tt.name, err)
+		}
+		checkNotWritten(t, s, m, b)
+	}
+	checkState(t, s, m)
+}
+
+// bulkStore returns s as a tlog.BulkStore, or skips the test.
+func bulkStore(t *testing.T, s tlog.Store) tlog.BulkStore {
+	bs, ok := s.(tlog.BulkStore)
+	if !ok {
+		t.Skip("the store has no bulk-load mode")
+	}
+	return bs
+}
+
+func checkLoading(t *testing.T, bs tlog.BulkStore, want bool) {
+	t.Helper()
+	if got, err := bs.BulkLoading(t.Context()); err != nil || got != want {
+		t.Fatalf("BulkLoading() = %v, %v, want %v", got, err, want)
+	}
+}
+
+// testBulkLoad checks bulk-load mode: only on an empty store, resumable,
+// and a store that holds the same log as one appended to normally after
+// EndBulk.
+func testBulkLoad(t *testing.T, s tlog.Store) {
+	ctx := t.Context()
+	bs := bulkStore(t, s)
+	checkLoading(t, bs, false)
+	if err := bs.EndBulk(ctx); err != nil {
+		t.Fatalf("EndBulk() outside bulk-load mode = %v, want nil", err)
+	}
+	if err := bs.BeginBulk(ctx); err != nil {
+		t.Fatalf("BeginBulk() on an empty store = %v", err)
+	}
+	checkLoading(t, bs, true)
+	m := newModel(t)
+	appendOK(t, s, merge(m.batch(t, keys("example.com/bl1", 300)...), m.batch(t, keys("example.com/bl2", 5)...)))
+	if err := bs.BeginBulk(ctx); err != nil {
+		t.Fatalf("BeginBulk() again in bulk-load mode (a resumed import) = %v", err)
+	}
+	appendOK(t, s, m.batch(t, "example.com/bl3@v1.0.0"))
+	if err := bs.EndBulk(ctx); err != nil {
+		t.Fatalf("EndBulk() = %v", err)
+	}
+	checkLoading(t, bs, false)
+	checkState(t, s, m)
+	// The index is back: a record stored in bulk is a duplicate now.
+	next := m.clone()
+	b := next.batch(t, "example.com/bl4@v1.0.0", "example.com/bl1@v1.0.7")
+	var dup *tlog.DuplicateError
+	if err := s.Append(ctx, b); !errors.As(err, &dup) || !slices.Equal(dup.Keys, []string{"example.com/bl1@v1.0.7"}) {
+		t.Errorf("Append(batch with a record loaded in bulk) = %v, want *DuplicateError for example.com/bl1@v1.0.7", err)
+	}
+	checkNotWritten(t, s, m, b)
+	if err := bs.BeginBulk(ctx); err == nil {
+		t.Errorf("BeginBulk() on a store of %d records = nil, want an error", m.size)
+	}
+	checkLoading(t, bs, false)
+}
+
+// testBulkLoadDuplicate checks that EndBulk finds a module version that
+// bulk-load mode let in twice.
+func testBulkLoadDuplicate(t *testing.T, s tlog.Store) {
+	ctx := t.Context()
+	bs := bulkStore(t, s)
+	if err := bs.BeginBulk(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m := newModel(t)
+	appendOK(t, s, m.batch(t, keys("example.com/bd", 3)...))
+	appendOK(t, s, m.batch(t, "example.com/bd@v1.0.1"))
+	err := bs.EndBulk(ctx)
+	var dup *tlog.DuplicateError
+	if !errors.As(err, &dup) || !slices.Equal(dup.Keys, []string{"example.com/bd@v1.0.1"}) {
+		t.Errorf("EndBulk() with a record stored twice = %v, want *DuplicateError for example.com/bd@v1.0.1", err)
+	}
+	checkLoading(t, bs, true)
 }
