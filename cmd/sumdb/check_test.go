@@ -11,8 +11,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sumdb/sumdb/sumdb/check/checktest"
 	"github.com/sumdb/sumdb/sumdb/modproxy"
+	"github.com/sumdb/sumdb/sumdb/sumdbtest"
 )
 
 // checkModules are served by the test databases: an upper-case path, an
@@ -91,8 +91,8 @@ func hashOf(t *testing.T, gosum, prefix string) string {
 
 func TestCheck(t *testing.T) {
 	checkEnv(t)
-	db := checktest.MustStart(t, checktest.Key{}, "", checkModules...)
-	gosum := db.Log(checkModules...)
+	db := sumdbtest.MustStart(t, sumdbtest.Options{Modules: checkModules})
+	gosum := db.GoSum(checkModules...)
 	dir := t.TempDir()
 	state := filepath.Join(dir, "state")
 	badHash := "h1:" + strings.Repeat("A", 43) + "="
@@ -223,8 +223,8 @@ func TestCheck(t *testing.T) {
 // is GOSUMDB, the file the module's go.sum, the settings from SUMDB_*.
 func TestCheckDefaults(t *testing.T) {
 	checkEnv(t)
-	db := checktest.MustStart(t, checktest.Key{}, "", checkModules...)
-	gosum := db.Log(checkModules...)
+	db := sumdbtest.MustStart(t, sumdbtest.Options{Modules: checkModules})
+	gosum := db.GoSum(checkModules...)
 	dir := t.TempDir()
 	writeIn(t, dir, "go.mod", "module example.com/main\n\ngo 1.21\n")
 	writeIn(t, dir, "go.sum", gosum)
@@ -277,8 +277,8 @@ func TestCheckDefaults(t *testing.T) {
 		t.Errorf("default state file: %v", err)
 	}
 	// --state= keeps none.
-	other := checktest.MustStart(t, checktest.Key{}, "", checkModules...)
-	writeIn(t, dir, "go.sum", other.Log(checkModules...))
+	other := sumdbtest.MustStart(t, sumdbtest.Options{Modules: checkModules})
+	writeIn(t, dir, "go.sum", other.GoSum(checkModules...))
 	t.Setenv("GOSUMDB", other.GOSUMDB())
 	if status, stdout, stderr := sumdbCheck(t); status != 3 || !strings.Contains(stderr, "belongs to another checksum database") {
 		t.Errorf("with the default state of another log of the same name: exit status %d, want 3 and an error saying so\nstdout:\n%s\nstderr:\n%s", status, stdout, stderr)
@@ -292,13 +292,13 @@ func TestCheckDefaults(t *testing.T) {
 // the go.work.sum and the go.sum of each module.
 func TestCheckWorkspace(t *testing.T) {
 	checkEnv(t)
-	db := checktest.MustStart(t, checktest.Key{}, "", checkModules...)
+	db := sumdbtest.MustStart(t, sumdbtest.Options{Modules: checkModules})
 	dir := t.TempDir()
 	writeIn(t, dir, "go.work", "go 1.21\n\nuse (\n\t./a\n\t./b\n)\n")
 	writeIn(t, dir, "a/go.mod", "module example.com/a\n\ngo 1.21\n")
-	writeIn(t, dir, "a/go.sum", db.Log(checkModules[0]))
+	writeIn(t, dir, "a/go.sum", db.GoSum(checkModules[0]))
 	writeIn(t, dir, "b/go.mod", "module example.com/b\n\ngo 1.21\n") // no go.sum
-	work := db.Log(checkModules[1])
+	work := db.GoSum(checkModules[1])
 	writeIn(t, dir, "go.work.sum", strings.Replace(work, " h1:", " h1:x", 1))
 	t.Chdir(filepath.Join(dir, "a"))
 
@@ -318,10 +318,10 @@ func TestCheckWorkspace(t *testing.T) {
 
 func TestCheckPrivate(t *testing.T) {
 	checkEnv(t)
-	db := checktest.MustStart(t, checktest.Key{}, "", checkModules...)
+	db := sumdbtest.MustStart(t, sumdbtest.Options{Modules: checkModules})
 	private := "corp.example/secret v1.0.0 h1:" + strings.Repeat("C", 43) + "=\n" +
 		"corp.example/secret v1.0.0/go.mod h1:" + strings.Repeat("D", 43) + "=\n"
-	file := writeIn(t, t.TempDir(), "go.sum", private+db.Log(checkModules...))
+	file := writeIn(t, t.TempDir(), "go.sum", private+db.GoSum(checkModules...))
 	for _, env := range []string{"GONOSUMDB", "GOPRIVATE"} {
 		t.Run(env, func(t *testing.T) {
 			t.Setenv(env, "corp.example")
@@ -341,23 +341,23 @@ func TestCheckPrivate(t *testing.T) {
 
 func TestCheckFork(t *testing.T) {
 	checkEnv(t)
-	key := checktest.NewKey(t)
+	key := sumdbtest.NewKey(t, sumdbtest.KeyName)
 	state := filepath.Join(t.TempDir(), "state")
-	a := checktest.MustStart(t, key, "", checkModules[:2]...)
-	fileA := writeIn(t, t.TempDir(), "go.sum", a.Log(checkModules[:2]...))
+	a := sumdbtest.MustStart(t, sumdbtest.Options{Key: key, Modules: checkModules[:2]})
+	fileA := writeIn(t, t.TempDir(), "go.sum", a.GoSum(checkModules[:2]...))
 	if status, stdout, stderr := sumdbCheck(t, "--sumdb", a.GOSUMDB(), "--state", state, fileA); status != 0 {
 		t.Fatalf("exit status %d, want 0\nstdout:\n%s\nstderr:\n%s", status, stdout, stderr)
 	}
-	headA := latest(t, a)
+	headA := string(a.Latest())
 
 	// B: the same key, another tree.
 	var other []modproxy.Module
 	for i := range 4 {
 		other = append(other, modproxy.Module{Path: fmt.Sprintf("example.com/fork/m%d", i), Version: "v1.0.0", Files: map[string]string{"go.mod": fmt.Sprintf("module example.com/fork/m%d\n", i)}})
 	}
-	b := checktest.MustStart(t, key, "", other...)
-	fileB := writeIn(t, t.TempDir(), "go.sum", b.Log(other...))
-	headB := latest(t, b)
+	b := sumdbtest.MustStart(t, sumdbtest.Options{Key: key, Modules: other})
+	fileB := writeIn(t, t.TempDir(), "go.sum", b.GoSum(other...))
+	headB := string(b.Latest())
 	status, stdout, _ := sumdbCheck(t, "--sumdb", b.GOSUMDB(), "--state", state, fileB)
 	if status != 1 {
 		t.Errorf("exit status %d, want 1", status)
@@ -366,30 +366,15 @@ func TestCheckFork(t *testing.T) {
 	wantOutput(t, stdout, "SECURITY ERROR\ngo.sum database server misbehavior detected!", "old database:\n\t"+indent(headA), "new database:\n\t"+indent(headB), "proof of misbehavior:", fileB+":1: example.com/fork/m0 v1.0.0: SECURITY ERROR")
 }
 
-// latest returns the signed head of db.
-func latest(t *testing.T, db *checktest.DB) string {
-	t.Helper()
-	resp, err := http.Get(db.URL + "/latest")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(body)
-}
-
 func TestCheckCouldNotCheck(t *testing.T) {
 	checkEnv(t)
-	db := checktest.MustStart(t, checktest.Key{}, "", checkModules...)
+	db := sumdbtest.MustStart(t, sumdbtest.Options{Modules: checkModules})
 	dir := t.TempDir()
-	file := writeIn(t, dir, "go.sum", db.Log(checkModules...))
-	other := checktest.MustStart(t, checktest.Key{}, "", checkModules[0])
-	other.Log(checkModules[0])
+	file := writeIn(t, dir, "go.sum", db.GoSum(checkModules...))
+	other := sumdbtest.MustStart(t, sumdbtest.Options{Modules: checkModules[:1]})
+	other.GoSum(checkModules[0])
 	// A signed note alone, as the go command keeps it.
-	otherState := writeIn(t, dir, "other-state", latest(t, other))
+	otherState := writeIn(t, dir, "other-state", string(other.Latest()))
 	t.Chdir(t.TempDir()) // no module
 
 	tests := []struct {

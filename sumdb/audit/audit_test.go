@@ -19,6 +19,7 @@ import (
 	"github.com/sumdb/sumdb/store"
 	"github.com/sumdb/sumdb/sumdb"
 	"github.com/sumdb/sumdb/sumdb/modproxy"
+	"github.com/sumdb/sumdb/sumdb/sumdbtest"
 )
 
 // audit runs an audit of the log at url into dir.
@@ -59,52 +60,58 @@ func only(t *testing.T, rep *Report) Violation {
 	return rep.Violations[0]
 }
 
-// newPopulated returns a server whose log holds 300 synthetic records, 3
+// violation runs an audit that must complete, with exactly one violation,
+// and returns the report and the violation.
+func violation(t *testing.T, vkey, url, dir string, edit func(*Config)) (*Report, Violation) {
+	t.Helper()
+	rep, err := audit(t, vkey, url, dir, edit)
+	if err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	return rep, only(t, rep)
+}
+
+// newPopulated returns a database whose log holds 300 synthetic records, 3
 // real modules and 300 more synthetic records: 603 records, so that the
 // tiles are data/000, data/001, data/002.p/91 and 1/000.p/2.
-func newPopulated(t *testing.T, k key) *server {
-	s := newServer(t, k)
-	s.appendSynthetic("a", 300)
-	for _, name := range []string{"alpha", "beta", "gamma"} {
-		s.lookup(realModule(name))
-	}
-	s.appendSynthetic("b", 300)
-	if n := s.log.Head().Size; n != 603 {
+func newPopulated(t *testing.T) *sumdbtest.DB {
+	t.Helper()
+	db := sumdbtest.MustStart(t, sumdbtest.Options{})
+	db.AppendSynthetic("a", 300)
+	lookup(db, realModules("alpha", "beta", "gamma")...)
+	db.AppendSynthetic("b", 300)
+	if n := db.Log.Head().Size; n != 603 {
 		t.Fatalf("log size = %d, want 603", n)
 	}
-	return s
+	return db
 }
 
 func TestAuditCleanAndResume(t *testing.T) {
 	t.Parallel()
-	k := newKey(t, "sumdb.test")
-	s := newServer(t, k)
-	s.appendSynthetic("a", 300)
-	for _, name := range []string{"alpha", "beta", "gamma"} {
-		s.lookup(realModule(name))
-	}
-	f := newFront(t, s.handler)
+	db := sumdbtest.MustStart(t, sumdbtest.Options{})
+	db.AppendSynthetic("a", 300)
+	lookup(db, realModules("alpha", "beta", "gamma")...)
 	dir := t.TempDir()
 
 	var progress bytes.Buffer
-	rep := mustAudit(t, k.vkey, f.url, dir, func(c *Config) { c.Progress = &progress })
+	rep := mustAudit(t, db.Key.VKey, db.URL, dir, func(c *Config) { c.Progress = &progress })
 	if rep.Records != 303 || rep.NewRecords != 303 || rep.Heads != 1 || rep.Latest.Size != 303 {
 		t.Errorf("first run: records %d, new %d, heads %d, latest %d; want 303, 303, 1, 303", rep.Records, rep.NewRecords, rep.Heads, rep.Latest.Size)
 	}
 	if !strings.Contains(progress.String(), "303 of 303 records verified") {
 		t.Errorf("progress = %q, want a line with 303 of 303 records verified", progress.String())
 	}
-	if got := f.requests()["tile/8/data/001.p/47"]; got != 1 {
+	if got := requests(db.Front)["tile/8/data/001.p/47"]; got != 1 {
 		t.Errorf("first run fetched tile/8/data/001.p/47 %d times, want 1", got)
 	}
 
 	// The second run fetches only the new records' tiles.
-	s.appendSynthetic("b", 300)
-	rep = mustAudit(t, k.vkey, f.url, dir, nil)
+	db.AppendSynthetic("b", 300)
+	rep = mustAudit(t, db.Key.VKey, db.URL, dir, nil)
 	if rep.Records != 603 || rep.NewRecords != 300 || rep.Latest.Size != 603 {
 		t.Errorf("second run: records %d, new %d, latest %d; want 603, 300, 603", rep.Records, rep.NewRecords, rep.Latest.Size)
 	}
-	reqs := f.requests()
+	reqs := requests(db.Front)
 	var data []string
 	for p, n := range reqs {
 		if strings.HasPrefix(p, "tile/8/data/") {
@@ -119,11 +126,11 @@ func TestAuditCleanAndResume(t *testing.T) {
 	}
 
 	// Nothing new: only the head is fetched.
-	rep = mustAudit(t, k.vkey, f.url, dir, nil)
+	rep = mustAudit(t, db.Key.VKey, db.URL, dir, nil)
 	if rep.NewRecords != 0 || rep.Records != 603 {
 		t.Errorf("third run: records %d, new %d; want 603, 0", rep.Records, rep.NewRecords)
 	}
-	if reqs := f.requests(); len(reqs) != 1 || reqs["latest"] != 1 {
+	if reqs := requests(db.Front); len(reqs) != 1 || reqs["latest"] != 1 {
 		t.Errorf("third run made requests %v, want only latest", reqs)
 	}
 
@@ -140,7 +147,7 @@ func TestAuditCleanAndResume(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if h := s.log.Head(); !bytes.Equal(msg, h.Note) {
+	if h := db.Log.Head(); !bytes.Equal(msg, h.Note) {
 		t.Errorf("latest = %q, want the log's head %q", msg, h.Note)
 	}
 }
@@ -161,11 +168,10 @@ func alterRecord(body []byte, i int) []byte {
 // TestAuditTampered serves a log whose responses are altered on the way.
 func TestAuditTampered(t *testing.T) {
 	t.Parallel()
-	k := newKey(t, "sumdb.test")
-	s := newPopulated(t, k)
+	db := newPopulated(t)
 	at := func(path string, fn func([]byte) []byte) func(string, []byte) []byte {
 		return func(p string, body []byte) []byte {
-			if p == path {
+			if p == "/"+path {
 				return fn(body)
 			}
 			return body
@@ -237,14 +243,10 @@ func TestAuditTampered(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			f := newFront(t, s.handler)
-			f.setTamper(tt.tamper)
+			f := sumdbtest.NewFront(t, db.Server)
+			f.SetTamper(tt.tamper)
 			dir := t.TempDir()
-			rep, err := audit(t, k.vkey, f.url, dir, nil)
-			if err != nil {
-				t.Fatalf("Run = %v", err)
-			}
-			v := only(t, rep)
+			rep, v := violation(t, db.Key.VKey, f.URL, dir, nil)
 			if v.Kind != tt.kind {
 				t.Errorf("violation %v, want kind %s", v, tt.kind)
 			}
@@ -265,12 +267,12 @@ func TestAuditTampered(t *testing.T) {
 
 			// The next run finds it again; once the server behaves, the
 			// audit resumes and completes.
-			rep, err = audit(t, k.vkey, f.url, dir, nil)
+			rep, err := audit(t, db.Key.VKey, f.URL, dir, nil)
 			if err != nil || len(rep.Violations) != 1 || rep.Violations[0].Kind != tt.kind {
 				t.Errorf("second run = %v, %v; want the same violation", err, rep.Violations)
 			}
-			f.setTamper(nil)
-			rep = mustAudit(t, k.vkey, f.url, dir, nil)
+			f.SetTamper(nil)
+			rep = mustAudit(t, db.Key.VKey, f.URL, dir, nil)
 			if rep.Records != 603 || rep.NewRecords != 603-tt.kept {
 				t.Errorf("after repair: records %d, new %d; want 603, %d", rep.Records, rep.NewRecords, 603-tt.kept)
 			}
@@ -282,29 +284,24 @@ func TestAuditTampered(t *testing.T) {
 // key at the same URL.
 func TestAuditFork(t *testing.T) {
 	t.Parallel()
-	k := newKey(t, "sumdb.test")
-	a := newServer(t, k)
-	a.appendSynthetic("a", 603)
+	a := sumdbtest.MustStart(t, sumdbtest.Options{})
+	a.AppendSynthetic("a", 603)
 	for _, n := range []int{100, 603, 700} {
 		t.Run(fmt.Sprintf("other log of %d records", n), func(t *testing.T) {
 			t.Parallel()
-			f := newFront(t, a.handler)
+			f := sumdbtest.NewFront(t, a.Server)
 			dir := t.TempDir()
-			first := mustAudit(t, k.vkey, f.url, dir, nil)
+			first := mustAudit(t, a.Key.VKey, f.URL, dir, nil)
 
-			b := newServer(t, k)
-			b.appendSynthetic("b", n)
-			f.set(b.handler)
-			rep, err := audit(t, k.vkey, f.url, dir, nil)
-			if err != nil {
-				t.Fatalf("Run = %v", err)
-			}
-			v := only(t, rep)
+			b := sumdbtest.MustStart(t, sumdbtest.Options{Key: a.Key})
+			b.AppendSynthetic("b", n)
+			f.SetHandler(b.Server)
+			rep, v := violation(t, a.Key.VKey, f.URL, dir, nil)
 			if v.Kind != KindFork {
 				t.Fatalf("violation %v, want a fork", v)
 			}
-			if len(v.Heads) != 2 || !bytes.Equal(v.Heads[0], first.Latest.Note) || !bytes.Equal(v.Heads[1], b.log.Head().Note) {
-				t.Errorf("violation heads = %q, want the verified head %q and the new one %q", v.Heads, first.Latest.Note, b.log.Head().Note)
+			if len(v.Heads) != 2 || !bytes.Equal(v.Heads[0], first.Latest.Note) || !bytes.Equal(v.Heads[1], b.Log.Head().Note) {
+				t.Errorf("violation heads = %q, want the verified head %q and the new one %q", v.Heads, first.Latest.Note, b.Log.Head().Note)
 			}
 			var out strings.Builder
 			rep.WriteText(&out)
@@ -323,23 +320,21 @@ func TestAuditFork(t *testing.T) {
 // TestAuditStaleHead serves an older signed head after a newer one.
 func TestAuditStaleHead(t *testing.T) {
 	t.Parallel()
-	k := newKey(t, "sumdb.test")
-	s := newPopulated(t, k)
-	f := newFront(t, s.handler)
+	db := newPopulated(t)
 	dir := t.TempDir()
-	mustAudit(t, k.vkey, f.url, dir, nil)
-	heads, err := s.st.ReadHeads(t.Context(), 1, 602)
+	mustAudit(t, db.Key.VKey, db.URL, dir, nil)
+	heads, err := db.Store.ReadHeads(t.Context(), 1, 602)
 	if err != nil || len(heads) == 0 {
 		t.Fatalf("ReadHeads = %v, %v", heads, err)
 	}
 	old := heads[len(heads)/2]
-	f.setTamper(func(p string, b []byte) []byte {
-		if p == "latest" {
+	db.SetTamper(func(p string, b []byte) []byte {
+		if p == "/latest" {
 			return old.Note
 		}
 		return b
 	})
-	rep := mustAudit(t, k.vkey, f.url, dir, nil)
+	rep := mustAudit(t, db.Key.VKey, db.URL, dir, nil)
 	if len(rep.Warnings) != 1 || !strings.Contains(rep.Warnings[0], "stale") {
 		t.Errorf("warnings = %q, want one about a stale head", rep.Warnings)
 	}
@@ -407,7 +402,7 @@ func TestAuditBadLogs(t *testing.T) {
 			name: "invalid version",
 			texts: func() [][]byte {
 				texts := synthTexts("m", 10)
-				texts[3] = synthText("example.com/m/x", "v1.0")
+				texts[3] = sumdbtest.SynthText("example.com/m/x", "v1.0")
 				return texts
 			},
 			kind:    KindMalformed,
@@ -419,7 +414,7 @@ func TestAuditBadLogs(t *testing.T) {
 			name: "two modules in one record",
 			texts: func() [][]byte {
 				texts := synthTexts("m", 10)
-				a, b := synthText("example.com/m/a", "v1.0.0"), synthText("example.com/m/b", "v1.0.0")
+				a, b := sumdbtest.SynthText("example.com/m/a", "v1.0.0"), sumdbtest.SynthText("example.com/m/b", "v1.0.0")
 				l1, _, _ := bytes.Cut(a, []byte("\n"))
 				_, l2, _ := bytes.Cut(b, []byte("\n"))
 				texts[9] = slices.Concat(l1, []byte("\n"), l2)
@@ -434,14 +429,9 @@ func TestAuditBadLogs(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			k := newKey(t, "bad.test")
-			l := newStaticLog(t, k, tt.texts())
-			f := newFront(t, l)
-			rep, err := audit(t, k.vkey, f.url, t.TempDir(), nil)
-			if err != nil {
-				t.Fatalf("Run = %v", err)
-			}
-			v := only(t, rep)
+			k := sumdbtest.NewKey(t, "bad.test")
+			f := sumdbtest.NewFront(t, newStaticLog(t, k, tt.texts()))
+			rep, v := violation(t, k.VKey, f.URL, t.TempDir(), nil)
 			if v.Kind != tt.kind || !slices.Equal(v.Records, tt.records) || !strings.Contains(v.Message, tt.msg) {
 				t.Errorf("violation = %s %v %q, want %s %v with %q", v.Kind, v.Records, v.Message, tt.kind, tt.records, tt.msg)
 			}
@@ -456,19 +446,15 @@ func TestAuditBadLogs(t *testing.T) {
 // earlier run: the clone's store, not the batch, catches it.
 func TestAuditDuplicateLater(t *testing.T) {
 	t.Parallel()
-	k := newKey(t, "dup.test")
+	k := sumdbtest.NewKey(t, "dup.test")
 	l := newStaticLog(t, k, synthTexts("d", 300))
-	f := newFront(t, l)
+	f := sumdbtest.NewFront(t, l)
 	dir := t.TempDir()
-	mustAudit(t, k.vkey, f.url, dir, nil)
+	mustAudit(t, k.VKey, f.URL, dir, nil)
 	l.add(t, synthTexts("e", 5)...)
 	l.add(t, otherHashes("example.com/d/m42", "v1.0.0"))
 	l.add(t, synthTexts("f", 5)...)
-	rep, err := audit(t, k.vkey, f.url, dir, nil)
-	if err != nil {
-		t.Fatalf("Run = %v", err)
-	}
-	v := only(t, rep)
+	rep, v := violation(t, k.VKey, f.URL, dir, nil)
 	if v.Kind != KindDuplicate || !slices.Equal(v.Records, []int64{42, 305}) || !strings.Contains(v.Message, "different hashes") {
 		t.Errorf("violation = %v %v, want a duplicate of records 42 and 305 with different hashes", v, v.Records)
 	}
@@ -481,7 +467,7 @@ func TestAuditDuplicateLater(t *testing.T) {
 	l.mu.Lock()
 	l.note = l.notes[305]
 	l.mu.Unlock()
-	rep = mustAudit(t, k.vkey, f.url, dir, nil)
+	rep = mustAudit(t, k.VKey, f.URL, dir, nil)
 	if rep.Records != 305 || rep.Latest.Size != 305 {
 		t.Errorf("at the head of size 305: records %d, latest %d; want 305, 305", rep.Records, rep.Latest.Size)
 	}
@@ -503,22 +489,18 @@ func TestAuditDuplicateLater(t *testing.T) {
 // the root of the records.
 func TestAuditWrongRoot(t *testing.T) {
 	t.Parallel()
-	k := newKey(t, "root.test")
+	k := sumdbtest.NewKey(t, "root.test")
 	l := newStaticLog(t, k, synthTexts("r", 300))
 	wrong := xtlog.Tree{N: 300, Hash: xtlog.RecordHash([]byte("no such tree\n"))}
-	msg, err := note.Sign(&note.Note{Text: string(xtlog.FormatTree(wrong))}, k.signer)
+	msg, err := note.Sign(&note.Note{Text: string(xtlog.FormatTree(wrong))}, k.Signer)
 	if err != nil {
 		t.Fatal(err)
 	}
 	l.note = msg
-	f := newFront(t, l)
-	rep, err := audit(t, k.vkey, f.url, t.TempDir(), nil)
-	if err != nil {
-		t.Fatalf("Run = %v", err)
-	}
+	f := sumdbtest.NewFront(t, l)
 	// The partial tiles at the head are the records' own, so the
 	// disagreement is with the head itself.
-	if v := only(t, rep); v.Kind != KindRoot || len(v.Heads) != 1 || !bytes.Equal(v.Heads[0], msg) {
+	if _, v := violation(t, k.VKey, f.URL, t.TempDir(), nil); v.Kind != KindRoot || len(v.Heads) != 1 || !bytes.Equal(v.Heads[0], msg) {
 		t.Errorf("violation = %v, want a root violation naming the head", v)
 	}
 }
@@ -526,34 +508,28 @@ func TestAuditWrongRoot(t *testing.T) {
 // TestAuditLimit audits a prefix of the log, then the rest.
 func TestAuditLimit(t *testing.T) {
 	t.Parallel()
-	k := newKey(t, "sumdb.test")
-	s := newPopulated(t, k)
-	f := newFront(t, s.handler)
+	db := newPopulated(t)
 	dir := t.TempDir()
-	rep := mustAudit(t, k.vkey, f.url, dir, func(c *Config) { c.Limit = 300 })
+	rep := mustAudit(t, db.Key.VKey, db.URL, dir, func(c *Config) { c.Limit = 300 })
 	if rep.Records != 512 || rep.Latest.Size != 603 {
 		t.Errorf("with limit 300: records %d, latest %d; want 512, 603", rep.Records, rep.Latest.Size)
 	}
-	if reqs := f.requests(); reqs["tile/8/data/002.p/91"] != 0 {
+	if reqs := requests(db.Front); reqs["tile/8/data/002.p/91"] != 0 {
 		t.Errorf("with limit 300, fetched the data tile of records [512, 603)")
 	}
-	rep = mustAudit(t, k.vkey, f.url, dir, nil)
+	rep = mustAudit(t, db.Key.VKey, db.URL, dir, nil)
 	if rep.Records != 603 || rep.NewRecords != 91 {
 		t.Errorf("without limit: records %d, new %d; want 603, 91", rep.Records, rep.NewRecords)
 	}
 
 	// A limited audit of a forged prefix is caught by the root check.
-	f.setTamper(func(p string, b []byte) []byte {
-		if p == "tile/8/1/000.p/2" {
+	db.SetTamper(func(p string, b []byte) []byte {
+		if p == "/tile/8/1/000.p/2" {
 			b[40] ^= 1
 		}
 		return b
 	})
-	rep, err := audit(t, k.vkey, f.url, t.TempDir(), func(c *Config) { c.Limit = 256 })
-	if err != nil {
-		t.Fatal(err)
-	}
-	if v := only(t, rep); v.Kind != KindHashTile {
+	if _, v := violation(t, db.Key.VKey, db.URL, t.TempDir(), func(c *Config) { c.Limit = 256 }); v.Kind != KindHashTile {
 		t.Errorf("violation = %v, want a hash tile violation", v)
 	}
 }
@@ -562,38 +538,28 @@ func TestAuditLimit(t *testing.T) {
 // serves now.
 func TestAuditRehash(t *testing.T) {
 	t.Parallel()
-	k := newKey(t, "sumdb.test")
-	s := newServer(t, k)
-	for _, name := range []string{"alpha", "beta", "gamma"} {
-		s.lookup(realModule(name))
-	}
-	s.appendSynthetic("gone", 2) // not served by the upstream
-	up, err := sumdb.NewUpstream(sumdb.UpstreamConfig{Proxy: s.proxyURL})
+	db := sumdbtest.MustStart(t, sumdbtest.Options{})
+	lookup(db, realModules("alpha", "beta", "gamma")...)
+	db.AppendSynthetic("gone", 2) // not served by the upstream
+	up, err := sumdb.NewUpstream(sumdb.UpstreamConfig{Proxy: db.ProxyURL})
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := newFront(t, s.handler)
 	dir := t.TempDir()
 	rehash := func(c *Config) { c.Rehash = 10; c.Upstream = up }
-	rep := mustAudit(t, k.vkey, f.url, dir, rehash)
+	rep := mustAudit(t, db.Key.VKey, db.URL, dir, rehash)
 	if rep.Rehashed != 3 || len(rep.Warnings) != 2 {
 		t.Errorf("rehashed %d, warnings %q; want 3 rehashed and 2 warnings about modules not served", rep.Rehashed, rep.Warnings)
 	}
 
 	beta := realModule("beta")
 	beta.Files["beta.go"] = "package beta // changed\n"
-	if err := s.proxy.Add(beta); err != nil {
-		t.Fatal(err)
-	}
-	rec, err := s.st.Lookup(t.Context(), beta.Path, beta.Version)
+	db.Add(beta)
+	rec, err := db.Store.Lookup(t.Context(), beta.Path, beta.Version)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err = audit(t, k.vkey, f.url, dir, rehash)
-	if err != nil {
-		t.Fatalf("Run = %v", err)
-	}
-	v := only(t, rep)
+	_, v := violation(t, db.Key.VKey, db.URL, dir, rehash)
 	if v.Kind != KindRehash || !slices.Equal(v.Records, []int64{rec.ID}) || !strings.Contains(v.Message, fmt.Sprintf("record %d: %s@%s", rec.ID, beta.Path, beta.Version)) {
 		t.Errorf("violation = %v %v, want a rehash violation of record %d", v, v.Records, rec.ID)
 	}
@@ -602,10 +568,8 @@ func TestAuditRehash(t *testing.T) {
 // TestAuditFollow follows a growing log.
 func TestAuditFollow(t *testing.T) {
 	t.Parallel()
-	k := newKey(t, "sumdb.test")
-	s := newServer(t, k)
-	s.appendSynthetic("a", 100)
-	f := newFront(t, s.handler)
+	db := sumdbtest.MustStart(t, sumdbtest.Options{})
+	db.AppendSynthetic("a", 100)
 	dir := t.TempDir()
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
@@ -615,7 +579,7 @@ func TestAuditFollow(t *testing.T) {
 	}
 	done := make(chan outcome, 1)
 	go func() {
-		rep, err := Run(ctx, Config{Remote: openRemote(t, k.vkey, f.url), Dir: dir, Follow: true, Interval: 20 * time.Millisecond})
+		rep, err := Run(ctx, Config{Remote: openRemote(t, db.Key.VKey, db.URL), Dir: dir, Follow: true, Interval: 20 * time.Millisecond})
 		done <- outcome{rep, err}
 	}()
 	latestSize := func() int64 {
@@ -623,7 +587,7 @@ func TestAuditFollow(t *testing.T) {
 		if err != nil {
 			return 0
 		}
-		n, err := note.Open(msg, note.VerifierList(k.verifier))
+		n, err := note.Open(msg, note.VerifierList(db.Key.Verifier))
 		if err != nil {
 			return 0
 		}
@@ -634,7 +598,7 @@ func TestAuditFollow(t *testing.T) {
 		return tree.N
 	}
 	waitFor(t, "the first head", func() bool { return latestSize() == 100 })
-	s.appendSynthetic("b", 200)
+	db.AppendSynthetic("b", 200)
 	waitFor(t, "the new head", func() bool { return latestSize() == 300 })
 	cancel()
 	out := <-done
@@ -649,13 +613,11 @@ func TestAuditFollow(t *testing.T) {
 // TestAuditStateDir refuses a state directory of another log.
 func TestAuditStateDir(t *testing.T) {
 	t.Parallel()
-	k := newKey(t, "sumdb.test")
-	s := newPopulated(t, k)
-	f := newFront(t, s.handler)
+	db := newPopulated(t)
 	dir := t.TempDir()
-	mustAudit(t, k.vkey, f.url, dir, nil)
-	other := newKey(t, "other.test")
-	_, err := audit(t, other.vkey, f.url, dir, nil)
+	mustAudit(t, db.Key.VKey, db.URL, dir, nil)
+	other := sumdbtest.NewKey(t, "other.test")
+	_, err := audit(t, other.VKey, db.URL, dir, nil)
 	if err == nil || !strings.Contains(err.Error(), "use another state directory") {
 		t.Errorf("audit of another log in the same directory = %v, want an error", err)
 	}
@@ -664,8 +626,8 @@ func TestAuditStateDir(t *testing.T) {
 // TestAuditUnreachable is an audit that cannot complete.
 func TestAuditUnreachable(t *testing.T) {
 	t.Parallel()
-	k := newKey(t, "sumdb.test")
-	rep, err := audit(t, k.vkey, "http://127.0.0.1:1", t.TempDir(), nil)
+	k := sumdbtest.NewKey(t, sumdbtest.KeyName)
+	rep, err := audit(t, k.VKey, "http://127.0.0.1:1", t.TempDir(), nil)
 	if err == nil || rep == nil || !rep.OK() {
 		t.Errorf("Run = %v, %v; want an error and a report without violations", rep, err)
 	}
@@ -675,8 +637,7 @@ func TestAuditUnreachable(t *testing.T) {
 // well formed (their records come from the upstream, not from the test).
 func TestAuditRealModules(t *testing.T) {
 	t.Parallel()
-	k := newKey(t, "sumdb.test")
-	s := newServer(t, k)
+	db := sumdbtest.MustStart(t, sumdbtest.Options{})
 	mods := []modproxy.Module{
 		{Path: "example.com/Upper/Mod", Version: "v1.0.0", Files: map[string]string{"go.mod": "module example.com/Upper/Mod\n"}},
 		{Path: "example.com/inc", Version: "v2.0.0+incompatible", Files: map[string]string{"inc.go": "package inc\n"}},
@@ -684,11 +645,8 @@ func TestAuditRealModules(t *testing.T) {
 		{Path: "gopkg.in/yaml.v2", Version: "v2.4.0", Files: map[string]string{"go.mod": "module gopkg.in/yaml.v2\n"}},
 		{Path: "golang.org/toolchain", Version: "v0.0.1-go1.21.0.linux-amd64", Files: map[string]string{"go.mod": "module golang.org/toolchain\n"}},
 	}
-	for _, m := range mods {
-		s.lookup(m)
-	}
-	f := newFront(t, s.handler)
-	rep := mustAudit(t, k.vkey, f.url, t.TempDir(), nil)
+	lookup(db, mods...)
+	rep := mustAudit(t, db.Key.VKey, db.URL, t.TempDir(), nil)
 	if rep.Records != int64(len(mods)) {
 		t.Errorf("records = %d, want %d", rep.Records, len(mods))
 	}
@@ -698,24 +656,18 @@ func TestAuditRealModules(t *testing.T) {
 // start (already in the clone) differs from what it served before.
 func TestAuditRewrittenRecord(t *testing.T) {
 	t.Parallel()
-	k := newKey(t, "sumdb.test")
-	s := newServer(t, k)
-	s.appendSynthetic("a", 300)
-	f := newFront(t, s.handler)
+	db := sumdbtest.MustStart(t, sumdbtest.Options{})
+	db.AppendSynthetic("a", 300)
 	dir := t.TempDir()
-	mustAudit(t, k.vkey, f.url, dir, nil)
-	s.appendSynthetic("b", 100)
-	f.setTamper(func(p string, b []byte) []byte {
-		if p == "tile/8/data/001.p/144" {
+	mustAudit(t, db.Key.VKey, db.URL, dir, nil)
+	db.AppendSynthetic("b", 100)
+	db.SetTamper(func(p string, b []byte) []byte {
+		if p == "/tile/8/data/001.p/144" {
 			return alterRecord(b, 4)
 		}
 		return b
 	})
-	rep, err := audit(t, k.vkey, f.url, dir, nil)
-	if err != nil {
-		t.Fatalf("Run = %v", err)
-	}
-	v := only(t, rep)
+	rep, v := violation(t, db.Key.VKey, db.URL, dir, nil)
 	if v.Kind != KindRecord || !slices.Equal(v.Records, []int64{260}) || !strings.Contains(v.Message, "differs from the record served before") {
 		t.Errorf("violation = %v %v, want record 260 differing from before", v, v.Records)
 	}

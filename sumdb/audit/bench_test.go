@@ -10,6 +10,7 @@ import (
 	xtlog "golang.org/x/mod/sumdb/tlog"
 
 	"github.com/sumdb/sumdb/store"
+	"github.com/sumdb/sumdb/sumdb/sumdbtest"
 	"github.com/sumdb/sumdb/tlog"
 )
 
@@ -22,20 +23,24 @@ const benchRecords = 200_000
 //
 //	go test -run '^$' -bench BenchmarkAudit -benchtime 3x ./sumdb/audit/
 func BenchmarkAudit(b *testing.B) {
-	k := newKey(b, "bench.test")
-	st, err := store.OpenSQLite(b.Context(), filepath.Join(b.TempDir(), "server.db"))
+	k := sumdbtest.NewKey(b, "bench.test")
+	file := filepath.Join(b.TempDir(), "server.db")
+	st, err := store.OpenSQLite(b.Context(), file)
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer st.Close()
-	fillStore(b, st, k.signer, benchRecords)
-	s := serverOn(b, k, st)
-	srv := httptest.NewServer(s.handler)
+	fillStore(b, st, k.Signer, benchRecords)
+	if err := st.Close(); err != nil {
+		b.Fatal(err)
+	}
+	db := sumdbtest.MustStart(b, sumdbtest.Options{Key: k, File: file})
+	// Straight to the server, without the Front's bookkeeping.
+	srv := httptest.NewServer(db.Server)
 	defer srv.Close()
 
 	b.ResetTimer()
 	for b.Loop() {
-		cfg := Config{Remote: openRemote(b, k.vkey, srv.URL), Dir: b.TempDir(), Concurrency: 8}
+		cfg := Config{Remote: openRemote(b, k.VKey, srv.URL), Dir: b.TempDir(), Concurrency: 8}
 		rep, err := Run(b.Context(), cfg)
 		if err != nil {
 			b.Fatal(err)
@@ -57,7 +62,7 @@ func fillStore(tb testing.TB, st tlog.Store, signer note.Signer, n int) {
 		var leaves []xtlog.Hash
 		for i := lo; i < min(n, lo+batch); i++ {
 			path := fmt.Sprintf("example.com/bench/m%d", i)
-			text := synthText(path, "v1.0.0")
+			text := sumdbtest.SynthText(path, "v1.0.0")
 			b.Records = append(b.Records, tlog.Record{ID: int64(i), Path: path, Version: "v1.0.0", Text: text})
 			leaves = append(leaves, xtlog.RecordHash(text))
 		}

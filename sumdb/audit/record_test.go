@@ -6,10 +6,12 @@ import (
 	"testing"
 
 	xtlog "golang.org/x/mod/sumdb/tlog"
+
+	"github.com/sumdb/sumdb/sumdb/sumdbtest"
 )
 
 func TestParseRecord(t *testing.T) {
-	good := string(synthText("example.com/m", "v1.2.3"))
+	good := string(sumdbtest.SynthText("example.com/m", "v1.2.3"))
 	zip, mod, _ := strings.Cut(good, "\n")
 	hash := zip[strings.Index(zip, "h1:"):]
 	tests := []struct {
@@ -17,11 +19,11 @@ func TestParseRecord(t *testing.T) {
 		bad  string // in the error; "" for a well-formed record
 	}{
 		{good, ""},
-		{string(synthText("example.com/Upper/v2", "v2.0.0")), ""},
-		{string(synthText("example.com/inc", "v3.0.0+incompatible")), ""},
-		{string(synthText("example.com/p", "v0.0.0-20191109021931-daa7c04131f5")), ""},
-		{string(synthText("golang.org/toolchain", "v0.0.1-go1.21.0.linux-amd64")), ""},
-		{string(synthText("gopkg.in/yaml.v2", "v2.4.0")), ""},
+		{string(sumdbtest.SynthText("example.com/Upper/v2", "v2.0.0")), ""},
+		{string(sumdbtest.SynthText("example.com/inc", "v3.0.0+incompatible")), ""},
+		{string(sumdbtest.SynthText("example.com/p", "v0.0.0-20191109021931-daa7c04131f5")), ""},
+		{string(sumdbtest.SynthText("golang.org/toolchain", "v0.0.1-go1.21.0.linux-amd64")), ""},
+		{string(sumdbtest.SynthText("gopkg.in/yaml.v2", "v2.4.0")), ""},
 		{zip + "\n", "has one line"},
 		{good + mod, "has 3 lines"},
 		{strings.TrimSuffix(good, "\n"), "does not end with a newline"},
@@ -33,10 +35,10 @@ func TestParseRecord(t *testing.T) {
 		{strings.Replace(good, hash, "h1:"+strings.Repeat("!", 44), 1), "not the base64 encoding of 32 bytes"},
 		{strings.Replace(good, "/go.mod", "", 1), "line 2 is of example.com/m v1.2.3"},
 		{strings.Replace(good, "v1.2.3/go.mod", "v1.2.4/go.mod", 1), "line 2 is of"},
-		{string(synthText("example.com/m", "v1.2")), "must be canonical"},
-		{string(synthText("example.com/m/v2", "v1.0.0")), "invalid version"},
-		{string(synthText("example.com/m", "v1.0.0+incompatible")), "+incompatible"},
-		{string(synthText("Example..com/m", "v1.0.0")), "malformed module path"},
+		{string(sumdbtest.SynthText("example.com/m", "v1.2")), "must be canonical"},
+		{string(sumdbtest.SynthText("example.com/m/v2", "v1.0.0")), "invalid version"},
+		{string(sumdbtest.SynthText("example.com/m", "v1.0.0+incompatible")), "+incompatible"},
+		{string(sumdbtest.SynthText("Example..com/m", "v1.0.0")), "malformed module path"},
 		{strings.Replace(good, "example.com/m", "example.com/\tm", 2), "holds the byte 0x09"},
 		{strings.Replace(good, "example.com/m", "example.com/é", 2), "holds the byte"},
 	}
@@ -57,7 +59,7 @@ func TestParseRecord(t *testing.T) {
 }
 
 func TestSplitDataTile(t *testing.T) {
-	a, b := synthText("example.com/a", "v1.0.0"), synthText("example.com/b", "v1.0.0")
+	a, b := sumdbtest.SynthText("example.com/a", "v1.0.0"), sumdbtest.SynthText("example.com/b", "v1.0.0")
 	tile := func(texts ...[]byte) []byte {
 		var data []byte
 		for _, text := range texts {
@@ -104,7 +106,7 @@ func TestSplitDataTile(t *testing.T) {
 // FuzzSplitDataTile checks that a data tile splits into records that format
 // back into exactly the same bytes, each a valid record text.
 func FuzzSplitDataTile(f *testing.F) {
-	f.Add(append(synthText("example.com/a", "v1.0.0"), '\n'), 1)
+	f.Add(append(sumdbtest.SynthText("example.com/a", "v1.0.0"), '\n'), 1)
 	f.Add([]byte("a\n\nb\nc\n\n"), 2)
 	f.Add([]byte("a\n\n\n"), 1)
 	f.Fuzz(func(t *testing.T, data []byte, w int) {

@@ -6,7 +6,6 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -18,8 +17,8 @@ import (
 
 	"github.com/sumdb/sumdb/sumdb"
 	"github.com/sumdb/sumdb/sumdb/check"
-	"github.com/sumdb/sumdb/sumdb/check/checktest"
 	"github.com/sumdb/sumdb/sumdb/modproxy"
+	"github.com/sumdb/sumdb/sumdb/sumdbtest"
 )
 
 // modules are served by the test databases: an upper-case path, an
@@ -179,15 +178,15 @@ func FuzzParseGoSum(f *testing.F) {
 
 func TestClean(t *testing.T) {
 	t.Parallel()
-	db := checktest.MustStart(t, checktest.Key{}, "", modules...)
-	gosum := db.Log(modules...)
+	db := sumdbtest.MustStart(t, sumdbtest.Options{Modules: modules})
+	gosum := db.GoSum(modules...)
 	state := filepath.Join(t.TempDir(), "state", "latest")
 	rep := run(t, check.Config{Remote: remote(t, db.GOSUMDB()), State: state, Concurrency: 3}, "go.sum", gosum)
 	wantStatus(t, rep, 0)
 	if got, want := rep.Counts()[check.OK], 2*len(modules); got != want {
 		t.Errorf("%d lines verified, want %d", got, want)
 	}
-	wantText(t, rep, fmt.Sprintf("sumdb check: %d lines in 1 file against %s (tree size %d): %d verified; exit status 0", 2*len(modules), checktest.KeyName, len(modules), 2*len(modules)))
+	wantText(t, rep, fmt.Sprintf("sumdb check: %d lines in 1 file against %s (tree size %d): %d verified; exit status 0", 2*len(modules), sumdbtest.KeyName, len(modules), 2*len(modules)))
 	if rep.Head == nil || rep.Head.Size != int64(len(modules)) || rep.StartHead != nil {
 		t.Errorf("Head, StartHead = %+v, %+v, want size %d and nil", rep.Head, rep.StartHead, len(modules))
 	}
@@ -203,7 +202,7 @@ func TestClean(t *testing.T) {
 	// one in the state file, and moves it on.
 	more := mod("example.com/later", "v1.0.0")
 	db.Add(more)
-	gosum += db.Log(more)
+	gosum += db.GoSum(more)
 	rep = run(t, check.Config{Remote: remote(t, db.GOSUMDB()), State: state}, "go.sum", gosum)
 	wantStatus(t, rep, 0)
 	if rep.StartHead == nil || rep.StartHead.Size != int64(len(modules)) || rep.Head == nil || rep.Head.Size != int64(len(modules)+1) {
@@ -218,8 +217,8 @@ func TestManyModules(t *testing.T) {
 	for i := range 300 { // across a full tile
 		mods = append(mods, mod(fmt.Sprintf("example.com/many/m%d", i), "v1.0.0"))
 	}
-	db := checktest.MustStart(t, checktest.Key{}, "", mods...)
-	gosum := db.Log(mods...)
+	db := sumdbtest.MustStart(t, sumdbtest.Options{Modules: mods})
+	gosum := db.GoSum(mods...)
 	// Progress is written by one goroutine, and Run waits for it to end.
 	var progress bytes.Buffer
 	rep := run(t, check.Config{Remote: remote(t, db.GOSUMDB()), Concurrency: 16, Progress: &progress}, "go.sum", gosum)
@@ -241,9 +240,9 @@ func TestManyModules(t *testing.T) {
 
 func TestProblems(t *testing.T) {
 	t.Parallel()
-	db := checktest.MustStart(t, checktest.Key{}, "", modules...)
-	gosum := db.Log(modules...)
-	zip0, mod0, _ := strings.Cut(strings.TrimSpace(db.Log(modules[0])), "\n")
+	db := sumdbtest.MustStart(t, sumdbtest.Options{Modules: modules})
+	gosum := db.GoSum(modules...)
+	zip0, mod0, _ := strings.Cut(strings.TrimSpace(db.GoSum(modules[0])), "\n")
 	_, logHash, _ := strings.Cut(strings.TrimPrefix(mod0, modules[0].Path+" "), " ")
 	badHash := "h1:" + strings.Repeat("A", 43) + "="
 	if logHash == badHash {
@@ -356,8 +355,8 @@ func TestPrivate(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			db := checktest.MustStart(t, checktest.Key{}, "", modules...)
-			gosum := db.Log(modules...)
+			db := sumdbtest.MustStart(t, sumdbtest.Options{Modules: modules})
+			gosum := db.GoSum(modules...)
 			rep := run(t, check.Config{Remote: remote(t, db.GOSUMDB()), NoSumDB: tt.noSumDB, Private: tt.private}, "go.sum", private+gosum)
 			wantStatus(t, rep, tt.status)
 			if got := rep.Counts()[check.Skipped]; got != tt.skipped {
@@ -378,13 +377,13 @@ func TestPrivate(t *testing.T) {
 
 func TestUnchecked(t *testing.T) {
 	t.Parallel()
-	db := checktest.MustStart(t, checktest.Key{}, "", modules...)
-	gosum := db.Log(modules...)
+	db := sumdbtest.MustStart(t, sumdbtest.Options{Modules: modules})
+	gosum := db.GoSum(modules...)
 
 	t.Run("server error", func(t *testing.T) {
 		t.Parallel()
-		db := checktest.MustStart(t, checktest.Key{}, "", modules...)
-		gosum := db.Log(modules...)
+		db := sumdbtest.MustStart(t, sumdbtest.Options{Modules: modules})
+		gosum := db.GoSum(modules...)
 		db.SetStatus(http.StatusInternalServerError)
 		rep := run(t, check.Config{Remote: remote(t, db.GOSUMDB())}, "go.sum", gosum)
 		wantStatus(t, rep, 3)
@@ -396,20 +395,14 @@ func TestUnchecked(t *testing.T) {
 	})
 	t.Run("unreachable", func(t *testing.T) {
 		t.Parallel()
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := ln.Addr().String()
-		ln.Close()
-		rep := run(t, check.Config{Remote: remote(t, db.Key.Verifier+" http://"+addr)}, "go.sum", gosum)
+		rep := run(t, check.Config{Remote: remote(t, db.Key.VKey+" http://"+sumdbtest.FreeAddr(t))}, "go.sum", gosum)
 		wantStatus(t, rep, 3)
 		wantText(t, rep, "could not check: ", "exit status 3")
 	})
 	t.Run("a mismatch wins", func(t *testing.T) {
 		t.Parallel()
-		db := checktest.MustStart(t, checktest.Key{}, "", modules...)
-		gosum := db.Log(modules...)
+		db := sumdbtest.MustStart(t, sumdbtest.Options{Modules: modules})
+		gosum := db.GoSum(modules...)
 		// One module version is unknown; another's go.mod line mismatches.
 		bad := replaceLine(gosum, 4, modules[1].Path+" "+modules[1].Version+"/go.mod h1:"+strings.Repeat("A", 43)+"=")
 		bad = "example.com/nowhere v1.0.0/go.mod h1:" + strings.Repeat("B", 43) + "=\n" + bad
@@ -430,11 +423,11 @@ func TestUnchecked(t *testing.T) {
 
 func TestFork(t *testing.T) {
 	t.Parallel()
-	key := checktest.NewKey(t)
+	key := sumdbtest.NewKey(t, sumdbtest.KeyName)
 	state := filepath.Join(t.TempDir(), "latest")
 
-	a := checktest.MustStart(t, key, "", modules[:2]...)
-	gosumA := a.Log(modules[:2]...)
+	a := sumdbtest.MustStart(t, sumdbtest.Options{Key: key, Modules: modules[:2]})
+	gosumA := a.GoSum(modules[:2]...)
 	rep := run(t, check.Config{Remote: remote(t, a.GOSUMDB()), State: state}, "go.sum", gosumA)
 	wantStatus(t, rep, 0)
 	headA, err := os.ReadFile(state)
@@ -447,8 +440,8 @@ func TestFork(t *testing.T) {
 	for i := range 5 {
 		other = append(other, mod(fmt.Sprintf("example.com/fork/m%d", i), "v1.0.0"))
 	}
-	b := checktest.MustStart(t, key, "", other...)
-	gosumB := b.Log(other...)
+	b := sumdbtest.MustStart(t, sumdbtest.Options{Key: key, Modules: other})
+	gosumB := b.GoSum(other...)
 	rep = run(t, check.Config{Remote: remote(t, b.GOSUMDB()), State: state}, "go.sum", gosumB)
 	wantStatus(t, rep, 1)
 	if len(rep.SecurityErrors) != 1 {
@@ -458,14 +451,7 @@ func TestFork(t *testing.T) {
 		t.Errorf("%d lines of kind fork, want all %d", got, len(rep.Results))
 	}
 	out := text(t, rep)
-	headB, err := http.Get(b.URL + "/latest")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer headB.Body.Close()
-	var noteB bytes.Buffer
-	noteB.ReadFrom(headB.Body)
-	for _, want := range []string{"SECURITY ERROR", "go.sum database server misbehavior detected!", indent(noteOf(t, headA)), indent(noteB.Bytes()), "go.sum:1: example.com/fork/m0 v1.0.0: SECURITY ERROR: "} {
+	for _, want := range []string{"SECURITY ERROR", "go.sum database server misbehavior detected!", indent(noteOf(t, headA)), indent(b.Latest()), "go.sum:1: example.com/fork/m0 v1.0.0: SECURITY ERROR: "} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report does not contain %q:\n%s", want, out)
 		}
@@ -478,8 +464,8 @@ func TestFork(t *testing.T) {
 	wantStatus(t, rep, 1)
 
 	// C: the same key, another tree, smaller than A's.
-	c := checktest.MustStart(t, key, "", modules[5])
-	gosumC := c.Log(modules[5])
+	c := sumdbtest.MustStart(t, sumdbtest.Options{Key: key, Modules: modules[5:6]})
+	gosumC := c.GoSum(modules[5])
 	rep = run(t, check.Config{Remote: remote(t, c.GOSUMDB()), State: state}, "go.sum", gosumC)
 	wantStatus(t, rep, 1)
 	if got := rep.Counts()[check.Fork]; got != 2 || len(rep.SecurityErrors) != 1 {
@@ -520,11 +506,11 @@ func noteOf(t *testing.T, state []byte) []byte {
 // the check must refuse as not proved by the signed head.
 func TestTamperedRecord(t *testing.T) {
 	t.Parallel()
-	db := checktest.MustStart(t, checktest.Key{}, "", modules[:3]...)
-	gosum := db.Log(modules[:3]...)
+	db := sumdbtest.MustStart(t, sumdbtest.Options{Modules: modules[:3]})
+	gosum := db.GoSum(modules[:3]...)
 
 	// modules[1] is record 1: its zip line gets another hash.
-	zip1, _, _ := strings.Cut(strings.TrimSpace(db.Log(modules[1])), "\n")
+	zip1, _, _ := strings.Cut(strings.TrimSpace(db.GoSum(modules[1])), "\n")
 	newZip1 := modules[1].Path + " " + modules[1].Version + " h1:" + strings.Repeat("Z", 43) + "="
 	altered := strings.Replace(gosum, zip1, newZip1, 1)
 	db.Stop()
@@ -546,7 +532,7 @@ func TestTamperedRecord(t *testing.T) {
 	}
 	sqldb.Close()
 
-	db2, err := checktest.Start(t, db.Key, db.File)
+	db2, err := sumdbtest.Start(t, sumdbtest.Options{Key: db.Key, File: db.File})
 	if err != nil {
 		// Refusing to serve a tampered store is right too: there is nothing
 		// left for a checker to catch.
@@ -567,21 +553,14 @@ func TestTamperedRecord(t *testing.T) {
 func TestStateFile(t *testing.T) {
 	t.Parallel()
 	state := filepath.Join(t.TempDir(), "latest")
-	a := checktest.MustStart(t, checktest.Key{}, "", modules[:2]...)
-	gosumA := a.Log(modules[:1]...)
+	a := sumdbtest.MustStart(t, sumdbtest.Options{Modules: modules[:2]})
+	gosumA := a.GoSum(modules[:1]...)
 
 	// A signed note alone, as the go command keeps it, is a state.
-	resp, err := http.Get(a.URL + "/latest")
-	if err != nil {
+	if err := os.WriteFile(state, a.Latest(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var note bytes.Buffer
-	note.ReadFrom(resp.Body)
-	resp.Body.Close()
-	if err := os.WriteFile(state, note.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	a.Log(modules[1])
+	a.GoSum(modules[1])
 	rep := run(t, check.Config{Remote: remote(t, a.GOSUMDB()), State: state}, "go.sum", gosumA)
 	wantStatus(t, rep, 0)
 	if rep.StartHead == nil || rep.StartHead.Size != 1 || rep.Head == nil || rep.Head.Size != 2 {
@@ -600,8 +579,8 @@ func TestStateFile(t *testing.T) {
 	}
 
 	// The state of another log is refused.
-	b := checktest.MustStart(t, checktest.Key{}, "", modules[:1]...)
-	_, err = check.Run(t.Context(), check.Config{Remote: remote(t, b.GOSUMDB()), State: state}, []check.File{{Name: "go.sum", Data: []byte(b.Log(modules[:1]...))}})
+	b := sumdbtest.MustStart(t, sumdbtest.Options{Modules: modules[:1]})
+	_, err = check.Run(t.Context(), check.Config{Remote: remote(t, b.GOSUMDB()), State: state}, []check.File{{Name: "go.sum", Data: []byte(b.GoSum(modules[:1]...))}})
 	if err == nil || !strings.Contains(err.Error(), "belongs to another checksum database") {
 		t.Errorf("Run with the state of another log: %v, want an error saying it belongs to another checksum database", err)
 	}
