@@ -110,8 +110,10 @@ type Config struct {
 	// Timeout bounds each request; default DefaultTimeout.
 	Timeout time.Duration
 
-	// Client makes the requests. Default: a client for Concurrency
-	// connections that follows no redirect and uses no proxy.
+	// Client makes the requests. Default, for an http:// target: a
+	// Client, which leaves the server more of a shared machine's CPU than
+	// net/http's would; for https://, a net/http client for Concurrency
+	// connections. Either follows no redirect and uses no proxy.
 	Client *http.Client
 
 	// Logger receives a line for each phase of the run. Default: discard.
@@ -295,9 +297,10 @@ func newClient(n int) *http.Client {
 // A runner is the state of one Run.
 type runner struct {
 	cfg    Config
-	base   string // cfg.Target without a trailing slash
-	client *http.Client
-	tag    string // names this run's generated modules
+	base   string       // cfg.Target without a trailing slash
+	client *http.Client // nil when fast is set
+	fast   *Client      // the default client of an http:// target
+	tag    string       // names this run's generated modules
 
 	// Set before the workers start, then read only.
 	hits []string // lookup paths of module versions in the log
@@ -325,6 +328,7 @@ type worker struct {
 	// repeat the same head, which need not be verified again.
 	note []byte
 	size int64
+	buf  []byte // the body of the last answer
 }
 
 // Run runs a load against cfg.Target and returns its measurements. It
@@ -342,7 +346,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		client: cfg.Client,
 		tag:    fmt.Sprintf("%08x", rand.Uint32()),
 	}
-	if r.client == nil {
+	if r.client == nil && strings.HasPrefix(cfg.Target, "http:") {
+		if r.fast, err = NewClient(cfg.Target, cfg.Concurrency); err != nil {
+			return nil, fmt.Errorf("load: %w", err)
+		}
+		defer r.fast.CloseIdleConnections()
+	} else if r.client == nil {
 		r.client = newClient(cfg.Concurrency)
 		defer r.client.CloseIdleConnections()
 	}
@@ -461,7 +470,7 @@ func (r *runner) send(ctx context.Context, w *worker, since time.Time) {
 	case Miss:
 		cause, err = r.miss(ctx, w)
 	case Tile:
-		cause, err = r.tile(ctx)
+		cause, err = r.tile(ctx, w)
 	}
 	elapsed := time.Since(since)
 	if err != nil && ctx.Err() != nil {
@@ -489,7 +498,7 @@ const (
 // hit looks up a module version known to be in the log.
 func (r *runner) hit(ctx context.Context, w *worker) (cause string, err error) {
 	p := r.hits[rand.IntN(len(r.hits))]
-	body, cause, err := r.get(ctx, p)
+	body, cause, err := r.get(ctx, w, p)
 	if err != nil {
 		return cause, err
 	}
@@ -502,7 +511,7 @@ func (r *runner) hit(ctx context.Context, w *worker) (cause string, err error) {
 // miss looks up a module version new to the log.
 func (r *runner) miss(ctx context.Context, w *worker) (cause string, err error) {
 	p := lookupPath(moduleName(r.tag, 'm', r.misses.Add(1)-1), moduleVersion)
-	body, cause, err := r.get(ctx, p)
+	body, cause, err := r.get(ctx, w, p)
 	if err != nil {
 		return cause, err
 	}
@@ -514,7 +523,7 @@ func (r *runner) miss(ctx context.Context, w *worker) (cause string, err error) 
 
 // tile reads a random tile of the tree of size r.size, at a random level:
 // data tiles count as one more level.
-func (r *runner) tile(ctx context.Context) (cause string, err error) {
+func (r *runner) tile(ctx context.Context, w *worker) (cause string, err error) {
 	levels := 1 // data tiles
 	for n := r.size; n > 0; n >>= tileHeight {
 		levels++
@@ -527,7 +536,7 @@ func (r *runner) tile(ctx context.Context) (cause string, err error) {
 	if t.N == n/tileWidth {
 		t.W = int(n % tileWidth)
 	}
-	body, cause, err := r.get(ctx, t.Path())
+	body, cause, err := r.get(ctx, w, t.Path())
 	if err != nil {
 		return cause, err
 	}
@@ -555,37 +564,58 @@ func lookupPath(path, version string) string {
 	return "lookup/" + ep + "@" + ev
 }
 
-// get fetches r.base/p. A failure returns its cause: the HTTP status, or
-// causeTimeout or causeNetwork.
-func (r *runner) get(ctx context.Context, p string) (body []byte, cause string, err error) {
+// get fetches r.base/p, into the buffer of w if not nil. A failure returns
+// its cause: the HTTP status, or causeTimeout or causeNetwork.
+func (r *runner) get(ctx context.Context, w *worker, p string) (body []byte, cause string, err error) {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.base+"/"+p, nil)
-	if err != nil {
-		return nil, causeNetwork, fmt.Errorf("get /%s: %w", p, err)
+	var status int
+	if r.fast != nil {
+		var buf []byte
+		if w != nil {
+			buf = w.buf
+		}
+		status, body, err = r.fast.Get(ctx, p, buf, maxBody)
+		if w != nil && body != nil {
+			w.buf = body
+		}
+		if errors.Is(err, errTooLong) {
+			return nil, causeInvalid, fmt.Errorf("get /%s: %w", p, err)
+		}
+	} else {
+		status, body, err = r.getHTTP(ctx, p)
 	}
-	resp, err := r.client.Do(req)
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
 			return nil, causeTimeout, fmt.Errorf("get /%s: no answer within %v", p, r.cfg.Timeout)
 		}
 		return nil, causeNetwork, fmt.Errorf("get /%s: %w", p, err)
 	}
-	defer resp.Body.Close()
-	body, err = io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
-	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) {
-			return nil, causeTimeout, fmt.Errorf("get /%s: no answer within %v", p, r.cfg.Timeout)
-		}
-		return nil, causeNetwork, fmt.Errorf("get /%s: read body: %w", p, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, strconv.Itoa(resp.StatusCode), fmt.Errorf("get /%s: %s: %s", p, resp.Status, firstLine(body))
+	if status != http.StatusOK {
+		return nil, strconv.Itoa(status), fmt.Errorf("get /%s: %d %s: %s", p, status, http.StatusText(status), firstLine(body))
 	}
 	if len(body) > maxBody {
 		return nil, causeInvalid, fmt.Errorf("get /%s: body longer than %d bytes", p, maxBody)
 	}
 	return body, "", nil
+}
+
+// getHTTP fetches r.base/p with r.client.
+func (r *runner) getHTTP(ctx context.Context, p string) (status int, body []byte, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.base+"/"+p, nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	resp, err := r.client.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	body, err = io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
+	if err != nil {
+		return 0, nil, fmt.Errorf("read body: %w", err)
+	}
+	return resp.StatusCode, body, nil
 }
 
 // firstLine returns the first line of an error body, shortened.
@@ -669,7 +699,7 @@ func (r *runner) openTree(msg []byte) (xtlog.Tree, error) {
 
 // latest returns the size of the tree at /latest: 0 if the log is empty.
 func (r *runner) latest(ctx context.Context) (int64, error) {
-	body, cause, err := r.get(ctx, "latest")
+	body, cause, err := r.get(ctx, nil, "latest")
 	if cause == strconv.Itoa(http.StatusNotFound) {
 		return 0, nil // no head signed yet
 	}
@@ -733,7 +763,7 @@ func (r *runner) sampleHits(ctx context.Context, size int64) error {
 		if k == size/tileWidth {
 			t.W = int(size % tileWidth)
 		}
-		body, _, err := r.get(ctx, t.Path())
+		body, _, err := r.get(ctx, nil, t.Path())
 		if err != nil {
 			return fmt.Errorf("read the versions to hit: %w", err)
 		}
@@ -774,7 +804,7 @@ func (r *runner) warmUp(ctx context.Context, n int) error {
 				return
 			}
 			defer func() { <-sem }()
-			body, _, err := r.get(ctx, paths[i])
+			body, _, err := r.get(ctx, nil, paths[i])
 			if err == nil {
 				err = r.checkLookup(&worker{}, paths[i], body)
 			}
