@@ -13,16 +13,26 @@ import (
 	"github.com/sumdb/sumdb/tlog"
 )
 
-// Endpoints, the values of the "endpoint" label of the request metrics.
+// An endpoint is a kind of request, for the request metrics.
+type endpoint uint8
+
+// Endpoints; endpointNames are their values of the "endpoint" label.
 const (
-	endpointLookup   = "lookup"
-	endpointLatest   = "latest"
-	endpointTile     = "tile"
-	endpointDataTile = "data_tile"
-	endpointHealthz  = "healthz"
-	endpointReadyz   = "readyz"
-	endpointOther    = "other"
+	endpointLookup endpoint = iota
+	endpointLatest
+	endpointTile
+	endpointDataTile
+	endpointHealthz
+	endpointReadyz
+	endpointOther
+	numEndpoints
 )
+
+var endpointNames = [numEndpoints]string{"lookup", "latest", "tile", "data_tile", "healthz", "readyz", "other"}
+
+// statusCodes are the status codes the server writes, each with a request
+// counter of its own per endpoint; others are counted by class ("3xx").
+var statusCodes = [...]int{200, 400, 404, 405, 429, 500, 502, 503, 504}
 
 // Results of upstream fetches, the values of the "result" label of
 // sumdb_upstream_fetches_total and of the "result" attribute of the fetch
@@ -69,6 +79,9 @@ func fetchResult(err error) string {
 //	sumdb_rate_limited_requests_total               lookups refused by the per-client fetch rate limit
 //	sumdb_not_found_cache_hits_total                lookups answered by the not-found cache
 //	sumdb_store_unavailable_total                   requests answered 503 because the store did not answer
+//	sumdb_tile_cache_hits_total                     tile requests answered from the cache of full tiles
+//	sumdb_tile_cache_misses_total                   tile requests read from the store
+//	sumdb_tile_cache_bytes                          bytes held by the cache of full tiles
 //
 // Endpoints are lookup, latest, tile, data_tile, healthz, readyz and other;
 // fetch results are ok, not_found, invalid, upstream_error, timeout and error.
@@ -83,8 +96,17 @@ type Metrics struct {
 	storeUnavailable prometheus.Counter
 	batchRecords     prometheus.Histogram
 	commitLatency    prometheus.Histogram
+	tileCacheHits    prometheus.Counter
+	tileCacheMisses  prometheus.Counter
 
-	log atomic.Pointer[tlog.Log] // set once by NewServer; read by the gauges at each scrape
+	// The children of requests and latency that each request updates,
+	// resolved once (the counters at their first use, so that no series
+	// of zeros shows): a label lookup costs more than the update.
+	requestsBy [numEndpoints][len(statusCodes)]atomic.Pointer[prometheus.Counter]
+	latencyBy  [numEndpoints]prometheus.Observer
+
+	log   atomic.Pointer[tlog.Log]  // set once by NewServer; read by the gauges at each scrape
+	tiles atomic.Pointer[tileCache] // set once by NewServer; read by the gauges at each scrape
 }
 
 // NewMetrics returns the metrics of a checksum database, registered with reg.
@@ -136,6 +158,14 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help:    "Time the store took to commit one batch of records with its signed tree head.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}),
+		tileCacheHits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sumdb_tile_cache_hits_total",
+			Help: "Tile requests answered from the in-memory cache of full tiles.",
+		}),
+		tileCacheMisses: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sumdb_tile_cache_misses_total",
+			Help: "Tile requests read from the store: the tile was partial, not cached, or the cache is off.",
+		}),
 	}
 	treeSize := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "sumdb_tree_size",
@@ -155,6 +185,15 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}
 		return 0
 	})
+	tileCacheBytes := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "sumdb_tile_cache_bytes",
+		Help: "Bytes of full tiles held in memory; at most --tile-cache-size.",
+	}, func() float64 {
+		return float64(m.tiles.Load().bytes())
+	})
+	for e := range numEndpoints {
+		m.latencyBy[e] = m.latency.WithLabelValues(endpointNames[e])
+	}
 	// Every result from the start, so that rates of rare results exist.
 	for _, r := range []string{resultOK, resultNotFound, resultInvalid, resultUpstreamError, resultTimeout, resultError} {
 		m.fetches.WithLabelValues(r)
@@ -162,6 +201,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	for _, c := range []prometheus.Collector{
 		m.requests, m.latency, m.fetches, m.fetchLatency, m.fetching, m.rateLimited,
 		m.notFoundHits, m.storeUnavailable, m.batchRecords, m.commitLatency, treeSize, queue,
+		m.tileCacheHits, m.tileCacheMisses, tileCacheBytes,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register metrics: %w", err)
@@ -184,18 +224,23 @@ func (m *Metrics) observeFetch(err error, d time.Duration) {
 }
 
 // observeRequest records one answered request.
-func (m *Metrics) observeRequest(endpoint string, code int, d time.Duration) {
-	m.requests.WithLabelValues(endpoint, codeLabel(code)).Inc()
-	m.latency.WithLabelValues(endpoint).Observe(d.Seconds())
-}
-
-// codeLabel returns the label of an HTTP status code. The server writes
-// few distinct codes; anything else is folded so that the label set stays
-// bounded whatever a handler does.
-func codeLabel(code int) string {
-	switch code {
-	case 200, 400, 404, 405, 429, 500, 502, 503, 504:
-		return strconv.Itoa(code)
+func (m *Metrics) observeRequest(e endpoint, code int, d time.Duration) {
+	m.latencyBy[e].Observe(d.Seconds())
+	for i, c := range statusCodes {
+		if c == code {
+			p := m.requestsBy[e][i].Load()
+			if p == nil {
+				// The first request of its kind. Two at once both
+				// resolve the same child.
+				n := m.requests.WithLabelValues(endpointNames[e], strconv.Itoa(code))
+				p = &n
+				m.requestsBy[e][i].Store(p)
+			}
+			(*p).Inc()
+			return
+		}
 	}
-	return fmt.Sprintf("%dxx", code/100)
+	// The server writes few distinct codes; anything else is folded so
+	// that the label set stays bounded whatever a handler does.
+	m.requests.WithLabelValues(endpointNames[e], fmt.Sprintf("%dxx", code/100)).Inc()
 }

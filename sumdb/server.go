@@ -9,10 +9,12 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	xtlog "golang.org/x/mod/sumdb/tlog"
@@ -75,6 +77,11 @@ type ServerConfig struct {
 	// only behind a proxy that appends that header, or clients could pick
 	// their own address.
 	TrustProxyHeaders bool
+	// TileCacheSize bounds the bytes of full tiles (hash and data) kept in
+	// memory, in least-recently-used order: a full tile never changes, so
+	// it is read from the store once. Partial tiles are never cached.
+	// Default DefaultTileCacheSize; negative disables the cache.
+	TileCacheSize int64
 	// Metrics receives the server's metrics. Default: metrics kept nowhere.
 	Metrics *Metrics
 	// Now is the clock of the not-found cache and the rate limiter.
@@ -142,6 +149,7 @@ type Server struct {
 	storeTimeout  time.Duration
 	readyTimeout  time.Duration
 	limiter       *rateLimiter // nil: no per-client limit
+	tiles         *tileCache   // nil: no cache
 	trustProxy    bool
 	slots         chan struct{}    // one token per fetch in progress
 	now           func() time.Time // the clock of the not-found cache and the limiter
@@ -227,6 +235,13 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if !m.log.CompareAndSwap(nil, cfg.Log) && m.log.Load() != cfg.Log {
 		return nil, errors.New("new server: the metrics belong to another server's log")
 	}
+	if cfg.TileCacheSize == 0 {
+		cfg.TileCacheSize = DefaultTileCacheSize
+	}
+	tiles := newTileCache(cfg.TileCacheSize)
+	if tiles != nil && !m.tiles.CompareAndSwap(nil, tiles) {
+		return nil, errors.New("new server: the metrics belong to another server")
+	}
 	now := cfg.Now
 	if now == nil {
 		now = time.Now
@@ -243,6 +258,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		trustProxy:    cfg.TrustProxyHeaders,
 		slots:         make(chan struct{}, cfg.MaxFetches),
 		now:           now,
+		tiles:         tiles,
 		flights:       make(map[string]*flight),
 		notFound:      make(map[string]notFoundEntry),
 	}
@@ -257,11 +273,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	sw := &statusWriter{ResponseWriter: w}
 	s.serve(sw, r)
-	s.metrics.observeRequest(endpointOf(r.URL.Path), sw.status(), time.Since(start))
+	s.metrics.observeRequest(endpointIndex(r.URL.Path), sw.status(), time.Since(start))
 }
 
 // endpointOf names the endpoint of a URL path for the metrics.
-func endpointOf(p string) string {
+func endpointOf(p string) string { return endpointNames[endpointIndex(p)] }
+
+// endpointIndex returns the endpoint of a URL path.
+func endpointIndex(p string) endpoint {
 	switch {
 	case p == "/latest":
 		return endpointLatest
@@ -346,7 +365,7 @@ func (s *Server) serveLatest(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, http.StatusNotFound, cacheNone, "the log is empty: no tree head has been signed yet", nil)
 		return
 	}
-	s.ok(w, "text/plain; charset=utf-8", cacheLatest, h.Note)
+	s.okHeaders(w, ctypeText, hdrLatest, h.Note)
 }
 
 // serveReady answers /readyz: 200 if the store answers within the ready
@@ -414,23 +433,10 @@ func (s *Server) serveTile(w http.ResponseWriter, r *http.Request, path string) 
 		s.fail(w, r, http.StatusBadRequest, cacheBadRequest, err.Error(), nil)
 		return
 	}
-	readTile := func() ([]byte, error) {
-		var data []byte
-		err := s.withStore(r.Context(), func(ctx context.Context) error {
-			var err error
-			data, err = s.log.ReadTile(ctx, t)
-			return err
-		})
-		return data, err
-	}
-	data, err := readTile()
-	if errors.Is(err, tlog.ErrNotFound) {
-		if !inTree(t, s.log.Head().Size) {
-			s.fail(w, r, http.StatusNotFound, cacheNone, "tile not found: beyond the tree", err)
-			return
-		}
-		// The tree grew since ReadTile looked: look again.
-		data, err = readTile()
+	data, err := s.readTile(r.Context(), t)
+	if errors.Is(err, tlog.ErrNotFound) && !inTree(t, s.log.Head().Size) {
+		s.fail(w, r, http.StatusNotFound, cacheNone, "tile not found: beyond the tree", err)
+		return
 	}
 	if errors.Is(err, errStoreUnavailable) {
 		s.unavailable(w, r, err)
@@ -441,11 +447,61 @@ func (s *Server) serveTile(w http.ResponseWriter, r *http.Request, path string) 
 		s.internal(w, r, fmt.Errorf("read tile %s: %w", path, err))
 		return
 	}
-	ctype := "application/octet-stream"
+	ctype := ctypeOctets
 	if t.L == -1 {
-		ctype = "text/plain; charset=utf-8"
+		ctype = ctypeText
 	}
-	s.ok(w, ctype, cacheImmutable, data)
+	s.okHeaders(w, ctype, hdrImmutable, data)
+}
+
+// readTile returns the content of tile t: from the cache if it holds the
+// full tile of t's level and index; else from the store, through the
+// cache when the tree reaches all of that full tile, so that the first
+// request for any width of a full tile caches it.
+func (s *Server) readTile(ctx context.Context, t xtlog.Tile) ([]byte, error) {
+	if full, ok := s.tiles.get(t.L, t.N); ok {
+		if data, ok := tilePrefix(t, full); ok {
+			s.metrics.tileCacheHits.Inc()
+			return data, nil
+		}
+	}
+	s.metrics.tileCacheMisses.Inc()
+	read := t
+	if s.tiles != nil {
+		if full := (xtlog.Tile{H: t.H, L: t.L, N: t.N, W: tlog.TileWidth}); inTree(full, s.log.Head().Size) {
+			read = full
+		}
+	}
+	readStore := func() ([]byte, error) {
+		var data []byte
+		err := s.withStore(ctx, func(ctx context.Context) error {
+			var err error
+			data, err = s.log.ReadTile(ctx, read)
+			return err
+		})
+		return data, err
+	}
+	data, err := readStore()
+	if errors.Is(err, tlog.ErrNotFound) && inTree(t, s.log.Head().Size) {
+		// The tree grew since ReadTile looked: look again.
+		data, err = readStore()
+	}
+	if err != nil || read.W != tlog.TileWidth {
+		return data, err
+	}
+	// The tree reaches the whole tile: its content never changes.
+	if read != t {
+		// Check before caching: a stored data tile whose records do not
+		// split into 256 would serve wrong prefixes.
+		part, ok := tilePrefix(t, data)
+		if !ok {
+			return nil, fmt.Errorf("tile %s: the full tile does not hold %d entries", read.Path(), t.W)
+		}
+		s.tiles.put(read.L, read.N, data)
+		return part, nil
+	}
+	s.tiles.put(read.L, read.N, data)
+	return data, nil
 }
 
 // inTree reports whether the tree of the given size reaches all of tile t.
@@ -483,12 +539,48 @@ func (s *Server) serveLookup(w http.ResponseWriter, r *http.Request, escaped str
 		s.internal(w, r, fmt.Errorf("lookup %s@%s: got record %d for %s@%s and a head of size %d", path, version, rec.ID, rec.Path, rec.Version, head.Size))
 		return
 	}
-	msg, err := xtlog.FormatRecord(rec.ID, rec.Text)
-	if err != nil {
-		s.internal(w, r, fmt.Errorf("format record %d: %w", rec.ID, err))
+	if !validRecordText(rec.Text) {
+		s.internal(w, r, fmt.Errorf("format record %d: malformed record text", rec.ID))
 		return
 	}
-	s.ok(w, "text/plain; charset=utf-8", cacheLookup, append(msg, head.Note...))
+	s.okHeaders(w, ctypeText, hdrLookup, appendLookup(nil, rec.ID, rec.Text, head.Note))
+}
+
+// appendLookup appends to dst the answer to a lookup: the record (as
+// xtlog.FormatRecord formats it: its id, its text and a blank line) and the
+// signed head, in one allocation and without fmt.
+func appendLookup(dst []byte, id int64, text, note []byte) []byte {
+	dst = slices.Grow(dst, 20+1+len(text)+1+len(note))
+	dst = strconv.AppendInt(dst, id, 10)
+	dst = append(dst, '\n')
+	dst = append(dst, text...)
+	dst = append(dst, '\n')
+	return append(dst, note...)
+}
+
+// validRecordText reports whether xtlog.FormatRecord accepts text: UTF-8
+// without control characters other than newlines, no two newlines in a
+// row, ending with a newline. (The same check, without decoding ASCII.)
+func validRecordText(text []byte) bool {
+	var last byte
+	for i := 0; i < len(text); {
+		c := text[i]
+		if c >= utf8.RuneSelf {
+			r, size := utf8.DecodeRune(text[i:])
+			if r == utf8.RuneError && size == 1 {
+				return false
+			}
+			i += size
+			last = c
+			continue
+		}
+		if c < 0x20 && c != '\n' || c == '\n' && last == '\n' {
+			return false
+		}
+		last = c
+		i++
+	}
+	return last == '\n'
 }
 
 // lookupError answers a lookup that failed with err.
@@ -714,13 +806,31 @@ func checkRecordText(path, version string, text []byte) error {
 	return nil
 }
 
-// ok writes a successful answer.
-func (s *Server) ok(w http.ResponseWriter, contentType, cacheControl string, body []byte) {
+// Header values of successful answers, shared by every answer (net/http
+// only reads them) so that writing the headers allocates only the length.
+var (
+	ctypeText    = []string{"text/plain; charset=utf-8"}
+	ctypeOctets  = []string{"application/octet-stream"}
+	hdrImmutable = []string{cacheImmutable}
+	hdrLookup    = []string{cacheLookup}
+	hdrLatest    = []string{cacheLatest}
+	hdrNosniff   = []string{"nosniff"}
+	hdrTileSize  = []string{strconv.Itoa(tlog.TileWidth * xtlog.HashSize)}
+)
+
+// okHeaders writes a successful answer with the given header values, which
+// it does not modify.
+func (s *Server) okHeaders(w http.ResponseWriter, contentType, cacheControl []string, body []byte) {
 	h := w.Header()
-	h.Set("Content-Type", contentType)
-	h.Set("Cache-Control", cacheControl)
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Content-Length", strconv.Itoa(len(body)))
+	// Canonical keys, assigned directly: no canonicalization per request.
+	h["Content-Type"] = contentType
+	h["Cache-Control"] = cacheControl
+	h["X-Content-Type-Options"] = hdrNosniff
+	if len(body) == tlog.TileWidth*xtlog.HashSize {
+		h["Content-Length"] = hdrTileSize
+	} else {
+		h["Content-Length"] = []string{strconv.Itoa(len(body))}
+	}
 	w.WriteHeader(http.StatusOK)
 	w.Write(body)
 }

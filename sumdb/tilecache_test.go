@@ -1,0 +1,218 @@
+package sumdb
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"net/http/httptest"
+	"sync"
+	"testing"
+
+	xtlog "golang.org/x/mod/sumdb/tlog"
+)
+
+func TestTileCacheEviction(t *testing.T) {
+	tile := func(b byte) []byte { return bytes.Repeat([]byte{b}, 8192) }
+	c := newTileCache(3 * cost(tile(0)))
+	for i := range 3 {
+		c.put(0, int64(i), tile(byte(i)))
+	}
+	if c.len() != 3 || c.bytes() != 3*cost(tile(0)) {
+		t.Fatalf("after 3 puts: %d tiles, %d bytes; want 3, %d", c.len(), c.bytes(), 3*cost(tile(0)))
+	}
+	// Use tile 0, so that tile 1 is the least recently used.
+	if got, ok := c.get(0, 0); !ok || !bytes.Equal(got, tile(0)) {
+		t.Fatalf("get(0, 0) = %.8q, %v; want the tile of 0s", got, ok)
+	}
+	c.put(0, 3, tile(3))
+	if _, ok := c.get(0, 1); ok {
+		t.Error("tile 1, the least recently used, was not evicted")
+	}
+	for _, n := range []int64{0, 2, 3} {
+		if got, ok := c.get(0, n); !ok || !bytes.Equal(got, tile(byte(n))) {
+			t.Errorf("get(0, %d) = %.8q, %v; want the tile of %ds", n, got, ok, n)
+		}
+	}
+	if c.bytes() > c.max {
+		t.Errorf("cache holds %d bytes, more than its bound %d", c.bytes(), c.max)
+	}
+	// Same index, another level: another tile.
+	if _, ok := c.get(-1, 0); ok {
+		t.Error("get(-1, 0) found the hash tile 0/0")
+	}
+	// A second put of a cached tile changes nothing.
+	c.put(0, 3, tile(3))
+	if c.len() != 3 || c.bytes() != 3*cost(tile(0)) {
+		t.Errorf("after a second put: %d tiles, %d bytes; want 3, %d", c.len(), c.bytes(), 3*cost(tile(0)))
+	}
+	// Content larger than the cache is not kept, and evicts nothing.
+	c.put(0, 9, make([]byte, 4*8192))
+	if _, ok := c.get(0, 9); ok || c.len() != 3 {
+		t.Errorf("a tile larger than the cache: cached %v, %d tiles held; want false, 3", ok, c.len())
+	}
+
+	var none *tileCache // newTileCache(0)
+	if newTileCache(0) != nil || newTileCache(-1) != nil {
+		t.Error("newTileCache(0 or less) is not nil")
+	}
+	none.put(0, 0, tile(0))
+	if _, ok := none.get(0, 0); ok || none.len() != 0 || none.bytes() != 0 {
+		t.Error("the nil cache holds a tile")
+	}
+}
+
+func TestTilePrefix(t *testing.T) {
+	var hashes []byte
+	for i := range 256 {
+		hashes = append(hashes, bytes.Repeat([]byte{byte(i)}, 32)...)
+	}
+	var records []byte
+	var ends []int
+	for i := range 256 {
+		p := fmt.Sprintf("example.com/m%d", i)
+		records = append(records, synthText(p, "v1.0.0")...)
+		records = append(records, '\n')
+		ends = append(ends, len(records))
+	}
+	for _, w := range []int{1, 2, 100, 255, 256} {
+		got, ok := tilePrefix(xtlog.Tile{H: 8, L: 0, N: 7, W: w}, hashes)
+		if !ok || !bytes.Equal(got, hashes[:w*32]) {
+			t.Errorf("hash tile prefix of width %d: %d bytes, %v; want the first %d hashes", w, len(got), ok, w)
+		}
+		got, ok = tilePrefix(xtlog.Tile{H: 8, L: -1, N: 7, W: w}, records)
+		if !ok || !bytes.Equal(got, records[:ends[w-1]]) {
+			t.Errorf("data tile prefix of width %d: %d bytes, %v; want the first %d records", w, len(got), ok, w)
+		}
+	}
+	// A prefix cannot be appended to in place: the cached tile is shared.
+	got, _ := tilePrefix(xtlog.Tile{H: 8, L: 0, N: 0, W: 1}, hashes)
+	if cap(got) != 32 {
+		t.Errorf("prefix of width 1 has capacity %d, want 32", cap(got))
+	}
+	if _, ok := tilePrefix(xtlog.Tile{H: 8, L: 0, N: 0, W: 3}, hashes[:64]); ok {
+		t.Error("prefix of 3 hashes from 2: ok")
+	}
+	if _, ok := tilePrefix(xtlog.Tile{H: 8, L: -1, N: 0, W: 3}, records[:ends[1]]); ok {
+		t.Error("prefix of 3 records from 2: ok")
+	}
+}
+
+// TestServerTileCache checks that the server caches full tiles only, and
+// serves the same bytes from the cache as from the store.
+func TestServerTileCache(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) { testServerTileCache(t, b) })
+	}
+}
+
+func testServerTileCache(t *testing.T, b backend) {
+	e := newEnv(t, b, envOptions{})
+	e.appendSynthetic("c", 300) // 0/000, 0/001.p/44, 1/000.p/1, data/000, data/001.p/44
+
+	// The same log, without a cache.
+	plain, err := NewServer(ServerConfig{Log: e.log, Fetcher: e.fetcher, TileCacheSize: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plain.tiles != nil {
+		t.Fatal("TileCacheSize -1: the server has a cache")
+	}
+	ref := httptest.NewServer(plain)
+	defer ref.Close()
+	refGet := func(path string) (int, []byte) {
+		t.Helper()
+		resp, err := ref.Client().Get(ref.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var buf bytes.Buffer
+		buf.ReadFrom(resp.Body)
+		return resp.StatusCode, buf.Bytes()
+	}
+	// A cache of one full data tile and two full hash tiles: small enough
+	// to evict all along.
+	_, data := refGet("/tile/8/data/000")
+	cache := newTileCache(cost(data) + 2*cost(make([]byte, 8192)))
+	e.srv.tiles = cache
+	e.srv.metrics.tiles.Store(cache)
+	check := func(path string, wantCode, wantTiles int) {
+		t.Helper()
+		code, _, got := e.get(path)
+		refCode, want := refGet(path)
+		if code != wantCode || refCode != wantCode || wantCode == 200 && !bytes.Equal(got, want) {
+			t.Errorf("GET %s = %d, %d bytes; without a cache %d, %d bytes; want %d and the same bytes", path, code, len(got), refCode, len(want), wantCode)
+		}
+		if n := cache.len(); n != wantTiles {
+			t.Errorf("after GET %s: %d tiles cached, want %d", path, n, wantTiles)
+		}
+	}
+	check("/tile/8/0/001.p/44", 200, 0) // partial: never cached
+	check("/tile/8/1/000.p/1", 200, 0)
+	check("/tile/8/data/001.p/44", 200, 0)
+	check("/tile/8/0/001.p/45", 404, 0) // beyond the tree
+	check("/tile/8/0/002", 404, 0)
+	check("/tile/8/data/001", 404, 0)
+	check("/tile/8/0/000.p/10", 200, 1) // a prefix of a full tile caches the full tile
+	check("/tile/8/0/000", 200, 1)      // a hit
+	check("/tile/8/0/000.p/255", 200, 1)
+	check("/tile/8/data/000.p/3", 200, 2)
+	check("/tile/8/data/000", 200, 2)
+	check("/tile/8/data/000.p/255", 200, 2)
+	if hits := metric(t, e.reg, "sumdb_tile_cache_hits_total"); hits != 4 {
+		t.Errorf("sumdb_tile_cache_hits_total = %v, want 4", hits)
+	}
+	if size := metric(t, e.reg, "sumdb_tile_cache_bytes"); size != float64(cache.bytes()) || size == 0 {
+		t.Errorf("sumdb_tile_cache_bytes = %v, want %d", size, cache.bytes())
+	}
+
+	// Grow the tree past 0/001: the tile that was partial is now full, and
+	// cached at its first request.
+	e.appendSynthetic("d", 300)
+	check("/tile/8/0/001.p/44", 200, 3)
+	check("/tile/8/0/001", 200, 3)
+
+	// Concurrent reads of every tile of the tree, of random widths, while
+	// the tree grows: the cache evicts all along and must serve the bytes
+	// the store does.
+	size := e.log.Head().Size
+	var paths []string
+	for _, tile := range xtlog.NewTiles(8, 0, size) {
+		for _, l := range []int{tile.L, -1} {
+			if l == -1 && tile.L != 0 {
+				continue
+			}
+			for _, w := range []int{1, tile.W / 2, tile.W} {
+				if w > 0 {
+					paths = append(paths, "/"+xtlog.Tile{H: 8, L: l, N: tile.N, W: w}.Path())
+				}
+			}
+		}
+	}
+	want := make(map[string][]byte)
+	for _, p := range paths {
+		code, body := refGet(p)
+		if code != 200 {
+			t.Fatalf("GET %s without a cache = %d %q", p, code, body)
+		}
+		want[p] = body
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { e.appendSynthetic("grow", 200) })
+	for range 8 {
+		wg.Go(func() {
+			for range 100 {
+				p := paths[rand.IntN(len(paths))]
+				code, _, got, err := e.try(t.Context(), "GET", p)
+				if err != nil || code != 200 || !bytes.Equal(got, want[p]) {
+					t.Errorf("GET %s = %d, %d bytes, %v; want 200 and the %d bytes served without a cache", p, code, len(got), err, len(want[p]))
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if cache.bytes() > cache.max {
+		t.Errorf("cache holds %d bytes, more than its bound %d", cache.bytes(), cache.max)
+	}
+}
