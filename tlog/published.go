@@ -115,3 +115,38 @@ func writePublished(file string, msg []byte) (err error) {
 	}
 	return os.Rename(f.Name(), file)
 }
+
+// RecordPublished records the head of the log in s in file, the
+// published-head file of a Log (Config.PublishedFile), as a Log does
+// before it serves a head: the import of a log into a new store records its
+// head there, so that the server that next serves the store refuses an older
+// copy of it. The head must verify with v, and the store's tree must contain
+// the head that file holds already, if any (as Open checks); a file that
+// holds a larger or equal head is left as it is. It returns the store's head.
+func RecordPublished(ctx context.Context, s Store, v note.Verifier, file string) (Head, error) {
+	head, err := s.ReadHead(ctx)
+	if err != nil {
+		return Head{}, fmt.Errorf("read head: %w", err)
+	}
+	if head.Size == 0 {
+		return Head{}, nil
+	}
+	if _, err := note.Open(head.Note, note.VerifierList(v)); err != nil {
+		return Head{}, fmt.Errorf("stored head of size %d is not signed by key %s: %w: %w", head.Size, v.Name(), ErrWrongKey, err)
+	}
+	removeTemps(file)
+	pub, err := readPublished(file, v)
+	if err != nil {
+		return Head{}, err
+	}
+	if err := checkPublished(ctx, s, head, pub, file); err != nil {
+		return Head{}, err
+	}
+	if pub.Size >= head.Size {
+		return head, nil
+	}
+	if err := writePublished(file, head.Note); err != nil {
+		return Head{}, fmt.Errorf("record the published head of size %d: %w", head.Size, err)
+	}
+	return head, nil
+}

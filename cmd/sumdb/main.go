@@ -8,6 +8,8 @@
 //	sumdb check [flags] [FILE...]     check go.sum files against a checksum database
 //	sumdb audit --state DIR [flags]   clone a checksum database's log and verify it
 //	sumdb load --target URL [flags]   drive a running server with load
+//	sumdb export --out FILE [flags]   write the whole log to one file
+//	sumdb import [flags] FILE         rebuild a log from an export file
 //
 // Run "sumdb help" or "sumdb <command> --help" for the flags. Every serve flag
 // can also be set as SUMDB_<FLAG> in the environment (dashes as underscores)
@@ -94,6 +96,8 @@ Usage:
 	sumdb check [flags] [FILE...]     check go.sum files against a checksum database
 	sumdb load --target URL [flags]   measure a running checksum database under load
 	sumdb audit --state DIR [flags]   clone a checksum database's log and verify all of it
+	sumdb export --out FILE [flags]   write the whole log (records, signed heads) to one file
+	sumdb import [flags] FILE         rebuild a log from an export file in another store
 
 Run "sumdb <command> --help" for a command's flags.
 `
@@ -102,7 +106,7 @@ Run "sumdb <command> --help" for a command's flags.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
-		return usageErrorf("missing command (want serve, keygen, check, audit or load)")
+		return usageErrorf("missing command (want serve, keygen, check, audit, load, export or import)")
 	}
 	switch cmd, rest := args[0], args[1:]; cmd {
 	case "serve":
@@ -115,10 +119,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runLoad(ctx, rest, stdout, stderr)
 	case "audit":
 		return runAudit(ctx, rest, stdout, stderr)
+	case "export":
+		return runExport(ctx, rest, stdout, stderr)
+	case "import":
+		return runImport(ctx, rest, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
 	default:
-		return usageErrorf("unknown command %q (want serve, keygen, check, audit or load; run sumdb help)", cmd)
+		return usageErrorf("unknown command %q (want serve, keygen, check, audit, load, export or import; run sumdb help)", cmd)
 	}
 }

@@ -1,0 +1,123 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/pflag"
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/sumdb/sumdb/tlog"
+	"github.com/sumdb/sumdb/tlog/export"
+)
+
+const importUsage = `Usage: sumdb import [flags] FILE
+
+Import rebuilds the log of an export file (written by "sumdb export") in a
+store, embedded or PostgreSQL, with the same ids, tiles and signed tree
+heads, so that a server on it serves clients exactly what the old one did.
+FILE "-" reads stdin.
+
+The store is chosen as serve chooses it: --database-url, else the embedded
+store in --data-dir. It must be empty, or hold a prefix of the file's log
+(an earlier export of the same log, imported before): then only the records
+it lacks are stored. Any other store is refused. Every head of the file is
+checked against its records and its signature against the file's key
+before the records it covers are stored; a damaged file is refused, and
+the store keeps the records up to a head before the damage. An import cut
+short is finished by importing the file again.
+
+If the key file (--key-file, default <data-dir>/signer.key) exists, it
+must be the key of the file's log. The signer key is not in the export
+file: copy the old server's key file there before starting serve. Import
+records the imported head in <data-dir>/published-head, as serve would.
+
+--data-dir, --database-url and --key-file can also be set as
+SUMDB_DATA_DIR, SUMDB_DATABASE_URL and SUMDB_KEY_FILE.
+
+Flags:
+`
+
+// runImport runs "sumdb import".
+func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := pflag.NewFlagSet("import", pflag.ContinueOnError)
+	fs.SortFlags = false
+	fs.SetOutput(io.Discard)
+	addStoreFlags(fs)
+	batch := fs.Int("batch-records", export.DefaultBatchRecords, "least `number` of records committed in one transaction")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			fmt.Fprint(stdout, importUsage+fs.FlagUsages())
+			return nil
+		}
+		return usageErrorf("import: %v (run sumdb import --help)", err)
+	}
+	if fs.NArg() != 1 {
+		return usageErrorf("import: want one export FILE (- for stdin) (run sumdb import --help)")
+	}
+	if *batch < 1 {
+		return usageErrorf("import: invalid --batch-records: want a number of at least 1")
+	}
+	cfg, err := loadStoreConfig("import", fs)
+	if err != nil {
+		return err
+	}
+	var key *key
+	switch k, err := readKeyFile(cfg.KeyFile); {
+	case err == nil:
+		key = k
+	case !errors.Is(err, errNoKeyFile):
+		return fmt.Errorf("import: %w", err)
+	}
+
+	var r io.Reader = os.Stdin
+	if name := fs.Arg(0); name != "-" {
+		f, err := os.Open(name)
+		if err != nil {
+			return fmt.Errorf("import: %w", err)
+		}
+		defer f.Close()
+		r = f
+	}
+	st, _, err := openStore(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("import: %w", err)
+	}
+	defer st.Close()
+
+	start := time.Now()
+	p := newProgress("import", stderr, start)
+	icfg := export.ImportConfig{BatchRecords: *batch, Progress: p.report}
+	if key != nil {
+		icfg.Key = key.VKey
+	}
+	res, err := export.Import(ctx, st, r, icfg)
+	p.done()
+	if err != nil {
+		return err
+	}
+	v, err := note.NewVerifier(res.Key)
+	if err != nil {
+		return fmt.Errorf("import: %w", err)
+	}
+	published := filepath.Join(cfg.DataDir, "published-head")
+	if _, err := tlog.RecordPublished(ctx, st, v, published); err != nil {
+		return fmt.Errorf("import: the log is imported, but %w", err)
+	}
+	elapsed := time.Since(start)
+	rate := ""
+	if res.Imported > 0 {
+		rate = fmt.Sprintf(" (%.0f records/s)", float64(res.Imported)/elapsed.Seconds())
+	}
+	fmt.Fprintf(stderr, "sumdb: imported %d records and %d signed heads into the %s in %v%s; %d records were there already; the log of %s has %d records\n",
+		res.Imported, res.Heads, storeName(cfg), elapsed.Round(time.Millisecond), rate, res.Skipped, res.Key, res.Head.Size)
+	if key == nil {
+		fmt.Fprintf(stderr, "sumdb: before starting serve, copy the old server's signer key file to %s (mode 0600), or give its place with --key-file: the key is not in the export\n", cfg.KeyFile)
+	}
+	return nil
+}
