@@ -3,55 +3,32 @@ package sumdb
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"fmt"
 	"math"
 	"net/http/httptest"
-	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"golang.org/x/mod/module"
-	"golang.org/x/mod/sumdb/note"
 	xtlog "golang.org/x/mod/sumdb/tlog"
 
-	"github.com/sumdb/sumdb/store"
 	"github.com/sumdb/sumdb/tlog"
 )
 
-// FuzzServeHTTP sends arbitrary requests to a server on a small log whose
-// upstream knows one module version more than the log. The server must never
-// fail internally, and must answer 200 only for the head, the logged (or
-// loggable) module versions and the tiles the tree reaches.
-func FuzzServeHTTP(f *testing.F) {
-	ctx := context.Background()
-	st, err := store.OpenSQLite(ctx, filepath.Join(f.TempDir(), "sumdb.db"))
-	if err != nil {
-		f.Fatal(err)
-	}
-	defer st.Close()
-	skey, vkey, err := note.GenerateKey(rand.Reader, "sumdb.test")
-	if err != nil {
-		f.Fatal(err)
-	}
-	signer, _ := note.NewSigner(skey)
-	verifier, _ := note.NewVerifier(vkey)
-	l, err := tlog.Open(ctx, st, tlog.Config{Signer: signer, Verifier: verifier, RefreshInterval: -1})
-	if err != nil {
-		f.Fatal(err)
-	}
-	defer l.Close()
-
-	known := map[string]bool{"example.com/Fuzz@v1.0.0": true} // in the upstream
-	for i := range 3 {
-		path := fmt.Sprintf("example.com/log/m%d", i)
-		if _, _, err := l.Append(ctx, path, "v1.0.0", synthText(path, "v1.0.0")); err != nil {
+// newFuzzServer returns a server on a new SQLite log holding the records
+// of the module versions logged ("path@version"), whose upstream knows the
+// versions upstream and no other; the records are those of synthText.
+func newFuzzServer(f *testing.F, logged []string, upstream ...string) (*Server, *tlog.Log) {
+	l, _, _ := openLog(f, openSQLite(f), tlog.Config{RefreshInterval: -1})
+	for _, m := range logged {
+		path, version, _ := strings.Cut(m, "@")
+		if _, _, err := l.Append(f.Context(), path, version, synthText(path, version)); err != nil {
 			f.Fatal(err)
 		}
-		known[path+"@v1.0.0"] = true
 	}
 	fetcher := fetcherFunc(func(ctx context.Context, path, version string) ([]byte, error) {
-		if path == "example.com/Fuzz" && version == "v1.0.0" {
+		if slices.Contains(upstream, path+"@"+version) {
 			return synthText(path, version), nil
 		}
 		return nil, fmt.Errorf("%w: %s@%s: unknown revision", ErrNotFound, path, version)
@@ -59,6 +36,21 @@ func FuzzServeHTTP(f *testing.F) {
 	s, err := NewServer(ServerConfig{Log: l, Fetcher: fetcher})
 	if err != nil {
 		f.Fatal(err)
+	}
+	return s, l
+}
+
+// FuzzServeHTTP sends arbitrary requests to a server on a small log whose
+// upstream knows one module version more than the log. The server must never
+// fail internally, and must answer 200 only for the head, the logged (or
+// loggable) module versions and the tiles the tree reaches.
+func FuzzServeHTTP(f *testing.F) {
+	logged := []string{"example.com/log/m0@v1.0.0", "example.com/log/m1@v1.0.0", "example.com/log/m2@v1.0.0"}
+	const upstream = "example.com/Fuzz@v1.0.0"
+	s, l := newFuzzServer(f, logged, upstream)
+	known := map[string]bool{upstream: true}
+	for _, m := range logged {
+		known[m] = true
 	}
 
 	for _, seed := range []struct{ method, path string }{
@@ -200,41 +192,12 @@ func FuzzParseTilePath(f *testing.F) {
 // logged versions, 400 exactly for what ParseLookup refuses, 404 else, and
 // the log must grow only by that one version.
 func FuzzLookup(f *testing.F) {
-	ctx := context.Background()
-	st, err := store.OpenSQLite(ctx, filepath.Join(f.TempDir(), "sumdb.db"))
-	if err != nil {
-		f.Fatal(err)
-	}
-	defer st.Close()
-	skey, vkey, err := note.GenerateKey(rand.Reader, "sumdb.test")
-	if err != nil {
-		f.Fatal(err)
-	}
-	signer, _ := note.NewSigner(skey)
-	verifier, _ := note.NewVerifier(vkey)
-	l, err := tlog.Open(ctx, st, tlog.Config{Signer: signer, Verifier: verifier, RefreshInterval: -1})
-	if err != nil {
-		f.Fatal(err)
-	}
-	defer l.Close()
-	logged := map[string]bool{}
-	for _, m := range []string{"example.com/log@v1.0.0", "example.com/Log@v2.0.0+incompatible"} {
-		path, version, _ := strings.Cut(m, "@")
-		if _, _, err := l.Append(ctx, path, version, synthText(path, version)); err != nil {
-			f.Fatal(err)
-		}
-		logged[m] = true
-	}
+	inLog := []string{"example.com/log@v1.0.0", "example.com/Log@v2.0.0+incompatible"}
 	const upstream = "golang.org/toolchain@v0.0.1-go1.21.0.linux-amd64"
-	fetcher := fetcherFunc(func(ctx context.Context, path, version string) ([]byte, error) {
-		if path+"@"+version == upstream {
-			return synthText(path, version), nil
-		}
-		return nil, fmt.Errorf("%w: %s@%s: unknown revision", ErrNotFound, path, version)
-	})
-	s, err := NewServer(ServerConfig{Log: l, Fetcher: fetcher})
-	if err != nil {
-		f.Fatal(err)
+	s, l := newFuzzServer(f, inLog, upstream)
+	logged := map[string]bool{}
+	for _, m := range inLog {
+		logged[m] = true
 	}
 	for _, seed := range lookupSeeds() {
 		f.Add(seed)

@@ -42,14 +42,7 @@ type backend struct {
 }
 
 var backends = []backend{
-	{"SQLite", func(t *testing.T) tlog.Store {
-		s, err := store.OpenSQLite(t.Context(), filepath.Join(t.TempDir(), "sumdb.db"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		return s
-	}},
+	{"SQLite", func(t *testing.T) tlog.Store { return openSQLite(t) }},
 	{"Postgres", func(t *testing.T) tlog.Store {
 		s, err := store.OpenPostgres(t.Context(), storetest.PostgresURL(t))
 		if err != nil {
@@ -58,6 +51,39 @@ var backends = []backend{
 		t.Cleanup(func() { s.Close() })
 		return s
 	}},
+}
+
+// openSQLite opens a new, empty SQLite store, closed when the test ends.
+func openSQLite(t testing.TB) tlog.Store {
+	t.Helper()
+	s, err := store.OpenSQLite(t.Context(), filepath.Join(t.TempDir(), "sumdb.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// openLog opens the log in st with cfg, signed by a new key named
+// sumdb.test, and closed when the test ends. It returns the log and the
+// key's signer and verifier keys.
+func openLog(t testing.TB, st tlog.Store, cfg tlog.Config) (l *tlog.Log, skey, vkey string) {
+	t.Helper()
+	skey, vkey, err := note.GenerateKey(rand.Reader, "sumdb.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Signer, err = note.NewSigner(skey); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Verifier, err = note.NewVerifier(vkey); err != nil {
+		t.Fatal(err)
+	}
+	if l, err = tlog.Open(t.Context(), st, cfg); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.Close)
+	return l, skey, vkey
 }
 
 // An env is a Server on a real log, in front of an in-memory module proxy.
@@ -84,18 +110,6 @@ type envOptions struct {
 
 func newEnv(t *testing.T, b backend, opts envOptions) *env {
 	t.Helper()
-	skey, vkey, err := note.GenerateKey(rand.Reader, "sumdb.test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := note.NewSigner(skey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	verifier, err := note.NewVerifier(vkey)
-	if err != nil {
-		t.Fatal(err)
-	}
 	st := b.open(t)
 	if opts.wrap != nil {
 		st = opts.wrap(st)
@@ -106,12 +120,8 @@ func newEnv(t *testing.T, b backend, opts envOptions) *env {
 		t.Fatal(err)
 	}
 	lcfg := opts.logCfg
-	lcfg.Signer, lcfg.Verifier, lcfg.OnCommit = signer, verifier, metrics.ObserveCommit
-	l, err := tlog.Open(t.Context(), st, lcfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(l.Close)
+	lcfg.OnCommit = metrics.ObserveCommit
+	l, skey, vkey := openLog(t, st, lcfg)
 
 	e := &env{t: t, skey: skey, vkey: vkey, reg: reg, log: l, proxy: modproxy.New(), logs: new(syncBuffer)}
 	logger := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))

@@ -3,97 +3,30 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
 	"errors"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
-	"golang.org/x/mod/sumdb/note"
-
-	"github.com/sumdb/sumdb/store"
-	"github.com/sumdb/sumdb/sumdb"
-	"github.com/sumdb/sumdb/tlog"
+	"github.com/sumdb/sumdb/sumdb/sumdbtest"
 )
 
 // auditServer starts a checksum database in the test with n synthetic
-// records, behind a handler that applies tamper (if set) to the body of
-// every tile. It returns the verifier key and the URL.
+// records, whose answers tamper (if set) alters. It returns the verifier
+// key and the URL.
 func auditServer(t *testing.T, n int, tamper func(path string, body []byte) []byte) (vkey, url string) {
 	t.Helper()
-	skey, vkey, err := note.GenerateKey(rand.Reader, "audit.test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := note.NewSigner(skey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	verifier, err := note.NewVerifier(vkey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.OpenSQLite(t.Context(), filepath.Join(t.TempDir(), "server.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	l, err := tlog.Open(t.Context(), st, tlog.Config{Signer: signer, Verifier: verifier})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(l.Close)
-	var g sync.WaitGroup
-	errs := make(chan error, n)
-	for i := range n {
-		g.Go(func() {
-			path := fmt.Sprintf("example.com/audit/m%d", i)
-			h := sha256.Sum256([]byte(path))
-			b64 := base64.StdEncoding.EncodeToString(h[:])
-			text := fmt.Appendf(nil, "%s v1.0.0 h1:%s\n%s v1.0.0/go.mod h1:%s\n", path, b64, path, b64)
-			if _, _, err := l.Append(t.Context(), path, "v1.0.0", text); err != nil {
-				errs <- err
-			}
-		})
-	}
-	g.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
-	up, err := sumdb.NewUpstream(sumdb.UpstreamConfig{Proxy: "http://127.0.0.1:1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := sumdb.NewServer(sumdb.ServerConfig{Log: l, Fetcher: up})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, r)
-		body := rec.Body.Bytes()
-		if tamper != nil && rec.Code == http.StatusOK {
-			body = tamper(strings.TrimPrefix(r.URL.Path, "/"), body)
-		}
-		w.WriteHeader(rec.Code)
-		w.Write(body)
-	}))
-	t.Cleanup(srv.Close)
-	return vkey, srv.URL
+	db := sumdbtest.MustStart(t, sumdbtest.Options{KeyName: "audit.test"})
+	db.AppendSynthetic("audit", n)
+	db.SetTamper(tamper)
+	return db.Key.VKey, db.URL
 }
 
 func TestAuditCommand(t *testing.T) {
 	clearEnv(t)
 	vkey, url := auditServer(t, 300, nil)
 	flipped := func(path string, body []byte) []byte {
-		if path == "tile/8/0/000" {
+		if path == "/tile/8/0/000" {
 			body[100] ^= 1
 		}
 		return body

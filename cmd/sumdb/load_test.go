@@ -3,18 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/json"
-	"net"
-	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 
-	"golang.org/x/mod/sumdb/note"
-
-	"github.com/sumdb/sumdb/store"
-	"github.com/sumdb/sumdb/sumdb"
+	"github.com/sumdb/sumdb/sumdb/sumdbtest"
 	"github.com/sumdb/sumdb/tlog"
 )
 
@@ -29,46 +22,9 @@ type loadServer struct {
 func newLoadServer(t *testing.T) *loadServer {
 	t.Helper()
 	// A free port for the load proxy, known before the server starts.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxyAddr := ln.Addr().String()
-	ln.Close()
-
-	skey, vkey, err := note.GenerateKey(rand.Reader, "sumdb.test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := note.NewSigner(skey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	verifier, err := note.NewVerifier(vkey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.OpenSQLite(t.Context(), filepath.Join(t.TempDir(), "sumdb.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	l, err := tlog.Open(t.Context(), st, tlog.Config{Signer: signer, Verifier: verifier})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(l.Close)
-	up, err := sumdb.NewUpstream(sumdb.UpstreamConfig{Proxy: "http://" + proxyAddr, TempDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := sumdb.NewServer(sumdb.ServerConfig{Log: l, Fetcher: up})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(srv)
-	t.Cleanup(hs.Close)
-	return &loadServer{url: hs.URL, vkey: vkey, proxyAddr: proxyAddr, log: l}
+	proxyAddr := sumdbtest.FreeAddr(t)
+	db := sumdbtest.MustStart(t, sumdbtest.Options{ProxyURL: "http://" + proxyAddr})
+	return &loadServer{url: db.URL, vkey: db.Key.VKey, proxyAddr: proxyAddr, log: db.Log}
 }
 
 // loadReport is the part of the JSON report the tests read.

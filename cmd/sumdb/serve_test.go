@@ -4,9 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"database/sql"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -23,8 +21,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sumdb/sumdb/store"
-	"github.com/sumdb/sumdb/tlog"
+	"github.com/sumdb/sumdb/sumdb/sumdbtest"
 )
 
 // TestServeStartErrors checks that serve ends at once, with one line saying
@@ -242,29 +239,9 @@ func TestServeStartErrors(t *testing.T) {
 // record, signed by a key that is then forgotten.
 func logOneRecord(t *testing.T, file string) {
 	t.Helper()
-	ctx := context.Background()
-	k, _, err := generateKey("sum.example.com")
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.OpenSQLite(ctx, file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	lg, err := tlog.Open(ctx, st, tlog.Config{Signer: k.Signer, Verifier: k.Verifier})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lg.Close()
-	h1 := func(s string) string {
-		sum := sha256.Sum256([]byte(s))
-		return "h1:" + base64.StdEncoding.EncodeToString(sum[:])
-	}
-	text := fmt.Sprintf("example.com/m v1.0.0 %s\nexample.com/m v1.0.0/go.mod %s\n", h1("zip"), h1("mod"))
-	if _, _, err := lg.Append(ctx, "example.com/m", "v1.0.0", []byte(text)); err != nil {
-		t.Fatal(err)
-	}
+	db := sumdbtest.MustStart(t, sumdbtest.Options{KeyName: "sum.example.com", File: file})
+	db.AppendSynthetic("m", 1)
+	db.Stop()
 }
 
 // startHTTPServer runs newHTTPServer(handler, lim) on a loopback port and
