@@ -11,8 +11,8 @@ import (
 )
 
 // DefaultTileCacheSize is the default bound of the tile cache, in bytes:
-// about 8,000 full hash tiles (2 million hashes, the top of a tree of half
-// a billion records and then some) or 1,700 full data tiles.
+// about 8,000 full hash tiles (all those above level 0 of a log of 500
+// million records) or 1,600 full data tiles of go.sum records.
 const DefaultTileCacheSize = 64 << 20
 
 // tileEntryOverhead is what the cache counts for an entry besides its

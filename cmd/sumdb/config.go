@@ -20,6 +20,8 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 	"golang.org/x/mod/zip"
+
+	"github.com/sumdb/sumdb/sumdb"
 )
 
 // envPrefix prefixes the environment variable of every serve setting:
@@ -71,6 +73,7 @@ type ServeConfig struct {
 	FetchBurst      int           // per client, at once
 	TrustProxy      bool          // take the client from X-Forwarded-For
 	MetricsListen   string        // separate host:port for /metrics, /healthz, /readyz; empty: the main listener
+	TileCacheSize   int64         // bytes of full tiles kept in memory; 0 disables the cache
 	ConfigFile      string        // the config file read, if any
 	Warnings        []string      // things the user may want to fix, to log once a logger exists
 }
@@ -84,7 +87,7 @@ var serveKeys = []string{
 	"listen", "data-dir", "database-url", "key-file", "name",
 	"upstream", "upstream-timeout", "max-zip-size", "log-format", "log-level",
 	"max-fetches", "max-queue", "not-found-ttl", "fetch-rate", "fetch-burst",
-	"trust-proxy-headers", "metrics-listen",
+	"trust-proxy-headers", "metrics-listen", "tile-cache-size",
 }
 
 // newServeFlags returns the flag set of serve.
@@ -109,6 +112,7 @@ func newServeFlags() *pflag.FlagSet {
 	fs.Int("fetch-burst", defaultFetchBurst, "lookups needing an upstream fetch allowed per client at once")
 	fs.Bool("trust-proxy-headers", false, "identify clients by the last X-Forwarded-For address (only behind a proxy that sets it)")
 	fs.String("metrics-listen", "", "serve /metrics, /healthz and /readyz on this `host:port` instead of --listen")
+	fs.Int64("tile-cache-size", sumdb.DefaultTileCacheSize, "keep up to this many `bytes` of full tiles in memory (0 disables the cache)")
 	return fs
 }
 
@@ -298,6 +302,10 @@ func loadServeConfig(ctx context.Context, fs *pflag.FlagSet, goEnv goEnvFunc) (*
 		if err := checkListen(cfg.MetricsListen); err != nil {
 			return nil, bad("metrics-listen", "%v", err)
 		}
+	}
+
+	if cfg.TileCacheSize, err = cast.ToInt64E(v.Get("tile-cache-size")); err != nil || cfg.TileCacheSize < 0 {
+		return nil, bad("tile-cache-size", "want a number of bytes such as %d, or 0 to disable the cache", int64(sumdb.DefaultTileCacheSize))
 	}
 
 	cfg.Warnings = unknownEnv(os.Environ())

@@ -140,6 +140,10 @@ func serve(ctx context.Context, cfg *ServeConfig, stdout, stderr io.Writer) erro
 	if notFoundTTL == 0 {
 		notFoundTTL = -1 // 0 disables the cache here, and means the default there
 	}
+	tileCacheSize := cfg.TileCacheSize
+	if tileCacheSize == 0 {
+		tileCacheSize = -1 // 0 disables the cache here, and means the default there
+	}
 	app, err := sumdb.NewServer(sumdb.ServerConfig{
 		Log:               lg,
 		Fetcher:           up,
@@ -151,6 +155,7 @@ func serve(ctx context.Context, cfg *ServeConfig, stdout, stderr io.Writer) erro
 		FetchRate:         cfg.FetchRate,
 		FetchBurst:        cfg.FetchBurst,
 		TrustProxyHeaders: cfg.TrustProxy,
+		TileCacheSize:     tileCacheSize,
 	})
 	if err != nil {
 		return fmt.Errorf("create server: %w", err)
