@@ -13,7 +13,6 @@ import (
 
 	"github.com/spf13/cast"
 	"github.com/spf13/pflag"
-	"github.com/spf13/viper"
 
 	"github.com/sumdb/sumdb/sumdb"
 	"github.com/sumdb/sumdb/sumdb/audit"
@@ -48,7 +47,8 @@ Exit status:
   3  the audit could not complete (network, server error, state directory)
 
 --state, --interval, --concurrency and --upstream can also be set as
-SUMDB_STATE, SUMDB_INTERVAL, SUMDB_CONCURRENCY and SUMDB_UPSTREAM.
+SUMDB_AUDIT_STATE, SUMDB_AUDIT_INTERVAL, SUMDB_AUDIT_CONCURRENCY and
+SUMDB_AUDIT_UPSTREAM.
 
 Flags:
 `
@@ -59,10 +59,6 @@ const (
 	defaultAuditConcurrency = 8
 	maxAuditConcurrency     = 64
 )
-
-// auditEnvKeys are the audit settings that may also come from SUMDB_*
-// variables.
-var auditEnvKeys = []string{"state", "interval", "concurrency", "upstream"}
 
 // Exit statuses of audit.
 const (
@@ -95,6 +91,7 @@ type AuditConfig struct {
 	Upstream                 string // module proxies for Rehash
 	Concurrency              int
 	Limit                    int64
+	Warnings                 []string // things the user may want to fix, to log once a logger exists
 }
 
 // runAudit runs "sumdb audit". The report is on stdout; the error is an
@@ -121,6 +118,9 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return &exitError{code: statusIncomplete, err: err}
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	for _, w := range cfg.Warnings {
+		logger.WarnContext(ctx, w)
+	}
 	// One connection per request in flight: the default transport keeps
 	// only two idle per host, and would open and close the others.
 	transport := http.DefaultTransport.(*http.Transport).Clone()
@@ -176,83 +176,45 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // oneLine returns err's message on one line.
 func oneLine(err error) string { return strings.Join(strings.Fields(err.Error()), " ") }
 
-// loadAuditConfig merges the parsed flags fs, the SUMDB_* environment and
-// the go command's settings into a validated AuditConfig. A flag on the
-// command line wins over the environment, which wins over the default.
+// loadAuditConfig merges the parsed flags fs, the SUMDB_AUDIT_* environment
+// and the go command's settings into a validated AuditConfig. A flag on
+// the command line wins over the environment, which wins over the default.
 func loadAuditConfig(ctx context.Context, fs *pflag.FlagSet, goEnv goEnvFunc) (*AuditConfig, error) {
-	v := viper.New()
-	if err := v.BindPFlags(fs); err != nil {
-		return nil, fmt.Errorf("bind flags: %w", err)
+	c, err := newToolConfig(ctx, "audit", fs, goEnv)
+	if err != nil {
+		return nil, err
 	}
-	for _, k := range auditEnvKeys {
-		if err := v.BindEnv(k, envName(k)); err != nil {
-			return nil, fmt.Errorf("bind environment: %w", err)
-		}
-	}
-	// bad returns the error for an invalid value of key.
-	bad := func(key, format string, args ...any) error {
-		where := "--" + key
-		if f := fs.Lookup(key); !f.Changed {
-			if val, ok := os.LookupEnv(envName(key)); ok && val != "" {
-				where = envName(key)
-			}
-		}
-		return usageErrorf("audit: invalid %s: %s", where, fmt.Sprintf(format, args...))
-	}
-	// fromGo returns a setting of the go command.
-	fromGo := func(name, why string) (string, error) {
-		val, err := goEnv(ctx, name)
-		if err != nil {
-			return "", fmt.Errorf("audit: cannot read the go command's %s (%v): %s", name, err, why)
-		}
-		return val, nil
-	}
-
 	cfg := &AuditConfig{}
-	var err error
-	if f := fs.Lookup("sumdb"); f.Changed {
-		cfg.GOSUMDB = strings.TrimSpace(f.Value.String())
-		if cfg.GOSUMDB == "" {
-			return nil, bad("sumdb", "empty (want \"<verifier key> [URL]\")")
-		}
-	} else if cfg.GOSUMDB, err = fromGo("GOSUMDB", "give --sumdb \"<verifier key> [URL]\""); err != nil {
+	if cfg.GOSUMDB, err = c.gosumdb(); err != nil {
 		return nil, err
 	}
 
-	if cfg.State = strings.TrimSpace(cast.ToString(v.Get("state"))); cfg.State == "" {
+	if cfg.State = c.str("state"); cfg.State == "" {
 		return nil, usageErrorf("audit: --state is required: name the directory that keeps the clone (it can grow to several GB for a large log)")
 	}
-	cfg.Follow = cast.ToBool(v.Get("follow"))
-	if cfg.Interval, err = cast.ToDurationE(v.Get("interval")); err != nil || cfg.Interval < time.Second {
-		return nil, bad("interval", "%q (want a duration of at least 1s, such as 1m)", cast.ToString(v.Get("interval")))
+	cfg.Follow = cast.ToBool(c.get("follow"))
+	if cfg.Interval, err = cast.ToDurationE(c.get("interval")); err != nil || cfg.Interval < time.Second {
+		return nil, c.bad("interval", "%q (want a duration of at least 1s, such as 1m)", cast.ToString(c.get("interval")))
 	}
-	if cfg.Rehash, err = cast.ToIntE(v.Get("rehash")); err != nil || cfg.Rehash < 0 {
-		return nil, bad("rehash", "%q (want a number of records, 0 for none)", cast.ToString(v.Get("rehash")))
+	if cfg.Rehash, err = cast.ToIntE(c.get("rehash")); err != nil || cfg.Rehash < 0 {
+		return nil, c.bad("rehash", "%q (want a number of records, 0 for none)", cast.ToString(c.get("rehash")))
 	}
-	if cfg.Concurrency, err = cast.ToIntE(v.Get("concurrency")); err != nil || cfg.Concurrency < 1 || cfg.Concurrency > maxAuditConcurrency {
-		return nil, bad("concurrency", "%q (want a number from 1 to %d)", cast.ToString(v.Get("concurrency")), maxAuditConcurrency)
+	if cfg.Concurrency, err = cast.ToIntE(c.get("concurrency")); err != nil || cfg.Concurrency < 1 || cfg.Concurrency > maxAuditConcurrency {
+		return nil, c.bad("concurrency", "%q (want a number from 1 to %d)", cast.ToString(c.get("concurrency")), maxAuditConcurrency)
 	}
-	if cfg.Limit, err = cast.ToInt64E(v.Get("limit")); err != nil || cfg.Limit < 0 {
-		return nil, bad("limit", "%q (want a number of records, 0 for all)", cast.ToString(v.Get("limit")))
+	if cfg.Limit, err = cast.ToInt64E(c.get("limit")); err != nil || cfg.Limit < 0 {
+		return nil, c.bad("limit", "%q (want a number of records, 0 for all)", cast.ToString(c.get("limit")))
 	}
 
-	// Ask the go command only for what is needed: GOPROXY to find a
-	// database given without a URL and for the upstream of --rehash,
-	// GOROOT for the key of a bare name.
-	fields := strings.Fields(cfg.GOSUMDB)
-	cfg.Upstream = strings.TrimSpace(cast.ToString(v.Get("upstream")))
-	if len(fields) == 1 && fields[0] != "off" || cfg.Rehash > 0 && cfg.Upstream == "" {
-		if cfg.GOPROXY, err = fromGo("GOPROXY", "give the database's URL with --sumdb \"<verifier key> <URL>\", and --upstream for --rehash"); err != nil {
-			return nil, err
-		}
+	// GOPROXY also serves as the upstream of --rehash.
+	cfg.Upstream = c.str("upstream")
+	if cfg.GOPROXY, cfg.GOROOT, err = c.reach(cfg.GOSUMDB, cfg.Rehash > 0 && cfg.Upstream == "",
+		"give the database's URL with --sumdb \"<verifier key> <URL>\", and --upstream for --rehash"); err != nil {
+		return nil, err
 	}
 	if cfg.Upstream == "" {
 		cfg.Upstream = cfg.GOPROXY
 	}
-	if len(fields) > 0 && fields[0] != "off" && !strings.Contains(fields[0], "+") {
-		if cfg.GOROOT, err = fromGo("GOROOT", "give the full verifier key with --sumdb"); err != nil {
-			return nil, err
-		}
-	}
+	cfg.Warnings = unknownEnv(os.Environ())
 	return cfg, nil
 }

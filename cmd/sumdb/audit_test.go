@@ -120,7 +120,7 @@ func TestAuditHelp(t *testing.T) {
 	if err := run(t.Context(), []string{"audit", "--help"}, &stdout, &stderr); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"Usage: sumdb audit", "--follow", "--rehash", "Exit status"} {
+	for _, want := range []string{"Usage: sumdb audit", "--follow", "--rehash", "Exit status", "SUMDB_AUDIT_STATE", "SUMDB_AUDIT_INTERVAL", "SUMDB_AUDIT_CONCURRENCY", "SUMDB_AUDIT_UPSTREAM"} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("help lacks %q", want)
 		}
@@ -174,9 +174,9 @@ func TestAuditConfig(t *testing.T) {
 		{
 			name: "environment",
 			args: []string{"--sumdb", vkey + " https://sum.example.com"},
-			env:  map[string]string{"SUMDB_STATE": "envdir", "SUMDB_CONCURRENCY": "3", "SUMDB_INTERVAL": "5s", "SUMDB_UPSTREAM": "https://up.example.com"},
+			env:  map[string]string{"SUMDB_AUDIT_STATE": "envdir", "SUMDB_AUDIT_CONCURRENCY": "3", "SUMDB_AUDIT_INTERVAL": "5s", "SUMDB_AUDIT_UPSTREAM": "https://up.example.com"},
 			check: func(c *AuditConfig) string {
-				if c.State != "envdir" || c.Concurrency != 3 || c.Interval.Seconds() != 5 || c.Upstream != "https://up.example.com" {
+				if c.State != "envdir" || c.Concurrency != 3 || c.Interval.Seconds() != 5 || c.Upstream != "https://up.example.com" || len(c.Warnings) != 0 {
 					return fmt.Sprintf("%+v", c)
 				}
 				return ""
@@ -185,8 +185,24 @@ func TestAuditConfig(t *testing.T) {
 		{
 			name:   "bad environment",
 			args:   []string{"--sumdb", vkey + " https://sum.example.com", "--state", "d"},
-			env:    map[string]string{"SUMDB_CONCURRENCY": "many"},
-			errMsg: "invalid SUMDB_CONCURRENCY",
+			env:    map[string]string{"SUMDB_AUDIT_CONCURRENCY": "many"},
+			errMsg: "invalid SUMDB_AUDIT_CONCURRENCY",
+		},
+		{
+			// The variables of serve and check, and the names without the
+			// command, are no audit settings.
+			name: "other commands' environment",
+			args: []string{"--sumdb", vkey + " https://sum.example.com", "--state", "d", "--rehash", "1"},
+			env: map[string]string{"SUMDB_UPSTREAM": "https://serve.example.com", "SUMDB_CHECK_CONCURRENCY": "3", "SUMDB_CHECK_STATE": "file",
+				"SUMDB_STATE": "envdir", "SUMDB_CONCURRENCY": "5"},
+			goEnv: map[string]string{"GOPROXY": "https://proxy.example.com"},
+			check: func(c *AuditConfig) string {
+				if c.State != "d" || c.Concurrency != defaultAuditConcurrency || c.Upstream != "https://proxy.example.com" || len(c.Warnings) != 2 ||
+					!strings.Contains(strings.Join(c.Warnings, "\n"), "SUMDB_STATE: no such setting (did you mean SUMDB_AUDIT_STATE or SUMDB_CHECK_STATE?)") {
+					return fmt.Sprintf("%+v", c)
+				}
+				return ""
+			},
 		},
 		{
 			name:   "no go command",

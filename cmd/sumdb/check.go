@@ -12,7 +12,6 @@ import (
 
 	"github.com/spf13/cast"
 	"github.com/spf13/pflag"
-	"github.com/spf13/viper"
 	"golang.org/x/mod/modfile"
 
 	"github.com/sumdb/sumdb/sumdb"
@@ -47,8 +46,8 @@ Exit status, the first that applies in this order:
   0  every line verified or skipped
 The format never changes the exit status.
 
---state, --format and --concurrency can also be set as SUMDB_STATE,
-SUMDB_FORMAT and SUMDB_CONCURRENCY.
+--state, --format and --concurrency can also be set as SUMDB_CHECK_STATE,
+SUMDB_CHECK_FORMAT and SUMDB_CHECK_CONCURRENCY.
 
 Flags:
 `
@@ -59,10 +58,6 @@ const (
 	defaultCheckConcurrency = 8
 	maxCheckConcurrency     = 256
 )
-
-// checkEnvKeys are the check settings that may also come from SUMDB_*
-// variables. The database is not among them: its variable is GOSUMDB.
-var checkEnvKeys = []string{"state", "format", "concurrency"}
 
 // statusCouldNotCheck is the exit status of a check that could not check.
 const statusCouldNotCheck = 3
@@ -88,6 +83,7 @@ type CheckConfig struct {
 	Concurrency              int
 	Files                    []string // the files to check, by name to report
 	Paths                    []string // the files to read, by path; parallel to Files
+	Warnings                 []string // things the user may want to fix
 }
 
 // runCheck runs "sumdb check". It returns an *exitError carrying the exit
@@ -105,6 +101,9 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cfg, err := loadCheckConfig(ctx, fs, goEnv)
 	if err != nil {
 		return couldNotCheck(err)
+	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintf(stderr, "sumdb: check: %s\n", w)
 	}
 	remote, err := sumdb.OpenRemote(ctx, sumdb.RemoteConfig{GOSUMDB: cfg.GOSUMDB, GOPROXY: cfg.GOPROXY, GOROOT: cfg.GOROOT})
 	if err != nil {
@@ -151,66 +150,26 @@ func couldNotCheck(err error) error {
 	return &exitError{code: statusCouldNotCheck, err: err}
 }
 
-// loadCheckConfig merges the parsed flags fs, the SUMDB_* environment and
-// the go command's settings into a validated CheckConfig. A flag on the
-// command line wins over the environment, which wins over the default.
+// loadCheckConfig merges the parsed flags fs, the SUMDB_CHECK_* environment
+// and the go command's settings into a validated CheckConfig. A flag on
+// the command line wins over the environment, which wins over the default.
 func loadCheckConfig(ctx context.Context, fs *pflag.FlagSet, goEnv goEnvFunc) (*CheckConfig, error) {
-	v := viper.New()
-	v.SetEnvPrefix(envPrefix)
-	if err := v.BindPFlags(fs); err != nil {
-		return nil, fmt.Errorf("bind flags: %w", err)
-	}
-	for _, k := range checkEnvKeys {
-		if err := v.BindEnv(k, envName(k)); err != nil {
-			return nil, fmt.Errorf("bind environment: %w", err)
-		}
-	}
-	// bad returns the error for an invalid value of key.
-	bad := func(key, format string, args ...any) error {
-		where := "--" + key
-		if f := fs.Lookup(key); !f.Changed {
-			if val, ok := os.LookupEnv(envName(key)); ok && val != "" {
-				where = envName(key)
-			}
-		}
-		return usageErrorf("check: invalid %s: %s", where, fmt.Sprintf(format, args...))
-	}
-	// fromGo returns a setting of the go command.
-	fromGo := func(name, why string) (string, error) {
-		val, err := goEnv(ctx, name)
-		if err != nil {
-			return "", fmt.Errorf("check: cannot read the go command's %s (%v): %s", name, err, why)
-		}
-		return val, nil
-	}
-
-	cfg := &CheckConfig{}
-	var err error
-	if f := fs.Lookup("sumdb"); f.Changed {
-		cfg.GOSUMDB = strings.TrimSpace(f.Value.String())
-		if cfg.GOSUMDB == "" {
-			return nil, bad("sumdb", "empty (want \"<verifier key> [URL]\")")
-		}
-	} else if cfg.GOSUMDB, err = fromGo("GOSUMDB", "give --sumdb \"<verifier key> [URL]\""); err != nil {
+	c, err := newToolConfig(ctx, "check", fs, goEnv)
+	if err != nil {
 		return nil, err
 	}
-	// Ask the go command only for what the database's name needs: a bare
-	// name needs the go command's table of keys, and no URL needs GOPROXY.
-	if fields := strings.Fields(cfg.GOSUMDB); len(fields) == 1 && fields[0] != "off" {
-		if cfg.GOPROXY, err = fromGo("GOPROXY", "give the database's URL with --sumdb \"<verifier key> <URL>\""); err != nil {
-			return nil, err
-		}
+	cfg := &CheckConfig{}
+	if cfg.GOSUMDB, err = c.gosumdb(); err != nil {
+		return nil, err
 	}
-	if fields := strings.Fields(cfg.GOSUMDB); len(fields) > 0 && fields[0] != "off" && !strings.Contains(fields[0], "+") {
-		if cfg.GOROOT, err = fromGo("GOROOT", "give the full verifier key with --sumdb"); err != nil {
-			return nil, err
-		}
+	if cfg.GOPROXY, cfg.GOROOT, err = c.reach(cfg.GOSUMDB, false, "give the database's URL with --sumdb \"<verifier key> <URL>\""); err != nil {
+		return nil, err
 	}
 	const privateWhy = "without it, private modules cannot be told from public ones, and must not be sent to the log"
-	if cfg.NoSumDB, err = fromGo("GONOSUMDB", privateWhy); err != nil {
+	if cfg.NoSumDB, err = c.fromGo("GONOSUMDB", privateWhy); err != nil {
 		return nil, err
 	}
-	if cfg.Private, err = fromGo("GOPRIVATE", privateWhy); err != nil {
+	if cfg.Private, err = c.fromGo("GOPRIVATE", privateWhy); err != nil {
 		return nil, err
 	}
 	if cfg.NoSumDB == cfg.Private {
@@ -219,14 +178,14 @@ func loadCheckConfig(ctx context.Context, fs *pflag.FlagSet, goEnv goEnvFunc) (*
 		cfg.NoSumDB = ""
 	}
 
-	cfg.State = strings.TrimSpace(cast.ToString(v.Get("state")))
+	cfg.State = c.str("state")
 	cfg.StateSet = cfg.State != "" || fs.Lookup("state").Changed
 
-	if cfg.Format, err = check.ParseFormat(cast.ToString(v.Get("format"))); err != nil {
-		return nil, bad("format", "%v", err)
+	if cfg.Format, err = check.ParseFormat(cast.ToString(c.get("format"))); err != nil {
+		return nil, c.bad("format", "%v", err)
 	}
-	if cfg.Concurrency, err = cast.ToIntE(v.Get("concurrency")); err != nil || cfg.Concurrency < 1 || cfg.Concurrency > maxCheckConcurrency {
-		return nil, bad("concurrency", "%q (want a number from 1 to %d)", cast.ToString(v.Get("concurrency")), maxCheckConcurrency)
+	if cfg.Concurrency, err = cast.ToIntE(c.get("concurrency")); err != nil || cfg.Concurrency < 1 || cfg.Concurrency > maxCheckConcurrency {
+		return nil, c.bad("concurrency", "%q (want a number from 1 to %d)", cast.ToString(c.get("concurrency")), maxCheckConcurrency)
 	}
 
 	if fs.NArg() > 0 {
@@ -249,6 +208,7 @@ func loadCheckConfig(ctx context.Context, fs *pflag.FlagSet, goEnv goEnvFunc) (*
 			}
 		}
 	}
+	cfg.Warnings = unknownEnv(os.Environ())
 	return cfg, nil
 }
 

@@ -220,7 +220,7 @@ func TestCheck(t *testing.T) {
 }
 
 // TestCheckDefaults runs check with no arguments in a module: the database
-// is GOSUMDB, the file the module's go.sum, the settings from SUMDB_*.
+// is GOSUMDB, the file the module's go.sum, the settings from SUMDB_CHECK_*.
 func TestCheckDefaults(t *testing.T) {
 	checkEnv(t)
 	db := sumdbtest.MustStart(t, sumdbtest.Options{Modules: checkModules})
@@ -232,16 +232,19 @@ func TestCheckDefaults(t *testing.T) {
 	t.Chdir(filepath.Join(dir, "sub"))
 	t.Setenv("GOSUMDB", db.GOSUMDB())
 	state := filepath.Join(t.TempDir(), "state")
-	t.Setenv("SUMDB_STATE", state)
-	t.Setenv("SUMDB_FORMAT", "github")
+	t.Setenv("SUMDB_CHECK_STATE", state)
+	t.Setenv("SUMDB_CHECK_FORMAT", "github")
+	// Audit's variables are no concern of check.
+	t.Setenv("SUMDB_AUDIT_STATE", filepath.Join(t.TempDir(), "audit"))
+	t.Setenv("SUMDB_AUDIT_CONCURRENCY", "0")
 
 	status, stdout, stderr := sumdbCheck(t)
-	if status != 0 {
-		t.Fatalf("exit status %d, want 0\nstdout:\n%s\nstderr:\n%s", status, stdout, stderr)
+	if status != 0 || stderr != "" {
+		t.Fatalf("exit status %d, want 0 and nothing on stderr\nstdout:\n%s\nstderr:\n%s", status, stdout, stderr)
 	}
 	wantOutput(t, stdout, "::notice title=sumdb check::sumdb check: 8 lines in 1 file against sumdb.test")
 	if _, err := os.Stat(state); err != nil {
-		t.Errorf("SUMDB_STATE: %v", err)
+		t.Errorf("SUMDB_CHECK_STATE: %v", err)
 	}
 
 	// Names in annotations are relative to the workspace of GitHub Actions.
@@ -264,10 +267,17 @@ func TestCheckDefaults(t *testing.T) {
 	cache := t.TempDir()
 	t.Setenv("XDG_CACHE_HOME", cache)
 	t.Setenv("HOME", cache)
-	t.Setenv("SUMDB_STATE", "")
+	t.Setenv("SUMDB_CHECK_STATE", "")
+	// The name without the command is none of check's: it is ignored, with
+	// a warning.
+	t.Setenv("SUMDB_STATE", state)
 	writeIn(t, dir, "go.sum", gosum)
-	if status, stdout, stderr := sumdbCheck(t); status != 0 {
+	status, stdout, stderr = sumdbCheck(t)
+	if status != 0 {
 		t.Fatalf("exit status %d, want 0\nstdout:\n%s\nstderr:\n%s", status, stdout, stderr)
+	}
+	if want := "sumdb: check: ignoring environment variable SUMDB_STATE: no such setting (did you mean SUMDB_AUDIT_STATE or SUMDB_CHECK_STATE?)\n"; stderr != want {
+		t.Errorf("stderr = %q, want %q", stderr, want)
 	}
 	userCache, err := os.UserCacheDir()
 	if err != nil {
@@ -414,7 +424,7 @@ func TestCheckHelp(t *testing.T) {
 	if status != 0 {
 		t.Errorf("exit status %d, want 0", status)
 	}
-	wantOutput(t, stdout, "Usage: sumdb check [flags] [FILE...]", "--state file", "Exit status")
+	wantOutput(t, stdout, "Usage: sumdb check [flags] [FILE...]", "--state file", "Exit status", "SUMDB_CHECK_STATE", "SUMDB_CHECK_FORMAT", "SUMDB_CHECK_CONCURRENCY")
 	var out bytes.Buffer
 	if err := run(t.Context(), []string{"help"}, &out, io.Discard); err != nil {
 		t.Fatal(err)

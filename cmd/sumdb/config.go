@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"net"
 	"net/url"
@@ -120,6 +121,25 @@ func newServeFlags() *pflag.FlagSet {
 func envName(key string) string {
 	return envPrefix + "_" + strings.ToUpper(strings.ReplaceAll(key, "-", "_"))
 }
+
+// toolEnvKeys are, by command, the flags of check and audit that may also
+// be set in the environment, as SUMDB_<COMMAND>_<FLAG> (toolEnvName).
+//
+// A variable means the same to every command that reads it. A setting of a
+// command's own has the command in its name, so that check's --state (a
+// file) and audit's --state (a directory), or their --concurrency, never
+// change each other, and serve's SUMDB_UPSTREAM never changes the proxies
+// audit rehashes from. export and import read serve's SUMDB_DATA_DIR,
+// SUMDB_DATABASE_URL and SUMDB_KEY_FILE, which name the same store and
+// key; keygen and load take flags only.
+var toolEnvKeys = map[string][]string{
+	"check": {"state", "format", "concurrency"},
+	"audit": {"state", "interval", "concurrency", "upstream"},
+}
+
+// toolEnvName returns the environment variable of the flag key of the
+// command cmd: SUMDB_CHECK_STATE for check's --state.
+func toolEnvName(cmd, key string) string { return envName(cmd + "-" + key) }
 
 // A goEnvFunc returns the value of a go command setting, as "go env NAME" prints it.
 type goEnvFunc func(ctx context.Context, name string) (string, error)
@@ -334,22 +354,122 @@ func readConfigFile(file string) (map[string]any, error) {
 }
 
 // unknownEnv returns a warning for each SUMDB_* variable in environ that
-// names no setting: most likely a typo the user wants to know about.
+// no command reads: most likely a typo the user wants to know about, or
+// a tool's setting without its command in the name (SUMDB_STATE).
 func unknownEnv(environ []string) []string {
 	known := map[string]bool{envName("config"): true}
 	for _, k := range serveKeys {
 		known[envName(k)] = true
 	}
+	// meant lists the variables of the tools' settings by their name
+	// without the command: SUMDB_STATE → SUMDB_AUDIT_STATE, SUMDB_CHECK_STATE.
+	meant := make(map[string][]string)
+	for _, cmd := range slices.Sorted(maps.Keys(toolEnvKeys)) {
+		for _, k := range toolEnvKeys[cmd] {
+			known[toolEnvName(cmd, k)] = true
+			meant[envName(k)] = append(meant[envName(k)], toolEnvName(cmd, k))
+		}
+	}
 	var warnings []string
 	for _, kv := range environ {
 		name, _, _ := strings.Cut(kv, "=")
-		// SUMDB_TEST_* configure the tests, not the server.
+		// SUMDB_TEST_* configure the tests, not the commands.
 		if !strings.HasPrefix(name, envPrefix+"_") || strings.HasPrefix(name, envPrefix+"_TEST_") || known[name] {
 			continue
 		}
-		warnings = append(warnings, fmt.Sprintf("ignoring environment variable %s: no such setting", name))
+		w := fmt.Sprintf("ignoring environment variable %s: no such setting", name)
+		if m := meant[name]; len(m) > 0 {
+			w += fmt.Sprintf(" (did you mean %s?)", strings.Join(m, " or "))
+		}
+		warnings = append(warnings, w)
 	}
 	return warnings
+}
+
+// A toolConfig reads the settings of check or audit: its parsed flags, the
+// environment variables toolEnvKeys gives the command, and the go command's
+// settings. A flag on the command line wins over the environment, which
+// wins over the flag's default.
+type toolConfig struct {
+	ctx   context.Context
+	cmd   string // "check" or "audit", for messages
+	fs    *pflag.FlagSet
+	v     *viper.Viper
+	goEnv goEnvFunc
+}
+
+func newToolConfig(ctx context.Context, cmd string, fs *pflag.FlagSet, goEnv goEnvFunc) (*toolConfig, error) {
+	v := viper.New()
+	if err := v.BindPFlags(fs); err != nil {
+		return nil, fmt.Errorf("bind flags: %w", err)
+	}
+	for _, k := range toolEnvKeys[cmd] {
+		if err := v.BindEnv(k, toolEnvName(cmd, k)); err != nil {
+			return nil, fmt.Errorf("bind environment: %w", err)
+		}
+	}
+	return &toolConfig{ctx: ctx, cmd: cmd, fs: fs, v: v, goEnv: goEnv}, nil
+}
+
+// get returns the value of the setting key.
+func (c *toolConfig) get(key string) any { return c.v.Get(key) }
+
+// str returns the value of the setting key as a string, trimmed.
+func (c *toolConfig) str(key string) string { return strings.TrimSpace(cast.ToString(c.v.Get(key))) }
+
+// bad returns the usage error for an invalid value of the setting key,
+// naming where the value came from.
+func (c *toolConfig) bad(key, format string, args ...any) error {
+	where := "--" + key
+	if !c.fs.Lookup(key).Changed && slices.Contains(toolEnvKeys[c.cmd], key) {
+		if val, ok := os.LookupEnv(toolEnvName(c.cmd, key)); ok && val != "" {
+			where = toolEnvName(c.cmd, key)
+		}
+	}
+	return usageErrorf("%s: invalid %s: %s", c.cmd, where, fmt.Sprintf(format, args...))
+}
+
+// fromGo returns the go command's setting name; why says what to give
+// instead if the go command cannot tell.
+func (c *toolConfig) fromGo(name, why string) (string, error) {
+	val, err := c.goEnv(c.ctx, name)
+	if err != nil {
+		return "", fmt.Errorf("%s: cannot read the go command's %s (%v): %s", c.cmd, name, err, why)
+	}
+	return val, nil
+}
+
+// gosumdb returns the checksum database: --sumdb, else the go command's
+// GOSUMDB.
+func (c *toolConfig) gosumdb() (string, error) {
+	if f := c.fs.Lookup("sumdb"); f.Changed {
+		gosumdb := strings.TrimSpace(f.Value.String())
+		if gosumdb == "" {
+			return "", c.bad("sumdb", "empty (want \"<verifier key> [URL]\")")
+		}
+		return gosumdb, nil
+	}
+	return c.fromGo("GOSUMDB", "give --sumdb \"<verifier key> [URL]\"")
+}
+
+// reach returns the go command's settings that sumdb.OpenRemote needs to
+// reach the database gosumdb as the go command does, asking the go command
+// only for those: GOPROXY for a database given without its URL, or when
+// proxy is set (proxyWhy says what to give instead), and GOROOT for a bare
+// name, whose key the go command knows.
+func (c *toolConfig) reach(gosumdb string, proxy bool, proxyWhy string) (goproxy, goroot string, err error) {
+	fields := strings.Fields(gosumdb)
+	if len(fields) == 1 && fields[0] != "off" || proxy {
+		if goproxy, err = c.fromGo("GOPROXY", proxyWhy); err != nil {
+			return "", "", err
+		}
+	}
+	if len(fields) > 0 && fields[0] != "off" && !strings.Contains(fields[0], "+") {
+		if goroot, err = c.fromGo("GOROOT", "give the full verifier key with --sumdb"); err != nil {
+			return "", "", err
+		}
+	}
+	return goproxy, goroot, nil
 }
 
 // checkListen checks a host:port listen address.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -452,5 +453,101 @@ func TestReadmeConfigTable(t *testing.T) {
 		if fs.Lookup(k) == nil {
 			t.Errorf("setting %q has no flag", k)
 		}
+	}
+}
+
+// toolFlags returns the flag sets of the commands with variables of their
+// own.
+var toolFlags = map[string]func() *pflag.FlagSet{"check": newCheckFlags, "audit": newAuditFlags}
+
+// TestToolEnvKeys checks that every variable of check and audit is a flag
+// of its command, and that no two settings share a variable.
+func TestToolEnvKeys(t *testing.T) {
+	owner := make(map[string]string) // setting by variable
+	for _, k := range append(slices.Clone(serveKeys), "config") {
+		owner[envName(k)] = "serve --" + k
+	}
+	for cmd, keys := range toolEnvKeys {
+		newFlags, ok := toolFlags[cmd]
+		if !ok {
+			t.Errorf("toolEnvKeys has variables of %s, which toolFlags does not know", cmd)
+			continue
+		}
+		fs := newFlags()
+		for _, k := range keys {
+			if fs.Lookup(k) == nil {
+				t.Errorf("toolEnvKeys[%q] names %q, which is no flag of %s", cmd, k, cmd)
+			}
+			name, setting := toolEnvName(cmd, k), cmd+" --"+k
+			if other, ok := owner[name]; ok {
+				t.Errorf("%s is the variable of both %s and %s", name, other, setting)
+			}
+			owner[name] = setting
+		}
+	}
+	if got, want := toolEnvName("check", "state"), "SUMDB_CHECK_STATE"; got != want {
+		t.Errorf("toolEnvName(check, state) = %s, want %s", got, want)
+	}
+}
+
+func TestUnknownEnv(t *testing.T) {
+	environ := []string{
+		"PATH=/bin",
+		"SUMDB_LISTEN=:8080", "SUMDB_CONFIG=x.yaml", "SUMDB_TEST_PUBLIC=1", // serve's, the tests'
+		"SUMDB_CHECK_STATE=f", "SUMDB_AUDIT_UPSTREAM=u", "SUMDB_AUDIT_INTERVAL=1m", // the tools'
+		"SUMDB_LSTEN=typo",
+		"SUMDB_STATE=d",       // check's or audit's, without the command
+		"SUMDB_INTERVAL=1m",   // audit's
+		"SUMDB_CHECK_LIMIT=3", // not a variable of check
+	}
+	want := []string{
+		"ignoring environment variable SUMDB_LSTEN: no such setting",
+		"ignoring environment variable SUMDB_STATE: no such setting (did you mean SUMDB_AUDIT_STATE or SUMDB_CHECK_STATE?)",
+		"ignoring environment variable SUMDB_INTERVAL: no such setting (did you mean SUMDB_AUDIT_INTERVAL?)",
+		"ignoring environment variable SUMDB_CHECK_LIMIT: no such setting",
+	}
+	if got := unknownEnv(environ); !slices.Equal(got, want) {
+		t.Errorf("unknownEnv(%q) =\n%q\nwant\n%q", environ, got, want)
+	}
+}
+
+// TestReadmeToolEnvTable checks that the README's table of the variables of
+// the other commands has a row for each, and no other.
+func TestReadmeToolEnvTable(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := make(map[string]string) // variable by "cmd --flag"
+	for line := range strings.Lines(string(data)) {
+		cells := strings.Split(strings.Trim(strings.TrimSpace(line), "|"), "|")
+		for i := range cells {
+			cells[i] = strings.Trim(strings.TrimSpace(cells[i]), "`")
+		}
+		if _, ok := toolEnvKeys[cells[0]]; !ok || !strings.HasPrefix(line, "| `") {
+			continue
+		}
+		if len(cells) != 3 {
+			t.Errorf("README row %q has %d cells, want 3", strings.TrimSpace(line), len(cells))
+			continue
+		}
+		rows[cells[0]+" "+cells[1]] = cells[2]
+	}
+	for cmd, keys := range toolEnvKeys {
+		for _, k := range keys {
+			setting := cmd + " --" + k
+			env, ok := rows[setting]
+			if !ok {
+				t.Errorf("README has no row for %s", setting)
+				continue
+			}
+			delete(rows, setting)
+			if want := toolEnvName(cmd, k); env != want {
+				t.Errorf("README row of %s: environment %s, want %s", setting, env, want)
+			}
+		}
+	}
+	for setting := range rows {
+		t.Errorf("README has a row for %s, which has no variable", setting)
 	}
 }

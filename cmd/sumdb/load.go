@@ -109,8 +109,8 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 // loadLoadConfig reads the parsed flags fs into a validated LoadConfig.
 func loadLoadConfig(fs *pflag.FlagSet) (*LoadConfig, error) {
-	// Flags only: a SUMDB_* variable meant for serve or check (such as
-	// SUMDB_CONCURRENCY) must not change a load.
+	// Flags only (see toolEnvKeys): a load is measured as its command
+	// line says, whatever the environment of a server or another tool.
 	v := viper.New()
 	if err := v.BindPFlags(fs); err != nil {
 		return nil, fmt.Errorf("bind flags: %w", err)

@@ -13,7 +13,10 @@
 //
 // Run "sumdb help" or "sumdb <command> --help" for the flags. Every serve flag
 // can also be set as SUMDB_<FLAG> in the environment (dashes as underscores)
-// and as a key of a YAML config file given with --config.
+// and as a key of a YAML config file given with --config; export and import
+// read serve's SUMDB_DATA_DIR, SUMDB_DATABASE_URL and SUMDB_KEY_FILE. A few
+// flags of check and audit can be set as SUMDB_CHECK_<FLAG> and
+// SUMDB_AUDIT_<FLAG>; keygen and load take flags only.
 package main
 
 import (
