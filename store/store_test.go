@@ -5,11 +5,14 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -560,4 +563,89 @@ func lastTiles(tiles []tlog.Tile) []tlog.Tile {
 		out = append(out, t)
 	}
 	return out
+}
+
+// largeStores opens the stores named by $SUMDB_BENCH_DATABASE_URL (a
+// PostgreSQL database) and $SUMDB_BENCH_SQLITE (an embedded store file),
+// holding logs built beforehand (see BENCHMARKS.md), or skips.
+func largeStores(b *testing.B) map[string]tlog.Store {
+	stores := make(map[string]tlog.Store)
+	if url := os.Getenv("SUMDB_BENCH_DATABASE_URL"); url != "" {
+		p, err := OpenPostgres(context.Background(), url)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { p.Close() })
+		stores["postgres"] = p
+	}
+	if file := os.Getenv("SUMDB_BENCH_SQLITE"); file != "" {
+		s, err := OpenSQLite(context.Background(), file)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { s.Close() })
+		stores["sqlite"] = s
+	}
+	if len(stores) == 0 {
+		b.Skip("set SUMDB_BENCH_DATABASE_URL or SUMDB_BENCH_SQLITE to a store holding a large log")
+	}
+	return stores
+}
+
+// BenchmarkLookupLarge measures Store.Lookup hits of records picked at
+// random in the log of an existing store (largeStores), from 4
+// goroutines, and reports their latency percentiles: the same at 100,000
+// and at 10,000,000 records shows what the size of the log costs.
+//
+//	SUMDB_BENCH_DATABASE_URL=postgres://... go test -run '^$' -bench LookupLarge -benchtime 20000x ./store/
+func BenchmarkLookupLarge(b *testing.B) {
+	for name, s := range largeStores(b) {
+		b.Run(name, func(b *testing.B) {
+			ctx := context.Background()
+			head, err := s.ReadHead(ctx)
+			if err != nil || head.Size == 0 {
+				b.Fatalf("ReadHead() = %d, %v; want a log", head.Size, err)
+			}
+			// The records to look up, read before the clock starts.
+			const sample = 4096
+			rnd := rand.New(rand.NewPCG(1, 2))
+			keys := make([]tlog.Record, sample)
+			for i := range keys {
+				recs, err := s.ReadRecords(ctx, rnd.Int64N(head.Size), 1)
+				if err != nil || len(recs) != 1 {
+					b.Fatal(err)
+				}
+				keys[i] = recs[0]
+			}
+			var next atomic.Int64
+			lat := make([]time.Duration, b.N)
+			b.ResetTimer()
+			var wg sync.WaitGroup
+			for range 4 {
+				wg.Go(func() {
+					for {
+						i := next.Add(1) - 1
+						if i >= int64(b.N) {
+							return
+						}
+						k := keys[(i*7919)%sample]
+						start := time.Now()
+						r, err := s.Lookup(ctx, k.Path, k.Version)
+						lat[i] = time.Since(start)
+						if err != nil || r.ID != k.ID {
+							b.Errorf("Lookup(%s) = %d, %v, want %d", k.Key(), r.ID, err, k.ID)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			b.StopTimer()
+			slices.Sort(lat)
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "lookups/s")
+			b.ReportMetric(float64(lat[len(lat)/2])/1e6, "p50-ms")
+			b.ReportMetric(float64(lat[len(lat)*99/100])/1e6, "p99-ms")
+			b.ReportMetric(float64(head.Size), "records")
+		})
+	}
 }

@@ -91,8 +91,13 @@ type Config struct {
 	// a tree that contradicts one they may have seen.
 	//
 	// Each write is a new file renamed over the old one, after an fsync of
-	// its content: one fsync per committed batch, not per record, in
-	// addition to the store's own. The directory is not synced, so after a
+	// its content: at most one fsync per committed batch, not per record,
+	// in addition to the store's own. The write is off the sequencer's
+	// path: a publisher goroutine records the head of one batch while the
+	// sequencer commits the next, and answers a batch's appends only once
+	// the file holds its head (or a newer one: when several batches wait,
+	// it records the newest, once). The guarantee is unchanged: no head is
+	// served before the file holds it. The directory is not synced, so after a
 	// power loss the file may hold an older head than the last one written;
 	// that only weakens the check (a slightly older backup passes) and never
 	// refuses a good store, since the store commits before the file is
@@ -126,6 +131,21 @@ type Log struct {
 
 	pubMu     sync.Mutex // serializes publish
 	published int64      // guarded by pubMu; size of the head in cfg.PublishedFile
+
+	// committed carries the batches the sequencer committed to the
+	// publisher goroutine, which records their heads in cfg.PublishedFile
+	// and then answers their appends: the file's fsync for one batch
+	// overlaps the store's commit of the next. The sequencer closes it
+	// when it stops; the publisher closes pubDone when it has answered all.
+	committed chan *committed
+	pubDone   chan struct{}
+}
+
+// A committed batch waits for the publisher.
+type committed struct {
+	head    Head
+	records []Record
+	waiters [][]*request // waiters[i] wait for records[i]
 }
 
 type request struct {
@@ -200,6 +220,9 @@ func Open(ctx context.Context, s Store, cfg Config) (*Log, error) {
 	}
 	runCtx, stop := context.WithCancel(context.Background())
 	l.stop = stop
+	l.committed = make(chan *committed, 64)
+	l.pubDone = make(chan struct{})
+	go l.publisher()
 	go l.run(runCtx)
 	return l, nil
 }
@@ -410,9 +433,55 @@ func (l *Log) ReadTile(ctx context.Context, t xtlog.Tile) ([]byte, error) {
 	return b[:t.W*xtlog.HashSize], nil
 }
 
+// publisher records the heads of committed batches in cfg.PublishedFile,
+// in order, and answers the batches' appends once the file holds their
+// head. When several batches wait, it records the newest head only, once
+// for all of them.
+func (l *Log) publisher() {
+	defer close(l.pubDone)
+	for c := range l.committed {
+		list := []*committed{c}
+	more:
+		for {
+			select {
+			case c, ok := <-l.committed:
+				if !ok {
+					break more
+				}
+				list = append(list, c)
+			default:
+				break more
+			}
+		}
+		newest := list[len(list)-1].head
+		err := l.publish(newest)
+		if err != nil {
+			// The batches are stored, but no client may see their heads
+			// before one is recorded: the lookups fail, and find the
+			// records once a later batch or refresh records a head.
+			l.logger.Error("publish head", "size", newest.Size, "err", err)
+		}
+		for _, c := range list {
+			for i, r := range c.records {
+				res := result{rec: r, head: c.head}
+				if err != nil {
+					res = result{err: err}
+				}
+				for _, req := range c.waiters[i] {
+					req.done <- res
+				}
+			}
+		}
+	}
+}
+
 // run is the sequencer: it takes batches off the queue and commits them.
 func (l *Log) run(ctx context.Context) {
-	defer close(l.done)
+	defer func() {
+		close(l.committed)
+		<-l.pubDone
+		close(l.done)
+	}()
 	var tick <-chan time.Time
 	if l.cfg.RefreshInterval > 0 {
 		t := time.NewTicker(l.cfg.RefreshInterval)
@@ -540,23 +609,19 @@ func (l *Log) commit(ctx context.Context, batch []*request) {
 		case err == nil:
 			elapsed := time.Since(start)
 			l.edge = next
-			if err := l.publish(b.Head); err != nil {
-				// The batch is stored, but no client may see its head
-				// before it is recorded: the lookups fail, and find the
-				// records once a later batch or refresh records a head.
-				l.logger.ErrorContext(ctx, "publish head", "size", b.Head.Size, "err", err)
-				for _, r := range b.Records {
-					answer(r.Key(), result{err: err})
-				}
-				return
-			}
 			l.logger.DebugContext(ctx, "committed batch", "records", len(b.Records), "size", b.Head.Size, "duration", elapsed)
 			if l.cfg.OnCommit != nil {
 				l.cfg.OnCommit(len(b.Records), elapsed)
 			}
-			for _, r := range b.Records {
-				answer(r.Key(), result{rec: r, head: b.Head})
+			// The publisher records the head, then answers; the waiters
+			// of records found already logged (existing) are answered by
+			// the deferred lookups, with a head they publish themselves.
+			c := &committed{head: b.Head, records: b.Records, waiters: make([][]*request, len(b.Records))}
+			for i, r := range b.Records {
+				c.waiters[i] = waiters[r.Key()]
+				delete(waiters, r.Key())
 			}
+			l.committed <- c
 			return
 		case errors.Is(err, ErrConflict):
 			// Another process appended: reload its edge and try again, after

@@ -241,15 +241,27 @@ func verifyHead(msg []byte, v note.Verifier) (tlog.Head, error) {
 // exactly two lines, "<path> <version> <hash>" and
 // "<path> <version>/go.mod <hash>".
 func parseRecord(text []byte) (path, version string, err error) {
-	first, rest, ok := bytes.Cut(text, []byte("\n"))
-	second, tail, ok2 := bytes.Cut(rest, []byte("\n"))
-	f1, f2 := strings.Fields(string(first)), strings.Fields(string(second))
-	if !ok || !ok2 || len(tail) != 0 || len(f1) != 3 || len(f2) != 3 ||
-		string(first) != strings.Join(f1, " ") || string(second) != strings.Join(f2, " ") ||
-		f2[0] != f1[0] || f2[1] != f1[1]+"/go.mod" {
+	bad := func() (string, string, error) {
 		return "", "", fmt.Errorf("%q is not the two go.sum lines of a module version", text)
 	}
-	return f1[0], f1[1], nil
+	first, rest, ok := bytes.Cut(text, []byte("\n"))
+	second, tail, ok2 := bytes.Cut(rest, []byte("\n"))
+	if !ok || !ok2 || len(tail) != 0 {
+		return bad()
+	}
+	p, pv, ok := bytes.Cut(first, []byte(" "))
+	v, h, ok2 := bytes.Cut(pv, []byte(" "))
+	if !ok || !ok2 || len(p) == 0 || len(v) == 0 || len(h) == 0 || bytes.IndexByte(h, ' ') >= 0 {
+		return bad()
+	}
+	// "<path> <version>/go.mod <hash>"
+	n := len(p) + 1 + len(v) + len("/go.mod ")
+	if len(second) <= n || !bytes.HasPrefix(second, p) || second[len(p)] != ' ' ||
+		!bytes.HasPrefix(second[len(p)+1:], v) || string(second[len(p)+1+len(v):n]) != "/go.mod " ||
+		bytes.IndexByte(second[n:], ' ') >= 0 {
+		return bad()
+	}
+	return string(p), string(v), nil
 }
 
 // Progress reports the records done of total; it is called every few
