@@ -129,8 +129,9 @@ type Log struct {
 
 	edge *Edge // owned by the sequencer; nil when it must be reloaded from the store
 
-	pubMu     sync.Mutex // serializes publish
-	published int64      // guarded by pubMu; size of the head in cfg.PublishedFile
+	pubMu     sync.Mutex     // serializes publish
+	published int64          // guarded by pubMu; size of the head in cfg.PublishedFile
+	pubFile   *publishedFile // guarded by pubMu; nil without cfg.PublishedFile
 
 	// committed carries the batches the sequencer committed to the
 	// publisher goroutine, which records their heads in cfg.PublishedFile
@@ -205,17 +206,17 @@ func Open(ctx context.Context, s Store, cfg Config) (*Log, error) {
 		return nil, fmt.Errorf("check stored tree: %w: the database was changed outside sumdb or is damaged; restore it from a backup", err)
 	}
 	if cfg.PublishedFile != "" {
-		removeTemps(cfg.PublishedFile)
-		pub, err := readPublished(cfg.PublishedFile, cfg.Verifier)
+		pf, pub, err := openPublished(cfg.PublishedFile, cfg.Verifier)
 		if err != nil {
 			return nil, err
 		}
 		if err := checkPublished(ctx, s, head, pub, cfg.PublishedFile); err != nil {
 			return nil, err
 		}
-		l.published = pub.Size
+		l.published, l.pubFile = pub.Size, pf
 	}
 	if err := l.publish(head); err != nil {
+		l.pubFile.close()
 		return nil, err
 	}
 	runCtx, stop := context.WithCancel(context.Background())
@@ -232,6 +233,11 @@ func Open(ctx context.Context, s Store, cfg Config) (*Log, error) {
 func (l *Log) Close() {
 	l.stop()
 	<-l.done
+	l.pubMu.Lock()
+	defer l.pubMu.Unlock()
+	if err := l.pubFile.close(); err != nil {
+		l.logger.Error("close published-head file", "err", err)
+	}
 }
 
 // Head returns the newest signed head this process knows to be committed.
@@ -309,8 +315,8 @@ func (l *Log) publish(h Head) error {
 	if h.Size <= l.Head().Size {
 		return nil
 	}
-	if l.cfg.PublishedFile != "" && h.Size > l.published {
-		if err := writePublished(l.cfg.PublishedFile, h.Note); err != nil {
+	if l.pubFile != nil && h.Size > l.published {
+		if err := l.pubFile.write(h.Note); err != nil {
 			return fmt.Errorf("record the published head of size %d: %w", h.Size, err)
 		}
 		l.published = h.Size

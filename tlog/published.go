@@ -1,9 +1,12 @@
 package tlog
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -13,35 +16,109 @@ import (
 	xtlog "golang.org/x/mod/sumdb/tlog"
 )
 
-// maxPublishedFile bounds the published-head file: a signed tree note is a
-// few hundred bytes, with up to 100 signatures a few kilobytes.
+// maxPublishedFile bounds a signed tree note in the published-head file: a
+// note is a few hundred bytes, with up to 100 signatures a few kilobytes.
 const maxPublishedFile = 64 << 10
 
-// readPublished returns the head recorded in the published-head file, or
-// a zero Head if the file does not exist.
-func readPublished(file string, v note.Verifier) (Head, error) {
+// The published-head file has two slots, written in turn in place, each
+// with a checksum, so that a write torn by a crash leaves the other slot
+// whole: a write is one pwrite and one fdatasync of a file whose size never
+// changes, several times cheaper than a new file synced and renamed. A
+// slot is
+//
+//	"SUMDBPH1", a sequence number (uint64, big-endian), the note's length
+//	(uint32), the CRC-32C of the sequence number, length and note
+//	(uint32), then the signed note.
+//
+// The valid slot with the larger sequence number holds the head. A file
+// that does not begin with the magic is the older format, the signed note
+// alone; it is read, and replaced by the new format at the next write.
+const (
+	pubMagic    = "SUMDBPH1"
+	pubSlotHdr  = len(pubMagic) + 8 + 4 + 4
+	pubSlotSize = pubSlotHdr + maxPublishedFile
+	pubFileSize = 2 * pubSlotSize
+)
+
+var crc32c = crc32.MakeTable(crc32.Castagnoli)
+
+// encodeSlot returns the slot holding msg with sequence number seq.
+func encodeSlot(seq uint64, msg []byte) []byte {
+	b := make([]byte, pubSlotHdr, pubSlotHdr+len(msg))
+	copy(b, pubMagic)
+	binary.BigEndian.PutUint64(b[8:], seq)
+	binary.BigEndian.PutUint32(b[16:], uint32(len(msg)))
+	b = append(b, msg...)
+	crc := crc32.Update(crc32.Checksum(b[8:20], crc32c), crc32c, msg)
+	binary.BigEndian.PutUint32(b[20:], crc)
+	return b
+}
+
+// decodeSlot returns the sequence number and note of a slot, or ok false
+// if it is not whole.
+func decodeSlot(b []byte) (seq uint64, msg []byte, ok bool) {
+	if len(b) < pubSlotHdr || string(b[:8]) != pubMagic {
+		return 0, nil, false
+	}
+	seq = binary.BigEndian.Uint64(b[8:])
+	n := binary.BigEndian.Uint32(b[16:])
+	if n == 0 || n > maxPublishedFile || len(b) < pubSlotHdr+int(n) {
+		return 0, nil, false
+	}
+	msg = b[pubSlotHdr : pubSlotHdr+int(n)]
+	if crc32.Update(crc32.Checksum(b[8:20], crc32c), crc32c, msg) != binary.BigEndian.Uint32(b[20:]) {
+		return 0, nil, false
+	}
+	return seq, msg, true
+}
+
+// ReadPublished returns the head recorded in a published-head file
+// (Config.PublishedFile), or a zero Head if the file does not exist. The
+// head must verify with v.
+func ReadPublished(file string, v note.Verifier) (Head, error) {
+	h, _, err := readPublished(file, v)
+	return h, err
+}
+
+// readPublished returns the head recorded in the published-head file and
+// the sequence number of its slot (0 for the older format), or a zero Head
+// if the file does not exist.
+func readPublished(file string, v note.Verifier) (Head, uint64, error) {
 	data, err := os.ReadFile(file)
 	if errors.Is(err, fs.ErrNotExist) {
-		return Head{}, nil
+		return Head{}, 0, nil
 	}
 	if err != nil {
-		return Head{}, fmt.Errorf("read published head: %w", err)
+		return Head{}, 0, fmt.Errorf("read published head: %w", err)
 	}
-	if len(data) > maxPublishedFile {
-		return Head{}, fmt.Errorf("read published head %s: %d bytes is too large for a signed tree head", file, len(data))
+	if len(data) > pubFileSize {
+		return Head{}, 0, fmt.Errorf("read published head %s: %d bytes is too large for a published-head file", file, len(data))
 	}
-	n, err := note.Open(data, note.VerifierList(v))
+	msg, seq := data, uint64(0)
+	if bytes.HasPrefix(data, []byte(pubMagic)) {
+		msg = nil
+		for slot := 0; slot*pubSlotSize < len(data); slot++ {
+			s, m, ok := decodeSlot(data[slot*pubSlotSize:])
+			if ok && (msg == nil || s > seq) {
+				seq, msg = s, m
+			}
+		}
+		if msg == nil {
+			return Head{}, 0, fmt.Errorf("read published head %s: no slot of the file is whole: the file is damaged (remove the file only if this server now serves another log)", file)
+		}
+	}
+	n, err := note.Open(msg, note.VerifierList(v))
 	if err != nil {
-		return Head{}, fmt.Errorf("read published head %s: %w: it must hold a tree head signed by key %s (remove the file only if this server now serves another log)", file, err, v.Name())
+		return Head{}, 0, fmt.Errorf("read published head %s: %w: it must hold a tree head signed by key %s (remove the file only if this server now serves another log)", file, err, v.Name())
 	}
 	tree, err := xtlog.ParseTree([]byte(n.Text))
 	if err != nil {
-		return Head{}, fmt.Errorf("read published head %s: %w", file, err)
+		return Head{}, 0, fmt.Errorf("read published head %s: %w", file, err)
 	}
-	return Head{Size: tree.N, Hash: tree.Hash, Note: data}, nil
+	return Head{Size: tree.N, Hash: tree.Hash, Note: bytes.Clone(msg)}, seq, nil
 }
 
-// removeTemps removes the temporary files that writePublished leaves
+// removeTemps removes the temporary files that publishedFile.create leaves
 // behind when the process is killed between creating and renaming one.
 func removeTemps(file string) {
 	dir, prefix := filepath.Dir(file), filepath.Base(file)+".tmp"
@@ -82,18 +159,56 @@ func checkPublished(ctx context.Context, s Store, stored, pub Head, file string)
 	return nil
 }
 
-// writePublished replaces file by one holding msg, atomically: a new file
-// in the same directory, synced, renamed over the old one. The rename is
-// not synced (see Config.PublishedFile). A missing directory is created.
-func writePublished(file string, msg []byte) (err error) {
-	dir := filepath.Dir(file)
-	f, err := os.CreateTemp(dir, filepath.Base(file)+".tmp*")
+// A publishedFile writes a published-head file in place, alternating its
+// slots. Its methods are not safe for concurrent use (Log.pubMu).
+type publishedFile struct {
+	name string
+	seq  uint64   // of the newest slot
+	f    *os.File // open for writing in place; nil until the file has the slot format
+}
+
+// openPublished returns the published-head file file, and the head it
+// holds, without creating it.
+func openPublished(file string, v note.Verifier) (*publishedFile, Head, error) {
+	removeTemps(file)
+	h, seq, err := readPublished(file, v)
+	if err != nil {
+		return nil, Head{}, err
+	}
+	return &publishedFile{name: file, seq: seq}, h, nil
+}
+
+// write records msg in the file, durably: in the older of the two slots,
+// synced with fdatasync. A file that does not exist or has the older format
+// is first replaced by a new one, synced and renamed into place.
+func (p *publishedFile) write(msg []byte) error {
+	if len(msg) > maxPublishedFile {
+		return fmt.Errorf("signed note of %d bytes is too large", len(msg))
+	}
+	p.seq++
+	slot := encodeSlot(p.seq, msg)
+	if p.f == nil {
+		return p.create(slot)
+	}
+	if _, err := p.f.WriteAt(slot, int64(p.seq%2)*int64(pubSlotSize)); err != nil {
+		return err
+	}
+	return fdatasync(p.f)
+}
+
+// create replaces the file by a new one of the full size, holding slot in
+// slot 0 and slot 1 (so that both are whole), atomically: written, synced,
+// renamed over the old one, its directory synced. A missing directory is
+// created. It then opens the file for writes in place.
+func (p *publishedFile) create(slot []byte) (err error) {
+	dir := filepath.Dir(p.name)
+	f, err := os.CreateTemp(dir, filepath.Base(p.name)+".tmp*")
 	if errors.Is(err, fs.ErrNotExist) {
 		// The data directory of a server whose store is elsewhere.
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return err
 		}
-		f, err = os.CreateTemp(dir, filepath.Base(file)+".tmp*")
+		f, err = os.CreateTemp(dir, filepath.Base(p.name)+".tmp*")
 	}
 	if err != nil {
 		return err
@@ -104,16 +219,34 @@ func writePublished(file string, msg []byte) (err error) {
 			os.Remove(f.Name())
 		}
 	}()
-	if _, err := f.Write(msg); err != nil {
+	data := make([]byte, pubFileSize)
+	copy(data, slot)
+	copy(data[pubSlotSize:], slot)
+	if _, err := f.Write(data); err != nil {
 		return err
 	}
 	if err := f.Sync(); err != nil {
 		return err
 	}
-	if err := f.Close(); err != nil {
+	if err := os.Rename(f.Name(), p.name); err != nil {
 		return err
 	}
-	return os.Rename(f.Name(), file)
+	if d, err := os.Open(dir); err == nil {
+		d.Sync() // not every system can sync a directory: best effort
+		d.Close()
+	}
+	p.f = f
+	return nil
+}
+
+// close closes the file.
+func (p *publishedFile) close() error {
+	if p == nil || p.f == nil {
+		return nil
+	}
+	err := p.f.Close()
+	p.f = nil
+	return err
 }
 
 // RecordPublished records the head of the log in s in file, the
@@ -134,18 +267,18 @@ func RecordPublished(ctx context.Context, s Store, v note.Verifier, file string)
 	if _, err := note.Open(head.Note, note.VerifierList(v)); err != nil {
 		return Head{}, fmt.Errorf("stored head of size %d is not signed by key %s: %w: %w", head.Size, v.Name(), ErrWrongKey, err)
 	}
-	removeTemps(file)
-	pub, err := readPublished(file, v)
+	pf, pub, err := openPublished(file, v)
 	if err != nil {
 		return Head{}, err
 	}
+	defer pf.close()
 	if err := checkPublished(ctx, s, head, pub, file); err != nil {
 		return Head{}, err
 	}
 	if pub.Size >= head.Size {
 		return head, nil
 	}
-	if err := writePublished(file, head.Note); err != nil {
+	if err := pf.write(head.Note); err != nil {
 		return Head{}, fmt.Errorf("record the published head of size %d: %w", head.Size, err)
 	}
 	return head, nil

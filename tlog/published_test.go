@@ -11,7 +11,6 @@ import (
 	"sync"
 	"testing"
 
-	"golang.org/x/mod/sumdb/note"
 	xtlog "golang.org/x/mod/sumdb/tlog"
 
 	"github.com/sumdb/sumdb/store"
@@ -21,19 +20,11 @@ import (
 // readPublishedFile returns the tree in a published-head file.
 func readPublishedFile(t *testing.T, file string, k keys) xtlog.Tree {
 	t.Helper()
-	data, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := note.Open(data, note.VerifierList(k.verifier))
+	h, err := tlog.ReadPublished(file, k.verifier)
 	if err != nil {
 		t.Fatalf("published-head file: %v", err)
 	}
-	tree, err := xtlog.ParseTree([]byte(n.Text))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tree
+	return xtlog.Tree{N: h.Size, Hash: h.Hash}
 }
 
 func openSQLiteAt(t *testing.T, path string) *store.SQLite {
@@ -85,9 +76,9 @@ func TestPublishedFileBeforeAnswer(t *testing.T) {
 				})
 			}
 			wg.Wait()
-			got, err := os.ReadFile(file)
-			if err != nil || !bytes.Equal(got, l.Head().Note) {
-				t.Errorf("published-head file = %q, %v; want the log's head %q", got, err, l.Head().Note)
+			got, err := tlog.ReadPublished(file, k.verifier)
+			if err != nil || !bytes.Equal(got.Note, l.Head().Note) {
+				t.Errorf("published-head file = %q, %v; want the log's head %q", got.Note, err, l.Head().Note)
 			}
 			if matches, _ := filepath.Glob(file + ".tmp*"); len(matches) > 0 {
 				t.Errorf("temporary files left behind: %v", matches)
@@ -333,5 +324,64 @@ func TestPublishedFileUnwritable(t *testing.T) {
 	}
 	if got := readPublishedFile(t, filepath.Join(dir, "published-head"), k); got.N != 1 {
 		t.Errorf("published-head file holds size %d, want 1", got.N)
+	}
+}
+
+// TestPublishedFileSlots checks the two slots of the published-head file:
+// a slot torn by a crash leaves the other one's head, a file with no whole
+// slot is refused, and a file of the older format (the signed note alone)
+// is read and replaced by the new format at the next head.
+func TestPublishedFileSlots(t *testing.T) {
+	t.Parallel()
+	k := newKeys(t)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "published-head")
+	s := openSQLiteAt(t, filepath.Join(dir, "sumdb.db"))
+	defer s.Close()
+	l := openLog(t, s, k)
+	appendN(t, l, 0, 10)
+	l.Close()
+	old := l.Head()
+
+	// The older format.
+	if err := os.WriteFile(file, old.Note, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l2, err := openPublishing(t, s, k, file)
+	if err != nil {
+		t.Fatalf("Open with a published-head file of the older format: %v", err)
+	}
+	appendN(t, l2, 10, 20)
+	l2.Close()
+	if got := readPublishedFile(t, file, k); got.N != 20 {
+		t.Fatalf("published-head file holds size %d, want 20", got.N)
+	}
+	data, err := os.ReadFile(file)
+	if err != nil || !bytes.HasPrefix(data, []byte("SUMDBPH1")) {
+		t.Fatalf("published-head file was not rewritten in the slot format: %q..., %v", data[:min(len(data), 16)], err)
+	}
+
+	// Tear the slot of the newest head: the other slot holds an older one.
+	newest := 0
+	for i := 0; i < 2; i++ {
+		if bytes.Contains(data[i*len(data)/2:(i+1)*len(data)/2], l2.Head().Note) {
+			newest = i
+		}
+	}
+	torn := bytes.Clone(data)
+	torn[newest*len(data)/2+40] ^= 0xff
+	if err := os.WriteFile(file, torn, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := readPublishedFile(t, file, k); got.N >= 20 || got.N < 10 {
+		t.Errorf("after tearing the newest slot, published-head file holds size %d, want the older head", got.N)
+	}
+	// Both slots torn: refused.
+	torn[(1-newest)*len(data)/2+40] ^= 0xff
+	if err := os.WriteFile(file, torn, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tlog.ReadPublished(file, k.verifier); err == nil || !strings.Contains(err.Error(), "damaged") {
+		t.Errorf("ReadPublished(both slots torn) = %v, want an error saying the file is damaged", err)
 	}
 }

@@ -108,12 +108,13 @@ func TestExportImportPostgres(t *testing.T) {
 	if !strings.Contains(stderr, "imported 700 records") || !strings.Contains(stderr, "copy the old server's signer key file") {
 		t.Errorf("import said %q, want the records imported and to copy the key file", stderr)
 	}
-	oldHead, err := os.ReadFile(filepath.Join(old, "published-head"))
+	oldPub, err := tlog.ReadPublished(filepath.Join(old, "published-head"), k.Verifier)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, err := os.ReadFile(filepath.Join(dir, "published-head")); err != nil || !bytes.Equal(got, oldHead) {
-		t.Errorf("import wrote published-head %q, %v; want the old server's %q", got, err, oldHead)
+	oldHead := oldPub.Note
+	if got, err := tlog.ReadPublished(filepath.Join(dir, "published-head"), k.Verifier); err != nil || !bytes.Equal(got.Note, oldHead) {
+		t.Errorf("import wrote published-head %q, %v; want the old server's %q", got.Note, err, oldHead)
 	}
 	// The same file again: nothing to do, and no harm.
 	if stderr := sumdbRunOK(t, "import", "--data-dir", dir, "--database-url", url, file); !strings.Contains(stderr, "imported 0 records") {
