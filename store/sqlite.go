@@ -35,9 +35,14 @@ var _ tlog.Store = (*SQLite)(nil)
 // loss, not just a crash of the process; BEGIN IMMEDIATE for every
 // transaction (_txlock), so that the write lock is taken before the head is
 // read; and recursive_triggers, without which INSERT OR REPLACE would remove
-// rows without firing the triggers that keep the log append-only. The lock
-// wait (busy_timeout) is added by OpenSQLite.
-const sqliteOptions = "_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=recursive_triggers(1)&_txlock=immediate"
+// rows without firing the triggers that keep the log append-only; a page
+// cache of 64 MiB per connection (cache_size, default 2 MiB), which keeps
+// the pages of the random-key index that appends touch in memory well past
+// a million records; and statement journals in memory (temp_store), which
+// SQLite otherwise writes to a temporary file for each multi-row INSERT
+// (a fifth of the time of an append, measured). The lock wait
+// (busy_timeout) is added by OpenSQLite.
+const sqliteOptions = "_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=recursive_triggers(1)&_pragma=cache_size(-65536)&_pragma=temp_store(2)&_txlock=immediate"
 
 // sqliteBusyTimeout is how long a statement waits for another process's
 // lock before it fails with SQLITE_BUSY (which the store reports as
