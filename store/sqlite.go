@@ -648,7 +648,18 @@ func (s *SQLite) exclusive(ctx context.Context, what string, f func(tx *sql.Tx) 
 	case <-ctx.Done():
 		return fmt.Errorf("%s: wait for the writer: %w", what, ctx.Err())
 	}
-	tx, err := s.db.BeginTx(ctx, nil)
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	defer conn.Close()
+	// An index build sorts all the keys: in temporary files, not in
+	// memory as the statement journals of appends (sqliteOptions).
+	if _, err := conn.ExecContext(ctx, "PRAGMA temp_store = FILE"); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	defer conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA temp_store = MEMORY")
+	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("%s: begin: %w", what, err)
 	}
