@@ -4,7 +4,8 @@ package sumdb
 // through the real handler on a real loopback HTTP server, on each store,
 // and side by side with x/mod's in-memory sumdb.TestServer holding the same
 // records, the reference point. Each reports req/s and the p50 and p99
-// latency of the requests it timed. The server and the client share the
+// latency of the requests it timed, with -sumdb.bench-conns (default 32)
+// requests in flight. The server and the client share the
 // machine's cores; see BENCHMARKS.md for the figures and how to run them:
 //
 //	go test -run '^$' -bench 'LookupHit|Tile' -count 5 ./sumdb
@@ -14,6 +15,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"flag"
 	"fmt"
 	mrand "math/rand/v2"
 	"net/http"
@@ -43,7 +45,7 @@ const benchRecords = 100_000
 
 // benchConns is the number of requests in flight in a read benchmark, each
 // on its own kept-alive connection.
-const benchConns = 32
+var benchConns = flag.Int("sumdb.bench-conns", 32, "requests in flight in the read benchmarks")
 
 // benchStores are the servers the read benchmarks compare, the reference
 // first, so that benchstat -col /store shows the others relative to it.
@@ -234,7 +236,7 @@ func startBenchServer(tb testing.TB, h http.Handler, size int64) *benchServer {
 // kept-alive connections, one per request in flight, and a fraction of
 // the CPU of net/http's client, which shares the cores with the server.
 func benchGet(b *testing.B, s *benchServer, next func(r *mrand.Rand) string, want func(path string) int) {
-	client, err := loadgen.NewClient(s.url, benchConns)
+	client, err := loadgen.NewClient(s.url, *benchConns)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -254,7 +256,7 @@ func benchGet(b *testing.B, s *benchServer, next func(r *mrand.Rand) string, wan
 	}
 	// Open the connections and warm the server up, untimed.
 	var warm sync.WaitGroup
-	for i := range benchConns {
+	for i := range *benchConns {
 		warm.Go(func() {
 			if _, err := get(next(mrand.New(mrand.NewPCG(uint64(i), 0))), nil); err != nil {
 				b.Error(err)
@@ -266,7 +268,7 @@ func benchGet(b *testing.B, s *benchServer, next func(r *mrand.Rand) string, wan
 	var mu sync.Mutex
 	var all []time.Duration
 	var seed uint64
-	b.SetParallelism(max(1, benchConns/runtime.GOMAXPROCS(0)))
+	b.SetParallelism(max(1, *benchConns/runtime.GOMAXPROCS(0)))
 	b.ResetTimer()
 	start := time.Now()
 	b.RunParallel(func(pb *testing.PB) {
@@ -356,4 +358,21 @@ func BenchmarkTile(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkHTTPCeiling serves a constant full hash tile from a handler that
+// does nothing else, through the same client as the benchmarks above: the
+// most that net/http on this machine serves, against which the cached
+// tiles of BenchmarkTile are to be read.
+func BenchmarkHTTPCeiling(b *testing.B) {
+	tile := make([]byte, tlog.TileWidth*xtlog.HashSize)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hdr := w.Header()
+		hdr["Content-Type"] = ctypeOctets
+		hdr["Cache-Control"] = hdrImmutable
+		hdr["Content-Length"] = hdrTileSize
+		w.Write(tile)
+	})
+	s := startBenchServer(b, h, benchRecords)
+	benchGet(b, s, func(r *mrand.Rand) string { return "/tile/8/0/000" }, func(string) int { return len(tile) })
 }
