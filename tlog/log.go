@@ -90,18 +90,16 @@ type Config struct {
 	// not contain it (another log) is refused: serving it would show clients
 	// a tree that contradicts one they may have seen.
 	//
-	// Each write is a new file renamed over the old one, after an fsync of
-	// its content: at most one fsync per committed batch, not per record,
-	// in addition to the store's own. The write is off the sequencer's
-	// path: a publisher goroutine records the head of one batch while the
-	// sequencer commits the next, and answers a batch's appends only once
-	// the file holds its head (or a newer one: when several batches wait,
-	// it records the newest, once). The guarantee is unchanged: no head is
-	// served before the file holds it. The directory is not synced, so after a
-	// power loss the file may hold an older head than the last one written;
-	// that only weakens the check (a slightly older backup passes) and never
-	// refuses a good store, since the store commits before the file is
-	// written.
+	// The file has two checksummed slots written in turn in place (see
+	// published.go): a write is one pwrite and one fdatasync, at most one
+	// per committed batch, not per record, in addition to the store's own.
+	// The write is off the sequencer's path: a publisher goroutine records
+	// the head of one batch while the sequencer commits the next, and
+	// answers a batch's appends only once the file holds its head (or a
+	// newer one: when several batches wait, it records the newest, once).
+	// No head is served before the file holds it. Since the store commits
+	// before the file is written, a crash between the two leaves the file
+	// older than the store, which the check on Open accepts.
 	PublishedFile string
 	// OnCommit, if set, is called by the sequencer after each batch commits,
 	// with its number of records and the duration of the store's Append.
