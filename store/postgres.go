@@ -158,10 +158,17 @@ const (
 
 	// upsertTilesQuery replaces a stored tile only by a longer one that
 	// begins with it: tiles grow, and any other change would be a fork.
-	upsertTilesQuery = `INSERT INTO tiles AS t (level, idx, hashes)
+	// If fewer than $4 tiles were written, it fails (division by zero), so
+	// that the COMMIT sent after it is skipped.
+	upsertTilesQuery = `WITH up AS (
+		INSERT INTO tiles AS t (level, idx, hashes)
 		SELECT * FROM unnest($1::integer[], $2::bigint[], $3::bytea[])
 		ON CONFLICT (level, idx) DO UPDATE SET hashes = excluded.hashes
-		WHERE substring(excluded.hashes FROM 1 FOR octet_length(t.hashes)) = t.hashes`
+		WHERE substring(excluded.hashes FROM 1 FOR octet_length(t.hashes)) = t.hashes
+		RETURNING 1)
+		SELECT 1 / (count(*) = $4::bigint)::integer FROM up`
+
+	beginQuery = `BEGIN ISOLATION LEVEL READ COMMITTED`
 
 	updateHeadQuery = `UPDATE head SET size = $1, hash = $2, note = $3`
 
@@ -175,10 +182,11 @@ const (
 	insertResignedHeadQuery = insertHeadQuery + ` ON CONFLICT (size) DO NOTHING`
 )
 
-// Append commits b, as documented by tlog.Store. The records go in with one
-// statement (unnest of arrays), or with COPY for a batch of copyMinRecords
-// or more, the tiles with another statement, and all statements after the
-// head lock and the COPYs are sent in one round trip.
+// Append commits b, as documented by tlog.Store, in two round trips for a
+// batch of fewer than copyMinRecords records: BEGIN with the head lock,
+// then the inserts, the head and COMMIT. The records go in with one
+// statement (unnest of arrays), or with COPY (a round trip more) for a
+// larger batch.
 func (p *Postgres) Append(ctx context.Context, b *tlog.Batch) (err error) {
 	defer markUnavailable(&err, pgUnavailable)
 	if err := checkBatch(b); err != nil {
@@ -246,54 +254,81 @@ func isDuplicateKey(err error) bool {
 // append locks the head, gets the batch to commit from prepare, and commits
 // it if its old size is the locked head's size.
 func (p *Postgres) append(ctx context.Context, prepare func(tlog.Head) (*tlog.Batch, error)) error {
-	// Under READ COMMITTED, whatever the server's default, a SELECT ... FOR
-	// UPDATE that waited for another append returns the head that append
-	// committed, so the size check sees it (and reports ErrConflict).
-	tx, err := p.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+	conn, err := p.pool.Acquire(ctx)
 	if err != nil {
-		return fmt.Errorf("append: begin: %w", err)
+		return fmt.Errorf("append: %w", err)
 	}
-	defer tx.Rollback(ctx)
+	// A connection released inside a transaction (an error before its
+	// end, and a ROLLBACK that failed too) is closed by the pool, never
+	// reused.
+	defer conn.Release()
+	rollback := func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitGrace)
+		defer cancel()
+		conn.Exec(rctx, "ROLLBACK")
+	}
 
+	// One round trip begins the transaction and locks the head. Under READ
+	// COMMITTED, whatever the server's default, a SELECT ... FOR UPDATE
+	// that waited for another append returns the head that append
+	// committed, so the size check sees it (and reports ErrConflict).
 	var size int64
 	var hash, note []byte
-	if err := tx.QueryRow(ctx, lockHeadNoteQuery).Scan(&size, &hash, &note); err != nil {
-		return fmt.Errorf("append: lock head: %w", err)
+	var begin pgx.Batch
+	begin.Queue(beginQuery)
+	begin.Queue(lockHeadNoteQuery).QueryRow(func(row pgx.Row) error { return row.Scan(&size, &hash, &note) })
+	if err := conn.SendBatch(ctx, &begin).Close(); err != nil {
+		rollback()
+		return fmt.Errorf("append: begin and lock head: %w", err)
 	}
 	head, err := headFrom(size, hash, note)
 	if err != nil {
+		rollback()
 		return fmt.Errorf("append: %w", err)
 	}
 	b, err := prepare(head)
 	if err != nil {
+		rollback()
 		return err
 	}
 	lo, hi := b.OldSize, b.Head.Size
 	if size != b.OldSize {
+		rollback()
 		return conflict(b, size)
 	}
 	if err := checkResign(b, hash); err != nil {
+		rollback()
 		return err
 	}
 
 	if len(b.Records) >= copyMinRecords {
 		// COPY streams rows without building arrays, several times faster
 		// than unnest for the batches of an import.
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"records"}, []string{"id", "key", "text"}, &recordRows{recs: b.Records}); err != nil {
+		if _, err := conn.CopyFrom(ctx, pgx.Identifier{"records"}, []string{"id", "key", "text"}, &recordRows{recs: b.Records}); err != nil {
+			rollback()
 			if isDuplicateKey(err) {
-				tx.Rollback(ctx)
 				return p.duplicates(ctx, b, err)
 			}
 			return fmt.Errorf("insert records [%d, %d): %w", lo, hi, err)
 		}
 	}
 	if len(b.History) >= copyMinRecords {
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"heads"}, []string{"size", "hash", "note"}, &headRows{heads: b.History}); err != nil {
+		if _, err := conn.CopyFrom(ctx, pgx.Identifier{"heads"}, []string{"size", "hash", "note"}, &headRows{heads: b.History}); err != nil {
+			rollback()
 			return fmt.Errorf("append [%d, %d): insert %d heads into history: %w", lo, hi, len(b.History), err)
 		}
 	}
 
+	// One more round trip sends the rest and the COMMIT. A statement that
+	// fails makes the server skip the rest, COMMIT included: every check
+	// that must stop the commit is an error of a statement.
 	var q pgx.Batch
+	type step struct {
+		what string
+		dup  bool // a unique violation of a record key is a duplicate
+		fork bool // a division by zero is a tile that does not extend the stored one
+	}
+	var steps []step
 	unnestRecords := len(b.Records) > 0 && len(b.Records) < copyMinRecords
 	if unnestRecords {
 		ids := make([]int64, len(b.Records))
@@ -303,6 +338,7 @@ func (p *Postgres) append(ctx context.Context, prepare func(tlog.Head) (*tlog.Ba
 			ids[i], keys[i], texts[i] = r.ID, recordKey(r.Path, r.Version), r.Text
 		}
 		q.Queue(insertRecordsQuery, ids, keys, texts)
+		steps = append(steps, step{what: fmt.Sprintf("insert records [%d, %d)", lo, hi), dup: true})
 	}
 	if len(b.Tiles) > 0 {
 		levels := make([]int32, len(b.Tiles))
@@ -311,11 +347,12 @@ func (p *Postgres) append(ctx context.Context, prepare func(tlog.Head) (*tlog.Ba
 		for i, t := range b.Tiles {
 			levels[i], indexes[i], hashes[i] = int32(t.Level), t.Index, t.Hashes
 		}
-		q.Queue(upsertTilesQuery, levels, indexes, hashes)
+		q.Queue(upsertTilesQuery, levels, indexes, hashes, len(b.Tiles))
+		steps = append(steps, step{what: fmt.Sprintf("append [%d, %d): upsert tiles", lo, hi), fork: true})
 	}
 	q.Queue(updateHeadQuery, b.Head.Size, b.Head.Hash[:], b.Head.Note)
-	unnestHistory := len(b.History) > 0 && len(b.History) < copyMinRecords
-	if unnestHistory {
+	steps = append(steps, step{what: fmt.Sprintf("append [%d, %d): update head", lo, hi)})
+	if len(b.History) > 0 && len(b.History) < copyMinRecords {
 		sizes := make([]int64, len(b.History))
 		hashes := make([][]byte, len(b.History))
 		notes := make([][]byte, len(b.History))
@@ -323,63 +360,42 @@ func (p *Postgres) append(ctx context.Context, prepare func(tlog.Head) (*tlog.Ba
 			sizes[i], hashes[i], notes[i] = h.Size, h.Hash[:], h.Note
 		}
 		q.Queue(insertHeadsQuery, sizes, hashes, notes)
+		steps = append(steps, step{what: fmt.Sprintf("append [%d, %d): insert %d heads into history", lo, hi, len(b.History))})
 	}
 	if len(b.Records) > 0 {
 		q.Queue(insertHeadQuery, b.Head.Size, b.Head.Hash[:], b.Head.Note)
 	} else {
 		q.Queue(insertResignedHeadQuery, b.Head.Size, b.Head.Hash[:], b.Head.Note)
 	}
+	steps = append(steps, step{what: fmt.Sprintf("append [%d, %d): insert head into history", lo, hi)})
+	q.Queue("COMMIT")
+	steps = append(steps, step{what: fmt.Sprintf("append [%d, %d): commit", lo, hi)})
 
-	res := tx.SendBatch(ctx, &q)
-	if unnestRecords {
-		if _, err := res.Exec(); err != nil {
-			res.Close()
-			if isDuplicateKey(err) {
-				// Nothing is written; find which records exist, now that
-				// the transaction is over. Records are never deleted, so
-				// what existed then exists now.
-				tx.Rollback(ctx)
-				return p.duplicates(ctx, b, err)
-			}
-			return fmt.Errorf("insert records [%d, %d): %w", lo, hi, err)
-		}
-	}
-	if len(b.Tiles) > 0 {
-		tag, err := res.Exec()
-		if err != nil {
-			res.Close()
-			return fmt.Errorf("append [%d, %d): upsert tiles: %w", lo, hi, err)
-		}
-		if n := tag.RowsAffected(); n != int64(len(b.Tiles)) {
-			res.Close()
-			return fmt.Errorf("append [%d, %d): upsert tiles: %d of %d tiles do not extend the stored tile: refusing to fork the log",
-				lo, hi, int64(len(b.Tiles))-n, len(b.Tiles))
-		}
-	}
-	if _, err := res.Exec(); err != nil {
-		res.Close()
-		return fmt.Errorf("append [%d, %d): update head: %w", lo, hi, err)
-	}
-	if unnestHistory {
-		if _, err := res.Exec(); err != nil {
-			res.Close()
-			return fmt.Errorf("append [%d, %d): insert %d heads into history: %w", lo, hi, len(b.History), err)
-		}
-	}
-	if _, err := res.Exec(); err != nil {
-		res.Close()
-		return fmt.Errorf("append [%d, %d): insert head into history: %w", lo, hi, err)
-	}
-	if err := res.Close(); err != nil {
-		return fmt.Errorf("append [%d, %d): %w", lo, hi, err)
-	}
 	// Commit even if ctx ends now: a commit cut short by the context leaves
 	// the caller unsure whether the batch is stored. But not for ever: a
 	// server that stopped answering must not hold the caller.
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitGrace)
 	defer cancel()
-	if err := tx.Commit(cctx); err != nil {
-		return fmt.Errorf("append [%d, %d): commit: %w", lo, hi, err)
+	res := conn.SendBatch(cctx, &q)
+	for _, st := range steps {
+		if _, err := res.Exec(); err != nil {
+			res.Close()
+			rollback()
+			var pgErr *pgconn.PgError
+			switch {
+			case st.dup && isDuplicateKey(err):
+				// Nothing is written; find which records exist, now that
+				// the transaction is over. Records are never deleted, so
+				// what existed then exists now.
+				return p.duplicates(ctx, b, err)
+			case st.fork && errors.As(err, &pgErr) && pgErr.Code == "22012":
+				return fmt.Errorf("%s: some tiles do not extend the stored tile: refusing to fork the log", st.what)
+			}
+			return fmt.Errorf("%s: %w", st.what, err)
+		}
+	}
+	if err := res.Close(); err != nil {
+		return fmt.Errorf("append [%d, %d): %w", lo, hi, err)
 	}
 	return nil
 }
