@@ -162,9 +162,10 @@ func checkPublished(ctx context.Context, s Store, stored, pub Head, file string)
 // A publishedFile writes a published-head file in place, alternating its
 // slots. Its methods are not safe for concurrent use (Log.pubMu).
 type publishedFile struct {
-	name string
-	seq  uint64   // of the newest slot
-	f    *os.File // open for writing in place; nil until the file has the slot format
+	name   string
+	seq    uint64   // of the newest slot
+	f      *os.File // open for writing in place; nil until the file has the slot format
+	closed bool
 }
 
 // openPublished returns the published-head file file, and the head it
@@ -182,6 +183,9 @@ func openPublished(file string, v note.Verifier) (*publishedFile, Head, error) {
 // synced with fdatasync. A file that does not exist or has the older format
 // is first replaced by a new one, synced and renamed into place.
 func (p *publishedFile) write(msg []byte) error {
+	if p.closed {
+		return ErrClosed
+	}
 	if len(msg) > maxPublishedFile {
 		return fmt.Errorf("signed note of %d bytes is too large", len(msg))
 	}
@@ -241,7 +245,11 @@ func (p *publishedFile) create(slot []byte) (err error) {
 
 // close closes the file.
 func (p *publishedFile) close() error {
-	if p == nil || p.f == nil {
+	if p == nil {
+		return nil
+	}
+	p.closed = true
+	if p.f == nil {
 		return nil
 	}
 	err := p.f.Close()
