@@ -544,8 +544,8 @@ const (
 	sqliteAnyRecordQuery      = `SELECT EXISTS (SELECT 1 FROM records)`
 	sqliteDropKeyIndexQuery   = `DROP INDEX records_key`
 	sqliteCreateKeyIndexQuery = `CREATE UNIQUE INDEX records_key ON records (key)` // as in 0001_init.sql
-	sqliteDuplicateKeysQuery  = `SELECT text FROM records WHERE key IN
-		(SELECT key FROM records GROUP BY key HAVING count(*) > 1 LIMIT 100) ORDER BY id`
+	sqliteDuplicateKeysQuery  = `SELECT id, text FROM records WHERE key IN
+		(SELECT key FROM records GROUP BY key HAVING count(*) > 1 LIMIT $1) ORDER BY key, id`
 )
 
 // A querier is a *sql.DB or a *sql.Tx.
@@ -617,23 +617,50 @@ func (s *SQLite) EndBulk(ctx context.Context) (err error) {
 	if !dup {
 		return err
 	}
-	rows, err := s.db.QueryContext(ctx, sqliteDuplicateKeysQuery)
+	groups, err := s.DuplicateRecords(ctx, 100)
 	if err != nil {
-		return fmt.Errorf("end bulk load: find records stored twice: %w", err)
+		return fmt.Errorf("end bulk load: %w", err)
 	}
-	defer rows.Close()
 	var texts [][]byte
-	for rows.Next() {
-		var text []byte
-		if err := rows.Scan(&text); err != nil {
-			return fmt.Errorf("end bulk load: find records stored twice: %w", err)
+	for _, g := range groups {
+		for _, r := range g {
+			texts = append(texts, r.Text)
 		}
-		texts = append(texts, text)
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("end bulk load: find records stored twice: %w", err)
 	}
 	return duplicateTexts(texts)
+}
+
+// DuplicateRecords returns up to max groups of stored records that share a
+// key, each group in the order of the log. Only a database in bulk-load
+// mode can hold such records; the query reads the whole table.
+func (s *SQLite) DuplicateRecords(ctx context.Context, max int) (_ [][]tlog.Record, err error) {
+	defer markUnavailable(&err, sqliteUnavailable)
+	rows, err := s.db.QueryContext(ctx, sqliteDuplicateKeysQuery, max)
+	if err != nil {
+		return nil, fmt.Errorf("find records stored twice: %w", err)
+	}
+	defer rows.Close()
+	var groups [][]tlog.Record
+	var last []byte
+	for rows.Next() {
+		var r tlog.Record
+		if err := rows.Scan(&r.ID, &r.Text); err != nil {
+			return nil, fmt.Errorf("find records stored twice: %w", err)
+		}
+		if r.Path, r.Version, err = parseText(r.Text); err != nil {
+			return nil, fmt.Errorf("find records stored twice: record %d: %w", r.ID, err)
+		}
+		key := recordKey(r.Path, r.Version)
+		if !bytes.Equal(key, last) {
+			groups = append(groups, nil)
+			last = key
+		}
+		groups[len(groups)-1] = append(groups[len(groups)-1], r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("find records stored twice: %w", err)
+	}
+	return groups, nil
 }
 
 // sqliteConstraint is SQLite's primary result code of a constraint violation.

@@ -34,6 +34,10 @@
 //	log.db     the clone: a store.SQLite with every record, every hash tile
 //	           and a head, in the server's own schema; its unique index on
 //	           path@version is what finds a module version logged twice
+//	           (a new clone is written without it, in the store's bulk-load
+//	           mode, and the index is built when the clone reaches the
+//	           log's head: a module version logged twice in records far
+//	           apart is found then)
 //	log.vkey   the verifier key of the audited log; a directory audits one log
 //	audit.key  the auditor's own signer key (mode 0600), made on first use
 //	latest     the newest signed head of the log that was verified, as the
@@ -58,7 +62,10 @@
 // The first violation stops the clone: the records before it stay in the
 // store, and the violation is reported (and found again by the next run,
 // which resumes at the same record). A record that is not well formed, or a
-// module version already in the log, is never written to the store.
+// module version already in the clone's index, is never written to the
+// store. A module version logged twice within a new clone is written, and
+// reported when the index is built; the clone then stays without the index,
+// and every later run reports it again.
 // Records are written only after they were checked against the served hash
 // tiles, so an interrupted run resumes where it stopped.
 package audit

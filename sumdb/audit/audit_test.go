@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -673,5 +674,77 @@ func TestAuditRewrittenRecord(t *testing.T) {
 	}
 	if rep.Records != 300 {
 		t.Errorf("clone holds %d records, want 300", rep.Records)
+	}
+}
+
+// TestAuditBulkClone clones a new log in the store's bulk-load mode: a run
+// cut off by a failing server leaves the clone in that mode for the next
+// run to go on with, and a module version logged twice, in batches far
+// apart, is found when the index of module versions is built, and found
+// again by every later run.
+func TestAuditBulkClone(t *testing.T) {
+	t.Parallel()
+	const n, first, again = 20000, 10, 19000
+	texts := synthTexts("b", n)
+	texts[again] = otherHashes(fmt.Sprintf("example.com/b/m%d", first), "v1.0.0")
+	k := sumdbtest.NewKey(t, "bulk.test")
+	l := newStaticLog(t, k, texts)
+	const broken = "/tile/8/data/070"
+	f := sumdbtest.NewFront(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == broken {
+			http.Error(w, "broken", http.StatusInternalServerError)
+			return
+		}
+		l.ServeHTTP(w, r)
+	}))
+	dir := t.TempDir()
+	bulkLoading := func() bool {
+		t.Helper()
+		st, err := store.OpenSQLite(t.Context(), filepath.Join(dir, dbFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		loading, err := st.BulkLoading(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return loading
+	}
+
+	rep, err := audit(t, k.VKey, f.URL, dir, nil)
+	if err == nil || !strings.Contains(err.Error(), broken) {
+		t.Fatalf("Run with %s failing = %v, want an error naming it", broken, err)
+	}
+	if rep.Records != 70*256 || !rep.OK() {
+		t.Errorf("cut off at tile 70: records %d, violations %v; want %d records, none", rep.Records, rep.Violations, 70*256)
+	}
+	if !bulkLoading() {
+		t.Errorf("a clone cut off is not in bulk-load mode")
+	}
+
+	f.SetHandler(l)
+	for run := range 2 {
+		rep, v := violation(t, k.VKey, f.URL, dir, nil)
+		if v.Kind != KindDuplicate || !slices.Equal(v.Records, []int64{first, again}) || !strings.Contains(v.Message, "different hashes") {
+			t.Errorf("run %d: violation = %v %v, want a duplicate of records %d and %d with different hashes", run, v, v.Records, first, again)
+		}
+		if rep.Records != n || rep.Latest.Size != 0 {
+			t.Errorf("run %d: records %d, latest %d; want %d, 0", run, rep.Records, rep.Latest.Size, n)
+		}
+		if !bulkLoading() {
+			t.Errorf("run %d: the clone of a log with a duplicate left bulk-load mode", run)
+		}
+	}
+
+	// Without the duplicate the index is built.
+	texts[again] = sumdbtest.SynthText("example.com/b/other", "v1.0.0")
+	f.SetHandler(newStaticLog(t, k, texts))
+	dir = t.TempDir()
+	if rep := mustAudit(t, k.VKey, f.URL, dir, nil); rep.Records != n {
+		t.Errorf("clean log: records %d, want %d", rep.Records, n)
+	}
+	if bulkLoading() {
+		t.Errorf("a clone that completed is still in bulk-load mode")
 	}
 }

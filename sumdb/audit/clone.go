@@ -72,6 +72,11 @@ func newPendingBatch(size int64) *pendingBatch {
 // package doc says. Violations go to the report and stop the clone.
 func (a *auditor) clone(ctx context.Context, h signedHead, target int64) error {
 	from := a.head.Size
+	if a.head.Size == 0 {
+		if err := a.st.BeginBulk(ctx); err != nil {
+			return fmt.Errorf("prepare the clone: %w", err)
+		}
+	}
 	c := &cloner{a: a, h: h, from: from, target: target, edge: a.edge.Clone(), verify: make(map[tileKey]int), served: make(map[tileKey][]byte)}
 	var uppers []xtlog.Tile
 	for _, t := range xtlog.NewTiles(tlog.TileHeight, from, target) {
@@ -603,4 +608,49 @@ func (a *auditor) duplicates(ctx context.Context, b *tlog.Batch, dup *tlog.Dupli
 		return errStopped
 	}
 	return fmt.Errorf("write records [%d, %d) to the clone: the store reports duplicates the batch does not hold: %w", b.OldSize, b.Head.Size, dup)
+}
+
+// endBulk builds the index of module versions of a clone in the store's
+// bulk-load mode, if it is in that mode.
+//
+// A new clone is written in that mode (clone puts an empty store in it):
+// without the index, records are appended to a table in the order of the
+// log, which is cheap, while inserting into an index of random keys is not,
+// and one sort at the end builds the index faster than millions of inserts.
+// A clone cut off (by the network, or by the user) stays in the mode for
+// the next run to go on with. A module version logged twice keeps the index
+// from being built: each is reported, and the clone stays in the mode, so
+// that every later run finds them again.
+func (a *auditor) endBulk(ctx context.Context) error {
+	bulk, err := a.st.BulkLoading(ctx)
+	if err != nil {
+		return fmt.Errorf("read the clone's mode: %w", err)
+	}
+	if !bulk {
+		return nil
+	}
+	if w := a.cfg.Progress; w != nil {
+		fmt.Fprintf(w, "indexing the module versions of %d records\n", a.head.Size)
+	}
+	err = a.st.EndBulk(ctx)
+	var dup *tlog.DuplicateError
+	if !errors.As(err, &dup) {
+		if err != nil {
+			return fmt.Errorf("index the clone: %w", err)
+		}
+		return nil
+	}
+	groups, err := a.st.DuplicateRecords(ctx, 100)
+	if err != nil {
+		return fmt.Errorf("index the clone: %w", err)
+	}
+	for _, g := range groups {
+		for _, r := range g[1:] {
+			if r.Key() != g[0].Key() {
+				return fmt.Errorf("index the clone: records %d (%s) and %d (%s) have the same key: a SHA-256 prefix collision", g[0].ID, g[0].Key(), r.ID, r.Key())
+			}
+			a.violate(duplicate(g[0].ID, g[0].Text, r.ID, r.Text, r.Key()))
+		}
+	}
+	return nil
 }

@@ -104,14 +104,17 @@ func (a *auditor) verifyHead(ctx context.Context, msg []byte) error {
 		lim = (lim + tlog.TileWidth - 1) / tlog.TileWidth * tlog.TileWidth
 		target = max(a.head.Size, min(target, lim))
 	}
+	found := len(a.rep.Violations)
 	if target > a.head.Size {
-		found := len(a.rep.Violations)
 		if err := a.clone(ctx, h, target); err != nil {
 			return err
 		}
-		if len(a.rep.Violations) > found {
-			return nil
-		}
+	}
+	if err := a.endBulk(ctx); err != nil {
+		return err
+	}
+	if len(a.rep.Violations) > found {
+		return nil
 	}
 	if a.latest == nil || h.N > a.latest.N {
 		if err := a.setLatest(h); err != nil {
