@@ -437,9 +437,9 @@ func TestStoreUnavailable(t *testing.T) {
 				t.Fatalf("lookup: %d %q", code, body)
 			}
 			paths := []string{
-				"/lookup/example.com/m@v1.0.0", // in the log
-				"/lookup/example.com/m@v1.1.0", // not yet
-				"/lookup/example.com/m@v1.9.9", // nowhere
+				"/lookup/example.com/s/m7@v1.0.0", // in the log, never looked up
+				"/lookup/example.com/m@v1.1.0",    // not yet
+				"/lookup/example.com/m@v1.9.9",    // nowhere
 				"/tile/8/0/000",
 				"/tile/8/0/001.p/45",
 				"/tile/8/1/000.p/1",
@@ -464,8 +464,9 @@ func TestStoreUnavailable(t *testing.T) {
 						t.Errorf("mode %d: GET %s = %d %q: %s", mode, p, code, body, msg)
 					}
 				}
-				// The head is in memory: /latest and /healthz still answer.
-				for _, p := range []string{"/latest", "/healthz"} {
+				// The head is in memory, and so is the record looked up
+				// before: they are still served.
+				for _, p := range []string{"/latest", "/healthz", "/lookup/example.com/m@v1.0.0"} {
 					if code, _, body := e.get(p); code != 200 {
 						t.Errorf("mode %d: GET %s = %d %q, want 200", mode, p, code, body)
 					}

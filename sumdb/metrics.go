@@ -79,9 +79,11 @@ func fetchResult(err error) string {
 //	sumdb_rate_limited_requests_total               lookups refused by the per-client fetch rate limit
 //	sumdb_not_found_cache_hits_total                lookups answered by the not-found cache
 //	sumdb_store_unavailable_total                   requests answered 503 because the store did not answer
-//	sumdb_tile_cache_hits_total                     tile requests answered from the cache of full tiles
+//	sumdb_tile_cache_hits_total                     tile requests answered from the cache of tiles
 //	sumdb_tile_cache_misses_total                   tile requests read from the store
-//	sumdb_tile_cache_bytes                          bytes held by the cache of full tiles
+//	sumdb_tile_cache_bytes                          bytes held by the cache of tiles
+//	sumdb_lookup_cache_hits_total                   lookups answered from the cache of records
+//	sumdb_lookup_cache_bytes                        bytes held by the cache of records
 //
 // Endpoints are lookup, latest, tile, data_tile, healthz, readyz and other;
 // fetch results are ok, not_found, invalid, upstream_error, timeout and error.
@@ -98,6 +100,7 @@ type Metrics struct {
 	commitLatency    prometheus.Histogram
 	tileCacheHits    prometheus.Counter
 	tileCacheMisses  prometheus.Counter
+	lookupCacheHits  prometheus.Counter
 
 	// The children of requests and latency that each request updates,
 	// resolved once (the counters at their first use, so that no series
@@ -105,8 +108,9 @@ type Metrics struct {
 	requestsBy [numEndpoints][len(statusCodes)]atomic.Pointer[prometheus.Counter]
 	latencyBy  [numEndpoints]prometheus.Observer
 
-	log   atomic.Pointer[tlog.Log]  // set once by NewServer; read by the gauges at each scrape
-	tiles atomic.Pointer[tileCache] // set once by NewServer; read by the gauges at each scrape
+	log     atomic.Pointer[tlog.Log]    // set once by NewServer; read by the gauges at each scrape
+	tiles   atomic.Pointer[tileCache]   // set once by NewServer; read by the gauges at each scrape
+	records atomic.Pointer[recordCache] // likewise
 }
 
 // NewMetrics returns the metrics of a checksum database, registered with reg.
@@ -160,11 +164,15 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}),
 		tileCacheHits: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sumdb_tile_cache_hits_total",
-			Help: "Tile requests answered from the in-memory cache of full tiles.",
+			Help: "Tile requests answered from the in-memory cache of tiles.",
 		}),
 		tileCacheMisses: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sumdb_tile_cache_misses_total",
-			Help: "Tile requests read from the store: the tile was partial, not cached, or the cache is off.",
+			Help: "Tile requests read from the store: the tile was not cached, or not as wide, or the cache is off.",
+		}),
+		lookupCacheHits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sumdb_lookup_cache_hits_total",
+			Help: "Lookups of logged records answered from the in-memory cache of records, without the store.",
 		}),
 	}
 	treeSize := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -187,9 +195,15 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	})
 	tileCacheBytes := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "sumdb_tile_cache_bytes",
-		Help: "Bytes of full tiles held in memory; at most --tile-cache-size.",
+		Help: "Bytes of tiles held in memory; at most --tile-cache-size.",
 	}, func() float64 {
 		return float64(m.tiles.Load().bytes())
+	})
+	lookupCacheBytes := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "sumdb_lookup_cache_bytes",
+		Help: "Bytes of logged records held in memory for lookups; at most --lookup-cache-size.",
+	}, func() float64 {
+		return float64(m.records.Load().bytes())
 	})
 	for e := range numEndpoints {
 		m.latencyBy[e] = m.latency.WithLabelValues(endpointNames[e])
@@ -201,7 +215,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	for _, c := range []prometheus.Collector{
 		m.requests, m.latency, m.fetches, m.fetchLatency, m.fetching, m.rateLimited,
 		m.notFoundHits, m.storeUnavailable, m.batchRecords, m.commitLatency, treeSize, queue,
-		m.tileCacheHits, m.tileCacheMisses, tileCacheBytes,
+		m.tileCacheHits, m.tileCacheMisses, tileCacheBytes, m.lookupCacheHits, lookupCacheBytes,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register metrics: %w", err)

@@ -77,11 +77,19 @@ type ServerConfig struct {
 	// only behind a proxy that appends that header, or clients could pick
 	// their own address.
 	TrustProxyHeaders bool
-	// TileCacheSize bounds the bytes of full tiles (hash and data) kept in
+	// TileCacheSize bounds the bytes of tiles (hash and data) kept in
 	// memory, in least-recently-used order: a full tile never changes, so
-	// it is read from the store once. Partial tiles are never cached.
-	// Default DefaultTileCacheSize; negative disables the cache.
+	// it is read from the store once; a partial tile is read up to the
+	// served head, and its prefixes are served from memory until a request
+	// asks for more. Default DefaultTileCacheSize; negative disables the
+	// cache.
 	TileCacheSize int64
+	// LookupCacheSize bounds the bytes of logged records kept in memory, in
+	// least-recently-used order, for lookups of the same module versions: a
+	// logged record never changes, so a lookup found in the cache does not
+	// ask the store. Default DefaultLookupCacheSize; negative disables the
+	// cache.
+	LookupCacheSize int64
 	// Metrics receives the server's metrics. Default: metrics kept nowhere.
 	Metrics *Metrics
 	// Now is the clock of the not-found cache and the rate limiter.
@@ -150,6 +158,7 @@ type Server struct {
 	readyTimeout  time.Duration
 	limiter       *rateLimiter // nil: no per-client limit
 	tiles         *tileCache   // nil: no cache
+	records       *recordCache // nil: no cache
 	trustProxy    bool
 	slots         chan struct{}    // one token per fetch in progress
 	now           func() time.Time // the clock of the not-found cache and the limiter
@@ -242,6 +251,13 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if tiles != nil && !m.tiles.CompareAndSwap(nil, tiles) {
 		return nil, errors.New("new server: the metrics belong to another server")
 	}
+	if cfg.LookupCacheSize == 0 {
+		cfg.LookupCacheSize = DefaultLookupCacheSize
+	}
+	records := newRecordCache(cfg.LookupCacheSize)
+	if records != nil && !m.records.CompareAndSwap(nil, records) {
+		return nil, errors.New("new server: the metrics belong to another server")
+	}
 	now := cfg.Now
 	if now == nil {
 		now = time.Now
@@ -259,6 +275,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		slots:         make(chan struct{}, cfg.MaxFetches),
 		now:           now,
 		tiles:         tiles,
+		records:       records,
 		flights:       make(map[string]*flight),
 		notFound:      make(map[string]notFoundEntry),
 	}
@@ -415,16 +432,79 @@ func (s *Server) unavailable(w http.ResponseWriter, r *http.Request, err error) 
 	s.fail(w, r, http.StatusServiceUnavailable, cacheNone, "service unavailable: the database does not answer; retry in a second", err)
 }
 
+// errTilePath is the error of a tile path that parseTilePath rejects. It
+// does not repeat the path.
+var errTilePath = errors.New("invalid tile path: want tile/8/<level>/<index>[.p/<width>] in canonical form")
+
 // parseTilePath parses path, the part of a tile URL after its first slash
 // ("tile/8/0/000.p/1"), admitting only the canonical form
 // (tlog.Tile.Path) of the tiles of height 8, the only height the go command
-// uses. The error does not repeat path.
+// uses. It accepts what xtlog.ParseTilePath accepts at that height, without
+// formatting the path again to compare.
 func parseTilePath(path string) (xtlog.Tile, error) {
-	t, err := xtlog.ParseTilePath(path)
-	if err != nil || t.H != tlog.TileHeight || t.Path() != path {
-		return xtlog.Tile{}, errors.New("invalid tile path: want tile/8/<level>/<index>[.p/<width>] in canonical form")
+	p, ok := strings.CutPrefix(path, "tile/8/")
+	if !ok {
+		return xtlog.Tile{}, errTilePath
 	}
-	return t, nil
+	t := xtlog.Tile{H: tlog.TileHeight, W: tlog.TileWidth}
+	if rest, ok := strings.CutPrefix(p, "data/"); ok {
+		t.L, p = -1, rest
+	} else {
+		level, rest, ok := strings.Cut(p, "/")
+		l, lok := canonicalInt(level)
+		if !ok || !lok {
+			return xtlog.Tile{}, errTilePath
+		}
+		t.L, p = int(l), rest
+	}
+	if index, width, ok := strings.Cut(p, ".p/"); ok {
+		w, ok := canonicalInt(width)
+		if !ok || w < 1 || w >= tlog.TileWidth {
+			return xtlog.Tile{}, errTilePath
+		}
+		t.W, p = int(w), index
+	}
+	// The index: groups of three digits, all but the last prefixed by "x"
+	// and followed by "/", the first of several not zero.
+	for first := true; ; first = false {
+		switch {
+		case len(p) == 3 && isDigits(p):
+			d := int64(p[0]-'0')*100 + int64(p[1]-'0')*10 + int64(p[2]-'0')
+			if t.N > (math.MaxInt64-d)/1000 {
+				return xtlog.Tile{}, errTilePath
+			}
+			return xtlog.Tile{H: t.H, L: t.L, N: t.N*1000 + d, W: t.W}, nil
+		case len(p) > 5 && p[0] == 'x' && p[4] == '/' && isDigits(p[1:4]):
+			d := int64(p[1]-'0')*100 + int64(p[2]-'0')*10 + int64(p[3]-'0')
+			if first && d == 0 || t.N > (math.MaxInt64-d)/1000 {
+				return xtlog.Tile{}, errTilePath
+			}
+			t.N = t.N*1000 + d
+			p = p[5:]
+		default:
+			return xtlog.Tile{}, errTilePath
+		}
+	}
+}
+
+// canonicalInt parses s, a non-negative decimal number without a sign or
+// leading zeros, that fits in an int.
+func canonicalInt(s string) (int64, bool) {
+	if s == "" || len(s) > 1 && s[0] == '0' || !isDigits(s) {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(s, 10, strconv.IntSize)
+	return n, err == nil
+}
+
+// isDigits reports whether s is made of ASCII digits only.
+func isDigits(s string) bool {
+	for i := range len(s) {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 func (s *Server) serveTile(w http.ResponseWriter, r *http.Request, path string) {
@@ -454,23 +534,22 @@ func (s *Server) serveTile(w http.ResponseWriter, r *http.Request, path string) 
 	s.okHeaders(w, ctype, hdrImmutable, data)
 }
 
-// readTile returns the content of tile t: from the cache if it holds the
-// full tile of t's level and index; else from the store, through the
-// cache when the tree reaches all of that full tile, so that the first
-// request for any width of a full tile caches it.
+// readTile returns the content of tile t: from the cache if it holds as
+// many entries of t's level and index; else from the store, reading all the
+// entries of that tile the served head reaches, and caching them, so that
+// the first request for any width of a tile caches it up to the head.
 func (s *Server) readTile(ctx context.Context, t xtlog.Tile) ([]byte, error) {
-	if full, ok := s.tiles.get(t.L, t.N); ok {
-		if data, ok := tilePrefix(t, full); ok {
+	key := tileKey{t.L, t.N}
+	if cached, ok := s.tiles.get(key); ok {
+		if data, ok := tilePrefix(t, cached); ok {
 			s.metrics.tileCacheHits.Inc()
 			return data, nil
 		}
 	}
 	s.metrics.tileCacheMisses.Inc()
 	read := t
-	if s.tiles != nil {
-		if full := (xtlog.Tile{H: t.H, L: t.L, N: t.N, W: tlog.TileWidth}); inTree(full, s.log.Head().Size) {
-			read = full
-		}
+	if w := widthAt(t, s.log.Head().Size); s.tiles != nil && w > t.W {
+		read.W = w
 	}
 	readStore := func() ([]byte, error) {
 		var data []byte
@@ -486,22 +565,35 @@ func (s *Server) readTile(ctx context.Context, t xtlog.Tile) ([]byte, error) {
 		// The tree grew since ReadTile looked: look again.
 		data, err = readStore()
 	}
-	if err != nil || read.W != tlog.TileWidth {
+	if err != nil || s.tiles == nil {
 		return data, err
 	}
-	// The tree reaches the whole tile: its content never changes.
-	if read != t {
-		// Check before caching: a stored data tile whose records do not
-		// split into 256 would serve wrong prefixes.
-		part, ok := tilePrefix(t, data)
-		if !ok {
-			return nil, fmt.Errorf("tile %s: the full tile does not hold %d entries", read.Path(), t.W)
-		}
-		s.tiles.put(read.L, read.N, data)
-		return part, nil
+	// Check before caching: a stored tile that does not hold the entries
+	// asked for would serve wrong prefixes.
+	if !holds(read, data) {
+		return nil, fmt.Errorf("tile %s: the stored tile does not hold %d entries", read.Path(), read.W)
 	}
-	s.tiles.put(read.L, read.N, data)
-	return data, nil
+	c := cachedTile{data: data, width: read.W}
+	s.tiles.put(key, c)
+	part, _ := tilePrefix(t, c)
+	return part, nil
+}
+
+// widthAt returns the number of entries of tile t's level and index that a
+// tree of the given size has: 0 to 256.
+func widthAt(t xtlog.Tile, size int64) int {
+	level := max(t.L, 0) // a data tile spans the records of the level-0 tile
+	if t.N < 0 || level >= 8 {
+		return 0
+	}
+	n := size >> (uint(level) * tlog.TileHeight) // hashes at the tile's level
+	switch {
+	case t.N < n/tlog.TileWidth:
+		return tlog.TileWidth
+	case t.N == n/tlog.TileWidth:
+		return int(n % tlog.TileWidth)
+	}
+	return 0
 }
 
 // inTree reports whether the tree of the given size reaches all of tile t.
@@ -521,19 +613,30 @@ func (s *Server) serveLookup(w http.ResponseWriter, r *http.Request, escaped str
 		s.fail(w, r, http.StatusBadRequest, cacheBadRequest, err.Error(), err)
 		return
 	}
+	key := path + "@" + version
 	var rec tlog.Record
 	var head tlog.Head
-	err = s.withStore(ctx, func(ctx context.Context) error {
-		var err error
-		rec, head, err = s.log.Lookup(ctx, path, version)
-		return err
-	})
-	if errors.Is(err, tlog.ErrNotFound) {
-		rec, head, err = s.lookupMiss(ctx, clientKey(r, s.trustProxy), path, version)
-	}
-	if err != nil {
-		s.lookupError(w, r, path, version, err)
-		return
+	if c, ok := s.records.get(key); ok {
+		s.metrics.lookupCacheHits.Inc()
+		// The head that covered the record before covers it still: the
+		// served head only grows.
+		rec, head = tlog.Record{ID: c.id, Path: path, Version: version, Text: c.text}, s.log.Head()
+	} else {
+		err = s.withStore(ctx, func(ctx context.Context) error {
+			var err error
+			rec, head, err = s.log.Lookup(ctx, path, version)
+			return err
+		})
+		if errors.Is(err, tlog.ErrNotFound) {
+			rec, head, err = s.lookupMiss(ctx, clientKey(r, s.trustProxy), path, version)
+		}
+		if err != nil {
+			s.lookupError(w, r, path, version, err)
+			return
+		}
+		if rec.Path == path && rec.Version == version && head.Size > rec.ID {
+			s.records.put(key, cachedRecord{rec.ID, rec.Text})
+		}
 	}
 	if rec.Path != path || rec.Version != version || head.Size <= rec.ID {
 		s.internal(w, r, fmt.Errorf("lookup %s@%s: got record %d for %s@%s and a head of size %d", path, version, rec.ID, rec.Path, rec.Version, head.Size))

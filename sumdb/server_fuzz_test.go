@@ -3,6 +3,7 @@ package sumdb
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"net/http/httptest"
@@ -153,6 +154,14 @@ func FuzzParseTilePath(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, path string, size int64) {
 		tile, err := parseTilePath(path)
+		// The same verdict as x/mod's parser, at height 8.
+		ref, rerr := xtlog.ParseTilePath(path)
+		if rerr == nil && ref.H != 8 {
+			rerr = errors.New("height")
+		}
+		if (err == nil) != (rerr == nil) || err == nil && tile != ref {
+			t.Fatalf("parseTilePath(%q) = %+v, %v; xtlog.ParseTilePath: %+v, %v", path, tile, err, ref, rerr)
+		}
 		if err != nil {
 			// The same short message whatever the path: a hostile path is
 			// never repeated to the client.

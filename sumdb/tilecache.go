@@ -2,12 +2,8 @@ package sumdb
 
 import (
 	"bytes"
-	"container/list"
-	"sync"
 
 	xtlog "golang.org/x/mod/sumdb/tlog"
-
-	"github.com/sumdb/sumdb/tlog"
 )
 
 // DefaultTileCacheSize is the default bound of the tile cache, in bytes:
@@ -15,132 +11,93 @@ import (
 // million records) or 1,600 full data tiles of go.sum records.
 const DefaultTileCacheSize = 64 << 20
 
-// tileEntryOverhead is what the cache counts for an entry besides its
-// content: the map entry, the list element and the entry itself.
-const tileEntryOverhead = 128
-
 // A tileKey names a full tile: its level (-1 for a data tile) and index.
 type tileKey struct {
 	level int
 	index int64
 }
 
-// A tileCache keeps the content of full tiles, which never changes (the
-// tree only grows, and a full tile covers a part of it that is fixed), in
-// least-recently-used order, bounded by the bytes it holds. It never holds
-// a partial tile: those grow with the tree. A tileCache is safe for
-// concurrent use; a nil *tileCache holds nothing.
-type tileCache struct {
-	max int64 // bytes; entries are evicted beyond it
+// A tileCache keeps the content of tiles: of a full tile, which never
+// changes (the tree only grows, and a full tile covers a part of it that is
+// fixed), or of a partial one, whose prefixes never change either: the tile
+// of the next head is longer, and replaces it.
+type tileCache = lru[tileKey, cachedTile]
 
-	mu    sync.Mutex
-	size  int64                     // guarded by mu; bytes held, overhead included
-	lru   list.List                 // guarded by mu; of *tileEntry, most recently used first
-	byKey map[tileKey]*list.Element // guarded by mu
-}
-
-type tileEntry struct {
-	key  tileKey
-	data []byte // never modified
+// A cachedTile is the content of a tile and its width: the number of
+// hashes, or records, it holds.
+type cachedTile struct {
+	data  []byte // never modified
+	width int
 }
 
 // newTileCache returns a cache of at most maxBytes, or nil (no cache) if
 // maxBytes is 0 or less.
 func newTileCache(maxBytes int64) *tileCache {
-	if maxBytes <= 0 {
-		return nil
-	}
-	return &tileCache{max: maxBytes, byKey: make(map[tileKey]*list.Element)}
+	return newLRU[tileKey](maxBytes, func(t cachedTile) int64 { return int64(len(t.data)) })
 }
 
-// cost returns the bytes an entry of data counts for.
-func cost(data []byte) int64 { return int64(len(data)) + tileEntryOverhead }
+// DefaultLookupCacheSize is the default bound of the cache of logged
+// records, in bytes: about 90,000 records of go.sum lines.
+const DefaultLookupCacheSize = 32 << 20
 
-// get returns the content of the full tile (level, index), if cached. The
-// caller must not modify it.
-func (c *tileCache) get(level int, index int64) ([]byte, bool) {
-	if c == nil {
+// A cachedRecord is a logged record: its id and text.
+type cachedRecord struct {
+	id   int64
+	text []byte // never modified
+}
+
+// A recordCache keeps logged records by path@version: a logged record never
+// changes.
+type recordCache = lru[string, cachedRecord]
+
+// newRecordCache returns a cache of at most maxBytes, or nil (no cache) if
+// maxBytes is 0 or less.
+func newRecordCache(maxBytes int64) *recordCache {
+	return newLRU[string](maxBytes, func(r cachedRecord) int64 {
+		// The key, path@version, is about a third of the text.
+		return int64(len(r.text) + len(r.text)/3)
+	})
+}
+
+// cost returns the bytes a cached tile of data counts for.
+func cost(data []byte) int64 { return int64(len(data)) + lruEntryOverhead }
+
+// tilePrefix returns the content of tile t, of width t.W, from c, the
+// content of a tile of the same level and index and of width c.width: the
+// first t.W hashes of a hash tile, the first t.W records of a data tile
+// (each record's text followed by a blank line). It returns false if c
+// does not hold t.W of them.
+func tilePrefix(t xtlog.Tile, c cachedTile) ([]byte, bool) {
+	switch {
+	case t.W > c.width:
 		return nil, false
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.byKey[tileKey{level, index}]
-	if !ok {
-		return nil, false
-	}
-	c.lru.MoveToFront(e)
-	return e.Value.(*tileEntry).data, true
-}
-
-// put caches data, the content of the full tile (level, index), which the
-// caller must not modify afterwards. Content larger than the whole cache is
-// not kept.
-func (c *tileCache) put(level int, index int64, data []byte) {
-	if c == nil || cost(data) > c.max {
-		return
-	}
-	k := tileKey{level, index}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if e, ok := c.byKey[k]; ok {
-		// Another request read it meanwhile: the content is the same.
-		c.lru.MoveToFront(e)
-		return
-	}
-	c.byKey[k] = c.lru.PushFront(&tileEntry{key: k, data: data})
-	c.size += cost(data)
-	for c.size > c.max {
-		e := c.lru.Back()
-		old := c.lru.Remove(e).(*tileEntry)
-		delete(c.byKey, old.key)
-		c.size -= cost(old.data)
-	}
-}
-
-// bytes returns the bytes held, overhead included.
-func (c *tileCache) bytes() int64 {
-	if c == nil {
-		return 0
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.size
-}
-
-// len returns the number of tiles held.
-func (c *tileCache) len() int {
-	if c == nil {
-		return 0
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.byKey)
-}
-
-// tilePrefix returns the content of tile t, of width t.W, from full, the
-// content of the full tile of the same level and index: the first t.W
-// hashes of a hash tile, the first t.W records of a data tile (each record's
-// text followed by a blank line). It returns false if full does not hold
-// t.W of them.
-func tilePrefix(t xtlog.Tile, full []byte) ([]byte, bool) {
-	if t.W == tlog.TileWidth {
-		return full, true
-	}
-	if t.L >= 0 {
+	case t.W == c.width:
+		return c.data, true
+	case t.L >= 0:
 		n := t.W * xtlog.HashSize
-		if n > len(full) {
+		if n > len(c.data) {
 			return nil, false
 		}
-		return full[:n:n], true
+		return c.data[:n:n], true
 	}
 	// A record's text is lines, none empty: "\n\n" only ends a record.
 	end := 0
 	for range t.W {
-		i := bytes.Index(full[end:], []byte("\n\n"))
+		i := bytes.Index(c.data[end:], []byte("\n\n"))
 		if i < 0 {
 			return nil, false
 		}
 		end += i + 2
 	}
-	return full[:end:end], true
+	return c.data[:end:end], true
+}
+
+// holds reports whether data, read as the content of tile t, holds
+// exactly t.W hashes or records.
+func holds(t xtlog.Tile, data []byte) bool {
+	if t.L >= 0 {
+		return len(data) == t.W*xtlog.HashSize
+	}
+	// A record's text is lines, none empty: "\n\n" only ends a record.
+	return bytes.Count(data, []byte("\n\n")) == t.W && bytes.HasSuffix(data, []byte("\n\n"))
 }

@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http/httptest"
+	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	xtlog "golang.org/x/mod/sumdb/tlog"
 )
@@ -15,39 +17,47 @@ func TestTileCacheEviction(t *testing.T) {
 	tile := func(b byte) []byte { return bytes.Repeat([]byte{b}, 8192) }
 	c := newTileCache(3 * cost(tile(0)))
 	for i := range 3 {
-		c.put(0, int64(i), tile(byte(i)))
+		c.put(tileKey{0, int64(i)}, cachedTile{tile(byte(i)), 256})
 	}
 	if c.len() != 3 || c.bytes() != 3*cost(tile(0)) {
 		t.Fatalf("after 3 puts: %d tiles, %d bytes; want 3, %d", c.len(), c.bytes(), 3*cost(tile(0)))
 	}
 	// Use tile 0, so that tile 1 is the least recently used.
-	if got, ok := c.get(0, 0); !ok || !bytes.Equal(got, tile(0)) {
-		t.Fatalf("get(0, 0) = %.8q, %v; want the tile of 0s", got, ok)
+	if got, ok := c.get(tileKey{0, 0}); !ok || !bytes.Equal(got.data, tile(0)) {
+		t.Fatalf("get(0, 0) = %.8q, %v; want the tile of 0s", got.data, ok)
 	}
-	c.put(0, 3, tile(3))
-	if _, ok := c.get(0, 1); ok {
+	c.put(tileKey{0, 3}, cachedTile{tile(3), 256})
+	if _, ok := c.get(tileKey{0, 1}); ok {
 		t.Error("tile 1, the least recently used, was not evicted")
 	}
 	for _, n := range []int64{0, 2, 3} {
-		if got, ok := c.get(0, n); !ok || !bytes.Equal(got, tile(byte(n))) {
-			t.Errorf("get(0, %d) = %.8q, %v; want the tile of %ds", n, got, ok, n)
+		if got, ok := c.get(tileKey{0, n}); !ok || !bytes.Equal(got.data, tile(byte(n))) {
+			t.Errorf("get(0, %d) = %.8q, %v; want the tile of %ds", n, got.data, ok, n)
 		}
 	}
 	if c.bytes() > c.max {
 		t.Errorf("cache holds %d bytes, more than its bound %d", c.bytes(), c.max)
 	}
 	// Same index, another level: another tile.
-	if _, ok := c.get(-1, 0); ok {
+	if _, ok := c.get(tileKey{-1, 0}); ok {
 		t.Error("get(-1, 0) found the hash tile 0/0")
 	}
 	// A second put of a cached tile changes nothing.
-	c.put(0, 3, tile(3))
+	c.put(tileKey{0, 3}, cachedTile{tile(3), 256})
 	if c.len() != 3 || c.bytes() != 3*cost(tile(0)) {
 		t.Errorf("after a second put: %d tiles, %d bytes; want 3, %d", c.len(), c.bytes(), 3*cost(tile(0)))
 	}
+	// A longer value replaces a shorter one; a shorter one does not
+	// replace a longer one.
+	c.put(tileKey{0, 4}, cachedTile{tile(4)[:4096], 128})
+	c.put(tileKey{0, 4}, cachedTile{tile(4), 256})
+	c.put(tileKey{0, 4}, cachedTile{tile(4)[:32], 1})
+	if got, ok := c.get(tileKey{0, 4}); !ok || got.width != 256 || c.bytes() != 3*cost(tile(0)) {
+		t.Errorf("after a tile grew: width %d, %v, %d bytes held; want 256, true, %d", got.width, ok, c.bytes(), 3*cost(tile(0)))
+	}
 	// Content larger than the cache is not kept, and evicts nothing.
-	c.put(0, 9, make([]byte, 4*8192))
-	if _, ok := c.get(0, 9); ok || c.len() != 3 {
+	c.put(tileKey{0, 9}, cachedTile{make([]byte, 4*8192), 256})
+	if _, ok := c.get(tileKey{0, 9}); ok || c.len() != 3 {
 		t.Errorf("a tile larger than the cache: cached %v, %d tiles held; want false, 3", ok, c.len())
 	}
 
@@ -55,8 +65,8 @@ func TestTileCacheEviction(t *testing.T) {
 	if newTileCache(0) != nil || newTileCache(-1) != nil {
 		t.Error("newTileCache(0 or less) is not nil")
 	}
-	none.put(0, 0, tile(0))
-	if _, ok := none.get(0, 0); ok || none.len() != 0 || none.bytes() != 0 {
+	none.put(tileKey{0, 0}, cachedTile{tile(0), 256})
+	if _, ok := none.get(tileKey{0, 0}); ok || none.len() != 0 || none.bytes() != 0 {
 		t.Error("the nil cache holds a tile")
 	}
 }
@@ -75,24 +85,24 @@ func TestTilePrefix(t *testing.T) {
 		ends = append(ends, len(records))
 	}
 	for _, w := range []int{1, 2, 100, 255, 256} {
-		got, ok := tilePrefix(xtlog.Tile{H: 8, L: 0, N: 7, W: w}, hashes)
+		got, ok := tilePrefix(xtlog.Tile{H: 8, L: 0, N: 7, W: w}, cachedTile{hashes, 256})
 		if !ok || !bytes.Equal(got, hashes[:w*32]) {
 			t.Errorf("hash tile prefix of width %d: %d bytes, %v; want the first %d hashes", w, len(got), ok, w)
 		}
-		got, ok = tilePrefix(xtlog.Tile{H: 8, L: -1, N: 7, W: w}, records)
+		got, ok = tilePrefix(xtlog.Tile{H: 8, L: -1, N: 7, W: w}, cachedTile{records, 256})
 		if !ok || !bytes.Equal(got, records[:ends[w-1]]) {
 			t.Errorf("data tile prefix of width %d: %d bytes, %v; want the first %d records", w, len(got), ok, w)
 		}
 	}
 	// A prefix cannot be appended to in place: the cached tile is shared.
-	got, _ := tilePrefix(xtlog.Tile{H: 8, L: 0, N: 0, W: 1}, hashes)
+	got, _ := tilePrefix(xtlog.Tile{H: 8, L: 0, N: 0, W: 1}, cachedTile{hashes, 256})
 	if cap(got) != 32 {
 		t.Errorf("prefix of width 1 has capacity %d, want 32", cap(got))
 	}
-	if _, ok := tilePrefix(xtlog.Tile{H: 8, L: 0, N: 0, W: 3}, hashes[:64]); ok {
+	if _, ok := tilePrefix(xtlog.Tile{H: 8, L: 0, N: 0, W: 3}, cachedTile{hashes[:64], 2}); ok {
 		t.Error("prefix of 3 hashes from 2: ok")
 	}
-	if _, ok := tilePrefix(xtlog.Tile{H: 8, L: -1, N: 0, W: 3}, records[:ends[1]]); ok {
+	if _, ok := tilePrefix(xtlog.Tile{H: 8, L: -1, N: 0, W: 3}, cachedTile{records[:ends[1]], 2}); ok {
 		t.Error("prefix of 3 records from 2: ok")
 	}
 }
@@ -143,34 +153,40 @@ func testServerTileCache(t *testing.T, b backend) {
 		if code != wantCode || refCode != wantCode || wantCode == 200 && !bytes.Equal(got, want) {
 			t.Errorf("GET %s = %d, %d bytes; without a cache %d, %d bytes; want %d and the same bytes", path, code, len(got), refCode, len(want), wantCode)
 		}
-		if n := cache.len(); n != wantTiles {
+		if n := cache.len(); wantTiles >= 0 && n != wantTiles {
 			t.Errorf("after GET %s: %d tiles cached, want %d", path, n, wantTiles)
 		}
 	}
-	check("/tile/8/0/001.p/44", 200, 0) // partial: never cached
-	check("/tile/8/1/000.p/1", 200, 0)
-	check("/tile/8/data/001.p/44", 200, 0)
-	check("/tile/8/0/001.p/45", 404, 0) // beyond the tree
-	check("/tile/8/0/002", 404, 0)
-	check("/tile/8/data/001", 404, 0)
-	check("/tile/8/0/000.p/10", 200, 1) // a prefix of a full tile caches the full tile
-	check("/tile/8/0/000", 200, 1)      // a hit
-	check("/tile/8/0/000.p/255", 200, 1)
-	check("/tile/8/data/000.p/3", 200, 2)
-	check("/tile/8/data/000", 200, 2)
-	check("/tile/8/data/000.p/255", 200, 2)
-	if hits := metric(t, e.reg, "sumdb_tile_cache_hits_total"); hits != 4 {
-		t.Errorf("sumdb_tile_cache_hits_total = %v, want 4", hits)
+	check("/tile/8/0/001.p/44", 200, 1) // the partial tile at the head: cached
+	check("/tile/8/0/001.p/40", 200, 1) // a hit
+	check("/tile/8/1/000.p/1", 200, 2)
+	check("/tile/8/data/001.p/44", 200, 3)
+	check("/tile/8/0/001.p/45", 404, 3) // beyond the tree
+	check("/tile/8/0/002", 404, 3)
+	check("/tile/8/data/001", 404, 3)
+	check("/tile/8/data/001.p/45", 404, 3)
+	// From here on the cache evicts: the counts depend on the sizes.
+	check("/tile/8/0/000.p/10", 200, -1) // a prefix of a full tile caches the full tile
+	check("/tile/8/0/000", 200, -1)      // a hit
+	check("/tile/8/0/000.p/255", 200, -1)
+	check("/tile/8/data/000.p/3", 200, -1)
+	check("/tile/8/data/000", 200, -1)
+	check("/tile/8/data/000.p/255", 200, -1)
+	if hits := metric(t, e.reg, "sumdb_tile_cache_hits_total"); hits != 5 {
+		t.Errorf("sumdb_tile_cache_hits_total = %v, want 5", hits)
 	}
 	if size := metric(t, e.reg, "sumdb_tile_cache_bytes"); size != float64(cache.bytes()) || size == 0 {
 		t.Errorf("sumdb_tile_cache_bytes = %v, want %d", size, cache.bytes())
 	}
 
 	// Grow the tree past 0/001: the tile that was partial is now full, and
-	// cached at its first request.
+	// replaces the partial one at its first request.
 	e.appendSynthetic("d", 300)
-	check("/tile/8/0/001.p/44", 200, 3)
-	check("/tile/8/0/001", 200, 3)
+	check("/tile/8/0/001.p/44", 200, -1)
+	check("/tile/8/0/001", 200, -1)
+	if c, ok := cache.get(tileKey{0, 1}); !ok || c.width != 256 {
+		t.Errorf("after the tree grew: tile 0/001 cached %v, of width %d; want the full tile", ok, c.width)
+	}
 
 	// Concurrent reads of every tile of the tree, of random widths, while
 	// the tree grows: the cache evicts all along and must serve the bytes
@@ -214,5 +230,51 @@ func testServerTileCache(t *testing.T, b backend) {
 	wg.Wait()
 	if cache.bytes() > cache.max {
 		t.Errorf("cache holds %d bytes, more than its bound %d", cache.bytes(), cache.max)
+	}
+}
+
+// TestServerLookupCache checks that a lookup of a logged record is answered
+// from memory after the first, with the same record and the newest head,
+// and that the cache can be turned off.
+func TestServerLookupCache(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			for _, size := range []int64{0, -1} {
+				e, fs := newFaultEnv(t, b, envOptions{cfg: ServerConfig{LookupCacheSize: size, StoreTimeout: 200 * time.Millisecond}})
+				e.appendSynthetic("c", 10)
+				const path = "/lookup/example.com/c/m3@v1.0.0"
+				code, _, first := e.get(path)
+				if code != 200 {
+					t.Fatalf("size %d: GET %s = %d %q", size, path, code, first)
+				}
+				record, _, _ := bytes.Cut(first, []byte("\n\n"))
+
+				// A new head, then the store down: the record comes from
+				// memory, with the new head.
+				e.appendSynthetic("d", 10)
+				fs.mode.Store(storeDown)
+				code, _, again := e.get(path)
+				fs.mode.Store(storeUp)
+				hits := metric(t, e.reg, "sumdb_lookup_cache_hits_total")
+				if size < 0 {
+					if code != 503 || hits != 0 || e.srv.records != nil {
+						t.Errorf("cache off, store down: GET %s = %d, %v cache hits; want 503, none", path, code, hits)
+					}
+					continue
+				}
+				want := slices.Concat(record, []byte("\n\n"), e.log.Head().Note)
+				if code != 200 || !bytes.Equal(again, want) || hits != 1 {
+					t.Errorf("store down: GET %s = %d %q, %v cache hits; want 200 %q from the cache", path, code, again, hits, want)
+				}
+				if n := metric(t, e.reg, "sumdb_lookup_cache_bytes"); n != float64(e.srv.records.bytes()) || n == 0 {
+					t.Errorf("sumdb_lookup_cache_bytes = %v, want %d", n, e.srv.records.bytes())
+				}
+				// Only logged records are kept: a miss is not.
+				if code, _, _ := e.get("/lookup/example.com/c/none@v1.0.0"); code != 404 || e.srv.records.len() != 1 {
+					t.Errorf("unknown module: %d, %d records cached; want 404, 1", code, e.srv.records.len())
+				}
+			}
+		})
 	}
 }

@@ -74,7 +74,8 @@ type ServeConfig struct {
 	FetchBurst      int           // per client, at once
 	TrustProxy      bool          // take the client from X-Forwarded-For
 	MetricsListen   string        // separate host:port for /metrics, /healthz, /readyz; empty: the main listener
-	TileCacheSize   int64         // bytes of full tiles kept in memory; 0 disables the cache
+	TileCacheSize   int64         // bytes of tiles kept in memory; 0 disables the cache
+	LookupCacheSize int64         // bytes of logged records kept in memory; 0 disables the cache
 	ConfigFile      string        // the config file read, if any
 	Warnings        []string      // things the user may want to fix, to log once a logger exists
 }
@@ -88,7 +89,7 @@ var serveKeys = []string{
 	"listen", "data-dir", "database-url", "key-file", "name",
 	"upstream", "upstream-timeout", "max-zip-size", "log-format", "log-level",
 	"max-fetches", "max-queue", "not-found-ttl", "fetch-rate", "fetch-burst",
-	"trust-proxy-headers", "metrics-listen", "tile-cache-size",
+	"trust-proxy-headers", "metrics-listen", "tile-cache-size", "lookup-cache-size",
 }
 
 // newServeFlags returns the flag set of serve.
@@ -113,7 +114,8 @@ func newServeFlags() *pflag.FlagSet {
 	fs.Int("fetch-burst", defaultFetchBurst, "lookups needing an upstream fetch allowed per client at once")
 	fs.Bool("trust-proxy-headers", false, "identify clients by the last X-Forwarded-For address (only behind a proxy that sets it)")
 	fs.String("metrics-listen", "", "serve /metrics, /healthz and /readyz on this `host:port` instead of --listen")
-	fs.Int64("tile-cache-size", sumdb.DefaultTileCacheSize, "keep up to this many `bytes` of full tiles in memory (0 disables the cache)")
+	fs.Int64("tile-cache-size", sumdb.DefaultTileCacheSize, "keep up to this many `bytes` of tiles in memory (0 disables the cache)")
+	fs.Int64("lookup-cache-size", sumdb.DefaultLookupCacheSize, "keep up to this many `bytes` of logged records in memory for lookups (0 disables the cache)")
 	return fs
 }
 
@@ -326,6 +328,9 @@ func loadServeConfig(ctx context.Context, fs *pflag.FlagSet, goEnv goEnvFunc) (*
 
 	if cfg.TileCacheSize, err = cast.ToInt64E(v.Get("tile-cache-size")); err != nil || cfg.TileCacheSize < 0 {
 		return nil, bad("tile-cache-size", "want a number of bytes such as %d, or 0 to disable the cache", int64(sumdb.DefaultTileCacheSize))
+	}
+	if cfg.LookupCacheSize, err = cast.ToInt64E(v.Get("lookup-cache-size")); err != nil || cfg.LookupCacheSize < 0 {
+		return nil, bad("lookup-cache-size", "want a number of bytes such as %d, or 0 to disable the cache", int64(sumdb.DefaultLookupCacheSize))
 	}
 
 	cfg.Warnings = unknownEnv(os.Environ())

@@ -140,9 +140,12 @@ func serve(ctx context.Context, cfg *ServeConfig, stdout, stderr io.Writer) erro
 	if notFoundTTL == 0 {
 		notFoundTTL = -1 // 0 disables the cache here, and means the default there
 	}
-	tileCacheSize := cfg.TileCacheSize
+	tileCacheSize, lookupCacheSize := cfg.TileCacheSize, cfg.LookupCacheSize
 	if tileCacheSize == 0 {
 		tileCacheSize = -1 // 0 disables the cache here, and means the default there
+	}
+	if lookupCacheSize == 0 {
+		lookupCacheSize = -1
 	}
 	app, err := sumdb.NewServer(sumdb.ServerConfig{
 		Log:               lg,
@@ -156,6 +159,7 @@ func serve(ctx context.Context, cfg *ServeConfig, stdout, stderr io.Writer) erro
 		FetchBurst:        cfg.FetchBurst,
 		TrustProxyHeaders: cfg.TrustProxy,
 		TileCacheSize:     tileCacheSize,
+		LookupCacheSize:   lookupCacheSize,
 	})
 	if err != nil {
 		return fmt.Errorf("create server: %w", err)
