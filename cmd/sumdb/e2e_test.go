@@ -192,7 +192,9 @@ func startSumdb(t *testing.T, args ...string) (*sumdbProcess, error) {
 func startSumdbEnv(t *testing.T, env []string, args ...string) (*sumdbProcess, error) {
 	t.Helper()
 	cmd := exec.Command(sumdbBinary(t), append([]string{"serve"}, args...)...)
-	cmd.Env = append(environ(), env...)
+	// The zips the server spools while fetching stay behind when a test
+	// kills it: in the test's own directory, not the machine's.
+	cmd.Env = append(append(environ(), "TMPDIR="+t.TempDir()), env...)
 	p := &sumdbProcess{t: t, cmd: cmd, stdout: &lineBuffer{first: make(chan string, 1)}, stderr: new(syncBuffer), exited: make(chan struct{})}
 	cmd.Stdout = p.stdout
 	cmd.Stderr = p.stderr
