@@ -57,6 +57,9 @@ type benchServer struct {
 	url  string
 	size int64
 	hits []string // lookup URL paths of logged module versions
+	// uncached is the same log served without the caches of records and
+	// tiles, or nil (the reference server).
+	uncached *benchServer
 }
 
 // benchFixtures builds each benchServer once for a top-level benchmark, the
@@ -197,7 +200,13 @@ func newBenchServer(tb testing.TB, kind string) *benchServer {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return startBenchServer(tb, srv, l.Head().Size)
+	plain, err := NewServer(ServerConfig{Log: l, Fetcher: benchNoFetch{}, LookupCacheSize: -1, TileCacheSize: -1})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s := startBenchServer(tb, srv, l.Head().Size)
+	s.uncached = startBenchServer(tb, plain, l.Head().Size)
+	return s
 }
 
 // newRefBenchServer returns x/mod's reference server on a TestServer holding
@@ -308,13 +317,28 @@ func benchGet(b *testing.B, s *benchServer, next func(r *mrand.Rand) string, wan
 	b.ReportMetric(pct(99), "p99-ms")
 }
 
-// BenchmarkLookupHit looks up random logged module versions.
+// BenchmarkLookupHit looks up random logged module versions: with the
+// server's cache of records (cache=on, its default size, which holds most of
+// the log) and without it (cache=off: every lookup asks the store); the
+// reference server has no such cache (cache=none).
 func BenchmarkLookupHit(b *testing.B) {
 	fx := newBenchFixtures(b)
 	for _, name := range benchStores {
 		b.Run("store="+name, func(b *testing.B) {
 			s := fx.server(b, name)
-			benchGet(b, s, func(r *mrand.Rand) string { return s.hits[r.IntN(len(s.hits))] }, nil)
+			label := "cache=on"
+			if s.uncached == nil {
+				label = "cache=none" // the reference keeps everything in memory
+			}
+			b.Run(label, func(b *testing.B) {
+				benchGet(b, s, func(r *mrand.Rand) string { return s.hits[r.IntN(len(s.hits))] }, nil)
+			})
+			if s.uncached == nil {
+				return
+			}
+			b.Run("cache=off", func(b *testing.B) {
+				benchGet(b, s.uncached, func(r *mrand.Rand) string { return s.hits[r.IntN(len(s.hits))] }, nil)
+			})
 		})
 	}
 }
