@@ -455,39 +455,12 @@ func duplicateError(b *tlog.Batch, stored map[string]string, insertErr error) er
 	return dup
 }
 
-const lookupQuery = `SELECT id, text FROM records WHERE key = $1`
-
 // Lookup returns the record of path@version, or an error wrapping
 // tlog.ErrNotFound.
 func (p *Postgres) Lookup(ctx context.Context, path, version string) (_ tlog.Record, err error) {
 	defer markUnavailable(&err, pgUnavailable)
-	var id int64
-	var text []byte
-	err = p.pool.QueryRow(ctx, lookupQuery, recordKey(path, version)).Scan(&id, &text)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return tlog.Record{}, fmt.Errorf("lookup %s@%s: %w", path, version, tlog.ErrNotFound)
-	}
-	if err != nil {
-		return tlog.Record{}, fmt.Errorf("lookup %s@%s: %w", path, version, err)
-	}
-	return lookupResult(path, version, id, text)
+	return lookupRow(path, version, p.pool.QueryRow(ctx, lookupQuery, recordKey(path, version)).Scan, pgx.ErrNoRows)
 }
-
-// lookupResult returns the record of path@version found by key as (id, text),
-// checking that it is the record of exactly path@version.
-func lookupResult(path, version string, id int64, text []byte) (tlog.Record, error) {
-	p, v, err := parseText(text)
-	if err != nil {
-		return tlog.Record{}, fmt.Errorf("lookup %s@%s: record %d: %w", path, version, id, err)
-	}
-	if p != path || v != version {
-		// Another path@version with the same key: not the one asked for.
-		return tlog.Record{}, fmt.Errorf("lookup %s@%s: %w", path, version, tlog.ErrNotFound)
-	}
-	return tlog.Record{ID: id, Path: p, Version: v, Text: text}, nil
-}
-
-const readRecordsQuery = `SELECT id, text FROM records WHERE id >= $1 AND id < $2 ORDER BY id`
 
 // ReadRecords returns the records with IDs [start, start+n), fewer if the log
 // ends before.
@@ -502,62 +475,15 @@ func (p *Postgres) ReadRecords(ctx context.Context, start int64, n int) (_ []tlo
 		return nil, fmt.Errorf("read records [%d, %d): %w", start, end, err)
 	}
 	defer rows.Close()
-	var list []tlog.Record
-	for rows.Next() {
-		var id int64
-		var text []byte
-		if err := rows.Scan(&id, &text); err != nil {
-			return nil, fmt.Errorf("read records [%d, %d): %w", start, end, err)
-		}
-		if list, err = appendRecord(list, start, id, text); err != nil {
-			return nil, err
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read records [%d, %d): %w", start, end, err)
-	}
-	return list, nil
+	return scanRecords(rows, start, end)
 }
-
-// recordRange returns the end of the ID range [start, start+n), or an error.
-func recordRange(start int64, n int) (end int64, err error) {
-	if start < 0 || n < 0 || int64(n) > (1<<63-1)-start {
-		return 0, fmt.Errorf("read records: invalid range of %d from %d", n, start)
-	}
-	return start + int64(n), nil
-}
-
-// appendRecord appends the record read as (id, text) to list, the records
-// read so far from start, checking that it is the next one.
-func appendRecord(list []tlog.Record, start, id int64, text []byte) ([]tlog.Record, error) {
-	if want := start + int64(len(list)); id != want {
-		return nil, fmt.Errorf("read records from %d: got record %d, want %d: the stored log has a gap", start, id, want)
-	}
-	path, version, err := parseText(text)
-	if err != nil {
-		return nil, fmt.Errorf("read record %d: %w", id, err)
-	}
-	return append(list, tlog.Record{ID: id, Path: path, Version: version, Text: text}), nil
-}
-
-const readTileQuery = `SELECT hashes FROM tiles WHERE level = $1 AND idx = $2`
 
 // ReadTile returns the stored content of hash tile (level, index), or an error
 // wrapping tlog.ErrNotFound.
 func (p *Postgres) ReadTile(ctx context.Context, level int, index int64) (_ []byte, err error) {
 	defer markUnavailable(&err, pgUnavailable)
-	var hashes []byte
-	err = p.pool.QueryRow(ctx, readTileQuery, level, index).Scan(&hashes)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, fmt.Errorf("read tile %d/%d: %w", level, index, tlog.ErrNotFound)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read tile %d/%d: %w", level, index, err)
-	}
-	return hashes, nil
+	return tileRow(level, index, p.pool.QueryRow(ctx, readTileQuery, level, index).Scan, pgx.ErrNoRows)
 }
-
-const readHeadsQuery = `SELECT size, hash, note FROM heads WHERE size >= $1 AND size <= $2 ORDER BY size`
 
 // ReadHeads returns the signed heads of sizes in [lo, hi], in increasing size.
 func (p *Postgres) ReadHeads(ctx context.Context, lo, hi int64) (_ []tlog.Head, err error) {
@@ -570,23 +496,7 @@ func (p *Postgres) ReadHeads(ctx context.Context, lo, hi int64) (_ []tlog.Head, 
 		return nil, fmt.Errorf("read heads [%d, %d]: %w", lo, hi, err)
 	}
 	defer rows.Close()
-	var list []tlog.Head
-	for rows.Next() {
-		var size int64
-		var hash, note []byte
-		if err := rows.Scan(&size, &hash, &note); err != nil {
-			return nil, fmt.Errorf("read heads [%d, %d]: %w", lo, hi, err)
-		}
-		h, err := hashFrom(hash)
-		if err != nil {
-			return nil, fmt.Errorf("read head of size %d: %w", size, err)
-		}
-		list = append(list, tlog.Head{Size: size, Hash: h, Note: note})
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read heads [%d, %d]: %w", lo, hi, err)
-	}
-	return list, nil
+	return scanHeads(rows, lo, hi)
 }
 
 var _ tlog.BulkStore = (*Postgres)(nil)

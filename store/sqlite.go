@@ -187,8 +187,6 @@ const (
 	sqliteInsertRecordQuery = `INSERT INTO records (id, key, text) VALUES ($1, $2, $3)
 		ON CONFLICT (key) DO NOTHING`
 
-	sqliteStoredRecordQuery = `SELECT id, text FROM records WHERE key = $1`
-
 	// sqliteUpsertTileQuery replaces a stored tile only by a longer one
 	// that begins with it: tiles grow, and any other change would be a fork.
 	sqliteUpsertTileQuery = `INSERT INTO tiles (level, idx, hashes) VALUES ($1, $2, $3)
@@ -367,7 +365,7 @@ func (s *SQLite) insertRecords(ctx context.Context, tx *sql.Tx, b *tlog.Batch) e
 		key := recordKey(r.Path, r.Version)
 		var id int64
 		var text []byte
-		if err := tx.QueryRowContext(ctx, sqliteStoredRecordQuery, key).Scan(&id, &text); err != nil {
+		if err := tx.QueryRowContext(ctx, lookupQuery, key).Scan(&id, &text); err != nil {
 			return fmt.Errorf("insert records [%d, %d): find duplicate records: %w", lo, hi, err)
 		}
 		if id == r.ID && bytes.Equal(text, r.Text) {
@@ -438,25 +436,12 @@ func execRows(ctx context.Context, tx *sql.Tx, one, multi string, n int, row fun
 	return nil
 }
 
-const sqliteLookupQuery = `SELECT id, text FROM records WHERE key = $1`
-
 // Lookup returns the record of path@version, or an error wrapping
 // tlog.ErrNotFound.
 func (s *SQLite) Lookup(ctx context.Context, path, version string) (_ tlog.Record, err error) {
 	defer markUnavailable(&err, sqliteUnavailable)
-	var id int64
-	var text []byte
-	err = s.db.QueryRowContext(ctx, sqliteLookupQuery, recordKey(path, version)).Scan(&id, &text)
-	if errors.Is(err, sql.ErrNoRows) {
-		return tlog.Record{}, fmt.Errorf("lookup %s@%s: %w", path, version, tlog.ErrNotFound)
-	}
-	if err != nil {
-		return tlog.Record{}, fmt.Errorf("lookup %s@%s: %w", path, version, err)
-	}
-	return lookupResult(path, version, id, text)
+	return lookupRow(path, version, s.db.QueryRowContext(ctx, lookupQuery, recordKey(path, version)).Scan, sql.ErrNoRows)
 }
-
-const sqliteReadRecordsQuery = `SELECT id, text FROM records WHERE id >= $1 AND id < $2 ORDER BY id`
 
 // ReadRecords returns the records with IDs [start, start+n), fewer if the log
 // ends before.
@@ -466,46 +451,20 @@ func (s *SQLite) ReadRecords(ctx context.Context, start int64, n int) (_ []tlog.
 	if err != nil || end == start {
 		return nil, err
 	}
-	rows, err := s.db.QueryContext(ctx, sqliteReadRecordsQuery, start, end)
+	rows, err := s.db.QueryContext(ctx, readRecordsQuery, start, end)
 	if err != nil {
 		return nil, fmt.Errorf("read records [%d, %d): %w", start, end, err)
 	}
 	defer rows.Close()
-	var list []tlog.Record
-	for rows.Next() {
-		var id int64
-		var text []byte
-		if err := rows.Scan(&id, &text); err != nil {
-			return nil, fmt.Errorf("read records [%d, %d): %w", start, end, err)
-		}
-		if list, err = appendRecord(list, start, id, text); err != nil {
-			return nil, err
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read records [%d, %d): %w", start, end, err)
-	}
-	return list, nil
+	return scanRecords(rows, start, end)
 }
-
-const sqliteReadTileQuery = `SELECT hashes FROM tiles WHERE level = $1 AND idx = $2`
 
 // ReadTile returns the stored content of hash tile (level, index), or an error
 // wrapping tlog.ErrNotFound.
 func (s *SQLite) ReadTile(ctx context.Context, level int, index int64) (_ []byte, err error) {
 	defer markUnavailable(&err, sqliteUnavailable)
-	var hashes []byte
-	err = s.db.QueryRowContext(ctx, sqliteReadTileQuery, level, index).Scan(&hashes)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("read tile %d/%d: %w", level, index, tlog.ErrNotFound)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read tile %d/%d: %w", level, index, err)
-	}
-	return hashes, nil
+	return tileRow(level, index, s.db.QueryRowContext(ctx, readTileQuery, level, index).Scan, sql.ErrNoRows)
 }
-
-const sqliteReadHeadsQuery = `SELECT size, hash, note FROM heads WHERE size >= $1 AND size <= $2 ORDER BY size`
 
 // ReadHeads returns the signed heads of sizes in [lo, hi], in increasing size.
 func (s *SQLite) ReadHeads(ctx context.Context, lo, hi int64) (_ []tlog.Head, err error) {
@@ -513,28 +472,12 @@ func (s *SQLite) ReadHeads(ctx context.Context, lo, hi int64) (_ []tlog.Head, er
 	if lo > hi {
 		return nil, nil
 	}
-	rows, err := s.db.QueryContext(ctx, sqliteReadHeadsQuery, lo, hi)
+	rows, err := s.db.QueryContext(ctx, readHeadsQuery, lo, hi)
 	if err != nil {
 		return nil, fmt.Errorf("read heads [%d, %d]: %w", lo, hi, err)
 	}
 	defer rows.Close()
-	var list []tlog.Head
-	for rows.Next() {
-		var size int64
-		var hash, note []byte
-		if err := rows.Scan(&size, &hash, &note); err != nil {
-			return nil, fmt.Errorf("read heads [%d, %d]: %w", lo, hi, err)
-		}
-		h, err := hashFrom(hash)
-		if err != nil {
-			return nil, fmt.Errorf("read head of size %d: %w", size, err)
-		}
-		list = append(list, tlog.Head{Size: size, Hash: h, Note: note})
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read heads [%d, %d]: %w", lo, hi, err)
-	}
-	return list, nil
+	return scanHeads(rows, lo, hi)
 }
 
 var _ tlog.BulkStore = (*SQLite)(nil)

@@ -174,3 +174,124 @@ func duplicateTexts(texts [][]byte) error {
 	}
 	return dup
 }
+
+// The queries of the read methods, the same text for both stores (both
+// drivers take $1-style parameters).
+const (
+	lookupQuery      = `SELECT id, text FROM records WHERE key = $1`
+	readRecordsQuery = `SELECT id, text FROM records WHERE id >= $1 AND id < $2 ORDER BY id`
+	readTileQuery    = `SELECT hashes FROM tiles WHERE level = $1 AND idx = $2`
+	readHeadsQuery   = `SELECT size, hash, note FROM heads WHERE size >= $1 AND size <= $2 ORDER BY size`
+)
+
+// A rowScanner is a result set being read: pgx.Rows and *sql.Rows both are.
+type rowScanner interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}
+
+// lookupRow returns the record of path@version from the row of lookupQuery
+// that scan reads; noRows is the driver's error for no row.
+func lookupRow(path, version string, scan func(dest ...any) error, noRows error) (tlog.Record, error) {
+	var id int64
+	var text []byte
+	err := scan(&id, &text)
+	if errors.Is(err, noRows) {
+		return tlog.Record{}, fmt.Errorf("lookup %s@%s: %w", path, version, tlog.ErrNotFound)
+	}
+	if err != nil {
+		return tlog.Record{}, fmt.Errorf("lookup %s@%s: %w", path, version, err)
+	}
+	return lookupResult(path, version, id, text)
+}
+
+// lookupResult returns the record of path@version found by key as (id, text),
+// checking that it is the record of exactly path@version.
+func lookupResult(path, version string, id int64, text []byte) (tlog.Record, error) {
+	p, v, err := parseText(text)
+	if err != nil {
+		return tlog.Record{}, fmt.Errorf("lookup %s@%s: record %d: %w", path, version, id, err)
+	}
+	if p != path || v != version {
+		// Another path@version with the same key: not the one asked for.
+		return tlog.Record{}, fmt.Errorf("lookup %s@%s: %w", path, version, tlog.ErrNotFound)
+	}
+	return tlog.Record{ID: id, Path: p, Version: v, Text: text}, nil
+}
+
+// recordRange returns the end of the ID range [start, start+n), or an error.
+func recordRange(start int64, n int) (end int64, err error) {
+	if start < 0 || n < 0 || int64(n) > (1<<63-1)-start {
+		return 0, fmt.Errorf("read records: invalid range of %d from %d", n, start)
+	}
+	return start + int64(n), nil
+}
+
+// scanRecords reads the rows of readRecordsQuery for [start, end).
+func scanRecords(rows rowScanner, start, end int64) ([]tlog.Record, error) {
+	var list []tlog.Record
+	for rows.Next() {
+		var id int64
+		var text []byte
+		if err := rows.Scan(&id, &text); err != nil {
+			return nil, fmt.Errorf("read records [%d, %d): %w", start, end, err)
+		}
+		var err error
+		if list, err = appendRecord(list, start, id, text); err != nil {
+			return nil, err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read records [%d, %d): %w", start, end, err)
+	}
+	return list, nil
+}
+
+// appendRecord appends the record read as (id, text) to list, the records
+// read so far from start, checking that it is the next one.
+func appendRecord(list []tlog.Record, start, id int64, text []byte) ([]tlog.Record, error) {
+	if want := start + int64(len(list)); id != want {
+		return nil, fmt.Errorf("read records from %d: got record %d, want %d: the stored log has a gap", start, id, want)
+	}
+	path, version, err := parseText(text)
+	if err != nil {
+		return nil, fmt.Errorf("read record %d: %w", id, err)
+	}
+	return append(list, tlog.Record{ID: id, Path: path, Version: version, Text: text}), nil
+}
+
+// tileRow returns the content of hash tile (level, index) from the row of
+// readTileQuery that scan reads; noRows is the driver's error for no row.
+func tileRow(level int, index int64, scan func(dest ...any) error, noRows error) ([]byte, error) {
+	var hashes []byte
+	err := scan(&hashes)
+	if errors.Is(err, noRows) {
+		return nil, fmt.Errorf("read tile %d/%d: %w", level, index, tlog.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read tile %d/%d: %w", level, index, err)
+	}
+	return hashes, nil
+}
+
+// scanHeads reads the rows of readHeadsQuery for [lo, hi].
+func scanHeads(rows rowScanner, lo, hi int64) ([]tlog.Head, error) {
+	var list []tlog.Head
+	for rows.Next() {
+		var size int64
+		var hash, note []byte
+		if err := rows.Scan(&size, &hash, &note); err != nil {
+			return nil, fmt.Errorf("read heads [%d, %d]: %w", lo, hi, err)
+		}
+		h, err := hashFrom(hash)
+		if err != nil {
+			return nil, fmt.Errorf("read head of size %d: %w", size, err)
+		}
+		list = append(list, tlog.Head{Size: size, Hash: h, Note: note})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read heads [%d, %d]: %w", lo, hi, err)
+	}
+	return list, nil
+}
