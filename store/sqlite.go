@@ -26,6 +26,9 @@ type SQLite struct {
 	// process queue here, ending early with their context, rather than
 	// polling SQLite's lock under busy_timeout.
 	writer chan struct{}
+	// The read statements of the request path, prepared once: SQLite's
+	// parser would otherwise take a fifth of the time of a lookup.
+	lookupStmt, readTileStmt *sql.Stmt
 }
 
 var _ tlog.Store = (*SQLite)(nil)
@@ -78,7 +81,23 @@ func openSQLiteBusy(ctx context.Context, path string, busy time.Duration) (*SQLi
 		db.Close()
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
+	if err := s.prepare(ctx); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	}
 	return s, nil
+}
+
+// prepare prepares the read statements of the request path.
+func (s *SQLite) prepare(ctx context.Context) error {
+	var err error
+	if s.lookupStmt, err = s.db.PrepareContext(ctx, lookupQuery); err != nil {
+		return fmt.Errorf("prepare lookup: %w", err)
+	}
+	if s.readTileStmt, err = s.db.PrepareContext(ctx, readTileQuery); err != nil {
+		return fmt.Errorf("prepare tile read: %w", err)
+	}
+	return nil
 }
 
 // check connects, which creates the file, and verifies that the pragmas
@@ -160,6 +179,11 @@ func (s *SQLite) migrate(ctx context.Context) error {
 
 // Close closes the database.
 func (s *SQLite) Close() error {
+	for _, st := range []*sql.Stmt{s.lookupStmt, s.readTileStmt} {
+		if st != nil {
+			st.Close()
+		}
+	}
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("close sqlite: %w", err)
 	}
@@ -440,7 +464,7 @@ func execRows(ctx context.Context, tx *sql.Tx, one, multi string, n int, row fun
 // tlog.ErrNotFound.
 func (s *SQLite) Lookup(ctx context.Context, path, version string) (_ tlog.Record, err error) {
 	defer markUnavailable(&err, sqliteUnavailable)
-	return lookupRow(path, version, s.db.QueryRowContext(ctx, lookupQuery, recordKey(path, version)).Scan, sql.ErrNoRows)
+	return lookupRow(path, version, s.lookupStmt.QueryRowContext(ctx, recordKey(path, version)).Scan, sql.ErrNoRows)
 }
 
 // ReadRecords returns the records with IDs [start, start+n), fewer if the log
@@ -463,7 +487,7 @@ func (s *SQLite) ReadRecords(ctx context.Context, start int64, n int) (_ []tlog.
 // wrapping tlog.ErrNotFound.
 func (s *SQLite) ReadTile(ctx context.Context, level int, index int64) (_ []byte, err error) {
 	defer markUnavailable(&err, sqliteUnavailable)
-	return tileRow(level, index, s.db.QueryRowContext(ctx, readTileQuery, level, index).Scan, sql.ErrNoRows)
+	return tileRow(level, index, s.readTileStmt.QueryRowContext(ctx, level, index).Scan, sql.ErrNoRows)
 }
 
 // ReadHeads returns the signed heads of sizes in [lo, hi], in increasing size.
