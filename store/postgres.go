@@ -192,6 +192,9 @@ func (p *Postgres) Append(ctx context.Context, b *tlog.Batch) (err error) {
 	if err := checkBatch(b); err != nil {
 		return err
 	}
+	if len(b.Records) > 0 && len(b.Records) < copyMinRecords && len(b.History) < copyMinRecords {
+		return p.appendOnce(ctx, b)
+	}
 	return p.append(ctx, func(tlog.Head) (*tlog.Batch, error) { return b, nil })
 }
 
@@ -319,18 +322,28 @@ func (p *Postgres) append(ctx context.Context, prepare func(tlog.Head) (*tlog.Ba
 		}
 	}
 
-	// One more round trip sends the rest and the COMMIT. A statement that
-	// fails makes the server skip the rest, COMMIT included: every check
-	// that must stop the commit is an error of a statement.
+	// One more round trip sends the rest and the COMMIT.
 	var q pgx.Batch
-	type step struct {
-		what string
-		dup  bool // a unique violation of a record key is a duplicate
-		fork bool // a division by zero is a tile that does not extend the stored one
-	}
-	var steps []step
-	unnestRecords := len(b.Records) > 0 && len(b.Records) < copyMinRecords
-	if unnestRecords {
+	steps := queueWrites(&q, nil, b)
+	return p.run(ctx, conn, &q, steps, b, rollback)
+}
+
+// A step is a statement of a pipelined append, and how to read its error.
+type step struct {
+	what     string
+	dup      bool // a unique violation of a record key is a duplicate
+	fork     bool // a division by zero is a tile that does not extend the stored one
+	conflict bool // a division by zero is a stored head of another size
+}
+
+// queueWrites queues in q the statements that write b, from the records to
+// the COMMIT, and returns steps with theirs appended. A statement that
+// fails makes the server skip the rest, COMMIT included: every check that
+// must stop the commit is an error of a statement. Records and history
+// heads of COPY size are not queued: append copies them before.
+func queueWrites(q *pgx.Batch, steps []step, b *tlog.Batch) []step {
+	lo, hi := b.OldSize, b.Head.Size
+	if len(b.Records) > 0 && len(b.Records) < copyMinRecords {
 		ids := make([]int64, len(b.Records))
 		keys := make([][]byte, len(b.Records))
 		texts := make([][]byte, len(b.Records))
@@ -369,35 +382,72 @@ func (p *Postgres) append(ctx context.Context, prepare func(tlog.Head) (*tlog.Ba
 	}
 	steps = append(steps, step{what: fmt.Sprintf("append [%d, %d): insert head into history", lo, hi)})
 	q.Queue("COMMIT")
-	steps = append(steps, step{what: fmt.Sprintf("append [%d, %d): commit", lo, hi)})
+	return append(steps, step{what: fmt.Sprintf("append [%d, %d): commit", lo, hi)})
+}
 
+// run sends q, the statements of steps, on conn in one round trip, and
+// reads the error of the first that failed, rolling back.
+func (p *Postgres) run(ctx context.Context, conn *pgxpool.Conn, q *pgx.Batch, steps []step, b *tlog.Batch, rollback func()) error {
 	// Commit even if ctx ends now: a commit cut short by the context leaves
 	// the caller unsure whether the batch is stored. But not for ever: a
 	// server that stopped answering must not hold the caller.
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitGrace)
 	defer cancel()
-	res := conn.SendBatch(cctx, &q)
+	res := conn.SendBatch(cctx, q)
 	for _, st := range steps {
 		if _, err := res.Exec(); err != nil {
 			res.Close()
 			rollback()
 			var pgErr *pgconn.PgError
+			divByZero := errors.As(err, &pgErr) && pgErr.Code == "22012"
 			switch {
 			case st.dup && isDuplicateKey(err):
 				// Nothing is written; find which records exist, now that
 				// the transaction is over. Records are never deleted, so
 				// what existed then exists now.
 				return p.duplicates(ctx, b, err)
-			case st.fork && errors.As(err, &pgErr) && pgErr.Code == "22012":
+			case st.fork && divByZero:
 				return fmt.Errorf("%s: some tiles do not extend the stored tile: refusing to fork the log", st.what)
+			case st.conflict && divByZero:
+				return fmt.Errorf("append at size %d: the stored head has another size: %w", b.OldSize, tlog.ErrConflict)
 			}
 			return fmt.Errorf("%s: %w", st.what, err)
 		}
 	}
 	if err := res.Close(); err != nil {
-		return fmt.Errorf("append [%d, %d): %w", lo, hi, err)
+		return fmt.Errorf("append [%d, %d): %w", b.OldSize, b.Head.Size, err)
 	}
 	return nil
+}
+
+// fenceHeadQuery locks the head row, as lockHeadNoteQuery does, and fails
+// with a division by zero unless the stored size is $1.
+const fenceHeadQuery = `SELECT 1 / (size = $1)::int FROM head FOR UPDATE`
+
+// appendOnce commits b, whose records are inserted without COPY, in one
+// round trip: BEGIN, the head locked and its size checked (the fence), the
+// writes and the COMMIT, pipelined. A stored head of another size makes
+// the fence fail, and the append return ErrConflict, writing nothing.
+func (p *Postgres) appendOnce(ctx context.Context, b *tlog.Batch) error {
+	conn, err := p.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("append: %w", err)
+	}
+	defer conn.Release()
+	rollback := func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitGrace)
+		defer cancel()
+		conn.Exec(rctx, "ROLLBACK")
+	}
+	var q pgx.Batch
+	q.Queue(beginQuery)
+	q.Queue(fenceHeadQuery, b.OldSize)
+	steps := []step{
+		{what: "append: begin"},
+		{what: fmt.Sprintf("append at size %d: lock head", b.OldSize), conflict: true},
+	}
+	steps = queueWrites(&q, steps, b)
+	return p.run(ctx, conn, &q, steps, b, rollback)
 }
 
 // commitGrace bounds the commit of an append, which goes on after the

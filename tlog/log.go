@@ -579,7 +579,23 @@ func (l *Log) commit(ctx context.Context, batch []*request) {
 			err  error
 		)
 		start := time.Now()
-		if ls, ok := l.store.(LockingStore); ok {
+		ls, locking := l.store.(LockingStore)
+		if locking && l.edge != nil {
+			// Most likely the stored head is still the edge's: commit the
+			// batch computed from it with Append, whose check of the old
+			// size can cost no round trip of its own (Postgres). If another
+			// process appended meanwhile, the locked path below follows.
+			if b, next, err = l.prepare(recs); err != nil {
+				for _, r := range recs {
+					answer(r.Key(), result{err: err})
+				}
+				return
+			}
+			if err = l.store.Append(ctx, b); errors.Is(err, ErrConflict) {
+				l.edge = nil
+			}
+		}
+		if locking && l.edge == nil {
 			// Compute the batch against the head the store has locked: a
 			// writer that waited for another one extends its head rather
 			// than conflict with it.
@@ -591,7 +607,7 @@ func (l *Log) commit(ctx context.Context, batch []*request) {
 				b, next, err = l.prepare(recs)
 				return b, err
 			})
-		} else {
+		} else if !locking {
 			if l.edge == nil {
 				if err := l.reload(ctx); err != nil {
 					for _, r := range recs {
