@@ -254,22 +254,31 @@ func isDuplicateKey(err error) bool {
 	return errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "records_key"
 }
 
-// append locks the head, gets the batch to commit from prepare, and commits
-// it if its old size is the locked head's size.
-func (p *Postgres) append(ctx context.Context, prepare func(tlog.Head) (*tlog.Batch, error)) error {
+// acquire returns a connection for an append, which the caller releases,
+// and a function that rolls back its transaction, even after ctx ended. A
+// connection released inside a transaction (an error before its end, and
+// a ROLLBACK that failed too) is closed by the pool, never reused.
+func (p *Postgres) acquire(ctx context.Context) (*pgxpool.Conn, func(), error) {
 	conn, err := p.pool.Acquire(ctx)
 	if err != nil {
-		return fmt.Errorf("append: %w", err)
+		return nil, nil, fmt.Errorf("append: %w", err)
 	}
-	// A connection released inside a transaction (an error before its
-	// end, and a ROLLBACK that failed too) is closed by the pool, never
-	// reused.
-	defer conn.Release()
 	rollback := func() {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitGrace)
 		defer cancel()
 		conn.Exec(rctx, "ROLLBACK")
 	}
+	return conn, rollback, nil
+}
+
+// append locks the head, gets the batch to commit from prepare, and commits
+// it if its old size is the locked head's size.
+func (p *Postgres) append(ctx context.Context, prepare func(tlog.Head) (*tlog.Batch, error)) error {
+	conn, rollback, err := p.acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
 
 	// One round trip begins the transaction and locks the head. Under READ
 	// COMMITTED, whatever the server's default, a SELECT ... FOR UPDATE
@@ -429,16 +438,11 @@ const fenceHeadQuery = `SELECT 1 / (size = $1)::int FROM head FOR UPDATE`
 // writes and the COMMIT, pipelined. A stored head of another size makes
 // the fence fail, and the append return ErrConflict, writing nothing.
 func (p *Postgres) appendOnce(ctx context.Context, b *tlog.Batch) error {
-	conn, err := p.pool.Acquire(ctx)
+	conn, rollback, err := p.acquire(ctx)
 	if err != nil {
-		return fmt.Errorf("append: %w", err)
+		return err
 	}
 	defer conn.Release()
-	rollback := func() {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitGrace)
-		defer cancel()
-		conn.Exec(rctx, "ROLLBACK")
-	}
 	var q pgx.Batch
 	q.Queue(beginQuery)
 	q.Queue(fenceHeadQuery, b.OldSize)

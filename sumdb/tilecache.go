@@ -59,9 +59,6 @@ func newRecordCache(maxBytes int64) *recordCache {
 	})
 }
 
-// cost returns the bytes a cached tile of data counts for.
-func cost(data []byte) int64 { return int64(len(data)) + lruEntryOverhead }
-
 // tilePrefix returns the content of tile t, of width t.W, from c, the
 // content of a tile of the same level and index and of width c.width: the
 // first t.W hashes of a hash tile, the first t.W records of a data tile

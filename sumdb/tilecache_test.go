@@ -13,6 +13,9 @@ import (
 	xtlog "golang.org/x/mod/sumdb/tlog"
 )
 
+// cost returns the bytes a cached tile of data counts for.
+func cost(data []byte) int64 { return int64(len(data)) + lruEntryOverhead }
+
 func TestTileCacheEviction(t *testing.T) {
 	tile := func(b byte) []byte { return bytes.Repeat([]byte{b}, 8192) }
 	c := newTileCache(3 * cost(tile(0)))

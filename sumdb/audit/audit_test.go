@@ -33,6 +33,16 @@ func audit(t *testing.T, vkey, url, dir string, edit func(*Config)) (*Report, er
 	return Run(t.Context(), cfg)
 }
 
+// openClone opens the clone of the state directory dir.
+func openClone(t *testing.T, dir string) *store.SQLite {
+	t.Helper()
+	st, err := store.OpenSQLite(t.Context(), filepath.Join(dir, dbFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
 // mustAudit runs an audit that must complete without violations.
 func mustAudit(t *testing.T, vkey, url, dir string, edit func(*Config)) *Report {
 	t.Helper()
@@ -472,10 +482,7 @@ func TestAuditDuplicateLater(t *testing.T) {
 	if rep.Records != 305 || rep.Latest.Size != 305 {
 		t.Errorf("at the head of size 305: records %d, latest %d; want 305, 305", rep.Records, rep.Latest.Size)
 	}
-	st, err := store.OpenSQLite(t.Context(), filepath.Join(dir, dbFile))
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := openClone(t, dir)
 	defer st.Close()
 	h, err := st.ReadHead(t.Context())
 	if err != nil {
@@ -700,10 +707,7 @@ func TestAuditBulkClone(t *testing.T) {
 	dir := t.TempDir()
 	bulkLoading := func() bool {
 		t.Helper()
-		st, err := store.OpenSQLite(t.Context(), filepath.Join(dir, dbFile))
-		if err != nil {
-			t.Fatal(err)
-		}
+		st := openClone(t, dir)
 		defer st.Close()
 		loading, err := st.BulkLoading(t.Context())
 		if err != nil {
