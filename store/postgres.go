@@ -100,19 +100,14 @@ func (p *Postgres) migrate(ctx context.Context) error {
 	if err := tx.QueryRow(ctx, schemaVersionQuery).Scan(&current); err != nil {
 		return fmt.Errorf("migrate: read schema version: %w", err)
 	}
-	todo, err := pending(list, current)
+	// Without arguments, pgx uses the simple protocol, which runs a
+	// migration file of several statements.
+	err = applyPending(list, current, insertSchemaVersionQuery, func(query string, args ...any) error {
+		_, err := tx.Exec(ctx, query, args...)
+		return err
+	})
 	if err != nil {
 		return err
-	}
-	for _, m := range todo {
-		// Without arguments, pgx uses the simple protocol, which runs
-		// a file of several statements.
-		if _, err := tx.Exec(ctx, m.SQL); err != nil {
-			return fmt.Errorf("migrate: apply %s: %w", m.Name, err)
-		}
-		if _, err := tx.Exec(ctx, insertSchemaVersionQuery, m.Version, m.Name); err != nil {
-			return fmt.Errorf("migrate: record %s: %w", m.Name, err)
-		}
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("migrate: commit: %w", err)

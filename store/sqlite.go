@@ -159,17 +159,12 @@ func (s *SQLite) migrate(ctx context.Context) error {
 	if err := tx.QueryRowContext(ctx, sqliteSchemaVersionQuery).Scan(&current); err != nil {
 		return fmt.Errorf("migrate: read schema version: %w", err)
 	}
-	todo, err := pending(list, current)
+	err = applyPending(list, current, insertSQLiteSchemaVersionQuery, func(query string, args ...any) error {
+		_, err := tx.ExecContext(ctx, query, args...)
+		return err
+	})
 	if err != nil {
 		return err
-	}
-	for _, m := range todo {
-		if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
-			return fmt.Errorf("migrate: apply %s: %w", m.Name, err)
-		}
-		if _, err := tx.ExecContext(ctx, insertSQLiteSchemaVersionQuery, m.Version, m.Name); err != nil {
-			return fmt.Errorf("migrate: record %s: %w", m.Name, err)
-		}
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("migrate: commit: %w", err)

@@ -142,16 +142,25 @@ func hashFrom(b []byte) (h [32]byte, err error) {
 	return h, nil
 }
 
-// pending returns the migrations that a database at schema version current
-// must apply, or an error if current is newer than any this binary knows.
-func pending(list []migrations.Migration, current int) ([]migrations.Migration, error) {
+// applyPending applies, with exec, the migrations of list that a database
+// at schema version current lacks, recording each in schema_version with
+// insertVersion; it fails if current is newer than any this binary knows.
+func applyPending(list []migrations.Migration, current int, insertVersion string, exec func(query string, args ...any) error) error {
 	if current > len(list) {
-		return nil, fmt.Errorf("database schema version %d is newer than this sumdb (knows %d): upgrade sumdb", current, len(list))
+		return fmt.Errorf("database schema version %d is newer than this sumdb (knows %d): upgrade sumdb", current, len(list))
 	}
 	if current < 0 {
-		return nil, fmt.Errorf("database schema version %d is invalid", current)
+		return fmt.Errorf("database schema version %d is invalid", current)
 	}
-	return list[current:], nil
+	for _, m := range list[current:] {
+		if err := exec(m.SQL); err != nil {
+			return fmt.Errorf("migrate: apply %s: %w", m.Name, err)
+		}
+		if err := exec(insertVersion, m.Version, m.Name); err != nil {
+			return fmt.Errorf("migrate: record %s: %w", m.Name, err)
+		}
+	}
+	return nil
 }
 
 // duplicateTexts returns the *tlog.DuplicateError of the records whose
