@@ -127,6 +127,11 @@ type Log struct {
 
 	edge *Edge // owned by the sequencer; nil when it must be reloaded from the store
 
+	// committedSize, owned by the sequencer, is the size of the newest
+	// head it committed. That head is served only once the publisher has
+	// recorded it, so until then it is larger than the served head.
+	committedSize int64
+
 	pubMu     sync.Mutex     // serializes publish
 	published int64          // guarded by pubMu; size of the head in cfg.PublishedFile
 	pubFile   *publishedFile // guarded by pubMu; nil without cfg.PublishedFile
@@ -629,6 +634,7 @@ func (l *Log) commit(ctx context.Context, batch []*request) {
 		case err == nil:
 			elapsed := time.Since(start)
 			l.edge = next
+			l.committedSize = max(l.committedSize, b.Head.Size)
 			l.logger.DebugContext(ctx, "committed batch", "records", len(b.Records), "size", b.Head.Size, "duration", elapsed)
 			if l.cfg.OnCommit != nil {
 				l.cfg.OnCommit(len(b.Records), elapsed)
@@ -764,11 +770,13 @@ func (l *Log) catchUp(ctx context.Context, h Head) *Edge {
 }
 
 // notBehind returns an error if the stored head h is older than the head
-// the log serves: extending it would fork the log. The database lost
-// commits (a failover to a replica that lagged, a restored backup).
+// the log serves or the newest head its sequencer committed, which the
+// publisher may not have served yet: extending h would fork the log and
+// lose appends that are, or are about to be, acknowledged. The database
+// lost commits (a failover to a replica that lagged, a restored backup).
 func (l *Log) notBehind(h Head) error {
-	if served := l.Head(); h.Size < served.Size {
-		return fmt.Errorf("the store's head has size %d, older than the head of size %d this server has served: the database went back in time; refusing to append (restore a newer backup)", h.Size, served.Size)
+	if known := max(l.Head().Size, l.committedSize); h.Size < known {
+		return fmt.Errorf("the store's head has size %d, older than the head of size %d this server has committed or served: the database went back in time; refusing to append (restore a newer backup)", h.Size, known)
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -546,12 +547,73 @@ func TestRefuseStoreGoneBack(t *testing.T) {
 		rs.mu.Unlock()
 		p, v, text := gosum(99)
 		_, _, err := l.Append(context.Background(), p, v, text)
-		if err == nil || !strings.Contains(err.Error(), "older than the head of size 20 this server has served") {
+		if err == nil || !strings.Contains(err.Error(), "older than the head of size 20 this server has committed or served") {
 			t.Fatalf("locking store %v: Append after the store went back to size 10 = %v, want a refusal", locking, err)
 		}
 		if h := l.Head(); h.Size != 20 {
 			t.Fatalf("locking store %v: served head went from 20 to %d", locking, h.Size)
 		}
+	}
+}
+
+// TestRefuseStoreGoneBackBeforePublish checks the same when the store goes
+// back in time after a batch's commit and before the publisher has served
+// that batch's head: the next batch must not extend the older head, which
+// would sign a second head of the committed batch's size and lose the
+// batch, whose append is acknowledged.
+func TestRefuseStoreGoneBackBeforePublish(t *testing.T) {
+	// One P, so that the next batch is computed, most of the time, while
+	// the publisher waits for the published-head file.
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	rs := &regressingStore{Store: backends[0].open(t)}
+	k := newKeys(t)
+	var (
+		l      *tlog.Log
+		old    tlog.Head
+		armed  atomic.Bool
+		second = make(chan error, 1)
+	)
+	cfg := tlog.Config{
+		Signer: k.signer, Verifier: k.verifier, RefreshInterval: -1,
+		PublishedFile: filepath.Join(t.TempDir(), "published-head"),
+		OnCommit: func(int, time.Duration) {
+			if !armed.CompareAndSwap(true, false) {
+				return
+			}
+			// The database loses the batch just committed, and the next
+			// append waits in the queue.
+			rs.mu.Lock()
+			rs.old = &old
+			rs.mu.Unlock()
+			go func() {
+				p, v, text := gosum(11)
+				_, _, err := l.Append(context.Background(), p, v, text)
+				second <- err
+			}()
+			for deadline := time.Now().Add(10 * time.Second); l.QueueLen() == 0 && time.Now().Before(deadline); {
+				runtime.Gosched()
+			}
+		},
+	}
+	l, err := tlog.Open(context.Background(), regressingLockingStore{rs}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	appendN(t, l, 0, 10)
+	old = l.Head()
+	armed.Store(true)
+	p, v, text := gosum(10)
+	_, head, err := l.Append(context.Background(), p, v, text)
+	if err != nil || head.Size != 11 {
+		t.Fatalf("Append of record 10 = head %d, %v; want head 11", head.Size, err)
+	}
+	err = <-second
+	if err == nil || !strings.Contains(err.Error(), "older than the head of size 11 this server has committed") {
+		t.Fatalf("Append after the store went back from 11 to 10 = %v, want a refusal", err)
+	}
+	if h := l.Head(); h.Size != 11 {
+		t.Fatalf("served head is %d, want 11", h.Size)
 	}
 }
 
