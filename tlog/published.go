@@ -180,8 +180,9 @@ func openPublished(file string, v note.Verifier) (*publishedFile, Head, error) {
 }
 
 // write records msg in the file, durably: in the older of the two slots,
-// synced with fdatasync. A file that does not exist or has the older format
-// is first replaced by a new one, synced and renamed into place.
+// synced with fdatasync. A file that does not exist, has the older format
+// or failed the write before is replaced by a new one, synced and renamed
+// into place.
 func (p *publishedFile) write(msg []byte) error {
 	if p.closed {
 		return ErrClosed
@@ -194,10 +195,18 @@ func (p *publishedFile) write(msg []byte) error {
 	if p.f == nil {
 		return p.create(slot)
 	}
-	if _, err := p.f.WriteAt(slot, int64(p.seq%2)*int64(pubSlotSize)); err != nil {
-		return err
+	_, err := p.f.WriteAt(slot, int64(p.seq%2)*int64(pubSlotSize))
+	if err == nil {
+		err = fdatasync(p.f)
 	}
-	return fdatasync(p.f)
+	if err != nil {
+		// The slot written may be torn, and the other one may then hold
+		// the only whole copy of the newest head: the next write must not
+		// go there. It replaces the file whole instead.
+		p.f.Close()
+		p.f = nil
+	}
+	return err
 }
 
 // create replaces the file by a new one of the full size, holding slot in
