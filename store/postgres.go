@@ -466,6 +466,7 @@ func (p *Postgres) duplicates(ctx context.Context, b *tlog.Batch, insertErr erro
 	if err != nil {
 		return fmt.Errorf("append [%d, %d): find duplicate records: %w", b.OldSize, b.Head.Size, err)
 	}
+	defer rows.Close()
 	stored := make(map[string]string) // key bytes -> stored path@version
 	for rows.Next() {
 		var text []byte

@@ -372,6 +372,37 @@ func TestKeyCollision(t *testing.T) {
 	}
 }
 
+// TestPostgresDuplicateOfDamagedRecord checks that an append that finds
+// its record's key stored, with a text that does not parse, fails and
+// gives its connections back to the pool.
+func TestPostgresDuplicateOfDamagedRecord(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	p, err := OpenPostgres(ctx, storetest.PostgresURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		// Close waits for every connection: after a leak, leave them to the
+		// forced drop of the database.
+		if p.pool.Stat().AcquiredConns() == 0 {
+			p.Close()
+		}
+	})
+	r := storetest.Record(0, "example.com/a", "v1.0.0")
+	if _, err := p.pool.Exec(ctx, `INSERT INTO records (id, key, text) VALUES (5, $1, 'damaged')`, recordKey(r.Path, r.Version)); err != nil {
+		t.Fatal(err)
+	}
+	b := &tlog.Batch{OldSize: 0, Records: []tlog.Record{r}, Head: tlog.Head{Size: 1, Note: []byte("n")}}
+	var dup *tlog.DuplicateError
+	if err := p.Append(ctx, b); err == nil || errors.As(err, &dup) {
+		t.Fatalf("Append over a damaged record = %v, want an error that is not a duplicate", err)
+	}
+	if n := p.pool.Stat().AcquiredConns(); n != 0 {
+		t.Errorf("%d connections still held after the append failed", n)
+	}
+}
+
 // A batcher makes batches of realistic records with tiles of the right
 // shape and consistent content (not real hashes: the stores do not check
 // them), for the benchmarks.
