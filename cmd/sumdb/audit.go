@@ -193,7 +193,7 @@ func loadAuditConfig(ctx context.Context, fs *pflag.FlagSet, goEnv goEnvFunc) (*
 		return nil, usageErrorf("audit: --state is required: name the directory that keeps the clone (it can grow to several GB for a large log)")
 	}
 	cfg.Follow = cast.ToBool(c.get("follow"))
-	if cfg.Interval, err = cast.ToDurationE(c.get("interval")); err != nil || cfg.Interval < time.Second {
+	if cfg.Interval, err = toDuration(c.get("interval")); err != nil || cfg.Interval < time.Second {
 		return nil, c.bad("interval", "%q (want a duration of at least 1s, such as 1m)", cast.ToString(c.get("interval")))
 	}
 	if cfg.Rehash, err = cast.ToIntE(c.get("rehash")); err != nil || cfg.Rehash < 0 {

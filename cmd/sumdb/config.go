@@ -275,7 +275,7 @@ func loadServeConfig(ctx context.Context, fs *pflag.FlagSet, goEnv goEnvFunc) (*
 		cfg.Upstream = proxy
 	}
 
-	if cfg.UpstreamTimeout, err = cast.ToDurationE(v.Get("upstream-timeout")); err != nil || cfg.UpstreamTimeout <= 0 {
+	if cfg.UpstreamTimeout, err = toDuration(v.Get("upstream-timeout")); err != nil || cfg.UpstreamTimeout <= 0 {
 		return nil, bad("upstream-timeout", "want a positive duration such as 2m or 30s")
 	}
 
@@ -305,7 +305,7 @@ func loadServeConfig(ctx context.Context, fs *pflag.FlagSet, goEnv goEnvFunc) (*
 	if cfg.MaxQueue, err = cast.ToIntE(v.Get("max-queue")); err != nil || cfg.MaxQueue < 1 || cfg.MaxQueue > 1<<24 {
 		return nil, bad("max-queue", "want a number from 1 to %d", 1<<24)
 	}
-	if cfg.NotFoundTTL, err = cast.ToDurationE(v.Get("not-found-ttl")); err != nil || cfg.NotFoundTTL < 0 {
+	if cfg.NotFoundTTL, err = toDuration(v.Get("not-found-ttl")); err != nil || cfg.NotFoundTTL < 0 {
 		return nil, bad("not-found-ttl", "want a duration such as 1m or 30s, or 0 to disable")
 	}
 	if cfg.FetchRate, err = cast.ToFloat64E(v.Get("fetch-rate")); err != nil || !(cfg.FetchRate >= 0) || math.IsInf(cfg.FetchRate, 0) {
@@ -335,6 +335,23 @@ func loadServeConfig(ctx context.Context, fs *pflag.FlagSet, goEnv goEnvFunc) (*
 
 	cfg.Warnings = unknownEnv(os.Environ())
 	return cfg, nil
+}
+
+// toDuration returns the duration of a setting: a time.Duration from a
+// flag, or a string with a unit ("30s", "2m") from the environment or a
+// config file. A bare number is refused, except 0: cast would read "30" as
+// 30 nanoseconds, where the flag refuses it for its missing unit.
+func toDuration(v any) (time.Duration, error) {
+	switch v := v.(type) {
+	case time.Duration:
+		return v, nil
+	case string:
+		return time.ParseDuration(strings.TrimSpace(v))
+	}
+	if n, err := cast.ToFloat64E(v); err == nil && n == 0 {
+		return 0, nil
+	}
+	return 0, fmt.Errorf("%v is no duration: give its unit, such as 30s or 2m", v)
 }
 
 // readConfigFile reads a YAML config file and refuses keys that are not

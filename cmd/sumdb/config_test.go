@@ -183,6 +183,21 @@ func TestConfigEnv(t *testing.T) {
 	}
 }
 
+// TestConfigDurations checks the durations of a config file and the
+// environment: with a unit, and 0 without one.
+func TestConfigDurations(t *testing.T) {
+	clearEnv(t)
+	t.Setenv("SUMDB_UPSTREAM_TIMEOUT", "90s")
+	file := writeFile(t, "sumdb.yaml", "not-found-ttl: 0\n")
+	cfg, err := load(t, []string{"--config", file}, fixedGoEnv("http://proxy.test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.UpstreamTimeout != 90*time.Second || cfg.NotFoundTTL != 0 {
+		t.Errorf("upstream timeout %v, not-found TTL %v; want 1m30s and 0", cfg.UpstreamTimeout, cfg.NotFoundTTL)
+	}
+}
+
 func TestConfigErrors(t *testing.T) {
 	tests := []struct {
 		name  string
@@ -206,6 +221,10 @@ func TestConfigErrors(t *testing.T) {
 		{name: "zip size", env: map[string]string{"SUMDB_MAX_ZIP_SIZE": "big"}, want: "invalid SUMDB_MAX_ZIP_SIZE: want a number of bytes"},
 		{name: "zip size range", args: []string{"--max-zip-size", "524288001"}, want: "want a number of bytes from 1 to 524288000", usage: true},
 		{name: "timeout", file: "upstream-timeout: soon\n", want: "invalid upstream-timeout in"},
+		// A number without a unit would be nanoseconds: refused, as by the flag.
+		{name: "timeout env no unit", env: map[string]string{"SUMDB_UPSTREAM_TIMEOUT": "30"}, want: "invalid SUMDB_UPSTREAM_TIMEOUT: want a positive duration"},
+		{name: "timeout file no unit", file: "upstream-timeout: 30\n", want: "invalid upstream-timeout in"},
+		{name: "not found ttl file no unit", file: "not-found-ttl: 60\n", want: "invalid not-found-ttl in"},
 		{name: "data dir", args: []string{"--data-dir", ""}, want: "invalid --data-dir: empty", usage: true},
 		{name: "max fetches", args: []string{"--max-fetches", "0"}, want: "invalid --max-fetches: want a number from 1 to 4096", usage: true},
 		{name: "max fetches env", env: map[string]string{"SUMDB_MAX_FETCHES": "many"}, want: "invalid SUMDB_MAX_FETCHES: want a number"},

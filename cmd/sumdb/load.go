@@ -137,7 +137,7 @@ func loadLoadConfig(fs *pflag.FlagSet) (*LoadConfig, error) {
 	}
 
 	var err error
-	if cfg.Duration, err = cast.ToDurationE(v.Get("duration")); err != nil || cfg.Duration <= 0 || cfg.Duration > loadgen.MaxDuration {
+	if cfg.Duration, err = toDuration(v.Get("duration")); err != nil || cfg.Duration <= 0 || cfg.Duration > loadgen.MaxDuration {
 		return nil, bad("duration", "want a duration from 1s to %v, such as 30s", loadgen.MaxDuration)
 	}
 	if cfg.MaxRequests, err = cast.ToInt64E(v.Get("max-requests")); err != nil || cfg.MaxRequests < 0 {
@@ -156,7 +156,7 @@ func loadLoadConfig(fs *pflag.FlagSet) (*LoadConfig, error) {
 	if err := checkListen(cfg.ProxyListen); err != nil {
 		return nil, bad("proxy-listen", "%v", err)
 	}
-	if cfg.Timeout, err = cast.ToDurationE(v.Get("timeout")); err != nil || cfg.Timeout <= 0 {
+	if cfg.Timeout, err = toDuration(v.Get("timeout")); err != nil || cfg.Timeout <= 0 {
 		return nil, bad("timeout", "want a positive duration such as 30s")
 	}
 	cfg.Format = strings.ToLower(str("format"))
