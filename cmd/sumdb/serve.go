@@ -371,7 +371,8 @@ func loadKey(ctx context.Context, cfg *ServeConfig, st tlog.Store, logger *slog.
 }
 
 // redactURL returns s without its user information, for messages: a user
-// name may be a token too.
+// name may be a token too. The values of query parameters that may hold a
+// secret (a PostgreSQL URL's password=, a token=) are masked as well.
 func redactURL(s string) string {
 	u, err := url.Parse(s)
 	if err != nil {
@@ -380,7 +381,35 @@ func redactURL(s string) string {
 	if u.User != nil {
 		u.User = url.User("xxxxx")
 	}
+	if u.RawQuery != "" {
+		q, err := url.ParseQuery(u.RawQuery)
+		masked := false
+		for name := range q {
+			if secretParam(name) {
+				q[name] = []string{"xxxxx"}
+				masked = true
+			}
+		}
+		switch {
+		case err != nil:
+			u.RawQuery = "xxxxx" // unparsable: show none of it
+		case masked:
+			u.RawQuery = q.Encode()
+		}
+	}
 	return u.String()
+}
+
+// secretParam reports whether a URL query parameter of this name may hold
+// a secret.
+func secretParam(name string) bool {
+	name = strings.ToLower(name)
+	for _, s := range []string{"pass", "token", "secret", "key", "auth"} {
+		if strings.Contains(name, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // redactList redacts each URL of a GOPROXY-style list.
