@@ -29,6 +29,11 @@ import (
 const (
 	connectTimeout  = 10 * time.Second // open the database, migrations included
 	shutdownTimeout = 15 * time.Second // let requests in flight finish
+	// shutdownGrace is how long requests in flight go on after a signal
+	// before they are cancelled: a lookup still waiting for the upstream
+	// then answers 503 rather than hold the process for up to
+	// --upstream-timeout.
+	shutdownGrace = 10 * time.Second
 )
 
 const serveUsage = `Usage: sumdb serve [flags]
@@ -206,6 +211,11 @@ func serve(ctx context.Context, cfg *ServeConfig, stdout, stderr io.Writer) erro
 	}
 	logger.InfoContext(ctx, "serving", attrs...)
 
+	reqCtx, cancelRequests := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelRequests()
+	for _, srv := range servers {
+		srv.BaseContext = func(net.Listener) context.Context { return reqCtx }
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	for i, srv := range servers {
 		g.Go(func() error {
@@ -218,15 +228,19 @@ func serve(ctx context.Context, cfg *ServeConfig, stdout, stderr io.Writer) erro
 	g.Go(func() error {
 		<-gctx.Done()
 		logger.InfoContext(ctx, "shutting down")
+		grace := time.AfterFunc(shutdownGrace, cancelRequests)
+		defer grace.Stop()
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
 		defer cancel()
-		var errs []error
 		for _, srv := range servers {
 			if err := srv.Shutdown(sctx); err != nil {
-				errs = append(errs, fmt.Errorf("shut down http server: %w", err))
+				// Connections still busy at the deadline: drop them, so that
+				// the log and the store close with no request in flight.
+				logger.WarnContext(ctx, "closing the connections still busy at the shutdown deadline", "timeout", shutdownTimeout, "err", err)
+				srv.Close()
 			}
 		}
-		return errors.Join(errs...)
+		return nil
 	})
 	if err := g.Wait(); err != nil {
 		return err

@@ -550,6 +550,56 @@ func TestServeObservability(t *testing.T) {
 	}
 }
 
+// TestServeShutdownDuringFetch checks that a signal stops the server
+// cleanly while a lookup waits for an upstream that never answers: the
+// lookup is cancelled after shutdownGrace and answered, and the server
+// exits 0 well before --upstream-timeout.
+func TestServeShutdownDuringFetch(t *testing.T) {
+	t.Parallel()
+	fetching := make(chan struct{}, 1)
+	release := make(chan struct{})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case fetching <- struct{}{}:
+		default:
+		}
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	defer up.Close()
+	defer close(release)
+
+	srv, err := startSumdb(t, "--data-dir", t.TempDir(), "--listen", "127.0.0.1:0", "--upstream", up.URL, "--upstream-timeout", "10m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	status := make(chan int, 1)
+	go func() {
+		resp, err := http.Get(srv.url + "/lookup/example.com/slow@v1.0.0")
+		if err != nil {
+			status <- 0
+			return
+		}
+		resp.Body.Close()
+		status <- resp.StatusCode
+	}()
+	select {
+	case <-fetching:
+	case <-time.After(time.Minute):
+		t.Fatal("the server did not ask the upstream within 1m")
+	}
+	start := time.Now()
+	srv.stop() // fails unless the server exits 0 within 30s and logs its stop
+	if d := time.Since(start); d < shutdownGrace {
+		t.Errorf("the server stopped %v after the signal, before the %v that requests in flight have", d, shutdownGrace)
+	}
+	if code := <-status; code != http.StatusServiceUnavailable {
+		t.Errorf("the lookup in flight got status %d, want 503", code)
+	}
+}
+
 // TestRedactURL checks that a database URL in a message shows no password,
 // in its user information or in its query.
 func TestRedactURL(t *testing.T) {
