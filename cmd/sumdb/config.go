@@ -274,6 +274,14 @@ func loadServeConfig(ctx context.Context, fs *pflag.FlagSet, goEnv goEnvFunc) (*
 		}
 		cfg.Upstream = proxy
 	}
+	// Parse the upstream list now, so that a mistake in it is reported as
+	// the setting's.
+	if _, err := sumdb.NewUpstream(sumdb.UpstreamConfig{Proxy: cfg.Upstream}); err != nil {
+		if _, set := source("upstream"); !set {
+			return nil, fmt.Errorf("no upstream set, and go env GOPROXY %q: %w: set --upstream or %s to your module proxy URL", redactList(cfg.Upstream), err, envName("upstream"))
+		}
+		return nil, bad("upstream", "%v", err)
+	}
 
 	if cfg.UpstreamTimeout, err = toDuration(v.Get("upstream-timeout")); err != nil || cfg.UpstreamTimeout <= 0 {
 		return nil, bad("upstream-timeout", "want a positive duration such as 2m or 30s")

@@ -248,6 +248,10 @@ func TestConfigErrors(t *testing.T) {
 			want: "no upstream set and cannot read the go command's GOPROXY (exec: \"go\": executable file not found in $PATH): set --upstream or SUMDB_UPSTREAM",
 		},
 		{name: "goproxy off", goEnv: fixedGoEnv("off"), want: `go env GOPROXY is "off"`},
+		{name: "goproxy scheme", goEnv: fixedGoEnv("ftp://proxy.test"), want: `no upstream set, and go env GOPROXY "ftp://proxy.test": upstream config`},
+		{name: "upstream scheme", args: []string{"--upstream", "ftp://proxy.test"}, want: "invalid --upstream: upstream config", usage: true},
+		{name: "upstream direct", args: []string{"--upstream", "direct"}, want: "invalid --upstream: upstream config", usage: true},
+		{name: "upstream env", env: map[string]string{"SUMDB_UPSTREAM": "ftp://proxy.test"}, want: "invalid SUMDB_UPSTREAM: upstream config"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
