@@ -27,6 +27,17 @@ const DefaultBatchRecords = 50_000
 // most a few thousand records.
 const maxPending = 1 << 20
 
+// Bounds on the bytes an import holds, whatever the size of the records (up
+// to 64 KiB each): maxPendingBytes, of the records before the head that
+// covers them, as maxPending bounds their number; maxBatchBytes, of a
+// batch's records and heads, which then ends at the next head even if it
+// holds fewer than ImportConfig.BatchRecords records. Variables for the
+// tests.
+var (
+	maxPendingBytes = 64 << 20
+	maxBatchBytes   = 64 << 20
+)
+
 // An ImportConfig configures Import.
 type ImportConfig struct {
 	// Key, if set, is the verifier key the file must have: the key of the
@@ -207,6 +218,8 @@ func parse(ctx context.Context, r *bufio.Reader, hdr Header, stored tlog.Head, v
 		full    []tlog.Tile // tiles of b that became full
 		history []tlog.Head // heads of b, the last one included
 		prefix  = stored.Size == 0
+		pending int // bytes of the records after the last head
+		size    int // bytes of the records and heads of b
 	)
 	fail := func(format string, args ...any) (tlog.Head, error) {
 		return tlog.Head{}, fmt.Errorf("import: "+format, args...)
@@ -228,12 +241,14 @@ func parse(ctx context.Context, r *bufio.Reader, hdr Header, stored tlog.Head, v
 			if err != nil {
 				return fail("record %d: %w: the file is damaged", count, err)
 			}
-			if len(leaves) >= maxPending {
-				return fail("records [%d, %d) have no signed head: a sumdb log signs a head for every few thousand records; the file is damaged", count-int64(len(leaves)), count)
+			if len(leaves) >= maxPending || pending+len(payload) > maxPendingBytes {
+				return fail("records [%d, %d) have no signed head: a sumdb log signs a head for every few thousand records; the file is damaged", count-int64(len(leaves)), count+1)
 			}
 			leaves = append(leaves, xtlog.RecordHash(payload))
+			pending += len(payload)
 			if count >= stored.Size {
 				b.Records = append(b.Records, tlog.Record{ID: count, Path: path, Version: version, Text: bytes.Clone(payload)})
+				size += len(payload)
 			}
 			count++
 			if count <= stored.Size && count%(1<<16) == 0 {
@@ -249,7 +264,7 @@ func parse(ctx context.Context, r *bufio.Reader, hdr Header, stored tlog.Head, v
 				return fail("the head of size %d comes after %d records (the previous head has size %d): the file is damaged", tree.N, count, last.Size)
 			}
 			tiles := edge.AppendFull(leaves)
-			leaves = leaves[:0]
+			leaves, pending = leaves[:0], 0
 			if root := edge.Root(); root != tree.Hash {
 				return fail("the head of size %d has root %v, but the file's records give %v: a record before it was altered; the file is damaged", tree.N, tree.Hash, root)
 			}
@@ -270,7 +285,8 @@ func parse(ctx context.Context, r *bufio.Reader, hdr Header, stored tlog.Head, v
 			}
 			full = append(full, tiles...)
 			history = append(history, h)
-			if len(b.Records) < cfg.BatchRecords {
+			size += len(h.Note)
+			if len(b.Records) < cfg.BatchRecords && size < maxBatchBytes {
 				continue
 			}
 			b.Tiles = append(full, edge.PartialTiles(b.OldSize)...)
@@ -280,7 +296,7 @@ func parse(ctx context.Context, r *bufio.Reader, hdr Header, stored tlog.Head, v
 			case <-ctx.Done():
 				return tlog.Head{}, ctx.Err()
 			}
-			b, full, history = &tlog.Batch{OldSize: h.Size}, nil, nil
+			b, full, history, size = &tlog.Batch{OldSize: h.Size}, nil, nil, 0
 
 		case tagEnd:
 			n, k := binary.Uvarint(payload)
