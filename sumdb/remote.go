@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -27,9 +28,12 @@ type Remote struct {
 	Key      string
 	Verifier note.Verifier
 	// Base is the URL that the paths "latest", "lookup/..." and "tile/..."
-	// are resolved against, without a trailing slash.
+	// are resolved against, without a trailing slash. Any user information
+	// in it shows as "xxxxx", as in errors and logs, for Base is shown in
+	// reports; the requests still authenticate with the real one.
 	Base string
 
+	base    remoteURL // Base with the real user information
 	client  *http.Client
 	retries int
 	logger  *slog.Logger
@@ -56,6 +60,29 @@ type RemoteConfig struct {
 	Logger *slog.Logger
 }
 
+// A remoteURL is a URL that a Remote requests.
+type remoteURL struct {
+	url   string        // without user information
+	user  *url.Userinfo // the user information, if any (see setUserinfo)
+	shown string        // url as logs and errors show it: redacted
+}
+
+// newRemoteURL returns the remoteURL for u, less a trailing slash.
+func newRemoteURL(u *url.URL) remoteURL {
+	c := *u
+	c.User = nil
+	return remoteURL{
+		url:   strings.TrimSuffix(c.String(), "/"),
+		user:  u.User,
+		shown: strings.TrimSuffix(redacted(u), "/"),
+	}
+}
+
+// join returns the remoteURL of path under e.
+func (e remoteURL) join(path string) remoteURL {
+	return remoteURL{url: e.url + "/" + path, user: e.user, shown: e.shown + "/" + path}
+}
+
 // maxRemoteBody bounds any response of a checksum database: a full tile is
 // 8 KiB of hashes, a data tile 256 records; a lookup, one record and a note.
 const maxRemoteBody = 4 << 20
@@ -77,7 +104,8 @@ func OpenRemote(ctx context.Context, cfg RemoteConfig) (*Remote, error) {
 	case len(fields) == 0:
 		return nil, errors.New("no checksum database named: set GOSUMDB or give --sumdb \"<verifier key> [URL]\"")
 	case len(fields) > 2:
-		return nil, fmt.Errorf("invalid GOSUMDB %q: too many fields (want \"<verifier key> [URL]\")", cfg.GOSUMDB)
+		// Not shown: the URL may hold a password.
+		return nil, fmt.Errorf("invalid GOSUMDB: too many fields (%d; want \"<verifier key> [URL]\")", len(fields))
 	case fields[0] == "off":
 		return nil, errors.New("the checksum database is disabled (GOSUMDB=off): name one with --sumdb \"<verifier key> [URL]\"")
 	}
@@ -99,18 +127,20 @@ func OpenRemote(ctx context.Context, cfg RemoteConfig) (*Remote, error) {
 		return nil, fmt.Errorf("invalid checksum database name %q: must be host[/path]", name)
 	}
 	if len(fields) == 2 {
-		u, err := url.Parse(fields[1])
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, fmt.Errorf("invalid checksum database URL %q: want http:// or https://", fields[1])
+		u, err := parseHTTPURL(fields[1], "checksum database URL", "in GOSUMDB")
+		if err != nil {
+			return nil, err
 		}
-		r.Base = strings.TrimSuffix(fields[1], "/")
+		r.base = newRemoteURL(u)
+		r.Base = r.base.shown
 		return r, nil
 	}
 	base, err := r.discover(ctx, cfg.GOPROXY, name)
 	if err != nil {
 		return nil, err
 	}
-	r.Base = base
+	r.base = base
+	r.Base = r.base.shown
 	return r, nil
 }
 
@@ -121,9 +151,10 @@ func OpenRemote(ctx context.Context, cfg RemoteConfig) (*Remote, error) {
 // error after a "|", moves on; "direct", "off" or the end of the list mean
 // https://<name> itself, except that a list that ends after an error that
 // was moved on from fails with that error. Any other answer is an error.
-func (r *Remote) discover(ctx context.Context, proxies, name string) (string, error) {
+func (r *Remote) discover(ctx context.Context, proxies, name string) (remoteURL, error) {
+	direct := remoteURL{url: "https://" + name, shown: "https://" + name}
 	var failed error // the first error other than not found, moved on from after a "|"
-	for proxies != "" {
+	for n := 1; proxies != ""; n++ {
 		var entry, sep string
 		if i := strings.IndexAny(proxies, ",|"); i >= 0 {
 			entry, sep, proxies = proxies[:i], proxies[i:i+1], proxies[i+1:]
@@ -135,10 +166,14 @@ func (r *Remote) discover(ctx context.Context, proxies, name string) (string, er
 			continue
 		}
 		if entry == "direct" || entry == "off" {
-			return "https://" + name, nil
+			return direct, nil
 		}
-		base := strings.TrimSuffix(entry, "/") + "/sumdb/" + name
-		_, err := r.get(ctx, base+"/supported", 0)
+		var base remoteURL
+		u, err := parseHTTPURL(entry, "proxy URL", fmt.Sprintf("number %d of GOPROXY", n))
+		if err == nil {
+			base = newRemoteURL(u).join("sumdb/" + name)
+			_, err = r.get(ctx, base.join("supported"), 0)
+		}
 		if err == nil {
 			return base, nil
 		}
@@ -147,7 +182,7 @@ func (r *Remote) discover(ctx context.Context, proxies, name string) (string, er
 		}
 		err = fmt.Errorf("ask proxy whether it serves checksum database %s: %w", name, err)
 		if sep != "|" {
-			return "", err
+			return remoteURL{}, err
 		}
 		if failed == nil {
 			failed = err
@@ -156,9 +191,32 @@ func (r *Remote) discover(ctx context.Context, proxies, name string) (string, er
 	if failed != nil {
 		// The go command reports a proxy's error rather than going to the
 		// database directly behind the user's back.
-		return "", failed
+		return remoteURL{}, failed
 	}
-	return "https://" + name, nil
+	return direct, nil
+}
+
+// parseHTTPURL parses raw, a URL of the configuration (what it is), as an
+// http or https URL with a host. Its errors name the URL as shownURL does,
+// or else by position.
+func parseHTTPURL(raw, what, position string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		// url.Error repeats the URL, password included.
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err
+		}
+		return nil, fmt.Errorf("invalid %s %s: %w", what, position, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+		name := position
+		if shown := shownURL(raw, u); shown != "" {
+			name = strconv.Quote(shown)
+		}
+		return nil, fmt.Errorf("invalid %s %s: want http:// or https:// and a host", what, name)
+	}
+	return u, nil
 }
 
 // knownKeyRE matches an entry of the go command's table of known keys.
@@ -189,10 +247,10 @@ func knownKey(goroot, name string) (string, error) {
 // A 404 or 410 is an error wrapping ErrNotFound with the server's reason;
 // after retries, a 5xx or network failure is an error wrapping ErrUpstream.
 func (r *Remote) Get(ctx context.Context, path string) ([]byte, error) {
-	return r.get(ctx, r.Base+"/"+path, r.retries)
+	return r.get(ctx, r.base.join(path), r.retries)
 }
 
-func (r *Remote) get(ctx context.Context, u string, retries int) ([]byte, error) {
+func (r *Remote) get(ctx context.Context, u remoteURL, retries int) ([]byte, error) {
 	backoff := 200 * time.Millisecond
 	for attempt := 0; ; attempt++ {
 		body, retry, err := r.getOnce(ctx, u)
@@ -200,22 +258,24 @@ func (r *Remote) get(ctx context.Context, u string, retries int) ([]byte, error)
 			return body, err
 		}
 		pause := backoff + time.Duration(rand.Int64N(int64(backoff)))
-		r.logger.InfoContext(ctx, "retrying checksum database request", "url", u, "attempt", attempt+1, "pause", pause, "err", err)
+		r.logger.InfoContext(ctx, "retrying checksum database request", "url", u.shown, "attempt", attempt+1, "pause", pause, "err", err)
 		select {
 		case <-time.After(pause):
 		case <-ctx.Done():
-			return nil, fmt.Errorf("%w: GET %s: %w", ErrUpstream, u, ctx.Err())
+			return nil, fmt.Errorf("%w: GET %s: %w", ErrUpstream, u.shown, ctx.Err())
 		}
 		backoff = min(2*backoff, 10*time.Second)
 	}
 }
 
 // getOnce makes one request and says whether a failure is worth retrying.
-func (r *Remote) getOnce(ctx context.Context, u string) (body []byte, retry bool, err error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+func (r *Remote) getOnce(ctx context.Context, e remoteURL) (body []byte, retry bool, err error) {
+	u := e.shown // for errors
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.url, nil)
 	if err != nil {
 		return nil, false, fmt.Errorf("GET %s: %w", u, err)
 	}
+	setUserinfo(req, e.user)
 	resp, err := r.client.Do(req)
 	if err != nil {
 		return nil, true, fmt.Errorf("%w: GET %s: %w", ErrUpstream, u, err)

@@ -80,8 +80,16 @@ type Upstream struct {
 
 // A proxyEntry is one usable entry of a GOPROXY list.
 type proxyEntry struct {
-	url             *url.URL // without trailing slash
-	fallBackOnError bool     // the entry was followed by "|"
+	url             *url.URL      // without trailing slash and user information
+	user            *url.Userinfo // the entry's user information, if any (see setUserinfo)
+	fallBackOnError bool          // the entry was followed by "|"
+}
+
+// String returns the entry's URL as logs show it: redacted.
+func (p *proxyEntry) String() string {
+	u := *p.url
+	u.User = p.user
+	return redacted(&u)
 }
 
 // NewUpstream returns an Upstream for cfg, or an error if cfg is invalid.
@@ -157,7 +165,9 @@ func parseProxyList(list string) ([]proxyEntry, error) {
 		}
 		pu.Path = strings.TrimSuffix(pu.Path, "/")
 		pu.RawPath = ""
-		proxies = append(proxies, proxyEntry{url: pu, fallBackOnError: fallBackOnError})
+		user := pu.User
+		pu.User = nil
+		proxies = append(proxies, proxyEntry{url: pu, user: user, fallBackOnError: fallBackOnError})
 	}
 	if len(proxies) == 0 {
 		shown := fmt.Sprintf(" %q", list)
@@ -170,15 +180,24 @@ func parseProxyList(list string) ([]proxyEntry, error) {
 }
 
 // entryName returns how an error names entry n of a proxy list, parsed as
-// pu, without showing a password or a token: the URL without its user
-// information if the entry's only "@" ends that, else its position (a
-// malformed entry such as "http//user:password@host" has no user
-// information that url.Redacted would find).
+// pu, without showing a password or a token: see shownURL, else its
+// position.
 func entryName(entry string, pu *url.URL, n int) string {
-	if at := strings.Count(entry, "@"); at == 0 || at == 1 && pu.User != nil {
-		return redacted(pu)
+	if shown := shownURL(entry, pu); shown != "" {
+		return shown
 	}
 	return fmt.Sprintf("number %d of the list", n)
+}
+
+// shownURL returns how an error may show the URL raw, parsed as u: without
+// its user information if its only "@" ends that, else "" (a malformed URL
+// such as "http//user:password@host" has no user information that
+// url.Redacted would find).
+func shownURL(raw string, u *url.URL) string {
+	if at := strings.Count(raw, "@"); at == 0 || at == 1 && u.User != nil {
+		return redacted(u)
+	}
+	return ""
 }
 
 // redacted returns u with its user information, if any, masked whole: a
@@ -190,6 +209,17 @@ func redacted(u *url.URL) string {
 	c := *u
 	c.User = url.User("xxxxx")
 	return c.String()
+}
+
+// setUserinfo makes req authenticate with user, the user information of a
+// URL (nil for none), as net/http does for a request URL that holds it.
+// Requested URLs are kept without it because net/http repeats the URL in
+// its errors, masking only a password: a user name may be a token too.
+func setUserinfo(req *http.Request, user *url.Userinfo) {
+	if user != nil {
+		password, _ := user.Password()
+		req.SetBasicAuth(user.Username(), password)
+	}
 }
 
 // defaultClient returns the HTTP client used when none is configured.
@@ -235,7 +265,7 @@ func (u *Upstream) Fetch(ctx context.Context, path, version string) ([]byte, err
 		slog.Duration("duration", time.Since(start)),
 	}
 	if proxy != nil {
-		attrs = append(attrs, slog.String("proxy", redacted(proxy)))
+		attrs = append(attrs, slog.String("proxy", proxy.String()))
 	}
 	if err != nil {
 		attrs = append(attrs, slog.Any("err", err))
@@ -248,9 +278,9 @@ func (u *Upstream) Fetch(ctx context.Context, path, version string) ([]byte, err
 	return text, err
 }
 
-// fetch implements Fetch, also returning the URL of the proxy that gave the
-// answer, if any.
-func (u *Upstream) fetch(ctx context.Context, path, version string) ([]byte, *url.URL, error) {
+// fetch implements Fetch, also returning the proxy that gave the answer, if
+// any.
+func (u *Upstream) fetch(ctx context.Context, path, version string) ([]byte, *proxyEntry, error) {
 	if err := CheckModule(path, version); err != nil {
 		return nil, nil, err
 	}
@@ -267,14 +297,15 @@ func (u *Upstream) fetch(ctx context.Context, path, version string) ([]byte, *ur
 	// Like the go command, report the most useful error: any proxy failure
 	// beats "not found", which must not be claimed while a proxy is broken.
 	var bestErr error
-	var bestProxy *url.URL
-	for _, p := range u.proxies {
-		text, err := u.fetchFrom(ctx, p.url, path, version, escPath, escVersion)
+	var bestProxy *proxyEntry
+	for i := range u.proxies {
+		p := &u.proxies[i]
+		text, err := u.fetchFrom(ctx, p, path, version, escPath, escVersion)
 		if err == nil {
-			return text, p.url, nil
+			return text, p, nil
 		}
 		if bestErr == nil || errors.Is(bestErr, ErrNotFound) && !errors.Is(err, ErrNotFound) {
-			bestErr, bestProxy = err, p.url
+			bestErr, bestProxy = err, p
 		}
 		if ctx.Err() != nil {
 			break // the caller gave up: no next proxy
@@ -287,16 +318,16 @@ func (u *Upstream) fetch(ctx context.Context, path, version string) ([]byte, *ur
 	return nil, bestProxy, bestErr
 }
 
-// fetchFrom fetches path@version from the proxy at base, under the
-// per-fetch timeout.
-func (u *Upstream) fetchFrom(ctx context.Context, base *url.URL, path, version, escPath, escVersion string) ([]byte, error) {
+// fetchFrom fetches path@version from proxy p, under the per-fetch timeout.
+func (u *Upstream) fetchFrom(ctx context.Context, p *proxyEntry, path, version, escPath, escVersion string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, u.timeout)
 	defer cancel()
 	f := &fileFetch{
 		u:    u,
 		ctx:  ctx,
 		mod:  path + "@" + version,
-		base: base.String() + "/" + escPath + "/@v/" + escVersion,
+		base: p.url.String() + "/" + escPath + "/@v/" + escVersion,
+		user: p.user,
 	}
 
 	info, err := f.getBytes(".info", maxInfoSize)
@@ -339,6 +370,7 @@ type fileFetch struct {
 	ctx  context.Context // with the per-fetch timeout
 	mod  string          // path@version, for errors
 	base string          // the files' URL without the extension
+	user *url.Userinfo   // the proxy's user information, if any
 }
 
 // get requests the file with extension ext and returns the response if its
@@ -348,6 +380,7 @@ func (f *fileFetch) get(ext string) (*http.Response, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fetch %s%s: %w", f.mod, ext, err)
 	}
+	setUserinfo(req, f.user)
 	resp, err := f.u.client.Do(req)
 	if err != nil {
 		return nil, f.transportErr("cannot reach proxy", err)
