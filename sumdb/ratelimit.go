@@ -1,6 +1,7 @@
 package sumdb
 
 import (
+	"container/list"
 	"fmt"
 	"math"
 	"net"
@@ -15,7 +16,7 @@ import (
 
 // maxRateClients caps the clients whose buckets the rate limiter remembers,
 // so that requests from many addresses cannot grow it without bound. A
-// bucket costs about 150 bytes.
+// bucket costs about 250 bytes.
 const maxRateClients = 1 << 16
 
 // A rateLimiter gives each client a token bucket of upstream fetches: a
@@ -29,12 +30,16 @@ type rateLimiter struct {
 	// that it is the same as a new bucket, and forgetting it changes nothing.
 	idle time.Duration
 
-	mu        sync.Mutex
-	clients   map[string]*bucket // guarded by mu; by client key
-	lastSweep time.Time          // guarded by mu
+	mu      sync.Mutex
+	clients map[string]*list.Element // guarded by mu; of *bucket, by client key
+	// order holds the buckets least recently used first, so that the idle
+	// ones, and the one to forget when full, are found at its front
+	// without a scan. Guarded by mu.
+	order list.List
 }
 
 type bucket struct {
+	key  string
 	lim  *rate.Limiter
 	last time.Time // last token request
 }
@@ -42,12 +47,18 @@ type bucket struct {
 // newRateLimiter returns a limiter granting each client perSecond fetches a
 // second on average, and burst at once.
 func newRateLimiter(perSecond float64, burst int) *rateLimiter {
+	// A bucket too slow to fill up in a time.Duration is never idle: the
+	// conversion would overflow to a negative idle, which every bucket is.
+	idle := time.Duration(math.MaxInt64)
+	if d := float64(burst) / perSecond * float64(time.Second); d < math.MaxInt64 {
+		idle = time.Duration(d)
+	}
 	return &rateLimiter{
 		limit:      rate.Limit(perSecond),
 		burst:      burst,
 		maxClients: maxRateClients,
-		idle:       time.Duration(float64(burst) / perSecond * float64(time.Second)),
-		clients:    make(map[string]*bucket),
+		idle:       idle,
+		clients:    make(map[string]*list.Element),
 	}
 }
 
@@ -56,12 +67,15 @@ func newRateLimiter(perSecond float64, burst int) *rateLimiter {
 func (rl *rateLimiter) allow(client string, now time.Time) (bool, time.Duration) {
 	rl.mu.Lock()
 	defer rl.mu.Unlock()
-	b := rl.clients[client]
-	if b == nil {
+	e := rl.clients[client]
+	if e == nil {
 		rl.makeRoom(now)
-		b = &bucket{lim: rate.NewLimiter(rl.limit, rl.burst)}
-		rl.clients[client] = b
+		e = rl.order.PushBack(&bucket{key: client, lim: rate.NewLimiter(rl.limit, rl.burst)})
+		rl.clients[client] = e
+	} else {
+		rl.order.MoveToBack(e)
 	}
+	b := e.Value.(*bucket)
 	b.last = now
 	if b.lim.AllowN(now, 1) {
 		return true, 0
@@ -70,27 +84,27 @@ func (rl *rateLimiter) allow(client string, now time.Time) (bool, time.Duration)
 	return false, time.Duration(math.Ceil(missing / float64(rl.limit) * float64(time.Second)))
 }
 
-// makeRoom forgets the buckets that are full again, at most once a minute
-// or when the limiter is full, and then, if it is still full, one bucket at
-// random. rl.mu is held.
+// makeRoom forgets the buckets that are full again, and then, if the
+// limiter is still full, the least recently used one. Both are at the front
+// of rl.order, so the cost is constant for each bucket ever added. rl.mu is
+// held.
 func (rl *rateLimiter) makeRoom(now time.Time) {
-	full := len(rl.clients) >= rl.maxClients
-	if full || now.Sub(rl.lastSweep) >= max(rl.idle, time.Minute) {
-		rl.lastSweep = now
-		for k, b := range rl.clients {
-			if now.Sub(b.last) >= rl.idle {
-				delete(rl.clients, k)
-			}
-		}
+	for e := rl.order.Front(); e != nil && now.Sub(e.Value.(*bucket).last) >= rl.idle; e = rl.order.Front() {
+		rl.forget(e)
 	}
 	if len(rl.clients) >= rl.maxClients {
 		// Only a client with many addresses gets here, and it gains nothing
-		// it could not have with more of them.
-		for k := range rl.clients {
-			delete(rl.clients, k)
-			break
-		}
+		// it could not have with more of them: the bucket forgotten is the
+		// one that has waited longest to refill, and its client, if it comes
+		// back, only gets the full bucket it would have had from a new
+		// address.
+		rl.forget(rl.order.Front())
 	}
+}
+
+// forget removes the bucket of e. rl.mu is held.
+func (rl *rateLimiter) forget(e *list.Element) {
+	delete(rl.clients, rl.order.Remove(e).(*bucket).key)
 }
 
 // len returns the number of buckets remembered.

@@ -6,6 +6,7 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -81,7 +82,7 @@ func TestRateLimiterMemory(t *testing.T) {
 			t.Fatalf("after %d clients, %d buckets, want at most 100", i+1, n)
 		}
 	}
-	// After a minute, a new client sweeps the idle ones away.
+	// A new client sweeps the idle ones away.
 	rl.allow("late", t0.Add(time.Minute))
 	if n := rl.len(); n != 1 {
 		t.Errorf("after the sweep, %d buckets, want 1", n)
@@ -91,7 +92,7 @@ func TestRateLimiterMemory(t *testing.T) {
 	for range 10 {
 		rl.allow("busy", t0.Add(2*time.Minute-5*time.Second))
 	}
-	rl.allow("other", t0.Add(2*time.Minute)) // sweeps "late" away
+	rl.allow("other", t0.Add(2*time.Minute)) // "late" is swept away by now
 	if n := rl.len(); n != 2 {
 		t.Errorf("after the second sweep, %d buckets, want 2 (busy and other)", n)
 	}
@@ -295,4 +296,146 @@ func FuzzClientKey(f *testing.F) {
 			t.Fatalf("clientKey(%q, %q, false) = %q, but %q without the header", remote, xff, key, direct)
 		}
 	})
+}
+
+// TestRateLimiterFull checks that a full limiter of clients none of which
+// is idle still limits the clients it keeps, and forgets the least
+// recently used one to admit a new client.
+func TestRateLimiterFull(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	rl := newRateLimiter(1, 2) // no refill: the clock stays at t0
+	rl.maxClients = 3
+	allow := func(client string, want bool) {
+		t.Helper()
+		if ok, _ := rl.allow(client, t0); ok != want {
+			t.Errorf("allow(%q) = %v, want %v", client, ok, want)
+		}
+		if n, m := rl.len(), rl.order.Len(); n > 3 || n != m {
+			t.Fatalf("%d buckets in the map and %d in the order, want the same, at most 3", n, m)
+		}
+	}
+	for _, c := range []string{"a", "b", "c"} { // empty their buckets
+		allow(c, true)
+		allow(c, true)
+		allow(c, false)
+	}
+	allow("a", false) // least recently used first: b, c, a
+	allow("d", true)  // forgets b: c, a, d
+	allow("a", false) // kept, and still limited: c, d, a
+	allow("c", false) // d, a, c
+	allow("b", true)  // forgotten, so a full bucket again; forgets d: a, c, b
+	allow("b", true)
+	allow("b", false)
+	allow("a", false)
+	allow("c", false)
+	allow("d", true) // forgotten too
+}
+
+// TestRateLimiterSlow checks that a bucket too slow to fill up in a
+// time.Duration is never forgotten as idle.
+func TestRateLimiterSlow(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	rl := newRateLimiter(1e-12, 1)
+	if ok, _ := rl.allow("a", t0); !ok {
+		t.Fatal("first token refused")
+	}
+	rl.allow("b", t0.Add(time.Hour))
+	if ok, _ := rl.allow("a", t0.Add(time.Hour)); ok {
+		t.Error("a's bucket forgotten, or refilled, after an hour")
+	}
+}
+
+// TestNotFoundCacheFull checks that the not-found cache forgets the
+// expired entries, and when full of live ones the oldest, to remember a
+// new one.
+func TestNotFoundCacheFull(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	now := t0
+	s, err := NewServer(ServerConfig{Log: new(tlog.Log), Fetcher: fetcherFunc(nil), NotFoundTTL: time.Minute, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	remember := func(key string, wantLen int) {
+		t.Helper()
+		s.rememberNotFound(key, ErrNotFound)
+		if n, m := len(s.notFound), s.notFoundOrder.Len(); n != wantLen || m != n {
+			t.Fatalf("after remembering %s: %d entries in the map and %d in the order, want %d", key, n, m, wantLen)
+		}
+	}
+	held := func(key string, want bool) {
+		t.Helper()
+		if _, ok := s.notFound[key]; ok != want {
+			t.Errorf("%s cached: %v, want %v", key, ok, want)
+		}
+	}
+	for i := range maxNotFound { // k<i> expires at t0 + i ms + 1 min
+		now = t0.Add(time.Duration(i) * time.Millisecond)
+		remember(fmt.Sprintf("k%d", i), i+1)
+	}
+	// Full of live entries: the oldest goes.
+	now = t0.Add(maxNotFound * time.Millisecond)
+	remember("a", maxNotFound)
+	held("k0", false)
+	held("k1", true)
+	held("a", true)
+	// k1 to k100 have expired: they go, and nothing else.
+	now = t0.Add(time.Minute + 100*time.Millisecond)
+	remember("b", maxNotFound-99)
+	held("k100", false)
+	held("k101", true)
+	held("a", true)
+	// Remembering a key again replaces its entry.
+	remember("k101", maxNotFound-99)
+	if e := s.notFound["k101"]; e != s.notFoundOrder.Back() || !e.Value.(*notFoundEntry).expires.Equal(now.Add(time.Minute)) {
+		t.Errorf("k101 remembered again: not the newest entry, or expires at %v, want %v", e.Value.(*notFoundEntry).expires, now.Add(time.Minute))
+	}
+}
+
+// BenchmarkRateLimiterFull measures admitting a new client to a limiter
+// full of clients none of which is idle, as a client with many addresses
+// would keep it. The cost must not grow with the number of clients.
+func BenchmarkRateLimiterFull(b *testing.B) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, size := range []int{1 << 10, maxRateClients} {
+		b.Run(fmt.Sprintf("clients=%d", size), func(b *testing.B) {
+			rl := newRateLimiter(1, 10)
+			rl.maxClients = size
+			for i := range size {
+				rl.allow("fill"+strconv.Itoa(i), t0)
+			}
+			i := 0
+			for b.Loop() {
+				rl.allow("new"+strconv.Itoa(i), t0)
+				i++
+			}
+			if n := rl.len(); n != size {
+				b.Fatalf("%d buckets, want %d", n, size)
+			}
+		})
+	}
+}
+
+// BenchmarkRememberNotFoundFull measures remembering a "not found" in a
+// not-found cache full of entries none of which has expired.
+func BenchmarkRememberNotFoundFull(b *testing.B) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	s, err := NewServer(ServerConfig{Log: new(tlog.Log), Fetcher: fetcherFunc(nil), Now: func() time.Time { return t0 }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range maxNotFound {
+		s.rememberNotFound("fill"+strconv.Itoa(i), ErrNotFound)
+	}
+	i := 0
+	for b.Loop() {
+		s.rememberNotFound("new"+strconv.Itoa(i), ErrNotFound)
+		i++
+	}
+	if n := len(s.notFound); n != maxNotFound {
+		b.Fatalf("%d entries, want %d", n, maxNotFound)
+	}
 }

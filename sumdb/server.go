@@ -1,6 +1,7 @@
 package sumdb
 
 import (
+	"container/list"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -165,7 +166,11 @@ type Server struct {
 
 	mu       sync.Mutex
 	flights  map[string]*flight       // guarded by mu; first lookups in progress, by path@version
-	notFound map[string]notFoundEntry // guarded by mu; recent upstream "not found", by path@version
+	notFound map[string]*list.Element // guarded by mu; of *notFoundEntry, recent upstream "not found", by path@version
+	// notFoundOrder holds the not-found entries oldest first: all live
+	// notFoundTTL, so the first to expire, and the one to forget when the
+	// cache is full, are found at its front without a scan. Guarded by mu.
+	notFoundOrder list.List
 }
 
 // A flight is the work shared by the concurrent first lookups of one module
@@ -182,6 +187,7 @@ type flight struct {
 }
 
 type notFoundEntry struct {
+	key     string
 	err     error
 	expires time.Time
 }
@@ -277,7 +283,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		tiles:         tiles,
 		records:       records,
 		flights:       make(map[string]*flight),
-		notFound:      make(map[string]notFoundEntry),
+		notFound:      make(map[string]*list.Element),
 	}
 	if cfg.FetchRate > 0 {
 		s.limiter = newRateLimiter(cfg.FetchRate, cfg.FetchBurst)
@@ -742,15 +748,18 @@ func (s *Server) lookupMiss(ctx context.Context, client, path, version string) (
 	key := path + "@" + version
 	s.mu.Lock()
 	if e, ok := s.notFound[key]; ok {
-		if s.now().Before(e.expires) {
+		if nf := e.Value.(*notFoundEntry); s.now().Before(nf.expires) {
 			s.mu.Unlock()
 			s.metrics.notFoundHits.Inc()
-			return tlog.Record{}, tlog.Head{}, e.err
+			return tlog.Record{}, tlog.Head{}, nf.err
 		}
-		delete(s.notFound, key)
+		s.forgetNotFound(e)
 	}
 	f := s.flights[key]
 	if f == nil {
+		// The token is taken under s.mu, as the flight starts, so that
+		// concurrent first lookups of a version take one token between them
+		// and a lookup that can join a flight is never refused.
 		if s.limiter != nil {
 			if ok, wait := s.limiter.allow(client, s.now()); !ok {
 				s.mu.Unlock()
@@ -801,23 +810,27 @@ func (s *Server) fly(ctx context.Context, f *flight, key, path, version string) 
 	close(f.done)
 }
 
-// rememberNotFound caches the upstream's "not found" for key. s.mu is held.
+// rememberNotFound caches the upstream's "not found" for key. It forgets
+// the expired entries and then, if the cache is still full, the oldest one,
+// the first to expire: both are at the front of s.notFoundOrder, so the
+// cost is constant for each entry ever added. s.mu is held.
 func (s *Server) rememberNotFound(key string, err error) {
 	now := s.now()
-	if len(s.notFound) >= maxNotFound {
-		for k, e := range s.notFound {
-			if !now.Before(e.expires) {
-				delete(s.notFound, k)
-			}
-		}
+	if e, ok := s.notFound[key]; ok {
+		s.forgetNotFound(e)
+	}
+	for e := s.notFoundOrder.Front(); e != nil && !now.Before(e.Value.(*notFoundEntry).expires); e = s.notFoundOrder.Front() {
+		s.forgetNotFound(e)
 	}
 	if len(s.notFound) >= maxNotFound {
-		for k := range s.notFound { // evict one at random
-			delete(s.notFound, k)
-			break
-		}
+		s.forgetNotFound(s.notFoundOrder.Front())
 	}
-	s.notFound[key] = notFoundEntry{err: err, expires: now.Add(s.notFoundTTL)}
+	s.notFound[key] = s.notFoundOrder.PushBack(&notFoundEntry{key: key, err: err, expires: now.Add(s.notFoundTTL)})
+}
+
+// forgetNotFound removes the not-found entry of e. s.mu is held.
+func (s *Server) forgetNotFound(e *list.Element) {
+	delete(s.notFound, s.notFoundOrder.Remove(e).(*notFoundEntry).key)
 }
 
 // fetchAndAppend waits for a fetch slot, fetches the record of path@version
