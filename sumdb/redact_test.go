@@ -151,6 +151,15 @@ func TestUpstreamRedactsUserinfo(t *testing.T) {
 	}
 }
 
+// userinfoCases are the user information of URLs, as written in them, and
+// the user name and password it must authenticate as.
+var userinfoCases = []struct{ userinfo, user, pass string }{
+	{secretToken, secretToken, ""},
+	{secretUser + ":" + secretPass, secretUser, secretPass},
+	{"SlAsH%2FToKeN:" + secretPass, slashUser, secretPass},
+	{secretUser + ":", secretUser, ""},
+}
+
 // TestUpstreamSendsUserinfo checks that the proxy still gets the user
 // information of its URL as basic authentication, in every request.
 func TestUpstreamSendsUserinfo(t *testing.T) {
@@ -161,12 +170,7 @@ func TestUpstreamSendsUserinfo(t *testing.T) {
 	rec := &authRecorder{h: p}
 	srv := httptest.NewServer(rec)
 	defer srv.Close()
-	for _, tt := range []struct{ userinfo, user, pass string }{
-		{secretToken, secretToken, ""},
-		{secretUser + ":" + secretPass, secretUser, secretPass},
-		{"SlAsH%2FToKeN:" + secretPass, slashUser, secretPass},
-		{secretUser + ":", secretUser, ""},
-	} {
+	for _, tt := range userinfoCases {
 		u := newTestUpstream(t, UpstreamConfig{Proxy: withUserinfo(srv.URL, tt.userinfo)})
 		if _, err := u.Fetch(t.Context(), "example.com/m", "v1.0.0"); err != nil {
 			t.Fatalf("Fetch with user information %q: %v", tt.userinfo, err)
@@ -274,11 +278,7 @@ func TestRemoteSendsUserinfo(t *testing.T) {
 	srv := httptest.NewServer(rec)
 	defer srv.Close()
 
-	for _, tt := range []struct{ userinfo, user, pass string }{
-		{secretToken, secretToken, ""},
-		{secretUser + ":" + secretPass, secretUser, secretPass},
-		{"SlAsH%2FToKeN:" + secretPass, slashUser, secretPass},
-	} {
+	for _, tt := range userinfoCases {
 		for _, cfg := range []RemoteConfig{
 			{GOSUMDB: vkey + " " + withUserinfo(srv.URL, tt.userinfo) + "/db/"},
 			{GOSUMDB: vkey, GOPROXY: withUserinfo(srv.URL, tt.userinfo) + "/"},
