@@ -183,8 +183,8 @@ func TestServeStartErrors(t *testing.T) {
 		{
 			name:   "bad upstream",
 			setup:  func(*testing.T, string) []string { return []string{"--upstream", "ftp://proxy.example.com"} },
-			status: 1,
-			want:   []string{"check --upstream"},
+			status: 2,
+			want:   []string{"invalid --upstream", "want http:// or https://"},
 		},
 	}
 	for _, tt := range tests {
