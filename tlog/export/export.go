@@ -98,11 +98,14 @@ func readHeader(r *bufio.Reader) (Header, error) {
 	var lines []string
 	total := 0
 	for {
-		line, err := r.ReadString('\n')
-		total += len(line)
-		if total > maxHeader {
+		// ReadSlice, not ReadString: a line is never longer than r's
+		// buffer, so a file without a newline takes no memory to refuse.
+		slice, err := r.ReadSlice('\n')
+		total += len(slice)
+		if total > maxHeader || errors.Is(err, bufio.ErrBufferFull) {
 			return h, errors.New("read header: too long: not a sumdb export file")
 		}
+		line := string(slice)
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				if total == 0 {

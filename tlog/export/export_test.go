@@ -419,6 +419,25 @@ func TestWriteRefusesDamagedStore(t *testing.T) {
 	if _, err := export.Write(t.Context(), damaged, &buf, k.vkey, nil); err == nil || !strings.Contains(err.Error(), "damaged") {
 		t.Errorf("Write(store with an altered record) = %v, want an error", err)
 	}
+	// A head of the history whose signature is damaged: Import would
+	// refuse the file.
+	if _, err := export.Write(t.Context(), badSignatureStore{src}, &buf, k.vkey, nil); err == nil || !strings.Contains(err.Error(), "does not verify") {
+		t.Errorf("Write(store with a damaged signature in its history) = %v, want an error", err)
+	}
+}
+
+// A badSignatureStore returns the first head of its history with a damaged
+// signature.
+type badSignatureStore struct{ tlog.Store }
+
+func (s badSignatureStore) ReadHeads(ctx context.Context, lo, hi int64) ([]tlog.Head, error) {
+	heads, err := s.Store.ReadHeads(ctx, lo, hi)
+	if len(heads) > 0 && lo == 1 {
+		note := bytes.Clone(heads[0].Note)
+		note[len(note)-4] ^= 1 // within the base64 signature
+		heads[0].Note = note
+	}
+	return heads, err
 }
 
 // An alteredStore returns record id with another text.

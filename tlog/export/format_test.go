@@ -3,6 +3,7 @@ package export
 import (
 	"bufio"
 	"bytes"
+	"io"
 	"strings"
 	"testing"
 )
@@ -57,4 +58,32 @@ func FuzzReadHeader(f *testing.F) {
 			t.Fatalf("readHeader(writeHeader(%+v)) = %+v, %v", h, h2, err)
 		}
 	})
+}
+
+// zeros is an endless file without a newline, that fails the test after
+// limit bytes.
+type zeros struct {
+	t     *testing.T
+	read  int
+	limit int
+}
+
+func (z *zeros) Read(p []byte) (int, error) {
+	if z.read >= z.limit {
+		z.t.Errorf("readHeader read %d bytes of a header without a newline", z.read)
+		return 0, io.ErrUnexpectedEOF
+	}
+	clear(p)
+	z.read += len(p)
+	return len(p), nil
+}
+
+// TestReadHeaderNoNewline checks that a file without a newline is refused
+// after no more than a buffer's worth of it.
+func TestReadHeaderNoNewline(t *testing.T) {
+	z := &zeros{t: t, limit: 8 << 20}
+	_, err := readHeader(bufio.NewReaderSize(z, 1<<20))
+	if err == nil || !strings.Contains(err.Error(), "too long") {
+		t.Errorf("readHeader(zeros) = %v, want too long", err)
+	}
 }

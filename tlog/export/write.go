@@ -2,7 +2,6 @@ package export
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -29,10 +28,11 @@ type chunk struct {
 // Write writes the log in s, up to its current head, to w as an export
 // file, and returns that head. vkey is the log's verifier key: the head
 // must verify with it. Write checks every head's root against the tree of
-// the records, and refuses to write more than the first damaged part of a
-// store that fails. It reads the store in chunks while it writes, so its
-// memory does not grow with the log; records and heads are never changed
-// once stored, so the log may be served while it is exported.
+// the records and its signature with vkey, and refuses to write more than
+// the first damaged part of a store that fails. It reads the store in
+// chunks while it writes, so its memory does not grow with the log;
+// records and heads are never changed once stored, so the log may be
+// served while it is exported.
 func Write(ctx context.Context, s tlog.Store, w io.Writer, vkey string, progress Progress) (tlog.Head, error) {
 	v, err := note.NewVerifier(vkey)
 	if err != nil {
@@ -66,6 +66,13 @@ func Write(ctx context.Context, s tlog.Store, w io.Writer, vkey string, progress
 			}
 			if c.err == nil {
 				c.heads, c.err = s.ReadHeads(ctx, start+1, start+int64(n))
+			}
+			if c.err == nil {
+				// Here, while the chunk before is written: Import verifies
+				// every head, and a file it refuses is no export.
+				if err := verifyHeads(c.heads, v); err != nil {
+					c.err = fmt.Errorf("%w: the database is damaged", err)
+				}
 			}
 			select {
 			case chunks <- c:
@@ -127,13 +134,6 @@ func Write(ctx context.Context, s tlog.Store, w io.Writer, vkey string, progress
 	}
 	if last.Size != head.Size {
 		return tlog.Head{}, fmt.Errorf("export: the head history has no head of size %d, the current head's: the database is damaged", head.Size)
-	}
-	if !bytes.Equal(last.Note, head.Note) {
-		// Both sign the same tree (checked above): the history keeps the
-		// first note of a size, the head row the last.
-		if _, err := verifyHead(last.Note, v); err != nil {
-			return tlog.Head{}, fmt.Errorf("export: the head of size %d in the history does not verify with key %s: %w", last.Size, v.Name(), err)
-		}
 	}
 	end := binary.AppendUvarint(nil, uint64(head.Size))
 	end = binary.AppendUvarint(end, uint64(nheads))
