@@ -309,7 +309,8 @@ func TestDockerCompose(t *testing.T) {
 	}
 	var compose struct {
 		Services map[string]struct {
-			Environment yaml.Node `yaml:"environment"`
+			Environment     yaml.Node `yaml:"environment"`
+			StopGracePeriod string    `yaml:"stop_grace_period"`
 		} `yaml:"services"`
 	}
 	if err := yaml.Unmarshal(data, &compose); err != nil {
@@ -341,6 +342,10 @@ func TestDockerCompose(t *testing.T) {
 	}
 	if cfg.Name != defaultName || cfg.Upstream != "http://goproxy.test" {
 		t.Errorf("Name, Upstream = %q, %q; want %q and go env GOPROXY", cfg.Name, cfg.Upstream, defaultName)
+	}
+	// Docker kills a container 10 s after SIGTERM unless told otherwise.
+	if d, err := time.ParseDuration(svc.StopGracePeriod); err != nil || d <= shutdownTimeout {
+		t.Errorf("stop_grace_period %q, want more than serve's shutdown timeout %v", svc.StopGracePeriod, shutdownTimeout)
 	}
 }
 
