@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -21,13 +23,21 @@ import (
 // machine it shares with the server under test, that leaves the server the
 // CPU. It follows no redirect and uses no proxy.
 //
+// Like net/http's, it sends a request again, once, on a new connection if a
+// kept-alive connection it reused broke before any byte of the answer came:
+// the server closed it while idle. Of its idle connections it reuses the one
+// used last, so that few stay idle for long.
+//
 // A Client is safe for concurrent use.
 type Client struct {
-	addr   string // host:port to dial
-	host   string // the Host header
-	prefix string // path of the base URL, without a trailing slash
-	dialer net.Dialer
-	idle   chan *clientConn // connections between requests
+	addr    string // host:port to dial
+	host    string // the Host header
+	prefix  string // path of the base URL, without a trailing slash
+	dialer  net.Dialer
+	maxIdle int
+
+	mu   sync.Mutex
+	idle []*clientConn // guarded by mu; connections between requests, the last used last
 }
 
 // maxHeaderBytes bounds the status line and headers of an answer.
@@ -46,11 +56,11 @@ func NewClient(base string, conns int) (*Client, error) {
 		addr = net.JoinHostPort(u.Hostname(), "80")
 	}
 	return &Client{
-		addr:   addr,
-		host:   u.Host,
-		prefix: string(bytes.TrimSuffix([]byte(u.EscapedPath()), []byte("/"))),
-		dialer: net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second},
-		idle:   make(chan *clientConn, max(conns, 1)),
+		addr:    addr,
+		host:    u.Host,
+		prefix:  string(bytes.TrimSuffix([]byte(u.EscapedPath()), []byte("/"))),
+		dialer:  net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second},
+		maxIdle: max(conns, 1),
 	}, nil
 }
 
@@ -59,6 +69,9 @@ type clientConn struct {
 	c   net.Conn
 	r   *bufio.Reader
 	req []byte
+	// answered reports that the last request's answer began: a byte of it
+	// was read.
+	answered bool
 }
 
 // Get sends GET prefix/p (p without its leading slash, already escaped)
@@ -66,10 +79,31 @@ type clientConn struct {
 // (reallocated if too small), at most maxBody bytes. The request ends with
 // ctx.
 func (c *Client) Get(ctx context.Context, p string, buf []byte, maxBody int) (status int, body []byte, err error) {
-	cc, err := c.conn(ctx)
-	if err != nil {
-		return 0, nil, err
+	cc := c.idleConn()
+	reused := cc != nil
+	if !reused {
+		if cc, err = c.dial(ctx); err != nil {
+			return 0, nil, err
+		}
 	}
+	status, body, unanswered, err := c.roundTrip(ctx, cc, p, buf, maxBody)
+	if err != nil && reused && unanswered {
+		// The server closed the connection while it was idle (as at the
+		// end of its idle timeout): it did not see the request, or chose
+		// not to answer it. As net/http does for a GET, ask again on a new
+		// connection; not if a new one fails, nor once an answer began.
+		if cc, err = c.dial(ctx); err != nil {
+			return 0, nil, err
+		}
+		status, body, _, err = c.roundTrip(ctx, cc, p, buf, maxBody)
+	}
+	return status, body, err
+}
+
+// roundTrip sends one request on cc and reads its answer; then it keeps cc
+// as idle, or closes it. A failure is unanswered if the connection broke
+// before any byte of an answer came, neither ctx nor a deadline ending it.
+func (c *Client) roundTrip(ctx context.Context, cc *clientConn, p string, buf []byte, maxBody int) (status int, body []byte, unanswered bool, err error) {
 	if d, ok := ctx.Deadline(); ok {
 		cc.c.SetDeadline(d)
 	} else {
@@ -82,33 +116,48 @@ func (c *Client) Get(ctx context.Context, p string, buf []byte, maxBody int) (st
 	}
 	if err != nil {
 		cc.c.Close()
-		if ctxErr := ctx.Err(); ctxErr != nil {
+		ctxErr := ctx.Err()
+		unanswered = !cc.answered && ctxErr == nil && !errors.Is(err, os.ErrDeadlineExceeded)
+		if ctxErr != nil {
 			err = fmt.Errorf("%w: %v", ctxErr, err)
 		} else if _, ok := ctx.Deadline(); ok && errors.Is(err, os.ErrDeadlineExceeded) {
 			// The connection's deadline, ctx's, passed first.
 			err = fmt.Errorf("%w: %v", context.DeadlineExceeded, err)
 		}
-		return 0, nil, err
+		return 0, nil, unanswered, err
 	}
 	if !keep {
 		cc.c.Close()
-		return status, body, nil
+		return status, body, false, nil
 	}
-	select {
-	case c.idle <- cc:
-	default:
-		cc.c.Close()
+	c.mu.Lock()
+	if len(c.idle) < c.maxIdle {
+		c.idle = append(c.idle, cc)
+		cc = nil
 	}
-	return status, body, nil
+	c.mu.Unlock()
+	if cc != nil {
+		cc.c.Close() // more idle connections than needed
+	}
+	return status, body, false, nil
 }
 
-// conn returns an idle connection, or a new one.
-func (c *Client) conn(ctx context.Context) (*clientConn, error) {
-	select {
-	case cc := <-c.idle:
-		return cc, nil
-	default:
+// idleConn returns the idle connection used last, or nil.
+func (c *Client) idleConn() *clientConn {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := len(c.idle)
+	if n == 0 {
+		return nil
 	}
+	cc := c.idle[n-1]
+	c.idle[n-1] = nil
+	c.idle = c.idle[:n-1]
+	return cc
+}
+
+// dial returns a new connection.
+func (c *Client) dial(ctx context.Context) (*clientConn, error) {
 	nc, err := c.dialer.DialContext(ctx, "tcp", c.addr)
 	if err != nil {
 		return nil, err
@@ -118,13 +167,12 @@ func (c *Client) conn(ctx context.Context) (*clientConn, error) {
 
 // CloseIdleConnections closes the connections not in use.
 func (c *Client) CloseIdleConnections() {
-	for {
-		select {
-		case cc := <-c.idle:
-			cc.c.Close()
-		default:
-			return
-		}
+	c.mu.Lock()
+	idle := c.idle
+	c.idle = nil
+	c.mu.Unlock()
+	for _, cc := range idle {
+		cc.c.Close()
 	}
 }
 
@@ -133,9 +181,13 @@ var errMalformed = errors.New("malformed HTTP answer")
 // errTooLong marks an answer whose body is longer than the caller allows.
 var errTooLong = errors.New("body too long")
 
+// max1xx bounds the informational answers (1xx) before the final one.
+const max1xx = 5
+
 // get sends one request on cc and reads its answer. keep reports whether
 // the connection may carry another request.
 func (cc *clientConn) get(c *Client, p string, buf []byte, maxBody int) (status int, body []byte, keep bool, err error) {
+	cc.answered = false
 	req := append(cc.req[:0], "GET "...)
 	req = append(req, c.prefix...)
 	req = append(req, '/')
@@ -147,55 +199,41 @@ func (cc *clientConn) get(c *Client, p string, buf []byte, maxBody int) (status 
 	if _, err := cc.c.Write(req); err != nil {
 		return 0, nil, false, err
 	}
-
-	line, err := cc.line()
-	if err != nil {
+	if _, err := cc.r.Peek(1); err != nil {
+		if err == io.EOF {
+			err = fmt.Errorf("connection closed before an answer: %w", io.ErrUnexpectedEOF)
+		}
 		return 0, nil, false, err
 	}
-	// "HTTP/1.1 200 OK"
-	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) || line[8] != ' ' {
-		return 0, nil, false, fmt.Errorf("%w: status line %q", errMalformed, clipBytes(line))
-	}
-	status, err = strconv.Atoi(string(line[9:12]))
-	if err != nil {
-		return 0, nil, false, fmt.Errorf("%w: status line %q", errMalformed, clipBytes(line))
-	}
-	keep = line[7] == '1'
-	length, chunked := -1, false
-	for n := len(line); ; {
-		line, err := cc.line()
+	cc.answered = true
+
+	var length int
+	var chunked bool
+	for n1xx := 0; ; n1xx++ {
+		status, keep, length, chunked, err = cc.head()
 		if err != nil {
 			return 0, nil, false, err
 		}
-		if n += len(line); n > maxHeaderBytes {
-			return 0, nil, false, fmt.Errorf("%w: headers longer than %d bytes", errMalformed, maxHeaderBytes)
-		}
-		if len(line) == 0 {
+		// An informational answer (100 Continue, 103 Early Hints), headers
+		// only, comes before the final one; but 101 Switching Protocols is
+		// final, and what follows it is not HTTP.
+		if status >= 200 || status == http.StatusSwitchingProtocols {
 			break
 		}
-		name, value, ok := bytes.Cut(line, []byte(":"))
-		if !ok {
-			return 0, nil, false, fmt.Errorf("%w: header %q", errMalformed, clipBytes(line))
-		}
-		value = bytes.TrimSpace(value)
-		switch {
-		case asciiEqualFold(name, "Content-Length"):
-			if length, err = strconv.Atoi(string(value)); err != nil || length < 0 {
-				return 0, nil, false, fmt.Errorf("%w: Content-Length %q", errMalformed, clipBytes(value))
-			}
-		case asciiEqualFold(name, "Transfer-Encoding"):
-			chunked = asciiEqualFold(value, "chunked")
-			if !chunked {
-				return 0, nil, false, fmt.Errorf("%w: Transfer-Encoding %q", errMalformed, clipBytes(value))
-			}
-		case asciiEqualFold(name, "Connection"):
-			if asciiEqualFold(value, "close") {
-				keep = false
-			}
+		if n1xx == max1xx {
+			return 0, nil, false, fmt.Errorf("%w: more than %d informational (1xx) answers", errMalformed, max1xx)
 		}
 	}
 	body = buf[:0]
 	switch {
+	case status == http.StatusSwitchingProtocols:
+		// To a request that asked for no upgrade: the caller sees the
+		// status, and the connection is dropped.
+		return status, body, false, nil
+	case status == http.StatusNoContent || status == http.StatusNotModified:
+		// No body, whatever the headers say (RFC 9112, section 6.3). (A
+		// Client sends no HEAD request, the other such case.)
+		return status, body, keep, nil
 	case chunked:
 		for {
 			line, err := cc.line()
@@ -258,6 +296,59 @@ func (cc *clientConn) get(c *Client, p string, buf []byte, maxBody int) (status 
 		}
 	}
 	return status, body, keep, nil
+}
+
+// head reads the status line and headers of an answer: its status, whether
+// the connection may carry another request, and how its body is framed (a
+// length of -1 for none given).
+func (cc *clientConn) head() (status int, keep bool, length int, chunked bool, err error) {
+	line, err := cc.line()
+	if err != nil {
+		return 0, false, 0, false, err
+	}
+	// "HTTP/1.1 200 OK"
+	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) || line[8] != ' ' {
+		return 0, false, 0, false, fmt.Errorf("%w: status line %q", errMalformed, clipBytes(line))
+	}
+	status, err = strconv.Atoi(string(line[9:12]))
+	if err != nil || status < 100 {
+		return 0, false, 0, false, fmt.Errorf("%w: status line %q", errMalformed, clipBytes(line))
+	}
+	keep = line[7] == '1'
+	length = -1
+	for n := len(line); ; {
+		line, err := cc.line()
+		if err != nil {
+			return 0, false, 0, false, err
+		}
+		if n += len(line); n > maxHeaderBytes {
+			return 0, false, 0, false, fmt.Errorf("%w: headers longer than %d bytes", errMalformed, maxHeaderBytes)
+		}
+		if len(line) == 0 {
+			break
+		}
+		name, value, ok := bytes.Cut(line, []byte(":"))
+		if !ok {
+			return 0, false, 0, false, fmt.Errorf("%w: header %q", errMalformed, clipBytes(line))
+		}
+		value = bytes.TrimSpace(value)
+		switch {
+		case asciiEqualFold(name, "Content-Length"):
+			if length, err = strconv.Atoi(string(value)); err != nil || length < 0 {
+				return 0, false, 0, false, fmt.Errorf("%w: Content-Length %q", errMalformed, clipBytes(value))
+			}
+		case asciiEqualFold(name, "Transfer-Encoding"):
+			chunked = asciiEqualFold(value, "chunked")
+			if !chunked {
+				return 0, false, 0, false, fmt.Errorf("%w: Transfer-Encoding %q", errMalformed, clipBytes(value))
+			}
+		case asciiEqualFold(name, "Connection"):
+			if asciiEqualFold(value, "close") {
+				keep = false
+			}
+		}
+	}
+	return status, keep, length, chunked, nil
 }
 
 // line reads a line ended by LF (or CRLF) and returns it without its end.

@@ -14,7 +14,9 @@
 // request's latency is measured from the time it was due, not from the time
 // it was sent: a server that stalls also delays the requests queued behind
 // the stall, and that wait is part of what their users see (the
-// "coordinated omission" of closed-loop load generators).
+// "coordinated omission" of closed-loop load generators). A request due
+// before the end that found no free slot until after it is not sent, but
+// counts late, its latency the wait it had: a lower bound.
 //
 // Every request goes to the target given: redirects are not followed and the
 // proxy environment variables are ignored. A run ends by itself after its
@@ -92,7 +94,8 @@ type Config struct {
 
 	// Concurrency is the most requests in flight; default DefaultConcurrency.
 	// On a schedule, a request due while all are busy waits for one, and the
-	// wait counts in its latency.
+	// wait counts in its latency; one due before the end that still waits
+	// at the end is not sent, but counts late (see Result.Late).
 	Concurrency int
 
 	// Mix weighs the kinds of requests; default DefaultMix.
@@ -308,14 +311,14 @@ type runner struct {
 
 	next   atomic.Int64 // next request number to claim
 	misses atomic.Int64 // next miss module number
-	sent   atomic.Int64 // requests sent
 
 	stats [numKinds]kindStats
 }
 
 // kindStats are the outcomes of one kind of request.
 type kindStats struct {
-	hist Histogram // latencies of every request, failed ones included
+	hist Histogram    // latencies of every request, failed and late ones included
+	late atomic.Int64 // requests due but not sent (counted in hist)
 
 	mu       sync.Mutex
 	errors   map[string]int64 // guarded by mu; by cause
@@ -386,9 +389,6 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	wg.Wait()
 	res.Elapsed = time.Since(start)
 	res.Interrupted = ctx.Err() != nil
-	if cfg.Rate > 0 && !res.Interrupted {
-		res.Late = r.scheduled() - r.sent.Load()
-	}
 	r.summarize(res)
 
 	if !res.Interrupted {
@@ -400,16 +400,6 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	}
 	return res, nil
-}
-
-// scheduled returns the number of requests due before the deadline of a
-// run on a schedule.
-func (r *runner) scheduled() int64 {
-	n := int64(math.Ceil(r.cfg.Duration.Seconds() * r.cfg.Rate))
-	if r.cfg.MaxRequests > 0 {
-		n = min(n, r.cfg.MaxRequests)
-	}
-	return n
 }
 
 // flatOut sends requests one after the other until the deadline.
@@ -445,10 +435,17 @@ func (r *runner) paced(ctx context.Context, w *worker, start, deadline time.Time
 				return
 			}
 		} else if !time.Now().Before(deadline) {
-			// Behind schedule at the end: the requests still due are
-			// counted late, unsent. (A request waited for is sent even if
-			// the timer fired a little after the end.)
-			return
+			// Behind schedule at the end: request i found no free slot
+			// before the end, and this one is the first free since. It is
+			// not sent, but counts late, with the wait it had: a lower
+			// bound of its latency. So does each request still due, as the
+			// loop claims them. (A request waited for is sent even if the
+			// timer fired a little after the end.)
+			if ctx.Err() != nil {
+				return
+			}
+			r.late(at)
+			continue
 		}
 		if ctx.Err() != nil {
 			return
@@ -457,11 +454,19 @@ func (r *runner) paced(ctx context.Context, w *worker, start, deadline time.Time
 	}
 }
 
+// late records a request due at the given time but not sent, of a kind
+// picked by the mix, with its wait until now as its latency.
+func (r *runner) late(due time.Time) {
+	k := r.cfg.Mix.pick(rand.IntN(r.cfg.Mix.total()))
+	s := &r.stats[k]
+	s.hist.Record(time.Since(due))
+	s.late.Add(1)
+}
+
 // send sends one request of a kind picked by the mix, and records its
 // latency from since.
 func (r *runner) send(ctx context.Context, w *worker, since time.Time) {
 	k := r.cfg.Mix.pick(rand.IntN(r.cfg.Mix.total()))
-	r.sent.Add(1)
 	var cause string
 	var err error
 	switch k {
@@ -839,7 +844,10 @@ func (r *runner) summarize(res *Result) {
 	for k := range numKinds {
 		s := &r.stats[k]
 		all.Merge(&s.hist)
-		st := Stats{Requests: s.hist.Count(), Errors: s.errors, FirstError: s.firstErr, Latency: s.hist.Latency()}
+		late := s.late.Load()
+		st := Stats{Requests: s.hist.Count() - late, Late: late, Errors: s.errors, FirstError: s.firstErr, Latency: s.hist.Latency()}
+		res.Late += late
+		res.Total.Late += late
 		for cause, n := range s.errors {
 			res.Total.Errors[cause] += n
 		}
@@ -848,6 +856,6 @@ func (r *runner) summarize(res *Result) {
 		}
 		res.Kinds[k] = st
 	}
-	res.Total.Requests = all.Count()
+	res.Total.Requests = all.Count() - res.Total.Late
 	res.Total.Latency = all.Latency()
 }

@@ -9,8 +9,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -20,6 +23,7 @@ import (
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
+	xtlog "golang.org/x/mod/sumdb/tlog"
 
 	"github.com/sumdb/sumdb/store"
 	"github.com/sumdb/sumdb/sumdb"
@@ -86,9 +90,10 @@ func newLoadProxy(t *testing.T) *Proxy {
 // checkResult checks what every successful run must satisfy.
 func checkResult(t *testing.T, res *Result) {
 	t.Helper()
-	var sum int64
+	var sum, late int64
 	for k, s := range res.Kinds {
 		sum += s.Requests
+		late += s.Late
 		if res.Mix.weight(Kind(k)) > 0 && s.Requests == 0 {
 			t.Errorf("no %s request sent, with mix %v", Kind(k), res.Mix)
 		}
@@ -102,6 +107,9 @@ func checkResult(t *testing.T, res *Result) {
 	}
 	if sum != res.Total.Requests {
 		t.Errorf("requests of each kind add up to %d, total is %d", sum, res.Total.Requests)
+	}
+	if late != res.Total.Late || late != res.Late || res.Rate == 0 && late != 0 {
+		t.Errorf("late requests of each kind add up to %d, total is %d, result's %d (rate %v)", late, res.Total.Late, res.Late, res.Rate)
 	}
 	checkLatency(t, "all", res.Total)
 	// Every miss logged one new record.
@@ -272,8 +280,9 @@ func TestLoadWrongUpstream(t *testing.T) {
 	}
 }
 
-// TestLoadOnlyTarget checks that a run follows no redirect: its requests go
-// to the target and nowhere else.
+// TestLoadOnlyTarget checks that a run on an http:// target (and so its
+// Client) follows no redirect: its requests go to the target and nowhere
+// else. TestLoadOnlyTargetHTTPS checks the client of an https:// target.
 func TestLoadOnlyTarget(t *testing.T) {
 	var elsewhere atomic.Int64
 	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { elsewhere.Add(1) }))
@@ -282,13 +291,159 @@ func TestLoadOnlyTarget(t *testing.T) {
 		http.Redirect(w, r, other.URL+r.URL.Path, http.StatusFound)
 	}))
 	t.Cleanup(redirect.Close)
-	t.Setenv("HTTP_PROXY", other.URL) // ignored too
 	_, err := Run(t.Context(), Config{Target: redirect.URL, Duration: time.Second, Mix: Mix{Tile: 1}})
 	if err == nil || !strings.Contains(err.Error(), "302") {
 		t.Errorf("Run against a redirect: err = %v, want a 302", err)
 	}
 	if n := elsewhere.Load(); n != 0 {
 		t.Errorf("%d requests went to the redirect's target, want 0", n)
+	}
+}
+
+// TestLoadOnlyTargetHTTPS checks that the client of an https:// target
+// (newClient, through which a run's requests go as in Run) follows no
+// redirect and uses no proxy from the environment, though the target is not
+// on loopback (which net/http never sends through a proxy).
+func TestLoadOnlyTargetHTTPS(t *testing.T) {
+	const child = "SUMDB_LOADGEN_TEST_ONLY_TARGET"
+	if os.Getenv(child) == "" {
+		// net/http reads the proxy variables once in a process, perhaps
+		// already: set them in a new one.
+		cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^TestLoadOnlyTargetHTTPS$", "-test.count=1", "-test.v")
+		cmd.Env = append(os.Environ(), child+"=1")
+		out, err := cmd.CombinedOutput()
+		if err != nil || !bytes.Contains(out, []byte("--- PASS: TestLoadOnlyTargetHTTPS")) {
+			t.Fatalf("test in a process of its own: %v\n%s", err, out)
+		}
+		return
+	}
+
+	// elsewhere stands for every server but the target: a redirect's
+	// destination, and the proxy of every variable.
+	var mu sync.Mutex
+	var hits []string
+	elsewhere := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		hits = append(hits, r.Method+" "+r.Host+r.URL.Path)
+		mu.Unlock()
+		http.Error(w, "not the target", http.StatusTeapot)
+	}))
+	t.Cleanup(elsewhere.Close)
+	for _, v := range []string{"HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"} {
+		t.Setenv(v, elsewhere.URL)
+	}
+	t.Setenv("NO_PROXY", "")
+	t.Setenv("no_proxy", "")
+	target := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, elsewhere.URL+r.URL.Path, http.StatusFound)
+	}))
+	t.Cleanup(target.Close)
+
+	// The target as https://example.com, a name its certificate holds:
+	// dialed at the test server, and trusted.
+	c := newClient(2)
+	t.Cleanup(c.CloseIdleConnections)
+	tr := c.Transport.(*http.Transport)
+	tr.TLSClientConfig = target.Client().Transport.(*http.Transport).TLSClientConfig.Clone()
+	dial := tr.DialContext
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if addr == "example.com:443" {
+			addr = target.Listener.Addr().String()
+		}
+		return dial(ctx, network, addr)
+	}
+	r := &runner{cfg: Config{Timeout: 10 * time.Second}, base: "https://example.com", client: c}
+	_, cause, err := r.get(t.Context(), nil, "latest")
+	if cause != "302" {
+		t.Errorf("get /latest from a target that redirects: cause %q, err %v; want 302", cause, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(hits) != 0 {
+		t.Errorf("requests went elsewhere than the target: %q", hits)
+	}
+}
+
+// newStubServer starts a checksum database of 300 records on loopback that
+// answers /latest and every tile, and calls stall before answering a tile.
+func newStubServer(t *testing.T, stall func(*http.Request)) string {
+	t.Helper()
+	skey, _, err := note.GenerateKey(rand.Reader, "stub.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := note.NewSigner(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	head, err := note.Sign(&note.Note{Text: string(xtlog.FormatTree(xtlog.Tree{N: 300}))}, signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/latest" {
+			w.Write(head)
+			return
+		}
+		tile, err := xtlog.ParseTilePath(strings.TrimPrefix(r.URL.Path, "/"))
+		if err != nil {
+			http.NotFound(w, r)
+			return
+		}
+		stall(r)
+		if tile.L < 0 {
+			w.Write(bytes.Repeat([]byte("record\n\n"), tile.W))
+		} else {
+			w.Write(make([]byte, tile.W*32))
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// TestLoadLate checks that on a schedule, the requests due that a server
+// stalling at the end left unsent count in the latencies, with their wait.
+func TestLoadLate(t *testing.T) {
+	t.Parallel()
+	// The first requests are answered at once, every later one after 3s: the
+	// two in flight then last beyond the end of the run, and the requests
+	// due meanwhile find no free slot.
+	const fast, stall = 4, 3 * time.Second
+	var tiles atomic.Int64
+	target := newStubServer(t, func(r *http.Request) {
+		if tiles.Add(1) > fast {
+			select {
+			case <-time.After(stall):
+			case <-r.Context().Done():
+			}
+		}
+	})
+	const rate, duration, concurrency = 50, time.Second, 2
+	res, err := Run(t.Context(), Config{Target: target, Duration: duration, Rate: rate, Concurrency: concurrency, Mix: Mix{Tile: 1}, Timeout: 20 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text strings.Builder
+	res.WriteText(&text)
+	t.Logf("result:\n%s", text.String())
+	due := int64(rate * duration.Seconds())
+	if res.Total.Requests+res.Late != due || res.Kinds[Tile].Requests != res.Total.Requests || res.Kinds[Tile].Late != res.Late {
+		t.Errorf("%d requests sent (%d tiles) and %d late (%d tiles), want %d due in all, all tiles", res.Total.Requests, res.Kinds[Tile].Requests, res.Late, res.Kinds[Tile].Late, due)
+	}
+	// At most fast+concurrency requests were sent: the others waited for a
+	// slot from when they were due (before the end) until a stalled
+	// request ended (after the end, and 3s after the start at least).
+	if res.Total.Requests > fast+concurrency || res.Late < due-fast-concurrency {
+		t.Errorf("%d requests sent and %d late, want at most %d sent", res.Total.Requests, res.Late, fast+concurrency)
+	}
+	if l := res.Total.Latency; l.P50 < duration || l.P90 < duration {
+		t.Errorf("latency p50 %v, p90 %v; want at least %v: most requests waited that long, sent or not", l.P50, l.P90, duration)
+	}
+	if res.Total.Failed() != 0 {
+		t.Errorf("%d requests failed, want 0: %v", res.Total.Failed(), res.Total.FirstError)
+	}
+	if want := fmt.Sprintf("late      %d requests due", res.Late); !strings.Contains(text.String(), want) {
+		t.Errorf("text report lacks %q", want)
 	}
 }
 
@@ -436,7 +591,7 @@ func TestLoadResultOutput(t *testing.T) {
 		Duration: 10 * time.Second, Elapsed: 10 * time.Second, SizeBefore: 10, SizeAfter: 15, Late: 3,
 		Total: Stats{Requests: 1000, Errors: map[string]int64{"503": 2}, Latency: Latency{P50: time.Millisecond, P90: 2 * time.Millisecond, P99: 15 * time.Millisecond, Max: time.Second}},
 	}
-	res.Kinds[Hit] = Stats{Requests: 995, Latency: Latency{P50: 900 * time.Microsecond, Max: 2 * time.Millisecond}}
+	res.Kinds[Hit] = Stats{Requests: 995, Late: 3, Latency: Latency{P50: 900 * time.Microsecond, Max: 2 * time.Millisecond}}
 	res.Kinds[Miss] = Stats{Requests: 5, Errors: map[string]int64{"503": 2}, FirstError: "get /lookup/x@v1.0.0: 503 Service Unavailable: server busy"}
 	var text bytes.Buffer
 	if err := res.WriteText(&text); err != nil {
@@ -462,7 +617,8 @@ func TestLoadResultOutput(t *testing.T) {
 		t.Fatalf("WriteJSON output does not parse: %v\n%s", err, js.String())
 	}
 	if back.Mode != "rate" || back.Total.Requests != 1000 || back.Total.Failed != 2 || back.Total.LatencyMS.P99 != 15 ||
-		back.Kinds["miss"].Errors["503"] != 2 || back.TreeSizeAfter != 15 || back.Total.PerSecond != 100 {
+		back.Kinds["miss"].Errors["503"] != 2 || back.TreeSizeAfter != 15 || back.Total.PerSecond != 100 ||
+		back.Late != 3 || back.Kinds["hit"].Late != 3 {
 		t.Errorf("WriteJSON output = %s", js.String())
 	}
 }

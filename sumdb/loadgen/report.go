@@ -24,6 +24,9 @@ type Result struct {
 	SizeAfter   int64         // tree size when it ended; 0 if unknown
 	// Late counts, on a schedule, the requests due before the end that were
 	// not sent because Concurrency requests were in flight until the end.
+	// Each counts in the Latency of its kind, not in its Requests: its
+	// latency is its wait from when it was due until a slot was free after
+	// the end, a lower bound of what it would have been.
 	Late int64
 	// Interrupted reports that the run ended early because its context did.
 	Interrupted bool
@@ -35,12 +38,13 @@ type Result struct {
 // Stats are the measurements of one kind of request, or of all.
 type Stats struct {
 	Requests int64 // sent and answered (or failed), after the warm-up
+	Late     int64 // due but not sent, on a schedule: see Result.Late
 	// Errors counts the failed requests by cause: the HTTP status of an
 	// answer other than 200 ("503"), "invalid" for a 200 whose body is not
 	// what was asked, "timeout" or "network".
 	Errors     map[string]int64
 	FirstError string  // the first failure, as an example
-	Latency    Latency // of every request, failed ones included
+	Latency    Latency // of every request, failed and Late ones included
 }
 
 // Failed returns the number of failed requests.
@@ -76,7 +80,8 @@ func (r *Result) WriteText(w io.Writer) error {
 	}
 	fmt.Fprintf(&b, "requests  %d in %.2fs: %.1f req/s, %d failed\n", r.Total.Requests, r.Elapsed.Seconds(), r.PerSecond(r.Total), r.Total.Failed())
 	if r.Late > 0 {
-		fmt.Fprintf(&b, "late      %d requests due were not sent: all %d were in flight (raise --concurrency, or lower the rate)\n", r.Late, r.Concurrency)
+		fmt.Fprintf(&b, "late      %d requests due were not sent: all %d were in flight (raise --concurrency, or lower the rate);\n", r.Late, r.Concurrency)
+		fmt.Fprintf(&b, "          the latencies count them, with their wait until a slot was free after the end (a lower bound)\n")
 	}
 	if r.Interrupted {
 		fmt.Fprintf(&b, "          interrupted before the end\n")
@@ -158,6 +163,7 @@ type jsonResult struct {
 
 type jsonStats struct {
 	Requests   int64            `json:"requests"`
+	Late       int64            `json:"late"`
 	PerSecond  float64          `json:"req_per_s"`
 	Failed     int64            `json:"failed"`
 	Errors     map[string]int64 `json:"errors"`
@@ -183,6 +189,7 @@ func (r *Result) WriteJSON(w io.Writer) error {
 		}
 		return jsonStats{
 			Requests:   s.Requests,
+			Late:       s.Late,
 			PerSecond:  r.PerSecond(s),
 			Failed:     s.Failed(),
 			Errors:     errs,
