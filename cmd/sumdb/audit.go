@@ -44,7 +44,8 @@ Exit status:
   1  a violation: the report names its kind, the record ids, tiles and
      signed heads involved
   2  a usage error
-  3  the audit could not complete (network, server error, state directory)
+  3  the audit could not complete (network, server error, state directory);
+     with --follow, the last poll before the interruption could not complete
 
 --state, --interval, --concurrency and --upstream can also be set as
 SUMDB_AUDIT_STATE, SUMDB_AUDIT_INTERVAL, SUMDB_AUDIT_CONCURRENCY and

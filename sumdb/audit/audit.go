@@ -19,7 +19,8 @@
 // have the root the clone has at its size (xtlog.TreeHash over the local
 // tiles): a different root at the size of an earlier verified head, or below
 // it, is a fork, reported with both signed notes; a smaller consistent head
-// is only stale (a warning).
+// is only stale (a warning). A head of size 0 must have the root of the empty
+// tree.
 //
 // When a data tile's record disagrees with the level-0 hash tile, the
 // auditor asks which one the signed head vouches for (x/mod's TileHashReader
@@ -50,7 +51,15 @@
 // head of the records verified so far, signed with the auditor's own key. A
 // checkpoint only says "these records were verified against the served hash
 // tiles"; the records behind it are vouched for by the log once a later
-// clone reaches a signed head, whose root covers them. The store's head
+// clone reaches a signed head, whose root covers them. Until then, every run
+// proves the checkpoint against the newest signed head before it clones
+// anything (a clone cut by Config.Limit, or a run cut short, may have stored
+// it below the newest verified head): its root must be the one the server's
+// hash tiles, authenticated by that head, give at its size, and a root that
+// is not names the first record of the clone that is not the signed tree's.
+// A clone is extended in passes of at most 16M records, each verified so
+// against the signed head, so that a head of any size costs the memory of
+// one pass. The store's head
 // history thus interleaves both kinds; the signed heads of the log are told
 // apart by their signature. Consistency is transitive, so "latest" is enough
 // to check a new head against all heads seen before: each head was accepted
@@ -141,7 +150,8 @@ const (
 	// is not a tree head.
 	KindSignature Kind = "signature"
 	// KindFork: two signed heads that cannot both be true (the same size
-	// with different roots, or a head inconsistent with an earlier one).
+	// with different roots, or a head inconsistent with an earlier one),
+	// or a head of size 0 whose root is not the empty tree's.
 	KindFork Kind = "fork"
 	// KindRoot: the records and tiles the server serves do not give the
 	// root of its signed head.
@@ -271,9 +281,12 @@ func plural(n int, thing string) string {
 // errors: they are in the Report.
 //
 // Unless cfg.Follow is set, Run verifies the current signed head and
-// returns; with Follow, it returns when ctx ends (with a nil error) or when
-// it finds a violation. A failure to complete a poll while following is
-// logged and the poll tried again at the next interval.
+// returns; with Follow, it returns when ctx ends or when it finds a
+// violation. A failure to complete a poll while following is logged and the
+// poll tried again at the next interval; when ctx ends, Run returns the
+// error of the last poll that ended before, if it failed, and nil if it
+// verified the signed head: a log that fails every poll (one that refuses
+// the tiles of a consistency proof, say) is not reported as audited.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
 	start := time.Now()
 	if err := cfg.check(); err != nil {
@@ -297,22 +310,36 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err != nil {
 		a.logger.WarnContext(ctx, "audit: first poll", "err", err)
 	}
+	// failed is the error of the last poll that ended, nil if it
+	// verified the signed head.
+	failed := err
 	t := time.NewTicker(cfg.Interval)
 	defer t.Stop()
 	for rep.OK() {
 		select {
 		case <-ctx.Done():
-			return rep, nil
+			return rep, lastPoll(failed)
 		case <-t.C:
 		}
-		if err := a.poll(ctx); err != nil {
-			if ctx.Err() != nil {
-				return rep, nil
-			}
+		err := a.poll(ctx)
+		if err != nil && ctx.Err() != nil {
+			// Cut off: the poll before says how the log fared.
+			return rep, lastPoll(failed)
+		}
+		if failed = err; err != nil {
 			a.logger.WarnContext(ctx, "audit: poll the signed head", "err", err)
 		}
 	}
 	return rep, nil
+}
+
+// lastPoll returns the error of Run following a log whose last poll failed
+// with err, or nil.
+func lastPoll(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("the last poll of the log failed: %w", err)
 }
 
 func (cfg *Config) check() error {

@@ -5,10 +5,12 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -354,6 +356,56 @@ func TestAuditStaleHead(t *testing.T) {
 	}
 }
 
+// TestAuditEmptyHead serves signed heads of size 0. The tree of size 0 is
+// the empty tree, as x/mod's client has it before it trusts any head: a
+// head of size 0 with another root is a fork, before or after other heads;
+// one with the empty root is nothing to audit on a first run, and stale
+// after a larger head.
+func TestAuditEmptyHead(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		first bool // the log has been audited before
+		root  xtlog.Hash
+		kind  Kind // "" for none
+		warn  string
+	}{
+		{name: "bogus-first", root: xtlog.RecordHash([]byte("x\n")), kind: KindFork},
+		{name: "bogus-after", first: true, root: xtlog.RecordHash([]byte("x\n")), kind: KindFork},
+		{name: "empty-first", root: emptyRoot(), warn: "nothing to audit"},
+		{name: "empty-after", first: true, root: emptyRoot(), warn: "stale signed head: size 0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			k := sumdbtest.NewKey(t, "empty.test")
+			l := newStaticLog(t, k, synthTexts("real", 300))
+			f := sumdbtest.NewFront(t, l)
+			dir := t.TempDir()
+			if tc.first {
+				mustAudit(t, k.VKey, f.URL, dir, nil)
+			}
+			msg, err := note.Sign(&note.Note{Text: string(xtlog.FormatTree(xtlog.Tree{N: 0, Hash: tc.root}))}, k.Signer)
+			if err != nil {
+				t.Fatal(err)
+			}
+			l.mu.Lock()
+			l.note = msg
+			l.mu.Unlock()
+			if tc.kind != "" {
+				_, v := violation(t, k.VKey, f.URL, dir, nil)
+				if v.Kind != tc.kind || len(v.Heads) != 1 || !bytes.Equal(v.Heads[0], msg) {
+					t.Errorf("violation = %v, want a %s violation naming the head", v, tc.kind)
+				}
+				return
+			}
+			rep := mustAudit(t, k.VKey, f.URL, dir, nil)
+			if len(rep.Warnings) != 1 || !strings.Contains(rep.Warnings[0], tc.warn) {
+				t.Errorf("warnings = %q, want one with %q", rep.Warnings, tc.warn)
+			}
+		})
+	}
+}
+
 // otherHashes returns a record text for path@version with other hashes.
 func otherHashes(path, version string) []byte {
 	h := sha256.Sum256([]byte("other " + path))
@@ -542,6 +594,125 @@ func TestAuditLimit(t *testing.T) {
 	}
 }
 
+// TestAuditLimitThenForgedRecords stores forged records behind a clone cut
+// by --limit: a first run clones 256 records of a log of 20,000 and keeps
+// its signed head as the newest verified one; a second run resumes at
+// record 256, where the server serves forged records with hash tiles to
+// match, and fails before the clone reaches a signed head, leaving them
+// under the auditor's checkpoint, below the newest verified head. A later
+// run must prove that checkpoint against a signed head, whatever it clones:
+// nothing with --limit 256 again, nothing on a stale head, the rest
+// otherwise. The root of the clone is not the signed tree's at its size,
+// and the report names the first forged record.
+func TestAuditLimitThenForgedRecords(t *testing.T) {
+	t.Parallel()
+	for _, run := range []struct {
+		name  string
+		limit int64
+		stale bool // the server serves an older signed head
+	}{
+		{name: "limit", limit: 256},
+		{name: "stale", stale: true},
+		{name: "full"},
+	} {
+		t.Run(run.name, func(t *testing.T) {
+			t.Parallel()
+			k := sumdbtest.NewKey(t, "limit.test")
+			l := newStaticLog(t, k, synthTexts("real", 18000))
+			l.add(t, synthTexts("more", 2000)...)
+			fg := &forger{l: l}
+			f := sumdbtest.NewFront(t, fg)
+			dir := t.TempDir()
+
+			rep := mustAudit(t, k.VKey, f.URL, dir, func(c *Config) { c.Limit = 256 })
+			if rep.Records != 256 || rep.Latest.Size != 20000 {
+				t.Fatalf("with limit 256: records %d, latest %d; want 256, 20000", rep.Records, rep.Latest.Size)
+			}
+			fg.on.Store(true)
+			rep, err := audit(t, k.VKey, f.URL, dir, nil)
+			if err == nil || !rep.OK() || rep.Records != 16640 {
+				t.Fatalf("forged run: %v, ok %v, records %d; want an error, no violation, 16640 records", err, rep.OK(), rep.Records)
+			}
+
+			fg.on.Store(false)
+			if run.stale {
+				l.mu.Lock()
+				l.note = l.notes[18000]
+				l.mu.Unlock()
+			}
+			rep, v := violation(t, k.VKey, f.URL, dir, func(c *Config) { c.Limit = run.limit })
+			if v.Kind != KindRoot || !slices.Equal(v.Records, []int64{256}) || !strings.Contains(v.Message, "forged1/m0") {
+				t.Errorf("violation = %v, records %v; want a root violation naming record 256 (forged1/m0)", v, v.Records)
+			}
+			if rep.Latest.Size != 20000 {
+				t.Errorf("latest = %d, want 20000", rep.Latest.Size)
+			}
+		})
+	}
+}
+
+// TestAuditProvenCheckpoint reruns audits of a clone cut by --limit, whose
+// head is a checkpoint of the auditor below the newest verified head: each
+// run proves it against the signed head with a few hash tiles (no data
+// tile), once (a follow does not prove it again at every poll), and the
+// rest of the log is cloned from it as usual.
+func TestAuditProvenCheckpoint(t *testing.T) {
+	t.Parallel()
+	db := newPopulated(t)
+	dir := t.TempDir()
+	limit := func(c *Config) { c.Limit = 256 }
+	mustAudit(t, db.Key.VKey, db.URL, dir, limit)
+	requests(db.Front)
+	rep := mustAudit(t, db.Key.VKey, db.URL, dir, limit)
+	if rep.Records != 256 || rep.NewRecords != 0 {
+		t.Errorf("rerun with limit 256: records %d, new %d; want 256, 0", rep.Records, rep.NewRecords)
+	}
+	reqs := requests(db.Front)
+	t.Logf("rerun with limit 256: requests %v", reqs)
+	for p := range reqs {
+		if strings.HasPrefix(p, "tile/8/data/") {
+			t.Errorf("rerun with limit 256 fetched %s: the clone is proven with hash tiles only", p)
+		}
+	}
+	if len(reqs) > 4 {
+		t.Errorf("rerun with limit 256 made %d requests, want the signed head and at most 3 hash tiles", len(reqs))
+	}
+
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := Run(ctx, Config{Remote: openRemote(t, db.Key.VKey, db.URL), Dir: dir, Follow: true, Interval: 10 * time.Millisecond, Limit: 256})
+		done <- err
+	}()
+	waitFor(t, "five polls", func() bool {
+		n := 0
+		for _, p := range db.Front.Requests() {
+			if p == "/latest" {
+				n++
+			}
+		}
+		return n >= 5
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("follow with limit 256 = %v", err)
+	}
+	var tiles int
+	for p, n := range requests(db.Front) {
+		if p != "latest" {
+			tiles += n
+		}
+	}
+	if want := len(reqs) - 1; tiles > want {
+		t.Errorf("follow with limit 256 fetched %d tiles in five polls or more, want %d, those of the first poll", tiles, want)
+	}
+	rep = mustAudit(t, db.Key.VKey, db.URL, dir, nil)
+	if rep.Records != 603 || rep.NewRecords != 347 {
+		t.Errorf("without limit: records %d, new %d; want 603, 347", rep.Records, rep.NewRecords)
+	}
+}
+
 // TestAuditRehash compares the log's records with the modules the upstream
 // serves now.
 func TestAuditRehash(t *testing.T) {
@@ -615,6 +786,68 @@ func TestAuditFollow(t *testing.T) {
 	}
 	if !out.rep.OK() || out.rep.Records != 300 || out.rep.Heads < 2 {
 		t.Errorf("report: ok %v, records %d, heads %d; want ok, 300, at least 2", out.rep.OK(), out.rep.Records, out.rep.Heads)
+	}
+}
+
+// TestAuditFollowFailedPolls follows a log that refuses the tiles of the
+// consistency proof of its new head: a follow that ends while the last
+// poll failed must fail (exit 3), not report the log audited; one whose
+// last poll, after failed ones, verified the head ends without error.
+func TestAuditFollowFailedPolls(t *testing.T) {
+	t.Parallel()
+	k := sumdbtest.NewKey(t, "follow.test")
+	l := newStaticLog(t, k, synthTexts("a", 300))
+	rf := &refuser{l: l}
+	f := sumdbtest.NewFront(t, rf)
+	dir := t.TempDir()
+	mustAudit(t, k.VKey, f.URL, dir, nil)
+
+	follow := func(during func()) (*Report, error) {
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		type outcome struct {
+			rep *Report
+			err error
+		}
+		done := make(chan outcome, 1)
+		go func() {
+			rep, err := Run(ctx, Config{Remote: openRemote(t, k.VKey, f.URL), Dir: dir, Follow: true, Interval: 20 * time.Millisecond})
+			done <- outcome{rep, err}
+		}()
+		during()
+		cancel()
+		out := <-done
+		return out.rep, out.err
+	}
+	// polled waits until a poll that started after the call has ended:
+	// until the signed head is requested twice more.
+	polled := func() {
+		n := rf.latests.Load()
+		waitFor(t, "a poll", func() bool { return rf.latests.Load() >= n+2 })
+	}
+
+	// Refused, then served: the last poll verified the head.
+	l.add(t, synthTexts("b", 100)...)
+	rf.on.Store(true)
+	rep, err := follow(func() {
+		polled()
+		rf.on.Store(false)
+		waitFor(t, "the new head", func() bool { return latestSize(dir, k.Verifier) == 400 })
+		polled()
+	})
+	if err != nil || !rep.OK() {
+		t.Errorf("follow, last poll verified: %v, ok %v; want no error, no violation", err, rep.OK())
+	}
+
+	// Refused to the end.
+	l.add(t, synthTexts("c", 100)...)
+	rf.on.Store(true)
+	rep, err = follow(polled)
+	if err == nil || !errors.Is(err, sumdb.ErrNotFound) || !rep.OK() || rep.Heads == 0 {
+		t.Errorf("follow, every poll refused: %v, ok %v, heads %d; want the refused tile's error, no violation, heads checked", err, rep.OK(), rep.Heads)
+	}
+	if latestSize(dir, k.Verifier) != 400 {
+		t.Errorf("latest = %d, want 400", latestSize(dir, k.Verifier))
 	}
 }
 
@@ -750,5 +983,75 @@ func TestAuditBulkClone(t *testing.T) {
 	}
 	if bulkLoading() {
 		t.Errorf("a clone that completed is still in bulk-load mode")
+	}
+}
+
+// TestAuditPasses clones a log in passes of 1024 records, as a large log is
+// cloned in passes of passRecords: every data tile is fetched once, each
+// pass ends verified against the signed head, the clone ends at the log's
+// signed head, and a hash tile the last pass completes is still compared.
+// It sets passRecords, so it does not run in parallel.
+func TestAuditPasses(t *testing.T) {
+	defer func(n int64) { passRecords = n }(passRecords)
+	passRecords = 1024
+	db := newPopulated(t)
+	db.AppendSynthetic("c", 3000) // 3603 records: passes end at 1024, 2048, 3072
+	dir := t.TempDir()
+	rep := mustAudit(t, db.Key.VKey, db.URL, dir, func(c *Config) { c.Concurrency = 3 })
+	if rep.Records != 3603 || rep.Latest.Size != 3603 {
+		t.Errorf("records %d, latest %d; want 3603, 3603", rep.Records, rep.Latest.Size)
+	}
+	for p, n := range requests(db.Front) {
+		if strings.HasPrefix(p, "tile/8/data/") && n != 1 {
+			t.Errorf("fetched %s %d times, want 1", p, n)
+		}
+	}
+	st := openClone(t, dir)
+	head, err := st.ReadHead(t.Context())
+	st.Close()
+	if err != nil || !bytes.Equal(head.Note, db.Log.Head().Note) {
+		t.Errorf("clone's head = %v, %v; want the log's signed head", head, err)
+	}
+
+	db.SetTamper(func(p string, b []byte) []byte {
+		if p == "/tile/8/1/000.p/14" {
+			b[3*32] ^= 1
+		}
+		return b
+	})
+	if _, v := violation(t, db.Key.VKey, db.URL, t.TempDir(), nil); v.Kind != KindHashTile {
+		t.Errorf("violation = %v, want a hash tile violation", v)
+	}
+}
+
+// TestAuditHugeHead serves a signed head of 2^30 records, and no tile: the
+// clone must not list the tiles of the whole tree (4 million data tiles,
+// and as many entries of the map of tiles to compare) before its first
+// request, but those of one pass. A head of 2^40 records would list a
+// billion. It measures the memory allocated, so it does not run in
+// parallel.
+func TestAuditHugeHead(t *testing.T) {
+	k := sumdbtest.NewKey(t, "huge.test")
+	msg, err := note.Sign(&note.Note{Text: string(xtlog.FormatTree(xtlog.Tree{N: 1 << 30, Hash: xtlog.RecordHash([]byte("huge\n"))}))}, k.Signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := sumdbtest.NewFront(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/latest" {
+			w.Write(msg)
+			return
+		}
+		http.Error(w, "no tiles", http.StatusNotFound)
+	}))
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	rep, err := audit(t, k.VKey, f.URL, t.TempDir(), nil)
+	runtime.ReadMemStats(&after)
+	if err == nil || !rep.OK() {
+		t.Errorf("Run = %v, ok %v; want an error (no tiles), no violation", err, rep.OK())
+	}
+	const most = 64 << 20
+	if got := after.TotalAlloc - before.TotalAlloc; got > most {
+		t.Errorf("the audit allocated %d MB, want at most %d MB", got>>20, most>>20)
 	}
 }

@@ -19,6 +19,16 @@ import (
 // per record, small enough that little work is lost when a run is stopped.
 const batchTiles = 64
 
+// passRecords is the most records one pass of the clone verifies, a
+// multiple of the tile width; passes end at its multiples. The tiles of a
+// pass, and the map of those to compare, are listed before the pass starts:
+// a signed head of any size, honest or not, costs the memory of one pass
+// (16M records, 65,536 data tiles). A pass that ends short of the signed
+// head is verified as a clone cut by Config.Limit is, against the root that
+// the server's hash tiles, authenticated by the head, give at its end.
+// A variable for the tests.
+var passRecords int64 = 1 << 24
+
 // errStopped ends a clone that found a violation.
 var errStopped = errors.New("clone stopped at a violation")
 
@@ -69,15 +79,34 @@ func newPendingBatch(size int64) *pendingBatch {
 }
 
 // clone extends the clone up to target records (≤ h.N), verifying as the
-// package doc says. Violations go to the report and stop the clone.
+// package doc says, in passes of at most passRecords records. Violations go
+// to the report and stop the clone.
 func (a *auditor) clone(ctx context.Context, h signedHead, target int64) error {
-	from := a.head.Size
 	if a.head.Size == 0 {
 		if err := a.st.BeginBulk(ctx); err != nil {
 			return fmt.Errorf("prepare the clone: %w", err)
 		}
 	}
-	c := &cloner{a: a, h: h, from: from, target: target, edge: a.edge.Clone(), verify: make(map[tileKey]int), served: make(map[tileKey][]byte)}
+	m := startMeter(a.cfg.Progress, a.cfg.ProgressInterval, a.head.Size, target)
+	defer m.finish()
+	found := a.violations()
+	for a.head.Size < target {
+		end := min(target, (a.head.Size/passRecords+1)*passRecords)
+		if err := a.clonePass(ctx, h, end, m); err != nil {
+			return err
+		}
+		if a.violations() > found || a.head.Size < end {
+			// Stopped at a violation.
+			return nil
+		}
+	}
+	return nil
+}
+
+// clonePass extends the clone up to target records (≤ h.N), as clone.
+func (a *auditor) clonePass(ctx context.Context, h signedHead, target int64, m *meter) error {
+	from := a.head.Size
+	c := &cloner{a: a, h: h, from: from, target: target, edge: a.edge.Clone(), verify: make(map[tileKey]int), served: make(map[tileKey][]byte), meter: m}
 	var uppers []xtlog.Tile
 	for _, t := range xtlog.NewTiles(tlog.TileHeight, from, target) {
 		if t.W < tlog.TileWidth && target != h.N {
@@ -95,10 +124,6 @@ func (a *auditor) clone(ctx context.Context, h signedHead, target int64) error {
 	// it is at hand when the edge completes it.
 	start := func(t xtlog.Tile) int64 { return max(first, t.N<<(uint(t.L)*tlog.TileHeight)) }
 	slices.SortStableFunc(uppers, func(x, y xtlog.Tile) int { return int(start(x) - start(y)) })
-
-	m := startMeter(a.cfg.Progress, a.cfg.ProgressInterval, from, target)
-	defer m.finish()
-	c.meter = m
 
 	fctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -303,6 +328,10 @@ func (c *cloner) run(ctx context.Context, pending <-chan chan result, batches ch
 	var head *tlog.Head
 	if c.target == c.h.N {
 		head = &tlog.Head{Size: c.h.N, Hash: c.h.Hash, Note: c.h.Note}
+	} else {
+		// The checkpoint at c.target has the root of the signed tree
+		// at that size: checkClone need not prove it again.
+		c.a.vouched = xtlog.Tree{N: c.target, Hash: want}
 	}
 	return c.flush(ctx, batches, head)
 }

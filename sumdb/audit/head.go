@@ -23,8 +23,18 @@ func (a *auditor) verifyHead(ctx context.Context, msg []byte) error {
 		return nil
 	}
 	if h.N == 0 {
-		a.warn("the log signs an empty tree: nothing to audit")
-		return nil
+		// Every log's tree of size 0 is the empty tree, as x/mod's client
+		// has it before it trusts any head.
+		if empty := emptyRoot(); h.Hash != empty {
+			a.violate(Violation{Kind: KindFork, Heads: [][]byte{h.Note},
+				Message: fmt.Sprintf("the signed head of size 0 has root %v, but the tree of size 0 is the empty tree, of root %v", h.Hash, empty)})
+			return nil
+		}
+		if a.latest == nil {
+			a.warn("the log signs an empty tree: nothing to audit")
+			return nil
+		}
+		// After a larger head: a stale head, below.
 	}
 	a.logger.InfoContext(ctx, "audit: signed head", "size", h.N, "hash", h.Hash)
 
@@ -39,9 +49,14 @@ func (a *auditor) verifyHead(ctx context.Context, msg []byte) error {
 			}
 			// The same head: extend the clone if it stopped short of it.
 		case h.N < l.N:
+			// The clone first, so that its root is l's below.
+			if ok, err := a.checkClone(ctx, *l); !ok || err != nil {
+				return err
+			}
 			var root xtlog.Hash
 			if h.N <= a.head.Size {
-				// The clone's tree at l.N, or its prefix, is l's tree.
+				// The clone's tree, proven against l, or its prefix,
+				// is l's tree.
 				r, err := a.localRoot(ctx, h.N)
 				if err != nil {
 					return err
@@ -72,31 +87,9 @@ func (a *auditor) verifyHead(ctx context.Context, msg []byte) error {
 		}
 	}
 
-	// Against the clone, which may hold records past the latest verified
-	// head (checkpoints of an interrupted run): they were served by the
-	// same server, which must not change them.
-	if m := a.head.Size; m > 0 && (a.latest == nil || m > a.latest.N) {
-		if h.N <= m {
-			root, err := a.localRoot(ctx, h.N)
-			if err != nil {
-				return err
-			}
-			if root != h.Hash {
-				a.violate(Violation{Kind: KindRoot, Heads: [][]byte{h.Note},
-					Message: fmt.Sprintf("the signed head of size %d has root %v, but the records [0, %d) the server served before give root %v", h.N, h.Hash, h.N, root)})
-				return nil
-			}
-		} else {
-			ok, v, err := a.consistent(ctx, h, xtlog.Tree{N: m, Hash: a.head.Hash})
-			if err != nil || v != nil {
-				return a.problem(v, err)
-			}
-			if !ok {
-				a.violate(Violation{Kind: KindRoot, Heads: [][]byte{h.Note},
-					Message: fmt.Sprintf("the signed head of size %d is not consistent with the records [0, %d) the server served before (root %v)", h.N, m, a.head.Hash)})
-				return nil
-			}
-		}
+	// h is consistent with every head verified before: the clone against h.
+	if ok, err := a.checkClone(ctx, h); !ok || err != nil {
+		return err
 	}
 
 	target := h.N
@@ -122,6 +115,145 @@ func (a *auditor) verifyHead(ctx context.Context, msg []byte) error {
 		}
 	}
 	return a.adopt(ctx, h)
+}
+
+// checkClone proves the clone against ref, a signed head verified
+// consistent with every head seen before, when nothing else vouches for it:
+// when its head is a checkpoint of the auditor (records verified only
+// against the hash tiles the server served with them, as an interrupted run
+// or --limit leaves them), or when it is larger than the newest verified
+// head. It reports whether the clone is ref's tree or a prefix of it (or
+// holds ref's tree); a violation goes to the report.
+//
+// A clone of size m ≤ ref.N must have the root that the server's hash tiles,
+// authenticated by ref, give at size m; a larger clone must hold ref's root
+// at size ref.N, and the records past it are proven when a clone reaches a
+// larger signed head. A checkpoint proven against ref at ref's size is
+// replaced by ref, and one proven below is remembered for the rest of the
+// run.
+func (a *auditor) checkClone(ctx context.Context, ref signedHead) (bool, error) {
+	m := a.head.Size
+	if m == 0 || a.vouched == (xtlog.Tree{N: m, Hash: a.head.Hash}) {
+		return true, nil
+	}
+	if a.latest != nil && m <= a.latest.N && !a.isCheckpoint(a.head) {
+		// A signed head of the log that the clone reached.
+		return true, nil
+	}
+	switch {
+	case m > ref.N:
+		if h, err := a.localRoot(ctx, ref.N); err != nil {
+			return false, err
+		} else if h != ref.Hash {
+			a.violate(Violation{Kind: KindRoot, Heads: [][]byte{ref.Note},
+				Message: fmt.Sprintf("the signed head of size %d has root %v, but the records [0, %d) the server served before give root %v", ref.N, ref.Hash, ref.N, h)})
+			return false, nil
+		}
+		return true, nil
+	case m == ref.N:
+		if a.head.Hash != ref.Hash {
+			a.violate(Violation{Kind: KindRoot, Heads: [][]byte{ref.Note},
+				Message: fmt.Sprintf("the signed head of size %d has root %v, but the records [0, %d) the server served before give root %v", ref.N, ref.Hash, m, a.head.Hash)})
+			return false, nil
+		}
+		if err := a.adopt(ctx, ref); err != nil {
+			return false, err
+		}
+	default:
+		root, v, err := a.rootAt(ctx, ref, m)
+		if err != nil || v != nil {
+			return false, a.problem(v, err)
+		}
+		if root != a.head.Hash {
+			a.violate(a.cloneMismatch(ctx, ref, root))
+			return false, nil
+		}
+	}
+	a.vouched = xtlog.Tree{N: m, Hash: a.head.Hash}
+	return true, nil
+}
+
+// cloneMismatch is the violation of a clone whose root at its size m is not
+// root, the one the tree of the signed head ref has at that size. It names
+// the first record of the clone that is not ref's, if it can find it.
+func (a *auditor) cloneMismatch(ctx context.Context, ref signedHead, root xtlog.Hash) Violation {
+	m := a.head.Size
+	v := Violation{Kind: KindRoot, Heads: [][]byte{ref.Note},
+		Message: fmt.Sprintf("the records [0, %d) the server served before give root %v, but the server's hash tiles, authenticated by the signed head of size %d, give %v at that size", m, a.head.Hash, ref.N, root)}
+	id, leaf, err := a.firstDiff(ctx, ref)
+	if err != nil {
+		a.logger.WarnContext(ctx, "audit: find the first record of the clone not in the signed tree", "err", err)
+	}
+	if id < 0 {
+		return v
+	}
+	v.Records = []int64{id}
+	text := []byte("?")
+	if recs, err := a.st.ReadRecords(ctx, id, 1); err == nil && len(recs) == 1 {
+		text = recs[0].Text
+	}
+	v.Message += fmt.Sprintf(": record %d of the clone (%q) hashes to %v, but the signed tree has leaf %v", id, clip(text), xtlog.RecordHash(text), leaf)
+	return v
+}
+
+// firstDiff returns the first record of the clone whose leaf hash is not
+// the one of the tree of ref, and ref's leaf, or -1 if there is none. It
+// walks down from the largest subtrees of the clone's records, comparing
+// the clone's hashes with the server's, authenticated by ref.
+func (a *auditor) firstDiff(ctx context.Context, ref signedHead) (int64, xtlog.Hash, error) {
+	m := a.head.Size
+	local := xtlog.TileHashReader(xtlog.Tree{N: m, Hash: a.head.Hash}, &storeTiles{ctx: ctx, st: a.st})
+	remote := xtlog.TileHashReader(ref.Tree, &remoteTiles{ctx: ctx, a: a, cache: make(map[string][]byte)})
+	// first returns the first of the stored hashes idx that differ, or -1,
+	// and ref's hash.
+	first := func(idx ...int64) (int, xtlog.Hash, error) {
+		l, err := local.ReadHashes(idx)
+		if err != nil {
+			return 0, xtlog.Hash{}, err
+		}
+		r, err := remote.ReadHashes(idx)
+		if err != nil {
+			return 0, xtlog.Hash{}, err
+		}
+		for i := range idx {
+			if l[i] != r[i] {
+				return i, r[i], nil
+			}
+		}
+		return -1, xtlog.Hash{}, nil
+	}
+	// The complete subtrees [start, start+2^level) that make up [0, m),
+	// largest first.
+	var levels []int
+	var starts, idx []int64
+	for level, start := 62, int64(0); level >= 0; level-- {
+		if m&(1<<level) != 0 {
+			levels, starts = append(levels, level), append(starts, start)
+			idx = append(idx, xtlog.StoredHashIndex(level, start>>level))
+			start += 1 << level
+		}
+	}
+	i, _, err := first(idx...)
+	if err != nil || i < 0 {
+		return -1, xtlog.Hash{}, err
+	}
+	level, start := levels[i], starts[i]
+	for level > 0 {
+		level--
+		j, _, err := first(xtlog.StoredHashIndex(level, start>>level))
+		if err != nil {
+			return -1, xtlog.Hash{}, err
+		}
+		if j < 0 {
+			// The left half is ref's: the right one is not.
+			start += 1 << level
+		}
+	}
+	j, leaf, err := first(xtlog.StoredHashIndex(0, start))
+	if err != nil || j < 0 {
+		return -1, xtlog.Hash{}, err
+	}
+	return start, leaf, nil
 }
 
 // fork reports a fork between the earlier head l and the new head h.
@@ -196,8 +328,9 @@ func (e *fetchError) Unwrap() error { return e.err }
 
 // A remoteTiles serves x/mod's TileHashReader from the server.
 type remoteTiles struct {
-	ctx context.Context
-	a   *auditor
+	ctx   context.Context
+	a     *auditor
+	cache map[string][]byte // tiles fetched, by path, if not nil
 }
 
 func (r *remoteTiles) Height() int { return tlog.TileHeight }
@@ -205,6 +338,10 @@ func (r *remoteTiles) Height() int { return tlog.TileHeight }
 func (r *remoteTiles) ReadTiles(tiles []xtlog.Tile) ([][]byte, error) {
 	data := make([][]byte, len(tiles))
 	for i, t := range tiles {
+		if b, ok := r.cache[t.Path()]; ok {
+			data[i] = b
+			continue
+		}
 		b, err := r.a.remote.Get(r.ctx, t.Path())
 		if err != nil {
 			return nil, &fetchError{fmt.Errorf("fetch %s: %w", t.Path(), err)}
@@ -214,6 +351,9 @@ func (r *remoteTiles) ReadTiles(tiles []xtlog.Tile) ([][]byte, error) {
 			return nil, fmt.Errorf("tile %s has %d bytes, want %d", t.Path(), len(b), t.W*xtlog.HashSize)
 		}
 		data[i] = b
+		if r.cache != nil {
+			r.cache[t.Path()] = b
+		}
 	}
 	return data, nil
 }

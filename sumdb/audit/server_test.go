@@ -3,8 +3,11 @@ package audit
 import (
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -159,4 +162,74 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 	}
+}
+
+// A forger serves l, but, while on, serves forged records in the data tiles
+// 1 to 64 (records [256, 16640)), with level-0 hash tiles to match, and
+// fails data tile 65 with 500: a clone from the start of tile 1 verifies
+// the forged records against the forged hash tiles and stores them, under
+// a checkpoint of the auditor, before it fails.
+type forger struct {
+	l  *staticLog
+	on atomic.Bool
+}
+
+func (f *forger) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p := strings.TrimPrefix(r.URL.Path, "/")
+	t, err := xtlog.ParseTilePath(p)
+	if !f.on.Load() || err != nil || t.W != 256 || t.L > 0 || t.N < 1 || t.N > 65 {
+		f.l.ServeHTTP(w, r)
+		return
+	}
+	if t.N == 65 {
+		http.Error(w, "down", http.StatusInternalServerError)
+		return
+	}
+	var body []byte
+	for _, text := range synthTexts(fmt.Sprintf("forged%d", t.N), 256) {
+		if t.L == -1 {
+			body = append(body, text...)
+			body = append(body, '\n')
+		} else {
+			h := xtlog.RecordHash(text)
+			body = append(body, h[:]...)
+		}
+	}
+	w.Write(body)
+}
+
+// A refuser serves l, but, while on, refuses every tile with 404, which
+// the auditor does not retry. It counts the requests of the signed head.
+type refuser struct {
+	l       *staticLog
+	on      atomic.Bool
+	latests atomic.Int64
+}
+
+func (f *refuser) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/latest" {
+		f.latests.Add(1)
+	} else if f.on.Load() {
+		http.Error(w, "refused", http.StatusNotFound)
+		return
+	}
+	f.l.ServeHTTP(w, r)
+}
+
+// latestSize returns the size of the newest verified signed head in the
+// state directory dir, 0 if none.
+func latestSize(dir string, v note.Verifier) int64 {
+	msg, err := os.ReadFile(filepath.Join(dir, latestFile))
+	if err != nil {
+		return 0
+	}
+	n, err := note.Open(msg, note.VerifierList(v))
+	if err != nil {
+		return 0
+	}
+	tree, err := xtlog.ParseTree([]byte(n.Text))
+	if err != nil {
+		return 0
+	}
+	return tree.N
 }

@@ -56,6 +56,9 @@ type auditor struct {
 	head   tlog.Head   // the clone's stored head
 	edge   *tlog.Edge  // the right edge of the clone, of size head.Size
 	latest *signedHead // the newest verified signed head of the log, or nil
+	// vouched is the clone's tree when this run proved it is a signed
+	// head's tree or a prefix of it (see checkClone).
+	vouched xtlog.Tree
 
 	mu  sync.Mutex
 	rep *Report // guarded by mu while the writer or the rehash workers run
@@ -248,6 +251,13 @@ func (a *auditor) violate(v Violation) {
 	a.logger.Error("audit: violation", "kind", v.Kind, "msg", v.Message)
 }
 
+// violations returns the number of violations found so far.
+func (a *auditor) violations() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.rep.Violations)
+}
+
 // warn adds a warning to the report.
 func (a *auditor) warn(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
@@ -259,6 +269,9 @@ func (a *auditor) warn(format string, args ...any) {
 
 // localRoot returns the root of the clone's first n records, n ≤ its size.
 func (a *auditor) localRoot(ctx context.Context, n int64) (xtlog.Hash, error) {
+	if n == 0 {
+		return emptyRoot(), nil
+	}
 	if n == a.head.Size {
 		return a.head.Hash, nil
 	}
@@ -268,6 +281,12 @@ func (a *auditor) localRoot(ctx context.Context, n int64) (xtlog.Hash, error) {
 		return xtlog.Hash{}, fmt.Errorf("root of the clone's first %d records: %w", n, err)
 	}
 	return h, nil
+}
+
+// emptyRoot returns the root of the empty tree.
+func emptyRoot() xtlog.Hash {
+	h, _ := xtlog.TreeHash(0, nil) // never fails: it reads no hash
+	return h
 }
 
 // A storeTiles serves x/mod's TileHashReader from the clone. A stored tile
