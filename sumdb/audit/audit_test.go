@@ -750,6 +750,23 @@ func TestAuditFollow(t *testing.T) {
 	db := sumdbtest.MustStart(t, sumdbtest.Options{})
 	db.AppendSynthetic("a", 100)
 	dir := t.TempDir()
+	rep, err := follow(t, db.Key.VKey, db.URL, dir, func() {
+		waitFor(t, "the first head", func() bool { return latestSize(dir, db.Key.Verifier) == 100 })
+		db.AppendSynthetic("b", 200)
+		waitFor(t, "the new head", func() bool { return latestSize(dir, db.Key.Verifier) == 300 })
+	})
+	if err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	if !rep.OK() || rep.Records != 300 || rep.Heads < 2 {
+		t.Errorf("report: ok %v, records %d, heads %d; want ok, 300, at least 2", rep.OK(), rep.Records, rep.Heads)
+	}
+}
+
+// follow runs a follow audit of the log of vkey at url in dir while during
+// runs, and returns its outcome once it is cancelled.
+func follow(t *testing.T, vkey, url, dir string, during func()) (*Report, error) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	type outcome struct {
@@ -758,35 +775,13 @@ func TestAuditFollow(t *testing.T) {
 	}
 	done := make(chan outcome, 1)
 	go func() {
-		rep, err := Run(ctx, Config{Remote: openRemote(t, db.Key.VKey, db.URL), Dir: dir, Follow: true, Interval: 20 * time.Millisecond})
+		rep, err := Run(ctx, Config{Remote: openRemote(t, vkey, url), Dir: dir, Follow: true, Interval: 20 * time.Millisecond})
 		done <- outcome{rep, err}
 	}()
-	latestSize := func() int64 {
-		msg, err := os.ReadFile(filepath.Join(dir, latestFile))
-		if err != nil {
-			return 0
-		}
-		n, err := note.Open(msg, note.VerifierList(db.Key.Verifier))
-		if err != nil {
-			return 0
-		}
-		tree, err := xtlog.ParseTree([]byte(n.Text))
-		if err != nil {
-			return 0
-		}
-		return tree.N
-	}
-	waitFor(t, "the first head", func() bool { return latestSize() == 100 })
-	db.AppendSynthetic("b", 200)
-	waitFor(t, "the new head", func() bool { return latestSize() == 300 })
+	during()
 	cancel()
 	out := <-done
-	if out.err != nil {
-		t.Fatalf("Run = %v", out.err)
-	}
-	if !out.rep.OK() || out.rep.Records != 300 || out.rep.Heads < 2 {
-		t.Errorf("report: ok %v, records %d, heads %d; want ok, 300, at least 2", out.rep.OK(), out.rep.Records, out.rep.Heads)
-	}
+	return out.rep, out.err
 }
 
 // TestAuditFollowFailedPolls follows a log that refuses the tiles of the
@@ -802,23 +797,6 @@ func TestAuditFollowFailedPolls(t *testing.T) {
 	dir := t.TempDir()
 	mustAudit(t, k.VKey, f.URL, dir, nil)
 
-	follow := func(during func()) (*Report, error) {
-		ctx, cancel := context.WithCancel(t.Context())
-		defer cancel()
-		type outcome struct {
-			rep *Report
-			err error
-		}
-		done := make(chan outcome, 1)
-		go func() {
-			rep, err := Run(ctx, Config{Remote: openRemote(t, k.VKey, f.URL), Dir: dir, Follow: true, Interval: 20 * time.Millisecond})
-			done <- outcome{rep, err}
-		}()
-		during()
-		cancel()
-		out := <-done
-		return out.rep, out.err
-	}
 	// polled waits until a poll that started after the call has ended:
 	// until the signed head is requested twice more.
 	polled := func() {
@@ -829,7 +807,7 @@ func TestAuditFollowFailedPolls(t *testing.T) {
 	// Refused, then served: the last poll verified the head.
 	l.add(t, synthTexts("b", 100)...)
 	rf.on.Store(true)
-	rep, err := follow(func() {
+	rep, err := follow(t, k.VKey, f.URL, dir, func() {
 		polled()
 		rf.on.Store(false)
 		waitFor(t, "the new head", func() bool { return latestSize(dir, k.Verifier) == 400 })
@@ -842,7 +820,7 @@ func TestAuditFollowFailedPolls(t *testing.T) {
 	// Refused to the end.
 	l.add(t, synthTexts("c", 100)...)
 	rf.on.Store(true)
-	rep, err = follow(polled)
+	rep, err = follow(t, k.VKey, f.URL, dir, polled)
 	if err == nil || !errors.Is(err, sumdb.ErrNotFound) || !rep.OK() || rep.Heads == 0 {
 		t.Errorf("follow, every poll refused: %v, ok %v, heads %d; want the refused tile's error, no violation, heads checked", err, rep.OK(), rep.Heads)
 	}
