@@ -248,7 +248,9 @@ func (t *task) fail(results []Result, kind Kind, msg string) {
 
 // decideLine compares a go.sum line with the lines the log holds for its
 // module version, as the go command does (cmd/go/internal/modfetch,
-// checkSumDB).
+// checkSumDB): the first line of the record for the same module version
+// decides. A record with no such line is a mismatch too, where the go
+// command lets it pass.
 func decideLine(res *Result, logLines []string) {
 	want := res.text()
 	prefix := res.Module() + " "
@@ -258,8 +260,6 @@ func decideLine(res *Result, logLines []string) {
 			res.LogHash = res.Hash
 			return
 		}
-	}
-	for _, l := range logLines {
 		if h, ok := strings.CutPrefix(l, prefix); ok {
 			res.Kind, res.LogHash = Mismatch, h
 			res.Message = fmt.Sprintf("go.sum has %s, log has %s", res.Hash, h)
