@@ -127,10 +127,10 @@ type Log struct {
 
 	edge *Edge // owned by the sequencer; nil when it must be reloaded from the store
 
-	// committedSize, owned by the sequencer, is the size of the newest
-	// head it committed. That head is served only once the publisher has
-	// recorded it, so until then it is larger than the served head.
-	committedSize int64
+	// lastCommit is the newest head the sequencer committed; never
+	// shrinks. That head is served only once the publisher has recorded
+	// it, so until then it is larger than the served head.
+	lastCommit atomic.Pointer[Head]
 
 	pubMu     sync.Mutex     // serializes publish
 	published int64          // guarded by pubMu; size of the head in cfg.PublishedFile
@@ -301,20 +301,87 @@ func (l *Log) Refresh(ctx context.Context) (Head, error) {
 	if err != nil {
 		return l.Head(), err
 	}
-	if err := l.publish(h); err != nil {
+	if err := l.adopt(ctx, h); err != nil {
 		return l.Head(), err
 	}
 	return l.Head(), nil
 }
 
-// publish makes h the served head if it is larger than the current one,
-// after recording it in cfg.PublishedFile.
+// adopt makes h, a stored head that other processes may have appended,
+// the served head if it is larger than the current one, once its tree is
+// proven to contain the heads this server has served and committed: a
+// larger tree that does not is a fork (the database failed over to a
+// replica that lost commits, and another process appended to it), which
+// must be neither served nor recorded as published.
+func (l *Log) adopt(ctx context.Context, h Head) error {
+	if h.Size <= l.Head().Size {
+		return nil
+	}
+	l.pubMu.Lock()
+	defer l.pubMu.Unlock()
+	if h.Size <= l.Head().Size {
+		return nil
+	}
+	if err := l.extendsKnown(ctx, h); err != nil {
+		return err
+	}
+	return l.publishLocked(h)
+}
+
+// extendsKnown returns an error unless the stored tree of head h contains
+// the heads this server has served and committed.
+func (l *Log) extendsKnown(ctx context.Context, h Head) error {
+	if err := l.notBehind(h); err != nil {
+		return err
+	}
+	if err := l.contains(ctx, h, l.Head()); err != nil {
+		return err
+	}
+	if c := l.lastCommit.Load(); c != nil {
+		return l.contains(ctx, h, *c)
+	}
+	return nil
+}
+
+// contains returns an error unless the stored tree of head h contains the
+// tree of head old, proven by the stored hash tiles that h's root
+// authenticates. A head of a size h lacks is for notBehind to refuse.
+func (l *Log) contains(ctx context.Context, h, old Head) error {
+	switch {
+	case old.Size == 0 || old.Size > h.Size:
+		return nil
+	case old.Size == h.Size:
+		if old.Hash == h.Hash {
+			return nil
+		}
+	default:
+		hr := xtlog.TileHashReader(xtlog.Tree{N: h.Size, Hash: h.Hash}, &tileReader{ctx: ctx, s: l.store})
+		root, err := xtlog.TreeHash(old.Size, hr)
+		if err != nil {
+			return fmt.Errorf("prove that the store's tree of size %d contains the head of size %d this server has committed or served: %w", h.Size, old.Size, err)
+		}
+		if root == old.Hash {
+			return nil
+		}
+	}
+	return fmt.Errorf("the store's tree of size %d does not contain the tree of size %d this server has committed or served: "+
+		"the database holds another tree (a failover to a replica that lost commits, then appends by another process); refusing to serve or extend it", h.Size, old.Size)
+}
+
+// publish makes h, the head of a batch this server committed, the served
+// head if it is larger than the current one, after recording it in
+// cfg.PublishedFile.
 func (l *Log) publish(h Head) error {
 	if h.Size <= l.Head().Size {
 		return nil
 	}
 	l.pubMu.Lock()
 	defer l.pubMu.Unlock()
+	return l.publishLocked(h)
+}
+
+// publishLocked is publish with l.pubMu held.
+func (l *Log) publishLocked(h Head) error {
 	if h.Size <= l.Head().Size {
 		return nil
 	}
@@ -442,6 +509,10 @@ func (l *Log) ReadTile(ctx context.Context, t xtlog.Tile) ([]byte, error) {
 	return b[:t.W*xtlog.HashSize], nil
 }
 
+// proofTimeout bounds the proof, from stored tiles, that the served head
+// contains the head of batches committed before it was served.
+const proofTimeout = 30 * time.Second
+
 // publisher records the heads of committed batches in cfg.PublishedFile,
 // in order, and answers the batches' appends once the file holds their
 // head. When several batches wait, it records the newest head only, once
@@ -464,6 +535,14 @@ func (l *Log) publisher() {
 		}
 		newest := list[len(list)-1].head
 		err := l.publish(newest)
+		if err == nil {
+			// A refresh may have served a larger head of another process
+			// first: the appends are answered only if its tree holds
+			// theirs.
+			ctx, cancel := context.WithTimeout(context.Background(), proofTimeout)
+			err = l.contains(ctx, l.Head(), newest)
+			cancel()
+		}
 		if err != nil {
 			// The batches are stored, but no client may see their heads
 			// before one is recorded: the lookups fail, and find the
@@ -634,7 +713,10 @@ func (l *Log) commit(ctx context.Context, batch []*request) {
 		case err == nil:
 			elapsed := time.Since(start)
 			l.edge = next
-			l.committedSize = max(l.committedSize, b.Head.Size)
+			if c := l.lastCommit.Load(); c == nil || b.Head.Size > c.Size {
+				h := b.Head
+				l.lastCommit.Store(&h)
+			}
 			l.logger.DebugContext(ctx, "committed batch", "records", len(b.Records), "size", b.Head.Size, "duration", elapsed)
 			if l.cfg.OnCommit != nil {
 				l.cfg.OnCommit(len(b.Records), elapsed)
@@ -697,14 +779,14 @@ func (l *Log) reload(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := l.notBehind(h); err != nil {
+	if err := l.extendsKnown(ctx, h); err != nil {
 		return err
 	}
 	e, err := LoadEdge(ctx, l.store, h)
 	if err != nil {
 		return err
 	}
-	if err := l.publish(h); err != nil {
+	if err := l.adopt(ctx, h); err != nil {
 		return err
 	}
 	l.edge = e
@@ -726,10 +808,21 @@ func (l *Log) follow(ctx context.Context, h Head) error {
 		}
 	}
 	if e := l.catchUp(ctx, h); e != nil {
+		// h's root is proven from the edge, which holds every head this
+		// server committed, and served up to its size; a larger head
+		// served since, of another process, is proven apart.
+		if served := l.Head(); served.Size > l.edge.Size() {
+			if err := l.contains(ctx, h, served); err != nil {
+				return err
+			}
+		}
 		l.edge = e
 		return nil
 	}
 	l.edge = nil
+	if err := l.extendsKnown(ctx, h); err != nil {
+		return err
+	}
 	e, err := LoadEdge(ctx, l.store, h)
 	if err != nil {
 		return err
@@ -775,7 +868,11 @@ func (l *Log) catchUp(ctx context.Context, h Head) *Edge {
 // lose appends that are, or are about to be, acknowledged. The database
 // lost commits (a failover to a replica that lagged, a restored backup).
 func (l *Log) notBehind(h Head) error {
-	if known := max(l.Head().Size, l.committedSize); h.Size < known {
+	known := l.Head().Size
+	if c := l.lastCommit.Load(); c != nil {
+		known = max(known, c.Size)
+	}
+	if h.Size < known {
 		return fmt.Errorf("the store's head has size %d, older than the head of size %d this server has committed or served: the database went back in time; refusing to append (restore a newer backup)", h.Size, known)
 	}
 	return nil

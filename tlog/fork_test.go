@@ -1,0 +1,188 @@
+package tlog_test
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sumdb/sumdb/store"
+	"github.com/sumdb/sumdb/tlog"
+)
+
+// A switchStore is a locking store whose database can be replaced, as in a
+// failover to a replica that lagged and that another process then extended.
+type switchStore struct {
+	mu  sync.Mutex
+	cur tlog.LockingStore
+}
+
+func (s *switchStore) get() tlog.LockingStore {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cur
+}
+
+func (s *switchStore) set(n tlog.LockingStore) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cur = n
+}
+
+func (s *switchStore) ReadHead(ctx context.Context) (tlog.Head, error) { return s.get().ReadHead(ctx) }
+func (s *switchStore) Append(ctx context.Context, b *tlog.Batch) error { return s.get().Append(ctx, b) }
+func (s *switchStore) AppendLocked(ctx context.Context, p func(tlog.Head) (*tlog.Batch, error)) error {
+	return s.get().AppendLocked(ctx, p)
+}
+func (s *switchStore) Lookup(ctx context.Context, p, v string) (tlog.Record, error) {
+	return s.get().Lookup(ctx, p, v)
+}
+func (s *switchStore) ReadRecords(ctx context.Context, start int64, n int) ([]tlog.Record, error) {
+	return s.get().ReadRecords(ctx, start, n)
+}
+func (s *switchStore) ReadTile(ctx context.Context, l int, i int64) ([]byte, error) {
+	return s.get().ReadTile(ctx, l, i)
+}
+func (s *switchStore) ReadHeads(ctx context.Context, lo, hi int64) ([]tlog.Head, error) {
+	return s.get().ReadHeads(ctx, lo, hi)
+}
+func (s *switchStore) Close() error { return nil }
+
+func openSQLiteIn(t *testing.T) *store.SQLite {
+	t.Helper()
+	s, err := store.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "sumdb.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// forkedStore returns a store holding records 0 to common-1 of the log the
+// tests serve, then others: a tree of size common+extra that does not
+// contain the served trees larger than common.
+func forkedStore(t *testing.T, k keys, common, extra int) *store.SQLite {
+	t.Helper()
+	s := openSQLiteIn(t)
+	l, err := tlog.Open(context.Background(), s, tlog.Config{Signer: k.signer, Verifier: k.verifier, RefreshInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendInOrder(t, l, 0, common)
+	appendInOrder(t, l, 100, 100+extra)
+	l.Close()
+	return s
+}
+
+const forkRefusal = "does not contain the tree of size"
+
+// appendInOrder appends records from to to-1 one at a time, so that two
+// logs given the same get the same tree.
+func appendInOrder(t *testing.T, l *tlog.Log, from, to int) {
+	t.Helper()
+	for i := from; i < to; i++ {
+		p, v, text := gosum(i)
+		if _, _, err := l.Append(context.Background(), p, v, text); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestRefreshRefusesFork checks that a larger stored head whose tree does
+// not contain the served head is neither served nor recorded as published,
+// so that the next start refuses the database too.
+func TestRefreshRefusesFork(t *testing.T) {
+	t.Parallel()
+	k := newKeys(t)
+	file := filepath.Join(t.TempDir(), "published-head")
+	sw := &switchStore{cur: openSQLiteIn(t)}
+	cfg := tlog.Config{Signer: k.signer, Verifier: k.verifier, RefreshInterval: -1, PublishedFile: file}
+	l, err := tlog.Open(context.Background(), sw, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendInOrder(t, l, 0, 10)
+	forked := forkedStore(t, k, 8, 5)
+	sw.set(forked)
+	if _, err := l.Refresh(context.Background()); err == nil || !strings.Contains(err.Error(), forkRefusal) {
+		t.Errorf("Refresh of a forked store of size 13 = %v, want a refusal", err)
+	}
+	if h := l.Head(); h.Size != 10 {
+		t.Errorf("served head %d after the refusal, want 10", h.Size)
+	}
+	l.Close()
+	if pub, err := tlog.ReadPublished(file, k.verifier); err != nil || pub.Size != 10 {
+		t.Errorf("published head %d, %v; want 10", pub.Size, err)
+	}
+	if _, err := tlog.Open(context.Background(), forked, cfg); err == nil {
+		t.Errorf("Open of the forked store with the published-head file succeeded")
+	}
+}
+
+// TestAppendRefusesFork checks that the sequencer does not extend a larger
+// stored head whose tree does not contain the served head.
+func TestAppendRefusesFork(t *testing.T) {
+	t.Parallel()
+	k := newKeys(t)
+	sw := &switchStore{cur: openSQLiteIn(t)}
+	l, err := tlog.Open(context.Background(), sw, tlog.Config{Signer: k.signer, Verifier: k.verifier, RefreshInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	appendInOrder(t, l, 0, 10)
+	sw.set(forkedStore(t, k, 8, 5))
+	p, v, text := gosum(50)
+	if rec, h, err := l.Append(context.Background(), p, v, text); err == nil || !strings.Contains(err.Error(), forkRefusal) {
+		t.Errorf("Append to a forked store = record %d, head %d, %v; want a refusal", rec.ID, h.Size, err)
+	}
+	if h := l.Head(); h.Size != 10 {
+		t.Errorf("served head %d after the refusal, want 10", h.Size)
+	}
+}
+
+// TestRefreshRefusesForkBeforePublish checks that a refresh between a
+// batch's commit and its publication does not serve a larger stored head
+// that contains the served head but not the committed one, and that the
+// append is acknowledged with its own head, recorded as published.
+func TestRefreshRefusesForkBeforePublish(t *testing.T) {
+	t.Parallel()
+	k := newKeys(t)
+	file := filepath.Join(t.TempDir(), "published-head")
+	sw := &switchStore{cur: openSQLiteIn(t)}
+	forked := forkedStore(t, k, 10, 20)
+	var (
+		l          *tlog.Log
+		armed      bool
+		refreshErr error
+	)
+	cfg := tlog.Config{Signer: k.signer, Verifier: k.verifier, RefreshInterval: -1, PublishedFile: file,
+		OnCommit: func(int, time.Duration) {
+			if !armed {
+				return
+			}
+			armed = false
+			sw.set(forked) // the batch just committed is lost; another process appended
+			_, refreshErr = l.Refresh(context.Background())
+		}}
+	l, err := tlog.Open(context.Background(), sw, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	appendInOrder(t, l, 0, 10)
+	armed = true
+	p, v, text := gosum(10)
+	_, h, err := l.Append(context.Background(), p, v, text)
+	if refreshErr == nil || !strings.Contains(refreshErr.Error(), "does not contain the tree of size 11") {
+		t.Errorf("Refresh of a forked store holding the served head but not the committed one = %v, want a refusal", refreshErr)
+	}
+	if err != nil || h.Size != 11 {
+		t.Fatalf("Append = head %d, %v; want head 11", h.Size, err)
+	}
+	if pub, err := tlog.ReadPublished(file, k.verifier); err != nil || pub.Hash != h.Hash {
+		t.Errorf("published head %d, %v; want the acknowledged head 11", pub.Size, err)
+	}
+}
