@@ -50,12 +50,10 @@ func (s *switchStore) ReadHeads(ctx context.Context, lo, hi int64) ([]tlog.Head,
 }
 func (s *switchStore) Close() error { return nil }
 
+// openSQLiteIn opens a new SQLite store in a directory of the test's own.
 func openSQLiteIn(t *testing.T) *store.SQLite {
 	t.Helper()
-	s, err := store.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "sumdb.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openSQLiteAt(t, filepath.Join(t.TempDir(), "sumdb.db"))
 	t.Cleanup(func() { s.Close() })
 	return s
 }
