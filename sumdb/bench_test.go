@@ -18,6 +18,7 @@ import (
 	"flag"
 	"fmt"
 	mrand "math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -60,6 +61,9 @@ type benchServer struct {
 	// uncached is the same log served without the caches of records and
 	// tiles, or nil (the reference server).
 	uncached *benchServer
+	// front is the same server behind a Front, as sumdb serve runs it, or
+	// nil (the reference server).
+	front *benchServer
 }
 
 // benchFixtures builds each benchServer once for a top-level benchmark, the
@@ -206,6 +210,7 @@ func newBenchServer(tb testing.TB, kind string) *benchServer {
 	}
 	s := startBenchServer(tb, srv, l.Head().Size)
 	s.uncached = startBenchServer(tb, plain, l.Head().Size)
+	s.front = startBenchFront(tb, srv, l.Head().Size)
 	return s
 }
 
@@ -237,6 +242,25 @@ func startBenchServer(tb testing.TB, h http.Handler, size int64) *benchServer {
 		s.hits = append(s.hits, "/lookup/"+benchPath(i)+"@v1.0.0")
 	}
 	return s
+}
+
+// startBenchFront serves srv on loopback behind a Front.
+func startBenchFront(tb testing.TB, srv *Server, size int64) *benchServer {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	f := NewFront(srv, &http.Server{Handler: srv})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f.Serve(ln)
+	}()
+	tb.Cleanup(func() {
+		f.Close()
+		<-done
+	})
+	return &benchServer{url: "http://" + ln.Addr().String(), size: size}
 }
 
 // benchGet runs b.N GETs of the paths next returns, benchConns at a time,
@@ -345,7 +369,9 @@ func BenchmarkLookupHit(b *testing.B) {
 
 // BenchmarkTile reads random full hash tiles of level 0, the partial hash
 // tile at the right edge of level 0 (as the go command does after each new
-// head), and random full data tiles.
+// head), and random full data tiles: from each server through net/http,
+// and from the project's servers also through a Front (store=NAME+front),
+// as sumdb serve answers them.
 func BenchmarkTile(b *testing.B) {
 	fx := newBenchFixtures(b)
 	kinds := []struct {
@@ -363,21 +389,29 @@ func BenchmarkTile(b *testing.B) {
 		}},
 	}
 	for _, k := range kinds {
+		// The size of a hash tile; data tiles are not checked.
+		var want func(path string) int
+		if k.name != "data-full" {
+			want = func(path string) int {
+				t, err := xtlog.ParseTilePath(path[1:])
+				if err != nil || t.L < 0 {
+					return -1
+				}
+				return t.W * 32
+			}
+		}
 		b.Run("kind="+k.name, func(b *testing.B) {
 			for _, name := range benchStores {
 				b.Run("store="+name, func(b *testing.B) {
 					s := fx.server(b, name)
-					want := func(path string) int {
-						t, err := xtlog.ParseTilePath(path[1:])
-						if err != nil || t.L < 0 {
-							return -1
-						}
-						return t.W * 32
-					}
-					if k.name == "data-full" {
-						want = nil
-					}
 					benchGet(b, s, func(r *mrand.Rand) string { return "/" + k.tile(r, s.size).Path() }, want)
+				})
+				if name == "testserver" {
+					continue
+				}
+				b.Run("store="+name+"+front", func(b *testing.B) {
+					s := fx.server(b, name)
+					benchGet(b, s.front, func(r *mrand.Rand) string { return "/" + k.tile(r, s.size).Path() }, want)
 				})
 			}
 		})

@@ -545,14 +545,11 @@ func (s *Server) serveTile(w http.ResponseWriter, r *http.Request, path string) 
 // entries of that tile the served head reaches, and caching them, so that
 // the first request for any width of a tile caches it up to the head.
 func (s *Server) readTile(ctx context.Context, t xtlog.Tile) ([]byte, error) {
-	key := tileKey{t.L, t.N}
-	if cached, ok := s.tiles.get(key); ok {
-		if data, ok := tilePrefix(t, cached); ok {
-			s.metrics.tileCacheHits.Inc()
-			return data, nil
-		}
+	if data, ok := s.cachedTile(t); ok {
+		return data, nil
 	}
 	s.metrics.tileCacheMisses.Inc()
+	key := tileKey{t.L, t.N}
 	read := t
 	if w := widthAt(t, s.log.Head().Size); s.tiles != nil && w > t.W {
 		read.W = w
@@ -583,6 +580,18 @@ func (s *Server) readTile(ctx context.Context, t xtlog.Tile) ([]byte, error) {
 	s.tiles.put(key, c)
 	part, _ := tilePrefix(t, c)
 	return part, nil
+}
+
+// cachedTile returns the content of tile t if the cache holds as many
+// entries of t's level and index.
+func (s *Server) cachedTile(t xtlog.Tile) ([]byte, bool) {
+	if cached, ok := s.tiles.get(tileKey{t.L, t.N}); ok {
+		if data, ok := tilePrefix(t, cached); ok {
+			s.metrics.tileCacheHits.Inc()
+			return data, true
+		}
+	}
+	return nil, false
 }
 
 // widthAt returns the number of entries of tile t's level and index that a

@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -624,5 +625,73 @@ func TestRedactList(t *testing.T) {
 		if got := redactList(tt.in); got != tt.want {
 			t.Errorf("redactList(%q) = %q, want %q", tt.in, got, tt.want)
 		}
+	}
+}
+
+// TestServeFastTiles checks that serve answers tile requests itself with
+// --fast-tiles (the default), handing over only the connections that ask
+// for something else, and through net/http alone with --fast-tiles=false.
+func TestServeFastTiles(t *testing.T) {
+	t.Parallel()
+	p := newProxies(t)
+	p.add(t, pkg("example.com/fast", "v1.0.0", "module example.com/fast\n"))
+	for _, fast := range []bool{true, false} {
+		t.Run(fmt.Sprintf("fast=%v", fast), func(t *testing.T) {
+			t.Parallel()
+			srv, err := startSumdb(t, "--data-dir", t.TempDir(), "--listen", "127.0.0.1:0", "--upstream", p.upstreamURL,
+				fmt.Sprintf("--fast-tiles=%v", fast))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer srv.stop()
+			if code, body := srv.get("/lookup/example.com/fast@v1.0.0"); code != 200 {
+				t.Fatalf("lookup: %d %q", code, body)
+			}
+			// handoffs reads sumdb_front_handoffs_total on a connection of
+			// its own, which is handed over.
+			handoffs := func() int {
+				t.Helper()
+				c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+				resp, err := c.Get(srv.url + "/metrics")
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer resp.Body.Close()
+				body, _ := io.ReadAll(resp.Body)
+				m := regexp.MustCompile(`(?m)^sumdb_front_handoffs_total ([0-9]+)$`).FindSubmatch(body)
+				if m == nil {
+					t.Fatalf("/metrics has no sumdb_front_handoffs_total:\n%s", body)
+				}
+				n, _ := strconv.Atoi(string(m[1]))
+				return n
+			}
+			before := handoffs()
+			tiles := &http.Client{Transport: &http.Transport{}}
+			defer tiles.CloseIdleConnections()
+			for _, tc := range []struct {
+				path string
+				size int
+			}{{"/tile/8/0/000.p/1", 32}, {"/tile/8/data/000.p/1", -1}, {"/tile/8/0/000.p/1", 32}} {
+				resp, err := tiles.Get(srv.url + tc.path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 || tc.size > 0 && len(body) != tc.size ||
+					tc.size < 0 && !strings.HasPrefix(string(body), "example.com/fast v1.0.0 h1:") {
+					t.Errorf("GET %s: %d %q", tc.path, resp.StatusCode, body)
+				}
+				if resp.Header.Get("Cache-Control") != "public, max-age=31536000, immutable" {
+					t.Errorf("GET %s: Cache-Control %q", tc.path, resp.Header.Get("Cache-Control"))
+				}
+			}
+			after := handoffs()
+			// With the front, the tiles' connection stays with it: only the
+			// second /metrics connection is handed over.
+			if fast && after != before+1 || !fast && (before != 0 || after != 0) {
+				t.Errorf("sumdb_front_handoffs_total went from %d to %d", before, after)
+			}
+		})
 	}
 }

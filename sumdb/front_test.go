@@ -1,0 +1,416 @@
+package sumdb
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// A frontEnv is an env whose Server is also served by a Front.
+type frontEnv struct {
+	*env
+	front *Front
+	addr  string     // of the Front
+	plain string     // of an http.Server with the same limits and no Front
+	done  chan error // the result of Serve
+}
+
+// newFrontEnv returns an env with 300 records (tiles 0/000, 0/001.p/44,
+// 1/000.p/1, data/000, data/001.p/44) and a Front before its Server, with
+// the limits of hs, if given.
+func newFrontEnv(t *testing.T, b backend, hs *http.Server) *frontEnv {
+	t.Helper()
+	e := newEnv(t, b, envOptions{})
+	e.appendSynthetic("f", 300)
+	if hs == nil {
+		hs = &http.Server{ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute, WriteTimeout: time.Minute}
+	}
+	hs.Handler = e.srv
+	hs.MaxHeaderBytes = 64 << 10
+	plain := &http.Server{Handler: e.srv, ReadHeaderTimeout: hs.ReadHeaderTimeout, IdleTimeout: hs.IdleTimeout,
+		WriteTimeout: hs.WriteTimeout, MaxHeaderBytes: hs.MaxHeaderBytes}
+	pln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go plain.Serve(pln)
+	t.Cleanup(func() { plain.Close() })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fe := &frontEnv{env: e, front: NewFront(e.srv, hs), addr: ln.Addr().String(), plain: pln.Addr().String(), done: make(chan error, 1)}
+	go func() { fe.done <- fe.front.Serve(ln) }()
+	t.Cleanup(func() {
+		fe.front.Close()
+		<-fe.done
+	})
+	return fe
+}
+
+// handoffs returns the number of connections the Front handed over.
+func (fe *frontEnv) handoffs() int {
+	return int(testutil.ToFloat64(fe.srv.metrics.frontHandoffs))
+}
+
+// dial opens a connection to addr, closed when the test ends.
+func dial(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	return c
+}
+
+// A wireAnswer is what a test compares of two answers: all but the Date.
+type wireAnswer struct {
+	code   int
+	header http.Header
+	body   string
+}
+
+// readAnswer reads one answer to a request of the given method from r.
+func readAnswer(t *testing.T, r *bufio.Reader, method string) wireAnswer {
+	t.Helper()
+	resp, err := http.ReadResponse(r, &http.Request{Method: method})
+	if err != nil {
+		t.Fatalf("read answer: %v", err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatalf("read answer body: %v", err)
+	}
+	h := resp.Header.Clone()
+	if d := h.Get("Date"); d != "" {
+		if _, err := http.ParseTime(d); err != nil {
+			t.Errorf("Date %q: %v", d, err)
+		}
+	}
+	h.Del("Date")
+	return wireAnswer{resp.StatusCode, h, string(body)}
+}
+
+// exchange sends raw to addr on a new connection and reads one answer.
+func exchange(t *testing.T, addr, raw string) wireAnswer {
+	t.Helper()
+	c := dial(t, addr)
+	if _, err := io.WriteString(c, raw); err != nil {
+		t.Fatal(err)
+	}
+	method, _, _ := strings.Cut(raw, " ")
+	return readAnswer(t, bufio.NewReader(c), method)
+}
+
+func (a wireAnswer) equal(b wireAnswer) bool {
+	return a.code == b.code && a.body == b.body && len(a.header) == len(b.header) &&
+		func() bool {
+			for k, v := range a.header {
+				if !slices.Equal(v, b.header[k]) {
+					return false
+				}
+			}
+			return true
+		}()
+}
+
+func get(path string) string { return "GET " + path + " HTTP/1.1\r\nHost: sumdb.test\r\n\r\n" }
+
+// frontTilePaths are the tiles of a frontEnv: full and partial, hash and
+// data, and prefixes of partial ones.
+var frontTilePaths = []string{
+	"/tile/8/0/000", "/tile/8/0/001.p/44", "/tile/8/0/001.p/7", "/tile/8/1/000.p/1",
+	"/tile/8/data/000", "/tile/8/data/001.p/44", "/tile/8/data/001.p/3", "/tile/8/0/000.p/200",
+}
+
+func TestFront(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			t.Run("AnswersAsNetHTTP", func(t *testing.T) { t.Parallel(); testFrontAnswers(t, b) })
+			t.Run("HandoffKeepsOrder", func(t *testing.T) { t.Parallel(); testFrontHandoffOrder(t, b) })
+		})
+	}
+}
+
+// testFrontAnswers checks that the Front answers each tile as net/http
+// does, itself, with the tile read from the store first and then from
+// memory, and that it hands over what it does not answer.
+func testFrontAnswers(t *testing.T, b backend) {
+	fe := newFrontEnv(t, b, nil)
+	for _, p := range frontTilePaths {
+		for range 2 { // from the store, then from memory
+			got := exchange(t, fe.addr, get(p))
+			want := exchange(t, fe.plain, get(p))
+			if got.code != 200 || !got.equal(want) {
+				t.Errorf("GET %s: the front answered %d %v (%d bytes), net/http %d %v (%d bytes)",
+					p, got.code, got.header, len(got.body), want.code, want.header, len(want.body))
+			}
+		}
+	}
+	if n := fe.handoffs(); n != 0 {
+		t.Fatalf("%d connections handed over for tiles the front answers", n)
+	}
+	// Errors: beyond the tree, wider than the tile, not canonical.
+	for i, p := range []string{"/tile/8/0/001", "/tile/8/0/001.p/45", "/tile/8/0/01", "/tile/8/2/000"} {
+		got := exchange(t, fe.addr, get(p))
+		want := exchange(t, fe.plain, get(p))
+		if got.code == 200 || !got.equal(want) {
+			t.Errorf("GET %s: the front answered %d %q, net/http %d %q", p, got.code, got.body, want.code, want.body)
+		}
+		if n := fe.handoffs(); n != i+1 {
+			t.Errorf("GET %s: %d connections handed over, want %d", p, n, i+1)
+		}
+	}
+}
+
+// testFrontHandoffOrder sends requests the front answers and requests it
+// hands over, pipelined on one connection, and checks that each answer comes
+// in order and is right.
+func testFrontHandoffOrder(t *testing.T, b backend) {
+	fe := newFrontEnv(t, b, nil)
+	_, _, latest := fe.get("/latest")
+	paths := []string{"/tile/8/0/000", "/tile/8/data/001.p/44", "/latest", "/tile/8/0/001.p/44", "/lookup/example.com/f/m7@v1.0.0", "/tile/8/1/000.p/1"}
+	want := make([]wireAnswer, len(paths))
+	for i, p := range paths {
+		want[i] = exchange(t, fe.plain, get(p))
+	}
+	c := dial(t, fe.addr)
+	r := bufio.NewReader(c)
+	// One by one up to the handover, then all at once.
+	for i, p := range paths[:2] {
+		io.WriteString(c, get(p))
+		if got := readAnswer(t, r, "GET"); !got.equal(want[i]) {
+			t.Errorf("answer %d (%s): %d, %d bytes; want %d, %d bytes", i, p, got.code, len(got.body), want[i].code, len(want[i].body))
+		}
+	}
+	var all strings.Builder
+	for _, p := range paths[2:] {
+		all.WriteString(get(p))
+	}
+	io.WriteString(c, all.String())
+	for i, p := range paths[2:] {
+		i += 2
+		got := readAnswer(t, r, "GET")
+		if !got.equal(want[i]) {
+			t.Errorf("answer %d (%s): %d, %d bytes; want %d, %d bytes", i, p, got.code, len(got.body), want[i].code, len(want[i].body))
+		}
+		if p == "/latest" && !bytes.Equal([]byte(got.body), latest) {
+			t.Errorf("/latest: %q, want %q", got.body, latest)
+		}
+	}
+	if n := fe.handoffs(); n != 1 {
+		t.Errorf("%d connections handed over, want 1", n)
+	}
+
+	// Two tiles pipelined in one write, answered by the front.
+	c = dial(t, fe.addr)
+	r = bufio.NewReader(c)
+	io.WriteString(c, get(paths[0])+get(paths[3]))
+	for _, i := range []int{0, 3} {
+		if got := readAnswer(t, r, "GET"); !got.equal(want[i]) {
+			t.Errorf("pipelined %s: %d, %d bytes; want %d, %d bytes", paths[i], got.code, len(got.body), want[i].code, len(want[i].body))
+		}
+	}
+	if n := fe.handoffs(); n != 1 {
+		t.Errorf("%d connections handed over, want still 1", n)
+	}
+}
+
+// frontOddRequests are requests outside the subset the front answers, or
+// at its edges: each must get the answer net/http gives.
+var frontOddRequests = []string{
+	"HEAD /tile/8/0/000 HTTP/1.1\r\nHost: sumdb.test\r\n\r\n",
+	"POST /tile/8/0/000 HTTP/1.1\r\nHost: sumdb.test\r\nContent-Length: 5\r\n\r\nhello",
+	"GET /tile/8/0/000 HTTP/1.1\r\nHost: sumdb.test\r\nContent-Length: 0\r\n\r\n",
+	"GET /tile/8/0/000 HTTP/1.1\r\nHost: sumdb.test\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+	"GET /tile/8/0/000 HTTP/1.1\r\nHost: sumdb.test\r\nConnection: close\r\n\r\n",
+	"GET /tile/8/0/000 HTTP/1.0\r\n\r\n",
+	"GET /tile/8/0/000 HTTP/1.1\r\n\r\n",
+	"GET /tile/8/0/000 HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+	"GET /tile/8/0/000 HTTP/1.1\r\nHost: a b\r\n\r\n",
+	"GET /tile/8/0/000 HTTP/1.1\r\nHost: sumdb.test\r\nRange: bytes=0-9\r\n\r\n",
+	"GET /tile/8/0/000 HTTP/1.1\r\nHost: sumdb.test\r\nX-Odd : 1\r\n\r\n",
+	"GET /tile/8/0/000 HTTP/1.1\r\nHost: sumdb.test\r\nUser-Agent: a\r\n b\r\n\r\n",
+	"GET /tile/8/0/000 HTTP/1.1\nHost: sumdb.test\n\n",
+	"GET /tile/8/0/000 HTTP/1.1\r\nHost: sumdb.test\nUser-Agent: x\r\n\r\n",
+	"GET /tile/8/0/000 HTTP/1.1\r\nHost: sumdb.test\r\nUser-Agent: \x00\r\n\r\n",
+	"GET /tile/8/0/000 HTTP/1.1\r\nHost: sumdb.test\r\nUser-Agent: caf\xc3\xa9\r\n\r\n",
+	"GET /tile/8/0/000?x=1 HTTP/1.1\r\nHost: sumdb.test\r\n\r\n",
+	"GET /tile/8/0/%30%30%30 HTTP/1.1\r\nHost: sumdb.test\r\n\r\n",
+	"GET http://sumdb.test/tile/8/0/000 HTTP/1.1\r\nHost: sumdb.test\r\n\r\n",
+	"GET //tile/8/0/000 HTTP/1.1\r\nHost: sumdb.test\r\n\r\n",
+	"GET /tile/8/0/000  HTTP/1.1\r\nHost: sumdb.test\r\n\r\n",
+	"get /tile/8/0/000 HTTP/1.1\r\nHost: sumdb.test\r\n\r\n",
+	"GET /tile/8/0/000 HTTP/1.1\r\nhOsT: sumdb.test\r\nuser-agent: Go-http-client/1.1\r\naccept-encoding: gzip\r\n\r\n",
+	"GET /tile/8/0/000 HTTP/1.1\r\nHost: [::1]:8080\r\nX-Forwarded-For: 192.0.2.1, 192.0.2.2\r\n\r\n",
+	"GET /tile/8/0/000 HTTP/1.1\r\nHost: sumdb.test\r\nUser-Agent: " + strings.Repeat("a", 5000) + "\r\n\r\n",
+	"GET /tile/8/0/000 HTTP/1.1\r\nHost: sumdb.test\r\nUser-Agent: " + strings.Repeat("a", 70<<10) + "\r\n\r\n",
+	"GET /latest HTTP/1.1\r\nHost: sumdb.test\r\n\r\n",
+	"GET /metrics HTTP/1.1\r\nHost: sumdb.test\r\n\r\n",
+}
+
+// TestFrontOddRequests checks that the front and net/http give the same
+// answer to each of frontOddRequests, sent alone on a connection.
+func TestFrontOddRequests(t *testing.T) {
+	fe := newFrontEnv(t, backends[0], nil)
+	for _, raw := range frontOddRequests {
+		got := exchange(t, fe.addr, raw)
+		want := exchange(t, fe.plain, raw)
+		if !got.equal(want) {
+			t.Errorf("%.80q: the front answered %d %v %.40q, net/http %d %v %.40q",
+				raw, got.code, got.header, got.body, want.code, want.header, want.body)
+		}
+	}
+}
+
+// TestParseFrontRequest checks which of frontOddRequests the front answers.
+func TestParseFrontRequest(t *testing.T) {
+	answered := map[int]bool{22: true, 23: true}
+	for i, raw := range frontOddRequests {
+		end := headEnd([]byte(raw))
+		ok := false
+		if end >= 0 && end <= frontBufSize {
+			_, ok = parseFrontRequest([]byte(raw[:end]))
+		}
+		if ok != answered[i] {
+			t.Errorf("%d: %.80q: answered %v, want %v", i, raw, ok, answered[i])
+		}
+	}
+	path, ok := parseFrontRequest([]byte(get("/tile/8/data/001.p/44")))
+	if !ok || path != "tile/8/data/001.p/44" {
+		t.Errorf("parseFrontRequest = %q, %v", path, ok)
+	}
+}
+
+// FuzzFrontRequest checks that any request head the front answers is read
+// by net/http as the same GET of the same path, ending at the same byte.
+func FuzzFrontRequest(f *testing.F) {
+	for _, raw := range frontOddRequests {
+		f.Add([]byte(raw))
+	}
+	for _, p := range frontTilePaths {
+		f.Add([]byte(get(p) + get(p)))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		end := headEnd(data)
+		if end < 0 || end > frontBufSize {
+			return
+		}
+		path, ok := parseFrontRequest(data[:end])
+		if !ok {
+			return
+		}
+		r := bufio.NewReader(bytes.NewReader(data))
+		req, err := http.ReadRequest(r)
+		if err != nil {
+			t.Fatalf("the front answers %q, net/http refuses it: %v", data[:end], err)
+		}
+		if req.Method != "GET" || req.URL.Path != "/"+path || req.RequestURI != "/"+path || req.URL.RawQuery != "" ||
+			req.ProtoMajor != 1 || req.ProtoMinor != 1 || req.Close || req.ContentLength != 0 ||
+			len(req.TransferEncoding) != 0 || req.Host == "" {
+			t.Fatalf("the front answers %q as GET %s; net/http reads %s %s %s (close %v, length %d, encoding %v, host %q)",
+				data[:end], path, req.Method, req.RequestURI, req.Proto, req.Close, req.ContentLength, req.TransferEncoding, req.Host)
+		}
+		rest, err := io.ReadAll(r)
+		if err != nil || !bytes.Equal(rest, data[end:]) {
+			t.Fatalf("the front ends %q at byte %d; net/http leaves %q", data, end, rest)
+		}
+	})
+}
+
+// TestFrontTimeouts checks that the front closes a connection that sends
+// its request head too slowly, or stays idle too long.
+func TestFrontTimeouts(t *testing.T) {
+	const readHeader, idle = 200 * time.Millisecond, 400 * time.Millisecond
+	fe := newFrontEnv(t, backends[0], &http.Server{ReadHeaderTimeout: readHeader, IdleTimeout: idle, WriteTimeout: time.Minute})
+	closedWithin := func(c net.Conn, r io.Reader, d time.Duration) {
+		t.Helper()
+		start := time.Now()
+		c.SetReadDeadline(start.Add(10 * time.Second))
+		if n, err := r.Read(make([]byte, 1)); err == nil || errors.Is(err, context.DeadlineExceeded) || n > 0 {
+			t.Fatalf("read: %d bytes, %v; want the connection closed", n, err)
+		}
+		if took := time.Since(start); took > d+5*time.Second {
+			t.Errorf("closed after %v, want about %v", took, d)
+		}
+	}
+
+	// A slow head: its first bytes, then nothing.
+	c := dial(t, fe.addr)
+	io.WriteString(c, "GET /tile/8/0/000 HTTP/1.1\r\nHo")
+	closedWithin(c, c, readHeader)
+
+	// An idle connection after an answer.
+	c = dial(t, fe.addr)
+	r := bufio.NewReader(c)
+	io.WriteString(c, get("/tile/8/0/000"))
+	if a := readAnswer(t, r, "GET"); a.code != 200 {
+		t.Fatalf("GET: %d", a.code)
+	}
+	closedWithin(c, r, idle)
+	if n := fe.handoffs(); n != 0 {
+		t.Errorf("%d connections handed over, want 0", n)
+	}
+}
+
+// TestFrontShutdown checks that Shutdown closes the idle connections, both
+// the front's and those handed over, and that Serve then returns
+// http.ErrServerClosed.
+func TestFrontShutdown(t *testing.T) {
+	fe := newFrontEnv(t, backends[0], nil)
+	var conns []net.Conn
+	var readers []*bufio.Reader
+	for _, p := range []string{"/tile/8/0/000", "/latest"} {
+		c := dial(t, fe.addr)
+		r := bufio.NewReader(c)
+		io.WriteString(c, get(p))
+		if a := readAnswer(t, r, "GET"); a.code != 200 {
+			t.Fatalf("GET %s: %d", p, a.code)
+		}
+		conns, readers = append(conns, c), append(readers, r)
+	}
+	waiting := dial(t, fe.addr) // connected, no request yet
+
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := fe.front.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	select {
+	case err := <-fe.done:
+		fe.done <- err // for the cleanup
+		if !errors.Is(err, http.ErrServerClosed) {
+			t.Errorf("Serve = %v, want http.ErrServerClosed", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve still running after Shutdown")
+	}
+	for i, c := range conns {
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if n, err := readers[i].Read(make([]byte, 1)); err == nil || n > 0 {
+			t.Errorf("connection %d: read %d bytes, %v; want it closed", i, n, err)
+		}
+	}
+	waiting.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := waiting.Read(make([]byte, 1)); err == nil || n > 0 {
+		t.Errorf("waiting connection: read %d bytes, %v; want it closed", n, err)
+	}
+	if c, err := net.DialTimeout("tcp", fe.addr, time.Second); err == nil {
+		c.Close()
+		t.Error("the listener still accepts connections after Shutdown")
+	}
+}
