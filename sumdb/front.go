@@ -1,11 +1,14 @@
 package sumdb
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
+	"log"
 	"net"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,35 +16,35 @@ import (
 	"time"
 )
 
-// The front answers the requests for tiles without net/http.
+// The front answers the read requests without net/http's work per request.
 //
-// A tile is the same bytes for every request, most often served from
-// memory, and most of the cost of serving it is net/http's own work per
-// request: it builds an http.Request, a header map and a context, and
-// writes an answer of 8 KiB in two system calls through its 4 KiB
-// connection buffer. A Front reads each connection's requests itself and
-// answers a tile with one write. It accepts only a strict subset of
-// HTTP/1.1: a GET of a tile path in its canonical form, lines ended by
-// CRLF, header names from a short list, exactly one Host, no body. At the
-// first request of a connection outside that subset, or whose tile cannot
-// be read, it hands the connection, with every byte it has read, to the
-// http.Server, which serves it from then on with its own rules. A request
-// the front answers is one that net/http reads the same way, to the same
-// byte (FuzzFrontRequest checks this against http.ReadRequest), so the two
-// never disagree on where a request ends.
-//
-// The go command's connections start with /latest or a lookup, and so are
-// handed over at once; the front serves the clients that read tiles alone:
-// auditors, mirrors, caches in front of the server.
+// Tiles, the latest signed head and the records of logged module versions
+// are most often served from memory, the same bytes for every request, and
+// most of the cost of serving them is net/http's own work: it builds an
+// http.Request, a header map and a context per request, and writes an
+// answer of 8 KiB in two system calls through its 4 KiB connection buffer.
+// A Front reads each connection's requests itself and answers from memory
+// with one write. It accepts only a strict subset of HTTP/1.1: a GET with a
+// path of the bytes of tile paths and escaped module paths, lines ended by
+// CRLF, header names from a short list, exactly one Host, no body. A tile
+// not in memory, or /latest of an empty log, it answers with the
+// http.Server's handler, holding the answer in memory. At the first request
+// of a connection outside the subset, or a lookup whose record is not in
+// memory (it may need the upstream, and a long wait), it hands the
+// connection, with every byte it has read, to the http.Server, which serves
+// it from then on with its own rules. Every request the front answers is
+// one that net/http reads the same way, to the same byte (FuzzFrontRequest
+// checks this against http.ReadRequest), so the two never disagree on where
+// a request ends.
 
 // frontBufSize bounds the request head a Front reads; a longer one goes to
 // the http.Server with the bytes read, and the http.Server's own bound
 // (MaxHeaderBytes) applies.
 const frontBufSize = 4096
 
-// A Front serves the connections of a listener: it answers the requests
-// for tiles itself, and hands every other connection to an http.Server
-// (see above).
+// A Front serves the connections of a listener: it answers the read
+// requests it can itself, and hands every other connection to an
+// http.Server (see above).
 type Front struct {
 	srv *Server
 	hs  *http.Server
@@ -59,11 +62,11 @@ type Front struct {
 	conns   map[*frontConn]struct{}
 }
 
-// NewFront returns a Front that answers the tile requests of s and hands
+// NewFront returns a Front that answers the read requests of s and hands
 // the others to hs, whose handler must serve s. The Front applies hs's
 // ReadHeaderTimeout, IdleTimeout and WriteTimeout (with ReadTimeout
 // standing in for the first two when they are 0, as in net/http) to the
-// connections it reads, and reads tiles in hs's BaseContext.
+// connections it reads, and calls hs's handler in hs's BaseContext.
 func NewFront(s *Server, hs *http.Server) *Front {
 	f := &Front{
 		srv:        s,
@@ -218,6 +221,16 @@ func (f *Front) untrack(fc *frontConn) {
 	f.mu.Unlock()
 }
 
+// logf logs to the http.Server's ErrorLog, or else the log package's
+// standard logger, as net/http does.
+func (f *Front) logf(format string, args ...any) {
+	if f.hs.ErrorLog != nil {
+		f.hs.ErrorLog.Printf(format, args...)
+	} else {
+		log.Printf(format, args...)
+	}
+}
+
 // closeIdle closes the connections waiting for a request, and reports
 // whether none is left.
 func (f *Front) closeIdle() bool {
@@ -254,6 +267,12 @@ func (fc *frontConn) serve() {
 	f, c := fc.f, fc.c
 	handedOff := false
 	defer func() {
+		if err := recover(); err != nil && err != http.ErrAbortHandler {
+			// As net/http does: log the panic, drop the connection.
+			stack := make([]byte, 64<<10)
+			stack = stack[:runtime.Stack(stack, false)]
+			f.logf("sumdb: panic serving %v: %v\n%s", c.RemoteAddr(), err, stack)
+		}
 		f.untrack(fc)
 		if !handedOff {
 			c.Close()
@@ -298,20 +317,24 @@ func (fc *frontConn) serve() {
 				end = headEnd(buf[:n])
 			}
 		}
-		start := time.Now()
-		body, ctype, e, ok := f.answer(buf[:end])
+		target, ok := parseFrontRequest(buf[:end])
 		if !ok {
 			handedOff = fc.handoff(buf[:n])
 			return
 		}
-		fc.head = f.appendHead(fc.head[:0], ctype, len(body), start)
-		fc.vec = [2][]byte{fc.head, body}
-		bufs := net.Buffers(fc.vec[:])
-		setDeadline(c.SetWriteDeadline, f.write)
-		_, err := bufs.WriteTo(c)
-		fc.vec = [2][]byte{}
-		f.srv.metrics.observeRequest(e, http.StatusOK, time.Since(start))
-		if err != nil {
+		start := time.Now()
+		var err error
+		keep := true
+		if a, ok := f.fromMemory(target); ok {
+			err = fc.write(f.appendHead(fc.head[:0], a, start), a.body)
+			f.srv.metrics.observeRequest(a.endpoint, http.StatusOK, time.Since(start))
+		} else if target == "latest" || strings.HasPrefix(target, "tile/") {
+			keep, err = fc.serveHandler(buf[:end], start)
+		} else {
+			handedOff = fc.handoff(buf[:n])
+			return
+		}
+		if err != nil || !keep {
 			return
 		}
 		n = copy(buf, buf[end:n])
@@ -341,44 +364,165 @@ func setDeadline(set func(time.Time) error, d time.Duration) {
 	}
 }
 
-// answer returns the answer to the request head p, if the front answers it:
-// the tile's content, its content type and its endpoint.
-func (f *Front) answer(p []byte) (body []byte, ctype string, e endpoint, ok bool) {
-	path, ok := parseFrontRequest(p)
-	if !ok {
-		return nil, "", 0, false
-	}
-	t, err := parseTilePath(path)
-	if err != nil {
-		return nil, "", 0, false
-	}
-	// From memory, or else from the store, as serveTile reads it. Any
-	// error goes to the http.Server, which reads the tile again and answers
-	// as serveTile does.
-	body, err = f.srv.readTile(f.ctx, t)
-	if err != nil {
-		return nil, "", 0, false
-	}
-	ctype, e = ctypeOctets[0], endpointTile
-	if t.L == -1 {
-		ctype, e = ctypeText[0], endpointDataTile
-	}
-	return body, ctype, e, true
+// A memoryAnswer is the answer to a request, made from memory.
+type memoryAnswer struct {
+	body         []byte
+	ctype        string
+	cacheControl string
+	endpoint     endpoint
 }
 
-// appendHead appends to b the status line and headers of a tile's answer:
-// those serveTile writes, and the Date and Content-Length net/http adds.
-func (f *Front) appendHead(b []byte, ctype string, size int, now time.Time) []byte {
+// fromMemory returns the answer to a GET of target (a path without its
+// leading slash) if the server has it in memory: the latest signed head,
+// a logged record in the cache of records, a tile in the cache of tiles.
+// These answers are those serveLatest, serveLookup and serveTile give.
+func (f *Front) fromMemory(target string) (memoryAnswer, bool) {
+	s := f.srv
+	switch {
+	case target == "latest":
+		h := s.log.Head()
+		if h.Size == 0 {
+			return memoryAnswer{}, false
+		}
+		return memoryAnswer{h.Note, ctypeText[0], cacheLatest, endpointLatest}, true
+	case strings.HasPrefix(target, "lookup/"):
+		path, version, err := ParseLookup(target[len("lookup/"):])
+		if err != nil {
+			return memoryAnswer{}, false
+		}
+		rec, head, ok := s.cachedRecord(path, version)
+		if !ok {
+			return memoryAnswer{}, false
+		}
+		body, err := lookupAnswer(path, version, rec, head)
+		if err != nil {
+			return memoryAnswer{}, false
+		}
+		return memoryAnswer{body, ctypeText[0], cacheLookup, endpointLookup}, true
+	case strings.HasPrefix(target, "tile/"):
+		t, err := parseTilePath(target)
+		if err != nil {
+			return memoryAnswer{}, false
+		}
+		body, ok := s.cachedTile(t)
+		if !ok {
+			return memoryAnswer{}, false
+		}
+		if t.L == -1 {
+			return memoryAnswer{body, ctypeText[0], cacheImmutable, endpointDataTile}, true
+		}
+		return memoryAnswer{body, ctypeOctets[0], cacheImmutable, endpointTile}, true
+	}
+	return memoryAnswer{}, false
+}
+
+// appendHead appends to b the status line and headers of a, as okHeaders
+// writes them, with the Date net/http adds.
+func (f *Front) appendHead(b []byte, a memoryAnswer, now time.Time) []byte {
 	b = append(b, "HTTP/1.1 200 OK\r\nCache-Control: "...)
-	b = append(b, cacheImmutable...)
+	b = append(b, a.cacheControl...)
 	b = append(b, "\r\nContent-Length: "...)
-	b = strconv.AppendInt(b, int64(size), 10)
+	b = strconv.AppendInt(b, int64(len(a.body)), 10)
 	b = append(b, "\r\nContent-Type: "...)
-	b = append(b, ctype...)
+	b = append(b, a.ctype...)
 	b = append(b, "\r\nDate: "...)
 	b = append(b, f.dateAt(now)...)
 	b = append(b, "\r\nX-Content-Type-Options: nosniff\r\n\r\n"...)
 	return b
+}
+
+// write writes head and body in one system call, within the write timeout.
+func (fc *frontConn) write(head, body []byte) error {
+	fc.head = head // keep the grown buffer
+	fc.vec = [2][]byte{head, body}
+	bufs := net.Buffers(fc.vec[:])
+	setDeadline(fc.c.SetWriteDeadline, fc.f.write)
+	_, err := bufs.WriteTo(fc.c)
+	fc.vec = [2][]byte{}
+	return err
+}
+
+// frontMaxAnswer bounds the answer of the handler that the front holds in
+// memory; the largest, a data tile, is far smaller.
+const frontMaxAnswer = 64 << 20
+
+// serveHandler answers the request whose head is p with the http.Server's
+// handler, as net/http would: the request is read by http.ReadRequest (which
+// reads every head the front accepts as the front does), and the answer is
+// held in memory, then written with the headers net/http adds. It is used
+// for the requests whose answers may need the store but never the upstream:
+// tiles not in memory, and /latest of an empty log. It reports whether the
+// connection stays open.
+func (fc *frontConn) serveHandler(p []byte, start time.Time) (keep bool, err error) {
+	req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(p)))
+	if err != nil {
+		return false, err
+	}
+	req.RemoteAddr = fc.c.RemoteAddr().String()
+	req = req.WithContext(fc.f.ctx)
+	w := &frontWriter{header: make(http.Header)}
+	fc.f.hs.Handler.ServeHTTP(w, req)
+	if w.tooLarge {
+		return false, errors.New("answer too large")
+	}
+	h := w.header
+	if _, ok := h["Content-Length"]; !ok {
+		h["Content-Length"] = []string{strconv.Itoa(len(w.body))}
+	}
+	if _, ok := h["Content-Type"]; !ok && len(w.body) > 0 {
+		h["Content-Type"] = []string{http.DetectContentType(w.body)}
+	}
+	if _, ok := h["Date"]; !ok {
+		h["Date"] = []string{string(fc.f.dateAt(start))}
+	}
+	b := bytes.NewBuffer(fc.head[:0])
+	b.WriteString("HTTP/1.1 ")
+	b.WriteString(strconv.Itoa(w.status()))
+	b.WriteByte(' ')
+	b.WriteString(http.StatusText(w.status()))
+	b.WriteString("\r\n")
+	h.Write(b)
+	b.WriteString("\r\n")
+	if err := fc.write(b.Bytes(), w.body); err != nil {
+		return false, err
+	}
+	return !strings.EqualFold(h.Get("Connection"), "close"), nil
+}
+
+// A frontWriter is the http.ResponseWriter of serveHandler: it holds the
+// answer in memory.
+type frontWriter struct {
+	header   http.Header
+	code     int
+	body     []byte
+	tooLarge bool
+}
+
+func (w *frontWriter) Header() http.Header { return w.header }
+
+func (w *frontWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+}
+
+func (w *frontWriter) Write(p []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	if len(w.body)+len(p) > frontMaxAnswer {
+		w.tooLarge = true
+		return 0, errors.New("answer too large")
+	}
+	w.body = append(w.body, p...)
+	return len(p), nil
+}
+
+func (w *frontWriter) status() int {
+	if w.code == 0 {
+		return http.StatusOK
+	}
+	return w.code
 }
 
 // A dateLine is the value of the Date header during one second.
@@ -447,14 +591,13 @@ var frontHeaders = map[string]bool{
 }
 
 // parseFrontRequest parses p, a request head ending with a blank line, and
-// returns the path of the tile it asks for, without its leading slash. It
-// returns false for any request outside the subset the front answers: a
-// request line other than "GET /tile/... HTTP/1.1" with a path of lower-case
-// letters, digits, dots and slashes; a line not ended by CRLF, or a bare CR
-// or LF; a header line that is folded, has a name that is not a token or
-// not in frontHeaders, or a value with a control or non-ASCII byte; no Host
-// or more than one, or a Host with a byte outside letters, digits and
-// ".-:[]".
+// returns its target without the leading slash. It returns false for any
+// request outside the subset the front answers: a request line other than
+// "GET /... HTTP/1.1" with a target of lower-case letters, digits and
+// "./-_~!+@"; a line not ended by CRLF, or a bare CR or LF; a header line
+// that is folded, has a name that is not a token or not in frontHeaders,
+// or a value with a control or non-ASCII byte; no Host or more than one,
+// or a Host with a byte outside letters, digits and ".-:[]".
 func parseFrontRequest(p []byte) (string, bool) {
 	line, rest, ok := bytes.Cut(p, []byte("\r\n"))
 	if !ok {
@@ -465,11 +608,12 @@ func parseFrontRequest(p []byte) (string, bool) {
 		return "", false
 	}
 	target, ok = bytes.CutSuffix(target, []byte(" HTTP/1.1"))
-	if !ok || !bytes.HasPrefix(target, []byte("tile/")) {
+	if !ok {
 		return "", false
 	}
 	for _, b := range target {
-		if !('a' <= b && b <= 'z' || '0' <= b && b <= '9' || b == '.' || b == '/') {
+		// The bytes of tile paths and of escaped module paths and versions.
+		if !('a' <= b && b <= 'z' || '0' <= b && b <= '9' || strings.IndexByte("./-_~!+@", b) >= 0) {
 			return "", false
 		}
 	}

@@ -146,9 +146,10 @@ func TestFront(t *testing.T) {
 	}
 }
 
-// testFrontAnswers checks that the Front answers each tile as net/http
-// does, itself, with the tile read from the store first and then from
-// memory, and that it hands over what it does not answer.
+// testFrontAnswers checks that the Front answers each tile, error and
+// lookup as net/http does: itself, with a tile read from the store first
+// and then from memory, and that it hands over a lookup whose record is
+// not in memory.
 func testFrontAnswers(t *testing.T, b backend) {
 	fe := newFrontEnv(t, b, nil)
 	for _, p := range frontTilePaths {
@@ -161,18 +162,39 @@ func testFrontAnswers(t *testing.T, b backend) {
 			}
 		}
 	}
-	if n := fe.handoffs(); n != 0 {
-		t.Fatalf("%d connections handed over for tiles the front answers", n)
-	}
-	// Errors: beyond the tree, wider than the tile, not canonical.
-	for i, p := range []string{"/tile/8/0/001", "/tile/8/0/001.p/45", "/tile/8/0/01", "/tile/8/2/000"} {
+	// Errors, answered by the handler: beyond the tree, wider than the
+	// tile, not canonical.
+	for _, p := range []string{"/tile/8/0/001", "/tile/8/0/001.p/45", "/tile/8/0/01", "/tile/8/2/000"} {
 		got := exchange(t, fe.addr, get(p))
 		want := exchange(t, fe.plain, get(p))
 		if got.code == 200 || !got.equal(want) {
 			t.Errorf("GET %s: the front answered %d %q, net/http %d %q", p, got.code, got.body, want.code, want.body)
 		}
-		if n := fe.handoffs(); n != i+1 {
-			t.Errorf("GET %s: %d connections handed over, want %d", p, n, i+1)
+	}
+	if got, want := exchange(t, fe.addr, get("/latest")), exchange(t, fe.plain, get("/latest")); got.code != 200 || !got.equal(want) {
+		t.Errorf("GET /latest: the front answered %d %q, net/http %d %q", got.code, got.body, want.code, want.body)
+	}
+	if n := fe.handoffs(); n != 0 {
+		t.Fatalf("%d connections handed over for tiles and heads the front answers", n)
+	}
+	// A lookup: handed over while its record is not in memory, then
+	// answered by the front; and one of a module version the log does not
+	// have.
+	for i, tc := range []struct {
+		path     string
+		handoffs int
+	}{
+		{"/lookup/example.com/f/m1@v1.0.0", 1},
+		{"/lookup/example.com/f/m1@v1.0.0", 1},
+		{"/lookup/example.com/f/none@v1.0.0", 2},
+	} {
+		got := exchange(t, fe.addr, get(tc.path))
+		want := exchange(t, fe.plain, get(tc.path))
+		if i < 2 && got.code != 200 || !got.equal(want) {
+			t.Errorf("GET %s: the front answered %d %q, net/http %d %q", tc.path, got.code, got.body, want.code, want.body)
+		}
+		if n := fe.handoffs(); n != tc.handoffs {
+			t.Errorf("GET %s (%d): %d connections handed over, want %d", tc.path, i, n, tc.handoffs)
 		}
 	}
 }
@@ -183,14 +205,14 @@ func testFrontAnswers(t *testing.T, b backend) {
 func testFrontHandoffOrder(t *testing.T, b backend) {
 	fe := newFrontEnv(t, b, nil)
 	_, _, latest := fe.get("/latest")
-	paths := []string{"/tile/8/0/000", "/tile/8/data/001.p/44", "/latest", "/tile/8/0/001.p/44", "/lookup/example.com/f/m7@v1.0.0", "/tile/8/1/000.p/1"}
+	paths := []string{"/tile/8/0/000", "/tile/8/data/001.p/44", "/latest", "/healthz", "/tile/8/0/001.p/44", "/lookup/example.com/f/m7@v1.0.0", "/tile/8/1/000.p/1"}
 	want := make([]wireAnswer, len(paths))
 	for i, p := range paths {
 		want[i] = exchange(t, fe.plain, get(p))
 	}
 	c := dial(t, fe.addr)
 	r := bufio.NewReader(c)
-	// One by one up to the handover, then all at once.
+	// One by one, then all at once, with /healthz, which is handed over.
 	for i, p := range paths[:2] {
 		io.WriteString(c, get(p))
 		if got := readAnswer(t, r, "GET"); !got.equal(want[i]) {
@@ -219,8 +241,8 @@ func testFrontHandoffOrder(t *testing.T, b backend) {
 	// Two tiles pipelined in one write, answered by the front.
 	c = dial(t, fe.addr)
 	r = bufio.NewReader(c)
-	io.WriteString(c, get(paths[0])+get(paths[3]))
-	for _, i := range []int{0, 3} {
+	io.WriteString(c, get(paths[0])+get(paths[4]))
+	for _, i := range []int{0, 4} {
 		if got := readAnswer(t, r, "GET"); !got.equal(want[i]) {
 			t.Errorf("pipelined %s: %d, %d bytes; want %d, %d bytes", paths[i], got.code, len(got.body), want[i].code, len(want[i].body))
 		}
@@ -279,7 +301,7 @@ func TestFrontOddRequests(t *testing.T) {
 
 // TestParseFrontRequest checks which of frontOddRequests the front answers.
 func TestParseFrontRequest(t *testing.T) {
-	answered := map[int]bool{22: true, 23: true}
+	answered := map[int]bool{19: true, 22: true, 23: true, 26: true, 27: true}
 	for i, raw := range frontOddRequests {
 		end := headEnd([]byte(raw))
 		ok := false

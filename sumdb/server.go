@@ -629,14 +629,8 @@ func (s *Server) serveLookup(w http.ResponseWriter, r *http.Request, escaped str
 		return
 	}
 	key := path + "@" + version
-	var rec tlog.Record
-	var head tlog.Head
-	if c, ok := s.records.get(key); ok {
-		s.metrics.lookupCacheHits.Inc()
-		// The head that covered the record before covers it still: the
-		// served head only grows.
-		rec, head = tlog.Record{ID: c.id, Path: path, Version: version, Text: c.text}, s.log.Head()
-	} else {
+	rec, head, ok := s.cachedRecord(path, version)
+	if !ok {
 		err = s.withStore(ctx, func(ctx context.Context) error {
 			var err error
 			rec, head, err = s.log.Lookup(ctx, path, version)
@@ -653,15 +647,37 @@ func (s *Server) serveLookup(w http.ResponseWriter, r *http.Request, escaped str
 			s.records.put(key, cachedRecord{rec.ID, rec.Text})
 		}
 	}
-	if rec.Path != path || rec.Version != version || head.Size <= rec.ID {
-		s.internal(w, r, fmt.Errorf("lookup %s@%s: got record %d for %s@%s and a head of size %d", path, version, rec.ID, rec.Path, rec.Version, head.Size))
+	body, err := lookupAnswer(path, version, rec, head)
+	if err != nil {
+		s.internal(w, r, err)
 		return
+	}
+	s.okHeaders(w, ctypeText, hdrLookup, body)
+}
+
+// cachedRecord returns the record of path@version and a head that covers
+// it if the cache of records holds it.
+func (s *Server) cachedRecord(path, version string) (tlog.Record, tlog.Head, bool) {
+	c, ok := s.records.get(path + "@" + version)
+	if !ok {
+		return tlog.Record{}, tlog.Head{}, false
+	}
+	s.metrics.lookupCacheHits.Inc()
+	// The head that covered the record before covers it still: the served
+	// head only grows.
+	return tlog.Record{ID: c.id, Path: path, Version: version, Text: c.text}, s.log.Head(), true
+}
+
+// lookupAnswer returns the answer to a lookup of path@version that found
+// rec, covered by head, or an error if they do not make one.
+func lookupAnswer(path, version string, rec tlog.Record, head tlog.Head) ([]byte, error) {
+	if rec.Path != path || rec.Version != version || head.Size <= rec.ID {
+		return nil, fmt.Errorf("lookup %s@%s: got record %d for %s@%s and a head of size %d", path, version, rec.ID, rec.Path, rec.Version, head.Size)
 	}
 	if !validRecordText(rec.Text) {
-		s.internal(w, r, fmt.Errorf("format record %d: malformed record text", rec.ID))
-		return
+		return nil, fmt.Errorf("format record %d: malformed record text", rec.ID)
 	}
-	s.okHeaders(w, ctypeText, hdrLookup, appendLookup(nil, rec.ID, rec.Text, head.Note))
+	return appendLookup(nil, rec.ID, rec.Text, head.Note), nil
 }
 
 // appendLookup appends to dst the answer to a lookup: the record (as

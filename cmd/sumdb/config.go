@@ -76,7 +76,7 @@ type ServeConfig struct {
 	MetricsListen   string        // separate host:port for /metrics, /healthz, /readyz; empty: the main listener
 	TileCacheSize   int64         // bytes of tiles kept in memory; 0 disables the cache
 	LookupCacheSize int64         // bytes of logged records kept in memory; 0 disables the cache
-	FastTiles       bool          // answer the tiles held in memory without net/http
+	FastReads       bool          // answer tiles, heads and logged records without net/http
 	ConfigFile      string        // the config file read, if any
 	Warnings        []string      // things the user may want to fix, to log once a logger exists
 }
@@ -91,7 +91,7 @@ var serveKeys = []string{
 	"upstream", "upstream-timeout", "max-zip-size", "log-format", "log-level",
 	"max-fetches", "max-queue", "not-found-ttl", "fetch-rate", "fetch-burst",
 	"trust-proxy-headers", "metrics-listen", "tile-cache-size", "lookup-cache-size",
-	"fast-tiles",
+	"fast-reads",
 }
 
 // newServeFlags returns the flag set of serve.
@@ -118,7 +118,7 @@ func newServeFlags() *pflag.FlagSet {
 	fs.String("metrics-listen", "", "serve /metrics, /healthz and /readyz on this `host:port` instead of --listen")
 	fs.Int64("tile-cache-size", sumdb.DefaultTileCacheSize, "keep up to this many `bytes` of tiles in memory (0 disables the cache)")
 	fs.Int64("lookup-cache-size", sumdb.DefaultLookupCacheSize, "keep up to this many `bytes` of logged records in memory for lookups (0 disables the cache)")
-	fs.Bool("fast-tiles", true, "answer requests for tiles held in memory with a strict reader of its own, one write each; false sends every request through net/http")
+	fs.Bool("fast-reads", true, "answer tiles, /latest and lookups of logged versions with a strict request reader of its own, one write each; false sends every request through net/http")
 	return fs
 }
 
@@ -344,8 +344,8 @@ func loadServeConfig(ctx context.Context, fs *pflag.FlagSet, goEnv goEnvFunc) (*
 		return nil, bad("lookup-cache-size", "want a number of bytes such as %d, or 0 to disable the cache", int64(sumdb.DefaultLookupCacheSize))
 	}
 
-	if cfg.FastTiles, err = cast.ToBoolE(v.Get("fast-tiles")); err != nil {
-		return nil, bad("fast-tiles", "want true or false")
+	if cfg.FastReads, err = cast.ToBoolE(v.Get("fast-reads")); err != nil {
+		return nil, bad("fast-reads", "want true or false")
 	}
 
 	cfg.Warnings = unknownEnv(os.Environ())

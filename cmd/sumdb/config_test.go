@@ -80,7 +80,7 @@ func TestConfigDefaults(t *testing.T) {
 		NotFoundTTL:     time.Minute,
 		FetchRate:       10,
 		FetchBurst:      1000,
-		FastTiles:       true,
+		FastReads:       true,
 	}
 	if got := *cfg; !equalConfig(got, want) {
 		t.Errorf("loadServeConfig() = %+v, want %+v", got, want)
@@ -98,7 +98,7 @@ func equalConfig(a, b ServeConfig) bool {
 		a.LogFormat == b.LogFormat && a.LogLevel == b.LogLevel && a.ConfigFile == b.ConfigFile &&
 		a.MaxFetches == b.MaxFetches && a.MaxQueue == b.MaxQueue && a.NotFoundTTL == b.NotFoundTTL &&
 		a.FetchRate == b.FetchRate && a.FetchBurst == b.FetchBurst && a.TrustProxy == b.TrustProxy &&
-		a.MetricsListen == b.MetricsListen && a.FastTiles == b.FastTiles
+		a.MetricsListen == b.MetricsListen && a.FastReads == b.FastReads
 }
 
 // TestConfigPrecedence checks that the command line wins over the
@@ -122,7 +122,7 @@ fetch-rate: 0.5
 fetch-burst: 7
 trust-proxy-headers: true
 metrics-listen: 127.0.0.1:9101
-fast-tiles: false
+fast-reads: false
 `)
 	t.Setenv("SUMDB_CONFIG", file)
 	t.Setenv("SUMDB_LISTEN", "127.0.0.1:7002")
@@ -155,7 +155,7 @@ fast-tiles: false
 		FetchBurst:      9,     // flag
 		TrustProxy:      false, // flag false over file true
 		MetricsListen:   "127.0.0.1:9102",
-		FastTiles:       false, // file
+		FastReads:       false, // file
 		ConfigFile:      file,
 	}
 	if !equalConfig(*cfg, want) {
@@ -239,7 +239,7 @@ func TestConfigErrors(t *testing.T) {
 		{name: "fetch rate inf", file: "fetch-rate: .inf\n", want: "invalid fetch-rate in "},
 		{name: "fetch burst", args: []string{"--fetch-burst", "0"}, want: "invalid --fetch-burst: want a number of fetches of at least 1", usage: true},
 		{name: "trust proxy", env: map[string]string{"SUMDB_TRUST_PROXY_HEADERS": "perhaps"}, want: "invalid SUMDB_TRUST_PROXY_HEADERS: want true or false"},
-		{name: "fast tiles", env: map[string]string{"SUMDB_FAST_TILES": "perhaps"}, want: "invalid SUMDB_FAST_TILES: want true or false"},
+		{name: "fast tiles", env: map[string]string{"SUMDB_FAST_READS": "perhaps"}, want: "invalid SUMDB_FAST_READS: want true or false"},
 		{name: "metrics listen", args: []string{"--metrics-listen", "9100"}, want: `invalid --metrics-listen: "9100" (want host:port`, usage: true},
 		{name: "unknown file key", file: "listne: :8080\n", want: `unknown key "listne"`},
 		{name: "bad yaml", file: "listen: [\n", want: "want YAML"},

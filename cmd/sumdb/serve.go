@@ -182,7 +182,7 @@ func serve(ctx context.Context, cfg *ServeConfig, stdout, stderr io.Writer) erro
 	mainServer := newHTTPServer(mainHandler, logger, serveLimits(lookupTimeout))
 	httpServers := []*http.Server{mainServer}
 	servers := []server{mainServer}
-	if cfg.FastTiles {
+	if cfg.FastReads {
 		servers[0] = sumdb.NewFront(app, mainServer)
 	}
 	listeners := []net.Listener{ln}

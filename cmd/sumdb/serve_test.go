@@ -628,10 +628,11 @@ func TestRedactList(t *testing.T) {
 	}
 }
 
-// TestServeFastTiles checks that serve answers tile requests itself with
-// --fast-tiles (the default), handing over only the connections that ask
-// for something else, and through net/http alone with --fast-tiles=false.
-func TestServeFastTiles(t *testing.T) {
+// TestServeFastReads checks that serve answers tiles, /latest and lookups
+// of logged versions itself with --fast-reads (the default), handing over
+// only the connections that ask for something else, and through net/http
+// alone with --fast-reads=false.
+func TestServeFastReads(t *testing.T) {
 	t.Parallel()
 	p := newProxies(t)
 	p.add(t, pkg("example.com/fast", "v1.0.0", "module example.com/fast\n"))
@@ -639,7 +640,7 @@ func TestServeFastTiles(t *testing.T) {
 		t.Run(fmt.Sprintf("fast=%v", fast), func(t *testing.T) {
 			t.Parallel()
 			srv, err := startSumdb(t, "--data-dir", t.TempDir(), "--listen", "127.0.0.1:0", "--upstream", p.upstreamURL,
-				fmt.Sprintf("--fast-tiles=%v", fast))
+				fmt.Sprintf("--fast-reads=%v", fast))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -671,23 +672,36 @@ func TestServeFastTiles(t *testing.T) {
 			for _, tc := range []struct {
 				path string
 				size int
-			}{{"/tile/8/0/000.p/1", 32}, {"/tile/8/data/000.p/1", -1}, {"/tile/8/0/000.p/1", 32}} {
+			}{
+				{"/latest", -2},
+				{"/lookup/example.com/fast@v1.0.0", -3},
+				{"/tile/8/0/000.p/1", 32},
+				{"/tile/8/data/000.p/1", -1},
+				{"/tile/8/0/000.p/1", 32},
+			} {
 				resp, err := tiles.Get(srv.url + tc.path)
 				if err != nil {
 					t.Fatal(err)
 				}
 				body, _ := io.ReadAll(resp.Body)
 				resp.Body.Close()
-				if resp.StatusCode != 200 || tc.size > 0 && len(body) != tc.size ||
-					tc.size < 0 && !strings.HasPrefix(string(body), "example.com/fast v1.0.0 h1:") {
-					t.Errorf("GET %s: %d %q", tc.path, resp.StatusCode, body)
+				ok := resp.StatusCode == 200
+				switch tc.size {
+				case -1: // a data tile
+					ok = ok && strings.HasPrefix(string(body), "example.com/fast v1.0.0 h1:")
+				case -2: // a signed head
+					ok = ok && strings.HasPrefix(string(body), "go.sum database tree\n1\n")
+				case -3: // a lookup
+					ok = ok && strings.HasPrefix(string(body), "0\nexample.com/fast v1.0.0 h1:")
+				default:
+					ok = ok && len(body) == tc.size
 				}
-				if resp.Header.Get("Cache-Control") != "public, max-age=31536000, immutable" {
-					t.Errorf("GET %s: Cache-Control %q", tc.path, resp.Header.Get("Cache-Control"))
+				if !ok {
+					t.Errorf("GET %s: %d %q", tc.path, resp.StatusCode, body)
 				}
 			}
 			after := handoffs()
-			// With the front, the tiles' connection stays with it: only the
+			// With the front, the reads' connection stays with it: only the
 			// second /metrics connection is handed over.
 			if fast && after != before+1 || !fast && (before != 0 || after != 0) {
 				t.Errorf("sumdb_front_handoffs_total went from %d to %d", before, after)
