@@ -27,12 +27,12 @@ import (
 // with one write. It accepts only a strict subset of HTTP/1.1: a GET with a
 // path of the bytes of tile paths and escaped module paths, lines ended by
 // CRLF, header names from a short list, exactly one Host, no body. A tile
-// not in memory, or /latest of an empty log, it answers with the
-// http.Server's handler, holding the answer in memory. At the first request
-// of a connection outside the subset, or a lookup whose record is not in
-// memory (it may need the upstream, and a long wait), it hands the
-// connection, with every byte it has read, to the http.Server, which serves
-// it from then on with its own rules. Every request the front answers is
+// or record not in memory, or /latest of an empty log, it answers with the
+// server's own handler, holding the answer in memory. At the first request
+// of a connection outside the subset, or a lookup of a module version the
+// log does not hold (it needs the upstream, and may wait long), it hands
+// the connection, with every byte it has read, to the http.Server, which
+// serves it from then on with its own rules. Every request the front answers is
 // one that net/http reads the same way, to the same byte (FuzzFrontRequest
 // checks this against http.ReadRequest), so the two never disagree on where
 // a request ends.
@@ -328,11 +328,22 @@ func (fc *frontConn) serve() {
 		if a, ok := f.fromMemory(target); ok {
 			err = fc.write(f.appendHead(fc.head[:0], a, start), a.body)
 			f.srv.metrics.observeRequest(a.endpoint, http.StatusOK, time.Since(start))
-		} else if target == "latest" || strings.HasPrefix(target, "tile/") {
-			keep, err = fc.serveHandler(buf[:end], start)
 		} else {
-			handedOff = fc.handoff(buf[:n])
-			return
+			var h func(http.ResponseWriter, *http.Request) bool
+			switch {
+			case target == "latest" || strings.HasPrefix(target, "tile/"):
+				h = func(w http.ResponseWriter, r *http.Request) bool { f.hs.Handler.ServeHTTP(w, r); return true }
+			case strings.HasPrefix(target, "lookup/"):
+				h = f.srv.serveLoggedLookup
+			}
+			answered := false
+			if h != nil {
+				keep, answered, err = fc.serveHandler(buf[:end], start, h)
+			}
+			if !answered && err == nil {
+				handedOff = fc.handoff(buf[:n])
+				return
+			}
 		}
 		if err != nil || !keep {
 			return
@@ -446,34 +457,39 @@ func (fc *frontConn) write(head, body []byte) error {
 // memory; the largest, a data tile, is far smaller.
 const frontMaxAnswer = 64 << 20
 
-// serveHandler answers the request whose head is p with the http.Server's
-// handler, as net/http would: the request is read by http.ReadRequest (which
-// reads every head the front accepts as the front does), and the answer is
-// held in memory, then written with the headers net/http adds. It is used
-// for the requests whose answers may need the store but never the upstream:
-// tiles not in memory, and /latest of an empty log. It reports whether the
-// connection stays open.
-func (fc *frontConn) serveHandler(p []byte, start time.Time) (keep bool, err error) {
+// serveHandler answers the request whose head is p with h, as net/http
+// would: the request is read by http.ReadRequest (which reads every head
+// the front accepts as the front does), and the answer is held in memory,
+// then written with the headers net/http adds. It is used for the requests
+// whose answers may need the store but never the upstream: tiles not in
+// memory, /latest of an empty log (h is the http.Server's handler), and
+// lookups of records not in memory (h declines, writing nothing, those of
+// records the log does not hold, which need the upstream and may wait
+// long: they go to net/http). It reports whether h answered and whether
+// the connection stays open.
+func (fc *frontConn) serveHandler(p []byte, start time.Time, h func(http.ResponseWriter, *http.Request) bool) (keep, answered bool, err error) {
 	req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(p)))
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
 	req.RemoteAddr = fc.c.RemoteAddr().String()
 	req = req.WithContext(fc.f.ctx)
 	w := &frontWriter{header: make(http.Header)}
-	fc.f.hs.Handler.ServeHTTP(w, req)
+	if !h(w, req) {
+		return true, false, nil
+	}
 	if w.tooLarge {
-		return false, errors.New("answer too large")
+		return false, true, errors.New("answer too large")
 	}
-	h := w.header
-	if _, ok := h["Content-Length"]; !ok {
-		h["Content-Length"] = []string{strconv.Itoa(len(w.body))}
+	hdr := w.header
+	if _, ok := hdr["Content-Length"]; !ok {
+		hdr["Content-Length"] = []string{strconv.Itoa(len(w.body))}
 	}
-	if _, ok := h["Content-Type"]; !ok && len(w.body) > 0 {
-		h["Content-Type"] = []string{http.DetectContentType(w.body)}
+	if _, ok := hdr["Content-Type"]; !ok && len(w.body) > 0 {
+		hdr["Content-Type"] = []string{http.DetectContentType(w.body)}
 	}
-	if _, ok := h["Date"]; !ok {
-		h["Date"] = []string{string(fc.f.dateAt(start))}
+	if _, ok := hdr["Date"]; !ok {
+		hdr["Date"] = []string{string(fc.f.dateAt(start))}
 	}
 	b := bytes.NewBuffer(fc.head[:0])
 	b.WriteString("HTTP/1.1 ")
@@ -481,12 +497,12 @@ func (fc *frontConn) serveHandler(p []byte, start time.Time) (keep bool, err err
 	b.WriteByte(' ')
 	b.WriteString(http.StatusText(w.status()))
 	b.WriteString("\r\n")
-	h.Write(b)
+	hdr.Write(b)
 	b.WriteString("\r\n")
 	if err := fc.write(b.Bytes(), w.body); err != nil {
-		return false, err
+		return false, true, err
 	}
-	return !strings.EqualFold(h.Get("Connection"), "close"), nil
+	return !strings.EqualFold(hdr.Get("Connection"), "close"), true, nil
 }
 
 // A frontWriter is the http.ResponseWriter of serveHandler: it holds the

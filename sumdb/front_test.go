@@ -147,9 +147,9 @@ func TestFront(t *testing.T) {
 }
 
 // testFrontAnswers checks that the Front answers each tile, error and
-// lookup as net/http does: itself, with a tile read from the store first
-// and then from memory, and that it hands over a lookup whose record is
-// not in memory.
+// lookup as net/http does: itself, with a tile or record read from the
+// store first and then from memory, and that it hands over a lookup of a
+// module version the log does not hold.
 func testFrontAnswers(t *testing.T, b backend) {
 	fe := newFrontEnv(t, b, nil)
 	for _, p := range frontTilePaths {
@@ -177,20 +177,20 @@ func testFrontAnswers(t *testing.T, b backend) {
 	if n := fe.handoffs(); n != 0 {
 		t.Fatalf("%d connections handed over for tiles and heads the front answers", n)
 	}
-	// A lookup: handed over while its record is not in memory, then
-	// answered by the front; and one of a module version the log does not
-	// have.
+	// A lookup: answered from the store, then from memory; and one of a
+	// module version the log does not have, handed over.
 	for i, tc := range []struct {
 		path     string
 		handoffs int
 	}{
-		{"/lookup/example.com/f/m1@v1.0.0", 1},
-		{"/lookup/example.com/f/m1@v1.0.0", 1},
-		{"/lookup/example.com/f/none@v1.0.0", 2},
+		{"/lookup/example.com/f/m1@v1.0.0", 0},
+		{"/lookup/example.com/f/m1@v1.0.0", 0},
+		{"/lookup/example.com/f/m1", 0}, // 400: no version
+		{"/lookup/example.com/f/none@v1.0.0", 1},
 	} {
 		got := exchange(t, fe.addr, get(tc.path))
 		want := exchange(t, fe.plain, get(tc.path))
-		if i < 2 && got.code != 200 || !got.equal(want) {
+		if i < 2 && got.code != 200 || i == 2 && got.code != 400 || !got.equal(want) {
 			t.Errorf("GET %s: the front answered %d %q, net/http %d %q", tc.path, got.code, got.body, want.code, want.body)
 		}
 		if n := fe.handoffs(); n != tc.handoffs {

@@ -622,31 +622,74 @@ func inTree(t xtlog.Tile, size int64) bool {
 }
 
 func (s *Server) serveLookup(w http.ResponseWriter, r *http.Request, escaped string) {
-	ctx := r.Context()
+	path, version, answered := s.serveLogged(w, r, escaped)
+	if answered {
+		return
+	}
+	rec, head, err := s.lookupMiss(r.Context(), clientKey(r, s.trustProxy), path, version)
+	if err != nil {
+		s.lookupError(w, r, path, version, err)
+		return
+	}
+	s.rememberRecord(path, version, rec, head)
+	s.answerLookup(w, r, path, version, rec, head)
+}
+
+// serveLogged answers a lookup of escaped if the log holds the record (from
+// the cache of records, or else the store), or if the lookup fails for any
+// other reason than that the log does not hold it. Otherwise it writes
+// nothing and returns false with the module path and version, which the
+// log does not hold.
+func (s *Server) serveLogged(w http.ResponseWriter, r *http.Request, escaped string) (path, version string, answered bool) {
 	path, version, err := ParseLookup(escaped)
 	if err != nil {
 		s.fail(w, r, http.StatusBadRequest, cacheBadRequest, err.Error(), err)
-		return
+		return "", "", true
 	}
-	key := path + "@" + version
 	rec, head, ok := s.cachedRecord(path, version)
 	if !ok {
-		err = s.withStore(ctx, func(ctx context.Context) error {
+		err = s.withStore(r.Context(), func(ctx context.Context) error {
 			var err error
 			rec, head, err = s.log.Lookup(ctx, path, version)
 			return err
 		})
 		if errors.Is(err, tlog.ErrNotFound) {
-			rec, head, err = s.lookupMiss(ctx, clientKey(r, s.trustProxy), path, version)
+			return path, version, false
 		}
 		if err != nil {
 			s.lookupError(w, r, path, version, err)
-			return
+			return path, version, true
 		}
-		if rec.Path == path && rec.Version == version && head.Size > rec.ID {
-			s.records.put(key, cachedRecord{rec.ID, rec.Text})
-		}
+		s.rememberRecord(path, version, rec, head)
 	}
+	s.answerLookup(w, r, path, version, rec, head)
+	return path, version, true
+}
+
+// serveLoggedLookup answers a GET of /lookup/... as ServeHTTP does, metrics
+// included, unless the log does not hold the record: then it writes
+// nothing and returns false.
+func (s *Server) serveLoggedLookup(w http.ResponseWriter, r *http.Request) bool {
+	start := time.Now()
+	sw := &statusWriter{ResponseWriter: w}
+	if _, _, answered := s.serveLogged(sw, r, strings.TrimPrefix(r.URL.Path, "/lookup/")); !answered {
+		return false
+	}
+	s.metrics.observeRequest(endpointLookup, sw.status(), time.Since(start))
+	return true
+}
+
+// rememberRecord adds rec, covered by head, to the cache of records if it
+// is the record of path@version.
+func (s *Server) rememberRecord(path, version string, rec tlog.Record, head tlog.Head) {
+	if rec.Path == path && rec.Version == version && head.Size > rec.ID {
+		s.records.put(path+"@"+version, cachedRecord{rec.ID, rec.Text})
+	}
+}
+
+// answerLookup answers a lookup of path@version that found rec, covered by
+// head.
+func (s *Server) answerLookup(w http.ResponseWriter, r *http.Request, path, version string, rec tlog.Record, head tlog.Head) {
 	body, err := lookupAnswer(path, version, rec, head)
 	if err != nil {
 		s.internal(w, r, err)
