@@ -344,7 +344,8 @@ func benchGet(b *testing.B, s *benchServer, next func(r *mrand.Rand) string, wan
 // BenchmarkLookupHit looks up random logged module versions: with the
 // server's cache of records (cache=on, its default size, which holds most of
 // the log) and without it (cache=off: every lookup asks the store); the
-// reference server has no such cache (cache=none).
+// reference server has no such cache (cache=none). store=NAME+front is the
+// server with its cache behind a Front, as sumdb serve runs it.
 func BenchmarkLookupHit(b *testing.B) {
 	fx := newBenchFixtures(b)
 	for _, name := range benchStores {
@@ -362,6 +363,15 @@ func BenchmarkLookupHit(b *testing.B) {
 			}
 			b.Run("cache=off", func(b *testing.B) {
 				benchGet(b, s.uncached, func(r *mrand.Rand) string { return s.hits[r.IntN(len(s.hits))] }, nil)
+			})
+		})
+		if name == "testserver" {
+			continue
+		}
+		b.Run("store="+name+"+front", func(b *testing.B) {
+			s := fx.server(b, name)
+			b.Run("cache=on", func(b *testing.B) {
+				benchGet(b, s.front, func(r *mrand.Rand) string { return s.hits[r.IntN(len(s.hits))] }, nil)
 			})
 		})
 	}
