@@ -32,10 +32,10 @@ import (
 // of a connection outside the subset, or a lookup of a module version the
 // log does not hold (it needs the upstream, and may wait long), it hands
 // the connection, with every byte it has read, to the http.Server, which
-// serves it from then on with its own rules. Every request the front answers is
-// one that net/http reads the same way, to the same byte (FuzzFrontRequest
-// checks this against http.ReadRequest), so the two never disagree on where
-// a request ends.
+// serves it from then on with its own rules. Every request the front
+// answers is one that net/http reads the same way, to the same byte
+// (FuzzFrontRequest checks this against http.ReadRequest), so the two
+// never disagree on where a request ends.
 
 // frontBufSize bounds the request head a Front reads; a longer one goes to
 // the http.Server with the bytes read, and the http.Server's own bound
@@ -52,7 +52,7 @@ type Front struct {
 	readHeader, idle, write time.Duration // from hs; 0: no deadline
 
 	date atomic.Pointer[dateLine] // the Date header of the current second
-	ctx  context.Context          // of the store reads
+	ctx  context.Context          // of the requests it answers: hs's BaseContext
 
 	closing atomic.Bool // set under mu
 
@@ -151,6 +151,7 @@ func (f *Front) accept(ln net.Listener) error {
 // under way finish, and shuts the http.Server down, all within ctx.
 func (f *Front) Shutdown(ctx context.Context) error {
 	f.stop()
+	f.closeIdle()
 	err := f.hs.Shutdown(ctx)
 	f.closeHandoff()
 	tick := time.NewTicker(10 * time.Millisecond)
