@@ -173,7 +173,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}),
 		frontHandoffs: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sumdb_front_handoffs_total",
-			Help: "Connections the fast tile reader handed to net/http, at the first request it does not answer itself.",
+			Help: "Connections the front (--fast-reads) handed to net/http, at the first request it does not answer itself.",
 		}),
 		lookupCacheHits: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sumdb_lookup_cache_hits_total",
