@@ -30,7 +30,8 @@ import (
 // or record not in memory, or /latest of an empty log, it answers with the
 // server's own handler, holding the answer in memory. At the first request
 // of a connection outside the subset, or a lookup of a module version the
-// log does not hold (it needs the upstream, and may wait long), it hands
+// log does not hold (it needs the upstream, and may wait long; unless the
+// upstream said lately that it has no such version), it hands
 // the connection, with every byte it has read, to the http.Server, which
 // serves it from then on with its own rules. Every request the front
 // answers is one that net/http reads the same way, to the same byte
@@ -66,7 +67,8 @@ type Front struct {
 // the others to hs, whose handler must serve s. The Front applies hs's
 // ReadHeaderTimeout, IdleTimeout and WriteTimeout (with ReadTimeout
 // standing in for the first two when they are 0, as in net/http) to the
-// connections it reads, and calls hs's handler in hs's BaseContext.
+// connections it reads, and calls hs's handler in hs's BaseContext. Serve
+// sets hs's ConnState and ConnContext, calling those hs had.
 func NewFront(s *Server, hs *http.Server) *Front {
 	f := &Front{
 		srv:        s,
@@ -105,6 +107,7 @@ func (f *Front) Serve(ln net.Listener) error {
 	if f.hs.BaseContext != nil {
 		f.ctx = f.hs.BaseContext(ln)
 	}
+	f.hook()
 	f.mu.Unlock()
 
 	served := make(chan error, 1)
@@ -115,6 +118,54 @@ func (f *Front) Serve(ln net.Listener) error {
 	}
 	<-served // ErrServerClosed, or an error of Accept after closing
 	return err
+}
+
+// hook sets the http.Server's ConnState and ConnContext, keeping those it
+// had: ConnState counts a handoff and tells it when the http.Server has
+// taken its connection, and ConnContext puts the handoff's frontHint in
+// the context of the connection's requests.
+func (f *Front) hook() {
+	state, connCtx := f.hs.ConnState, f.hs.ConnContext
+	f.hs.ConnState = func(c net.Conn, st http.ConnState) {
+		if rc, ok := c.(*replayConn); ok && st == http.StateNew {
+			// Counted before the http.Server reads a byte of it.
+			f.srv.metrics.frontHandoffs.Inc()
+			close(rc.tracked)
+		}
+		if state != nil {
+			state(c, st)
+		}
+	}
+	f.hs.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+		if connCtx != nil {
+			ctx = connCtx(ctx, c)
+		}
+		if rc, ok := c.(*replayConn); ok && rc.hint != nil {
+			ctx = context.WithValue(ctx, frontHintKey{}, rc.hint)
+		}
+		return ctx
+	}
+}
+
+// A frontHint is what a Front knew of the first request it handed over
+// with a connection: that it is a lookup of a module version the log did
+// not hold when the Front asked the store, just before. The Server then
+// goes straight to the upstream (whose fetch looks in the store again, as
+// for any lookup: the version may have been logged since), and the store
+// is asked as often as without a Front.
+type frontHint struct {
+	absent string // the escaped module path and version
+	used   atomic.Bool
+}
+
+type frontHintKey struct{}
+
+// frontSawAbsent reports whether the Front handed the connection of r over
+// for this lookup of escaped, which the log did not hold: once for each
+// handoff.
+func frontSawAbsent(r *http.Request, escaped string) bool {
+	h, _ := r.Context().Value(frontHintKey{}).(*frontHint)
+	return h != nil && h.absent == escaped && h.used.CompareAndSwap(false, true)
 }
 
 // accept runs a goroutine for each connection of ln, as net/http does,
@@ -148,12 +199,23 @@ func (f *Front) accept(ln net.Listener) error {
 
 // Shutdown stops the Front as http.Server.Shutdown does: it closes the
 // listener and the connections waiting for a request, lets the answers
-// under way finish, and shuts the http.Server down, all within ctx.
+// under way finish, and shuts the http.Server down, all within ctx. The
+// Front's own connections end first: one of them may yet hand its request
+// over, and the http.Server must be there to answer it.
 func (f *Front) Shutdown(ctx context.Context) error {
 	f.stop()
-	f.closeIdle()
-	err := f.hs.Shutdown(ctx)
+	err := f.waitConns(ctx)
+	if herr := f.hs.Shutdown(ctx); err == nil {
+		err = herr
+	}
 	f.closeHandoff()
+	return err
+}
+
+// waitConns closes the Front's connections as they come to wait for a
+// request, until none is left or ctx is done. Their answers never wait
+// for the upstream: a request that needs it is handed over.
+func (f *Front) waitConns(ctx context.Context) error {
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for !f.closeIdle() {
@@ -163,7 +225,7 @@ func (f *Front) Shutdown(ctx context.Context) error {
 		case <-tick.C:
 		}
 	}
-	return err
+	return nil
 }
 
 // Close closes the listener and every connection at once, as
@@ -247,8 +309,8 @@ func (f *Front) closeIdle() bool {
 
 // The states of a frontConn.
 const (
-	frontIdle   int32 = iota // waiting for a request: Shutdown may close it
-	frontActive              // reading or answering a request
+	frontIdle   int32 = iota // waiting for a request, or reading its head: Shutdown may close it
+	frontActive              // answering a request
 	frontClosed              // closed by Shutdown or Close
 )
 
@@ -280,47 +342,62 @@ func (fc *frontConn) serve() {
 		}
 	}()
 	buf := make([]byte, frontBufSize)
-	n := 0               // bytes of buf read and not yet answered
-	wait := f.readHeader // the deadline of the first request; later, idle
+	n := 0 // bytes of buf read and not yet answered
+	// As in net/http, the head of the first request must come within the
+	// header timeout of the accept; a later request may be awaited for
+	// the idle timeout, and its head must then come within the header
+	// timeout of its first bytes. Reading a head in parts does not extend
+	// its deadline.
+	setDeadline(c.SetReadDeadline, f.readHeader)
+	first := true
 	for {
+		// Until a whole head is read, the connection waits for a request:
+		// Shutdown may close it, as net/http closes its idle connections.
+		fc.state.Store(frontIdle)
+		if f.closing.Load() {
+			return
+		}
 		end := headEnd(buf[:n])
-		if end < 0 && n == 0 {
-			// Wait for a request: Shutdown may close the connection.
-			fc.state.Store(frontIdle)
-			if f.closing.Load() {
-				return
+		if n == 0 {
+			if !first {
+				setDeadline(c.SetReadDeadline, f.idle)
 			}
-			setDeadline(c.SetReadDeadline, wait)
 			m, _ := c.Read(buf)
-			if !fc.state.CompareAndSwap(frontIdle, frontActive) || m == 0 {
+			if m == 0 {
 				// Closed, timed out or cut: as in net/http, no answer.
 				return
 			}
 			n = m
 			end = headEnd(buf[:n])
-		}
-		if end < 0 {
-			// The rest of the head: within the header timeout of its first
-			// bytes.
-			setDeadline(c.SetReadDeadline, f.readHeader)
-			for end < 0 {
-				if n == len(buf) || hasBareLF(buf[:n]) {
-					// Longer than the front reads, or a line ended by LF
-					// alone, which net/http reads as a line end too.
-					handedOff = fc.handoff(buf[:n])
-					return
-				}
-				m, err := c.Read(buf[n:])
-				n += m
-				if err != nil && m == 0 {
-					return
-				}
-				end = headEnd(buf[:n])
+			if end < 0 && !first {
+				setDeadline(c.SetReadDeadline, f.readHeader)
 			}
+		} else if end < 0 {
+			// The first bytes of a pipelined request, read with the last.
+			setDeadline(c.SetReadDeadline, f.readHeader)
 		}
+		for end < 0 {
+			if n == len(buf) || hasBareLF(buf[:n]) {
+				// Longer than the front reads, or a line ended by LF alone,
+				// which net/http reads as a line end too.
+				handedOff = fc.begin() && fc.handoff(buf[:n], "")
+				return
+			}
+			m, err := c.Read(buf[n:])
+			n += m
+			if err != nil && m == 0 {
+				return
+			}
+			end = headEnd(buf[:n])
+		}
+		// From here, Shutdown waits for the answer.
+		if !fc.begin() {
+			return
+		}
+		first = false
 		target, ok := parseFrontRequest(buf[:end])
 		if !ok {
-			handedOff = fc.handoff(buf[:n])
+			handedOff = fc.handoff(buf[:n], "")
 			return
 		}
 		start := time.Now()
@@ -331,18 +408,20 @@ func (fc *frontConn) serve() {
 			f.srv.metrics.observeRequest(a.endpoint, http.StatusOK, time.Since(start))
 		} else {
 			var h func(http.ResponseWriter, *http.Request) bool
+			absent := "" // the lookup the log does not hold, if h declines
 			switch {
 			case target == "latest" || strings.HasPrefix(target, "tile/"):
 				h = func(w http.ResponseWriter, r *http.Request) bool { f.hs.Handler.ServeHTTP(w, r); return true }
 			case strings.HasPrefix(target, "lookup/"):
 				h = f.srv.serveLoggedLookup
+				absent = target[len("lookup/"):]
 			}
 			answered := false
 			if h != nil {
 				keep, answered, err = fc.serveHandler(buf[:end], start, h)
 			}
 			if !answered && err == nil {
-				handedOff = fc.handoff(buf[:n])
+				handedOff = fc.handoff(buf[:n], absent)
 				return
 			}
 		}
@@ -350,21 +429,36 @@ func (fc *frontConn) serve() {
 			return
 		}
 		n = copy(buf, buf[end:n])
-		wait = f.idle
-		if f.closing.Load() {
-			return
-		}
 	}
 }
 
-// handoff gives the connection, with the bytes read, to the http.Server;
-// false if it is shutting down.
-func (fc *frontConn) handoff(read []byte) bool {
-	fc.f.untrack(fc)
-	fc.f.srv.metrics.frontHandoffs.Inc()
+// begin marks the connection answering a request, unless Shutdown or Close
+// closed it.
+func (fc *frontConn) begin() bool {
+	return fc.state.CompareAndSwap(frontIdle, frontActive)
+}
+
+// handoff gives the connection, with the bytes read, to the http.Server,
+// and returns once the http.Server has taken it into its connections
+// (which its Shutdown waits for); false if it is shutting down. absent,
+// if set, is the escaped module path and version of a lookup the log was
+// just found not to hold, read last: the http.Server need not ask the
+// store again (see frontHint).
+func (fc *frontConn) handoff(read []byte, absent string) bool {
 	// The http.Server sets its own deadlines.
 	fc.c.SetDeadline(time.Time{})
-	return fc.f.handoff.deliver(&replayConn{Conn: fc.c, pending: bytes.Clone(read)})
+	rc := &replayConn{Conn: fc.c, pending: bytes.Clone(read), tracked: make(chan struct{})}
+	if absent != "" {
+		rc.hint = &frontHint{absent: absent}
+	}
+	if !fc.f.handoff.deliver(rc) {
+		return false
+	}
+	select {
+	case <-rc.tracked:
+	case <-fc.f.handoff.done:
+	}
+	return true
 }
 
 // setDeadline sets a deadline d from now, or none if d is 0.
@@ -464,10 +558,9 @@ const frontMaxAnswer = 64 << 20
 // then written with the headers net/http adds. It is used for the requests
 // whose answers may need the store but never the upstream: tiles not in
 // memory, /latest of an empty log (h is the http.Server's handler), and
-// lookups of records not in memory (h declines, writing nothing, those of
-// records the log does not hold, which need the upstream and may wait
-// long: they go to net/http). It reports whether h answered and whether
-// the connection stays open.
+// lookups of records not in memory (h declines, writing nothing, those
+// that need the upstream and may wait long: they go to net/http). It
+// reports whether h answered and whether the connection stays open.
 func (fc *frontConn) serveHandler(p []byte, start time.Time, h func(http.ResponseWriter, *http.Request) bool) (keep, answered bool, err error) {
 	req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(p)))
 	if err != nil {
@@ -755,6 +848,8 @@ func (l *handoffListener) Addr() net.Addr { return l.addr }
 type replayConn struct {
 	net.Conn
 	pending []byte
+	hint    *frontHint    // if any, for the requests of the connection
+	tracked chan struct{} // closed when the http.Server tracks the connection
 }
 
 func (c *replayConn) Read(p []byte) (int, error) {

@@ -8,12 +8,18 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/sumdb/sumdb/sumdb/modproxy"
+	"github.com/sumdb/sumdb/tlog"
 )
 
 // A frontEnv is an env whose Server is also served by a Front.
@@ -25,12 +31,12 @@ type frontEnv struct {
 	done  chan error // the result of Serve
 }
 
-// newFrontEnv returns an env with 300 records (tiles 0/000, 0/001.p/44,
-// 1/000.p/1, data/000, data/001.p/44) and a Front before its Server, with
-// the limits of hs, if given.
-func newFrontEnv(t *testing.T, b backend, hs *http.Server) *frontEnv {
+// newFrontEnv returns an env made with opts, with 300 records (tiles 0/000,
+// 0/001.p/44, 1/000.p/1, data/000, data/001.p/44) and a Front before its
+// Server, with the limits of hs, if given.
+func newFrontEnv(t *testing.T, b backend, hs *http.Server, opts envOptions) *frontEnv {
 	t.Helper()
-	e := newEnv(t, b, envOptions{})
+	e := newEnv(t, b, opts)
 	e.appendSynthetic("f", 300)
 	if hs == nil {
 		hs = &http.Server{ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute, WriteTimeout: time.Minute}
@@ -151,7 +157,7 @@ func TestFront(t *testing.T) {
 // store first and then from memory, and that it hands over a lookup of a
 // module version the log does not hold.
 func testFrontAnswers(t *testing.T, b backend) {
-	fe := newFrontEnv(t, b, nil)
+	fe := newFrontEnv(t, b, nil, envOptions{})
 	for _, p := range frontTilePaths {
 		for range 2 { // from the store, then from memory
 			got := exchange(t, fe.addr, get(p))
@@ -203,7 +209,7 @@ func testFrontAnswers(t *testing.T, b backend) {
 // hands over, pipelined on one connection, and checks that each answer comes
 // in order and is right.
 func testFrontHandoffOrder(t *testing.T, b backend) {
-	fe := newFrontEnv(t, b, nil)
+	fe := newFrontEnv(t, b, nil, envOptions{})
 	_, _, latest := fe.get("/latest")
 	paths := []string{"/tile/8/0/000", "/tile/8/data/001.p/44", "/latest", "/healthz", "/tile/8/0/001.p/44", "/lookup/example.com/f/m7@v1.0.0", "/tile/8/1/000.p/1"}
 	want := make([]wireAnswer, len(paths))
@@ -288,7 +294,7 @@ var frontOddRequests = []string{
 // TestFrontOddRequests checks that the front and net/http give the same
 // answer to each of frontOddRequests, sent alone on a connection.
 func TestFrontOddRequests(t *testing.T) {
-	fe := newFrontEnv(t, backends[0], nil)
+	fe := newFrontEnv(t, backends[0], nil, envOptions{})
 	for _, raw := range frontOddRequests {
 		got := exchange(t, fe.addr, raw)
 		want := exchange(t, fe.plain, raw)
@@ -358,7 +364,7 @@ func FuzzFrontRequest(f *testing.F) {
 // its request head too slowly, or stays idle too long.
 func TestFrontTimeouts(t *testing.T) {
 	const readHeader, idle = 200 * time.Millisecond, 400 * time.Millisecond
-	fe := newFrontEnv(t, backends[0], &http.Server{ReadHeaderTimeout: readHeader, IdleTimeout: idle, WriteTimeout: time.Minute})
+	fe := newFrontEnv(t, backends[0], &http.Server{ReadHeaderTimeout: readHeader, IdleTimeout: idle, WriteTimeout: time.Minute}, envOptions{})
 	closedWithin := func(c net.Conn, r io.Reader, d time.Duration) {
 		t.Helper()
 		start := time.Now()
@@ -390,10 +396,11 @@ func TestFrontTimeouts(t *testing.T) {
 }
 
 // TestFrontShutdown checks that Shutdown closes the idle connections, both
-// the front's and those handed over, and that Serve then returns
+// the front's and those handed over, and those in the middle of a request
+// head, as net/http closes its idle ones, and that Serve then returns
 // http.ErrServerClosed.
 func TestFrontShutdown(t *testing.T) {
-	fe := newFrontEnv(t, backends[0], nil)
+	fe := newFrontEnv(t, backends[0], nil, envOptions{})
 	var conns []net.Conn
 	var readers []*bufio.Reader
 	for _, p := range []string{"/tile/8/0/000", "/latest"} {
@@ -406,8 +413,13 @@ func TestFrontShutdown(t *testing.T) {
 		conns, readers = append(conns, c), append(readers, r)
 	}
 	waiting := dial(t, fe.addr) // connected, no request yet
+	partial := dial(t, fe.addr) // in the middle of a head
+	io.WriteString(partial, "GET /tile/8/0/000 HTTP/1.1\r\nHo")
+	time.Sleep(100 * time.Millisecond) // let the front read it
 
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	// Well within the header timeout (10 s): Shutdown must not wait for
+	// the partial head.
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
 	if err := fe.front.Shutdown(ctx); err != nil {
 		t.Fatalf("Shutdown: %v", err)
@@ -427,12 +439,215 @@ func TestFrontShutdown(t *testing.T) {
 			t.Errorf("connection %d: read %d bytes, %v; want it closed", i, n, err)
 		}
 	}
-	waiting.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if n, err := waiting.Read(make([]byte, 1)); err == nil || n > 0 {
-		t.Errorf("waiting connection: read %d bytes, %v; want it closed", n, err)
+	for name, c := range map[string]net.Conn{"waiting": waiting, "partial": partial} {
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if n, err := c.Read(make([]byte, 1)); err == nil || n > 0 {
+			t.Errorf("%s connection: read %d bytes, %v; want it closed", name, n, err)
+		}
 	}
 	if c, err := net.DialTimeout("tcp", fe.addr, time.Second); err == nil {
 		c.Close()
 		t.Error("the listener still accepts connections after Shutdown")
+	}
+}
+
+// TestFrontHeaderTimeout checks that the head of a request sent in parts
+// must come within the header timeout of the accept, for the first request
+// of a connection, or of its first bytes, for a later one, as in net/http:
+// reading a part does not extend the deadline.
+func TestFrontHeaderTimeout(t *testing.T) {
+	const readHeader = time.Second
+	fe := newFrontEnv(t, backends[0], &http.Server{ReadHeaderTimeout: readHeader, IdleTimeout: time.Minute, WriteTimeout: time.Minute}, envOptions{})
+	// closedAfter returns how long after since the connection was closed.
+	closedAfter := func(c net.Conn, r io.Reader, since time.Time) time.Duration {
+		t.Helper()
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if n, err := r.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) || n > 0 {
+			t.Fatalf("read: %d bytes, %v; want the connection closed", n, err)
+		}
+		return time.Since(since)
+	}
+	// Closed at the deadline, give or take the machine's delays: well
+	// before the deadline that a restart at the last part would give.
+	check := func(what string, took time.Duration) {
+		t.Helper()
+		if took < readHeader-50*time.Millisecond || took > readHeader+450*time.Millisecond {
+			t.Errorf("%s: closed after %v, want after %v", what, took, readHeader)
+		}
+	}
+	for _, srv := range []struct{ name, addr string }{{"front", fe.addr}, {"nethttp", fe.plain}} {
+		t.Run(srv.name, func(t *testing.T) {
+			t.Parallel()
+			// The first request: its head in parts, the first 0.8 s after
+			// the accept, the next 0.1 s later.
+			start := time.Now()
+			c := dial(t, srv.addr)
+			time.Sleep(800 * time.Millisecond)
+			io.WriteString(c, "GET /tile/8/0/000 HTTP/1.1\r\n")
+			time.Sleep(100 * time.Millisecond)
+			io.WriteString(c, "Host: sumdb.test\r\n")
+			check("first request", closedAfter(c, c, start))
+
+			// A later request, after an idle wait longer than the header
+			// timeout: in parts, the last 0.9 s after its first bytes.
+			c = dial(t, srv.addr)
+			r := bufio.NewReader(c)
+			io.WriteString(c, get("/tile/8/0/000"))
+			if a := readAnswer(t, r, "GET"); a.code != 200 {
+				t.Fatalf("GET: %d", a.code)
+			}
+			time.Sleep(readHeader + 200*time.Millisecond)
+			io.WriteString(c, "GET /tile/8/0/000 HTTP/1.1\r\n")
+			start = time.Now()
+			time.Sleep(900 * time.Millisecond)
+			io.WriteString(c, "Host: sumdb.test\r\n")
+			check("later request", closedAfter(c, r, start))
+		})
+	}
+	t.Cleanup(func() {
+		if n := fe.handoffs(); n != 0 {
+			t.Errorf("%d connections handed over, want 0", n)
+		}
+	})
+}
+
+// A lookupStore counts the lookups of a store, and can hold them.
+type lookupStore struct {
+	tlog.Store
+	lookups atomic.Int32
+
+	mu      sync.Mutex
+	gate    chan struct{} // guarded by mu; if non-nil, Lookup waits until it is closed
+	entered chan struct{} // guarded by mu; gets a value when a Lookup waits at the gate
+}
+
+// hold makes lookups wait until the returned function is called, and
+// returns a channel that gets a value as each lookup starts waiting.
+func (s *lookupStore) hold() (entered <-chan struct{}, release func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.gate, s.entered = make(chan struct{}), make(chan struct{}, 100)
+	gate := s.gate
+	return s.entered, sync.OnceFunc(func() { close(gate) })
+}
+
+func (s *lookupStore) Lookup(ctx context.Context, path, version string) (tlog.Record, error) {
+	s.lookups.Add(1)
+	s.mu.Lock()
+	gate, entered := s.gate, s.entered
+	s.mu.Unlock()
+	if gate != nil {
+		entered <- struct{}{}
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return tlog.Record{}, ctx.Err()
+		}
+	}
+	return s.Store.Lookup(ctx, path, version)
+}
+
+// newLookupFrontEnv returns a frontEnv on a lookupStore.
+func newLookupFrontEnv(t *testing.T, b backend) (*frontEnv, *lookupStore) {
+	t.Helper()
+	var ls *lookupStore
+	opts := envOptions{wrap: func(s tlog.Store) tlog.Store {
+		ls = &lookupStore{Store: s}
+		return ls
+	}}
+	return newFrontEnv(t, b, nil, opts), ls
+}
+
+// TestFrontShutdownHandsOver checks that a request that the front hands
+// over while Shutdown waits for the answers under way is answered, as
+// net/http would answer it.
+func TestFrontShutdownHandsOver(t *testing.T) {
+	fe, ls := newLookupFrontEnv(t, backends[0])
+	fe.add(modproxy.Module{Path: "example.com/new", Version: "v1.0.0", Files: map[string]string{"n.go": "package n\n"}})
+	entered, release := ls.hold()
+	defer release()
+	c := dial(t, fe.addr)
+	r := bufio.NewReader(c)
+	io.WriteString(c, get("/lookup/example.com/new@v1.0.0"))
+	select {
+	case <-entered: // the front asks the store
+	case <-time.After(10 * time.Second):
+		t.Fatal("the lookup did not reach the store")
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	shut := make(chan error, 1)
+	go func() { shut <- fe.front.Shutdown(ctx) }()
+	// Let Shutdown go as far as it goes while the front's answer is under
+	// way, then let the store answer that the log lacks the version: the
+	// front hands the request over.
+	time.Sleep(200 * time.Millisecond)
+	release()
+	a := readAnswer(t, r, "GET")
+	if a.code != 200 || !strings.Contains(a.body, "example.com/new v1.0.0 h1:") {
+		t.Errorf("lookup during Shutdown: %d %q, want 200 and the record", a.code, a.body)
+	}
+	if err := <-shut; err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+	if n := fe.handoffs(); n != 1 {
+		t.Errorf("%d connections handed over, want 1", n)
+	}
+}
+
+// TestFrontStoreLookups checks that a lookup costs the store as many
+// lookups through the front as through net/http alone: for a version the
+// log does not hold, the front's lookup stands for net/http's after the
+// handover; and that the front answers a version the upstream lately said
+// it has no such version itself, with net/http's answer.
+func TestFrontStoreLookups(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			fe, ls := newLookupFrontEnv(t, b)
+			for _, v := range []string{"v1.0.0", "v1.1.0"} {
+				fe.add(modproxy.Module{Path: "example.com/new", Version: v, Files: map[string]string{"n.go": "package n\n"}})
+			}
+			// lookups returns the store's lookups for the answer to path
+			// from addr, and the answer.
+			lookups := func(addr, path string) (int, wireAnswer) {
+				before := ls.lookups.Load()
+				a := exchange(t, addr, get(path))
+				return int(ls.lookups.Load() - before), a
+			}
+			plainNew, a := lookups(fe.plain, "/lookup/example.com/new@v1.0.0")
+			if a.code != 200 {
+				t.Fatalf("net/http: new version: %d %q", a.code, a.body)
+			}
+			frontNew, a := lookups(fe.addr, "/lookup/example.com/new@v1.1.0")
+			if a.code != 200 {
+				t.Fatalf("front: new version: %d %q", a.code, a.body)
+			}
+			if frontNew != plainNew {
+				t.Errorf("a new version: %d store lookups through the front, %d through net/http", frontNew, plainNew)
+			}
+			if n := fe.handoffs(); n != 1 {
+				t.Errorf("%d connections handed over, want 1", n)
+			}
+
+			// A version the upstream does not have: the first lookup is
+			// handed over; the next, within the not-found TTL, is not.
+			const missing = "/lookup/example.com/new@v1.9.0"
+			frontMiss, got := lookups(fe.addr, missing)
+			plainMiss, want := lookups(fe.plain, missing)
+			if got.code != 404 || !got.equal(want) {
+				t.Errorf("a missing version: the front answered %d %v %q, net/http %d %v %q", got.code, got.header, got.body, want.code, want.header, want.body)
+			}
+			if frontMiss != 2 || plainMiss != 1 {
+				t.Errorf("a missing version: %d store lookups through the front, %d through net/http after it; want 2 (the log, the fetch) and 1 (the log)", frontMiss, plainMiss)
+			}
+			frontAgain, got := lookups(fe.addr, missing)
+			if got.code != 404 || !got.equal(want) || frontAgain != 1 {
+				t.Errorf("a missing version again: the front answered %d %q with %d store lookups; want net/http's %d %q with 1", got.code, got.body, frontAgain, want.code, want.body)
+			}
+			if n := fe.handoffs(); n != 2 {
+				t.Errorf("%d connections handed over, want 2", n)
+			}
+		})
 	}
 }

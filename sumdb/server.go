@@ -648,6 +648,9 @@ func (s *Server) serveLogged(w http.ResponseWriter, r *http.Request, escaped str
 	}
 	rec, head, ok := s.cachedRecord(path, version)
 	if !ok {
+		if frontSawAbsent(r, escaped) {
+			return path, version, false
+		}
 		err = s.withStore(r.Context(), func(ctx context.Context) error {
 			var err error
 			rec, head, err = s.log.Lookup(ctx, path, version)
@@ -667,13 +670,18 @@ func (s *Server) serveLogged(w http.ResponseWriter, r *http.Request, escaped str
 }
 
 // serveLoggedLookup answers a GET of /lookup/... as ServeHTTP does, metrics
-// included, unless the log does not hold the record: then it writes
-// nothing and returns false.
+// included, unless the answer needs the upstream: then it writes nothing
+// and returns false. A lookup of a version the log does not hold needs it,
+// unless the upstream recently said it has no such version.
 func (s *Server) serveLoggedLookup(w http.ResponseWriter, r *http.Request) bool {
 	start := time.Now()
 	sw := &statusWriter{ResponseWriter: w}
-	if _, _, answered := s.serveLogged(sw, r, strings.TrimPrefix(r.URL.Path, "/lookup/")); !answered {
-		return false
+	if path, version, answered := s.serveLogged(sw, r, strings.TrimPrefix(r.URL.Path, "/lookup/")); !answered {
+		err := s.recentNotFound(path + "@" + version)
+		if err == nil {
+			return false
+		}
+		s.lookupError(sw, r, path, version, err)
 	}
 	s.metrics.observeRequest(endpointLookup, sw.status(), time.Since(start))
 	return true
@@ -815,13 +823,9 @@ func (s *Server) lookupError(w http.ResponseWriter, r *http.Request, path, versi
 func (s *Server) lookupMiss(ctx context.Context, client, path, version string) (tlog.Record, tlog.Head, error) {
 	key := path + "@" + version
 	s.mu.Lock()
-	if e, ok := s.notFound[key]; ok {
-		if nf := e.Value.(*notFoundEntry); s.now().Before(nf.expires) {
-			s.mu.Unlock()
-			s.metrics.notFoundHits.Inc()
-			return tlog.Record{}, tlog.Head{}, nf.err
-		}
-		s.forgetNotFound(e)
+	if err := s.recentNotFoundLocked(key); err != nil {
+		s.mu.Unlock()
+		return tlog.Record{}, tlog.Head{}, err
 	}
 	f := s.flights[key]
 	if f == nil {
@@ -859,6 +863,28 @@ func (s *Server) lookupMiss(ctx context.Context, client, path, version string) (
 		}
 		return tlog.Record{}, tlog.Head{}, ctx.Err()
 	}
+}
+
+// recentNotFound returns the upstream's "not found" for key if it said so
+// less than the not-found TTL ago, or else nil.
+func (s *Server) recentNotFound(key string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.recentNotFoundLocked(key)
+}
+
+// recentNotFoundLocked is recentNotFound with s.mu held.
+func (s *Server) recentNotFoundLocked(key string) error {
+	e, ok := s.notFound[key]
+	if !ok {
+		return nil
+	}
+	if nf := e.Value.(*notFoundEntry); s.now().Before(nf.expires) {
+		s.metrics.notFoundHits.Inc()
+		return nf.err
+	}
+	s.forgetNotFound(e)
+	return nil
 }
 
 // fly does the shared work of flight f and publishes its result.
