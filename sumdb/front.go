@@ -68,7 +68,7 @@ type Front struct {
 // ReadHeaderTimeout, IdleTimeout and WriteTimeout (with ReadTimeout
 // standing in for the first two when they are 0, as in net/http) to the
 // connections it reads, and calls hs's handler in hs's BaseContext. Serve
-// sets hs's ConnState and ConnContext, calling those hs had.
+// sets hs's ConnState, ConnContext and Handler, wrapping those hs had.
 func NewFront(s *Server, hs *http.Server) *Front {
 	f := &Front{
 		srv:        s,
@@ -120,17 +120,28 @@ func (f *Front) Serve(ln net.Listener) error {
 	return err
 }
 
-// hook sets the http.Server's ConnState and ConnContext, keeping those it
-// had: ConnState counts a handoff and tells it when the http.Server has
-// taken its connection, and ConnContext puts the handoff's frontHint in
-// the context of the connection's requests.
+// hook sets the http.Server's ConnState, ConnContext and Handler, keeping
+// what they did: it counts each handed connection as the http.Server
+// takes it, tells its handoff when the http.Server has begun to answer its
+// first request (see frontConn.handoff), and passes to that request what
+// the Front found of it (see frontAbsentKey).
 func (f *Front) hook() {
-	state, connCtx := f.hs.ConnState, f.hs.ConnContext
+	state, connCtx, h := f.hs.ConnState, f.hs.ConnContext, f.hs.Handler
+	if h == nil {
+		h = http.DefaultServeMux
+	}
 	f.hs.ConnState = func(c net.Conn, st http.ConnState) {
-		if rc, ok := c.(*replayConn); ok && st == http.StateNew {
-			// Counted before the http.Server reads a byte of it.
-			f.srv.metrics.frontHandoffs.Inc()
-			close(rc.tracked)
+		if rc, ok := c.(*replayConn); ok {
+			switch st {
+			case http.StateNew:
+				// Counted before the http.Server reads a byte of it.
+				f.srv.metrics.frontHandoffs.Inc()
+			case http.StateIdle, http.StateClosed, http.StateHijacked:
+				// Done with the first request without the handler: it
+				// answered it itself (a malformed request, OPTIONS *), or
+				// dropped the connection.
+				rc.markBegun()
+			}
 		}
 		if state != nil {
 			state(c, st)
@@ -140,32 +151,37 @@ func (f *Front) hook() {
 		if connCtx != nil {
 			ctx = connCtx(ctx, c)
 		}
-		if rc, ok := c.(*replayConn); ok && rc.hint != nil {
-			ctx = context.WithValue(ctx, frontHintKey{}, rc.hint)
+		if rc, ok := c.(*replayConn); ok {
+			ctx = context.WithValue(ctx, replayConnKey{}, rc)
 		}
 		return ctx
 	}
+	f.hs.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if rc, ok := r.Context().Value(replayConnKey{}).(*replayConn); ok && rc.first.CompareAndSwap(false, true) {
+			if rc.absent != "" {
+				r = r.WithContext(context.WithValue(r.Context(), frontAbsentKey{}, rc.absent))
+			}
+			rc.markBegun()
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
-// A frontHint is what a Front knew of the first request it handed over
-// with a connection: that it is a lookup of a module version the log did
-// not hold when the Front asked the store, just before. The Server then
-// goes straight to the upstream (whose fetch looks in the store again, as
-// for any lookup: the version may have been logged since), and the store
-// is asked as often as without a Front.
-type frontHint struct {
-	absent string // the escaped module path and version
-	used   atomic.Bool
-}
+type replayConnKey struct{}
 
-type frontHintKey struct{}
+// frontAbsentKey is the context key of what a Front knew of the request it
+// handed over with a connection, a lookup of escaped path@version: that
+// the log did not hold it when the Front asked the store, just before. The
+// Server then goes straight to the upstream (whose fetch looks in the
+// store again, as for any lookup: the version may have been logged since),
+// and the store is asked as often as without a Front.
+type frontAbsentKey struct{}
 
-// frontSawAbsent reports whether the Front handed the connection of r over
-// for this lookup of escaped, which the log did not hold: once for each
-// handoff.
+// frontSawAbsent reports whether r is the lookup of escaped that a Front
+// handed over, having found that the log did not hold it.
 func frontSawAbsent(r *http.Request, escaped string) bool {
-	h, _ := r.Context().Value(frontHintKey{}).(*frontHint)
-	return h != nil && h.absent == escaped && h.used.CompareAndSwap(false, true)
+	absent, _ := r.Context().Value(frontAbsentKey{}).(string)
+	return absent != "" && absent == escaped
 }
 
 // accept runs a goroutine for each connection of ln, as net/http does,
@@ -204,6 +220,9 @@ func (f *Front) accept(ln net.Listener) error {
 // over, and the http.Server must be there to answer it.
 func (f *Front) Shutdown(ctx context.Context) error {
 	f.stop()
+	// Meanwhile, the http.Server's connections end with their answers
+	// under way, and its idle ones close.
+	f.hs.SetKeepAlivesEnabled(false)
 	err := f.waitConns(ctx)
 	if herr := f.hs.Shutdown(ctx); err == nil {
 		err = herr
@@ -380,7 +399,7 @@ func (fc *frontConn) serve() {
 			if n == len(buf) || hasBareLF(buf[:n]) {
 				// Longer than the front reads, or a line ended by LF alone,
 				// which net/http reads as a line end too.
-				handedOff = fc.begin() && fc.handoff(buf[:n], "")
+				handedOff = fc.begin() && fc.handoff(buf[:n], false, "")
 				return
 			}
 			m, err := c.Read(buf[n:])
@@ -397,7 +416,7 @@ func (fc *frontConn) serve() {
 		first = false
 		target, ok := parseFrontRequest(buf[:end])
 		if !ok {
-			handedOff = fc.handoff(buf[:n], "")
+			handedOff = fc.handoff(buf[:n], true, "")
 			return
 		}
 		start := time.Now()
@@ -421,7 +440,7 @@ func (fc *frontConn) serve() {
 				keep, answered, err = fc.serveHandler(buf[:end], start, h)
 			}
 			if !answered && err == nil {
-				handedOff = fc.handoff(buf[:n], absent)
+				handedOff = fc.handoff(buf[:n], true, absent)
 				return
 			}
 		}
@@ -438,25 +457,26 @@ func (fc *frontConn) begin() bool {
 	return fc.state.CompareAndSwap(frontIdle, frontActive)
 }
 
-// handoff gives the connection, with the bytes read, to the http.Server,
-// and returns once the http.Server has taken it into its connections
-// (which its Shutdown waits for); false if it is shutting down. absent,
-// if set, is the escaped module path and version of a lookup the log was
-// just found not to hold, read last: the http.Server need not ask the
-// store again (see frontHint).
-func (fc *frontConn) handoff(read []byte, absent string) bool {
+// handoff gives the connection, with the bytes read, to the http.Server;
+// false if it is shutting down. If they hold a whole request head, it
+// returns once the http.Server has begun to answer that request: its
+// Shutdown waits for an answer under way, but drops a request it has yet
+// to read. (The rest of a partial head comes when the client sends it; as
+// with any request, Shutdown does not wait for it.) absent, if set, is the
+// escaped module path and version of that request, a lookup the log was
+// just found not to hold (see frontAbsentKey).
+func (fc *frontConn) handoff(read []byte, whole bool, absent string) bool {
 	// The http.Server sets its own deadlines.
 	fc.c.SetDeadline(time.Time{})
-	rc := &replayConn{Conn: fc.c, pending: bytes.Clone(read), tracked: make(chan struct{})}
-	if absent != "" {
-		rc.hint = &frontHint{absent: absent}
-	}
+	rc := &replayConn{Conn: fc.c, pending: bytes.Clone(read), absent: absent, begun: make(chan struct{})}
 	if !fc.f.handoff.deliver(rc) {
 		return false
 	}
-	select {
-	case <-rc.tracked:
-	case <-fc.f.handoff.done:
+	if whole {
+		select {
+		case <-rc.begun:
+		case <-fc.f.handoff.done:
+		}
 	}
 	return true
 }
@@ -848,8 +868,17 @@ func (l *handoffListener) Addr() net.Addr { return l.addr }
 type replayConn struct {
 	net.Conn
 	pending []byte
-	hint    *frontHint    // if any, for the requests of the connection
-	tracked chan struct{} // closed when the http.Server tracks the connection
+	absent  string // see frontAbsentKey; for the first request only
+
+	first atomic.Bool   // set by the http.Server's handler at the first request
+	begun chan struct{} // closed by markBegun
+	once  sync.Once
+}
+
+// markBegun tells the handoff of c that the http.Server has begun to answer
+// its first request, or is done with it.
+func (c *replayConn) markBegun() {
+	c.once.Do(func() { close(c.begun) })
 }
 
 func (c *replayConn) Read(p []byte) (int, error) {

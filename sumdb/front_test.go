@@ -519,6 +519,9 @@ type lookupStore struct {
 	mu      sync.Mutex
 	gate    chan struct{} // guarded by mu; if non-nil, Lookup waits until it is closed
 	entered chan struct{} // guarded by mu; gets a value when a Lookup waits at the gate
+	// See staleNext; guarded by mu.
+	staleKey                string
+	staleEntered, staleGate chan struct{}
 }
 
 // hold makes lookups wait until the returned function is called, and
@@ -531,9 +534,28 @@ func (s *lookupStore) hold() (entered <-chan struct{}, release func()) {
 	return s.entered, sync.OnceFunc(func() { close(gate) })
 }
 
+// staleNext makes the next lookup of key wait until the returned function
+// is called, and then find it not in the log, as a lookup that ran just
+// before it was logged would; entered is closed when it waits.
+func (s *lookupStore) staleNext(key string) (entered <-chan struct{}, release func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.staleKey, s.staleEntered, s.staleGate = key, make(chan struct{}), make(chan struct{})
+	gate := s.staleGate
+	return s.staleEntered, sync.OnceFunc(func() { close(gate) })
+}
+
 func (s *lookupStore) Lookup(ctx context.Context, path, version string) (tlog.Record, error) {
 	s.lookups.Add(1)
 	s.mu.Lock()
+	if s.staleKey == path+"@"+version {
+		s.staleKey = ""
+		entered, gate := s.staleEntered, s.staleGate
+		s.mu.Unlock()
+		close(entered)
+		<-gate
+		return tlog.Record{}, tlog.ErrNotFound
+	}
 	gate, entered := s.gate, s.entered
 	s.mu.Unlock()
 	if gate != nil {
@@ -547,48 +569,102 @@ func (s *lookupStore) Lookup(ctx context.Context, path, version string) (tlog.Re
 	return s.Store.Lookup(ctx, path, version)
 }
 
-// newLookupFrontEnv returns a frontEnv on a lookupStore.
-func newLookupFrontEnv(t *testing.T, b backend) (*frontEnv, *lookupStore) {
+// newLookupFrontEnv returns a frontEnv on a lookupStore, with the Server
+// config cfg and the limits of hs, if given.
+func newLookupFrontEnv(t *testing.T, b backend, hs *http.Server, cfg ServerConfig) (*frontEnv, *lookupStore) {
 	t.Helper()
 	var ls *lookupStore
-	opts := envOptions{wrap: func(s tlog.Store) tlog.Store {
+	opts := envOptions{cfg: cfg, wrap: func(s tlog.Store) tlog.Store {
 		ls = &lookupStore{Store: s}
 		return ls
 	}}
-	return newFrontEnv(t, b, nil, opts), ls
+	return newFrontEnv(t, b, hs, opts), ls
 }
 
 // TestFrontShutdownHandsOver checks that a request that the front hands
 // over while Shutdown waits for the answers under way is answered, as
-// net/http would answer it.
+// net/http would answer it, even when the http.Server is slow to take the
+// connection.
 func TestFrontShutdownHandsOver(t *testing.T) {
-	fe, ls := newLookupFrontEnv(t, backends[0])
+	slowState := func(c net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	for _, tc := range []struct {
+		name  string
+		state func(net.Conn, http.ConnState) // the http.Server's ConnState
+	}{{"Plain", nil}, {"SlowConnState", slowState}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			hs := &http.Server{ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute, WriteTimeout: time.Minute, ConnState: tc.state}
+			fe, ls := newLookupFrontEnv(t, backends[0], hs, ServerConfig{})
+			fe.add(modproxy.Module{Path: "example.com/new", Version: "v1.0.0", Files: map[string]string{"n.go": "package n\n"}})
+			entered, release := ls.hold()
+			defer release()
+			c := dial(t, fe.addr)
+			r := bufio.NewReader(c)
+			io.WriteString(c, get("/lookup/example.com/new@v1.0.0"))
+			select {
+			case <-entered: // the front asks the store
+			case <-time.After(10 * time.Second):
+				t.Fatal("the lookup did not reach the store")
+			}
+			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+			defer cancel()
+			shut := make(chan error, 1)
+			go func() { shut <- fe.front.Shutdown(ctx) }()
+			// Let Shutdown go as far as it goes while the front's answer is
+			// under way, then let the store answer that the log lacks the
+			// version: the front hands the request over.
+			time.Sleep(200 * time.Millisecond)
+			release()
+			a := readAnswer(t, r, "GET")
+			if a.code != 200 || !strings.Contains(a.body, "example.com/new v1.0.0 h1:") {
+				t.Errorf("lookup during Shutdown: %d %q, want 200 and the record", a.code, a.body)
+			}
+			if err := <-shut; err != nil {
+				t.Errorf("Shutdown: %v", err)
+			}
+			if n := fe.handoffs(); n != 1 {
+				t.Errorf("%d connections handed over, want 1", n)
+			}
+		})
+	}
+}
+
+// TestFrontAbsentFirstOnly checks that what the front found of the lookup
+// it handed over, that the log did not hold the version, serves that
+// request only: a later lookup of the version on the connection, logged
+// since, is answered from the log, not refused by the fetch rate limit.
+func TestFrontAbsentFirstOnly(t *testing.T) {
+	// One fetch per client and a cache of records that holds one or two.
+	cfg := ServerConfig{FetchRate: 0.001, FetchBurst: 1, LookupCacheSize: 500}
+	fe, ls := newLookupFrontEnv(t, backends[0], nil, cfg)
 	fe.add(modproxy.Module{Path: "example.com/new", Version: "v1.0.0", Files: map[string]string{"n.go": "package n\n"}})
-	entered, release := ls.hold()
+	const lookup = "/lookup/example.com/new@v1.0.0"
+	entered, release := ls.staleNext("example.com/new@v1.0.0")
 	defer release()
 	c := dial(t, fe.addr)
 	r := bufio.NewReader(c)
-	io.WriteString(c, get("/lookup/example.com/new@v1.0.0"))
-	select {
-	case <-entered: // the front asks the store
-	case <-time.After(10 * time.Second):
-		t.Fatal("the lookup did not reach the store")
+	io.WriteString(c, get(lookup))
+	<-entered // the front asks the store
+	// Meanwhile the version is logged, with the client's one fetch.
+	if a := exchange(t, fe.plain, get(lookup)); a.code != 200 {
+		t.Fatalf("lookup through net/http: %d %q", a.code, a.body)
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-	defer cancel()
-	shut := make(chan error, 1)
-	go func() { shut <- fe.front.Shutdown(ctx) }()
-	// Let Shutdown go as far as it goes while the front's answer is under
-	// way, then let the store answer that the log lacks the version: the
-	// front hands the request over.
-	time.Sleep(200 * time.Millisecond)
-	release()
-	a := readAnswer(t, r, "GET")
-	if a.code != 200 || !strings.Contains(a.body, "example.com/new v1.0.0 h1:") {
-		t.Errorf("lookup during Shutdown: %d %q, want 200 and the record", a.code, a.body)
+	release() // the front's lookup finds it not in the log: handed over
+	if a := readAnswer(t, r, "GET"); a.code != 200 {
+		t.Fatalf("handed lookup: %d %q", a.code, a.body)
 	}
-	if err := <-shut; err != nil {
-		t.Errorf("Shutdown: %v", err)
+	// Another record takes the version's place in the cache.
+	if a := exchange(t, fe.plain, get("/lookup/example.com/f/m1@v1.0.0")); a.code != 200 {
+		t.Fatalf("lookup of another record: %d %q", a.code, a.body)
+	}
+	io.WriteString(c, get(lookup))
+	got, want := readAnswer(t, r, "GET"), exchange(t, fe.plain, get(lookup))
+	if got.code != 200 || !got.equal(want) {
+		t.Errorf("a later lookup on the handed connection: %d %q; net/http: %d %q", got.code, got.body, want.code, want.body)
 	}
 	if n := fe.handoffs(); n != 1 {
 		t.Errorf("%d connections handed over, want 1", n)
@@ -604,7 +680,7 @@ func TestFrontStoreLookups(t *testing.T) {
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
 			t.Parallel()
-			fe, ls := newLookupFrontEnv(t, b)
+			fe, ls := newLookupFrontEnv(t, b, nil, ServerConfig{})
 			for _, v := range []string{"v1.0.0", "v1.1.0"} {
 				fe.add(modproxy.Module{Path: "example.com/new", Version: v, Files: map[string]string{"n.go": "package n\n"}})
 			}
