@@ -73,7 +73,7 @@ func openSQLiteBusy(ctx context.Context, path string, busy time.Duration) (*SQLi
 	// keeps the page caches of idle connections from adding up.
 	db.SetMaxOpenConns(max(4, runtime.NumCPU()))
 	s := &SQLite{db: db, writer: make(chan struct{}, 1)}
-	if err := s.check(ctx); err != nil {
+	if err := s.checkBusy(ctx, busy); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
@@ -98,6 +98,27 @@ func (s *SQLite) prepare(ctx context.Context) error {
 		return fmt.Errorf("prepare tile read: %w", err)
 	}
 	return nil
+}
+
+// checkBusy runs check, again for up to busy while it fails with
+// SQLITE_BUSY. Connecting sets WAL mode, which takes the file's exclusive
+// lock, and when several processes open a new database at once SQLite may
+// report the lock at once rather than wait for it (it does not call its
+// busy handler where waiting could deadlock).
+func (s *SQLite) checkBusy(ctx context.Context, busy time.Duration) error {
+	deadline := time.Now().Add(busy)
+	for delay := time.Millisecond; ; delay = min(2*delay, 100*time.Millisecond) {
+		err := s.check(ctx)
+		var coded interface{ Code() int }
+		if err == nil || !errors.As(err, &coded) || coded.Code()&0xff != sqliteBusy || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(delay):
+		}
+	}
 }
 
 // check connects, which creates the file, and verifies that the pragmas
