@@ -217,7 +217,8 @@ func (f *Front) accept(ln net.Listener) error {
 // listener and the connections waiting for a request, lets the answers
 // under way finish, and shuts the http.Server down, all within ctx. The
 // Front's own connections end first: one of them may yet hand its request
-// over, and the http.Server must be there to answer it.
+// over, and the http.Server must be there to answer it. It leaves the
+// http.Server's keep-alives off.
 func (f *Front) Shutdown(ctx context.Context) error {
 	f.stop()
 	// Meanwhile, the http.Server's connections end with their answers
@@ -398,8 +399,10 @@ func (fc *frontConn) serve() {
 		for end < 0 {
 			if n == len(buf) || hasBareLF(buf[:n]) {
 				// Longer than the front reads, or a line ended by LF alone,
-				// which net/http reads as a line end too.
-				handedOff = fc.begin() && fc.handoff(buf[:n], false, "")
+				// which net/http reads as a line end too: the head may be
+				// whole for net/http.
+				whole := bytes.Contains(buf[:n], []byte("\n\n")) || bytes.Contains(buf[:n], []byte("\n\r\n"))
+				handedOff = fc.begin() && fc.handoff(buf[:n], whole, "")
 				return
 			}
 			m, err := c.Read(buf[n:])
@@ -416,7 +419,10 @@ func (fc *frontConn) serve() {
 		first = false
 		target, ok := parseFrontRequest(buf[:end])
 		if !ok {
-			handedOff = fc.handoff(buf[:n], true, "")
+			// Serving unencrypted HTTP/2, net/http reads more than this
+			// head of its preface before it answers.
+			whole := !bytes.HasPrefix(buf, []byte("PRI "))
+			handedOff = fc.handoff(buf[:n], whole, "")
 			return
 		}
 		start := time.Now()

@@ -633,6 +633,54 @@ func TestFrontShutdownHandsOver(t *testing.T) {
 	}
 }
 
+// TestFrontShutdownOddHandoffs checks Shutdown with requests the front
+// hands over while it reads their head: one whole for net/http, its lines
+// ended by LF alone, is answered, even when the http.Server is slow to
+// take the connection; and the start of an HTTP/2 preface, with
+// unencrypted HTTP/2 on, holds Shutdown no longer than net/http alone
+// holds it (5 s, after which net/http takes a connection that has sent no
+// whole request for idle), not until the header timeout.
+func TestFrontShutdownOddHandoffs(t *testing.T) {
+	t.Run("BareLF", func(t *testing.T) {
+		t.Parallel()
+		hs := &http.Server{ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute, WriteTimeout: time.Minute,
+			ConnState: func(c net.Conn, st http.ConnState) {
+				if st == http.StateNew {
+					time.Sleep(300 * time.Millisecond)
+				}
+			}}
+		fe := newFrontEnv(t, backends[0], hs, envOptions{})
+		c := dial(t, fe.addr)
+		r := bufio.NewReader(c)
+		io.WriteString(c, "GET /latest HTTP/1.1\nHost: sumdb.test\n\n")
+		time.Sleep(50 * time.Millisecond) // the front hands it over
+		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+		defer cancel()
+		if err := fe.front.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+		if a := readAnswer(t, r, "GET"); a.code != 200 {
+			t.Errorf("request sent before Shutdown: %d %q, want 200", a.code, a.body)
+		}
+	})
+	t.Run("H2CPreface", func(t *testing.T) {
+		t.Parallel()
+		var protocols http.Protocols
+		protocols.SetHTTP1(true)
+		protocols.SetUnencryptedHTTP2(true)
+		hs := &http.Server{ReadHeaderTimeout: time.Minute, IdleTimeout: time.Minute, WriteTimeout: time.Minute, Protocols: &protocols}
+		fe := newFrontEnv(t, backends[0], hs, envOptions{})
+		c := dial(t, fe.addr)
+		io.WriteString(c, "PRI * HTTP/2.0\r\n\r\nS") // and no more
+		time.Sleep(50 * time.Millisecond)            // the front hands it over
+		ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
+		defer cancel()
+		if err := fe.front.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+	})
+}
+
 // TestFrontAbsentFirstOnly checks that what the front found of the lookup
 // it handed over, that the log did not hold the version, serves that
 // request only: a later lookup of the version on the connection, logged
