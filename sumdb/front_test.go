@@ -515,23 +515,12 @@ func TestFrontHeaderTimeout(t *testing.T) {
 type lookupStore struct {
 	tlog.Store
 	lookups atomic.Int32
+	held    callGate // holds lookups
 
-	mu      sync.Mutex
-	gate    chan struct{} // guarded by mu; if non-nil, Lookup waits until it is closed
-	entered chan struct{} // guarded by mu; gets a value when a Lookup waits at the gate
-	// See staleNext; guarded by mu.
-	staleKey                string
+	// See staleNext.
+	mu                      sync.Mutex
+	staleKey                string // guarded by mu
 	staleEntered, staleGate chan struct{}
-}
-
-// hold makes lookups wait until the returned function is called, and
-// returns a channel that gets a value as each lookup starts waiting.
-func (s *lookupStore) hold() (entered <-chan struct{}, release func()) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.gate, s.entered = make(chan struct{}), make(chan struct{}, 100)
-	gate := s.gate
-	return s.entered, sync.OnceFunc(func() { close(gate) })
 }
 
 // staleNext makes the next lookup of key wait until the returned function
@@ -556,15 +545,9 @@ func (s *lookupStore) Lookup(ctx context.Context, path, version string) (tlog.Re
 		<-gate
 		return tlog.Record{}, tlog.ErrNotFound
 	}
-	gate, entered := s.gate, s.entered
 	s.mu.Unlock()
-	if gate != nil {
-		entered <- struct{}{}
-		select {
-		case <-gate:
-		case <-ctx.Done():
-			return tlog.Record{}, ctx.Err()
-		}
+	if err := s.held.pass(ctx); err != nil {
+		return tlog.Record{}, err
 	}
 	return s.Store.Lookup(ctx, path, version)
 }
@@ -600,7 +583,7 @@ func TestFrontShutdownHandsOver(t *testing.T) {
 			hs := &http.Server{ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute, WriteTimeout: time.Minute, ConnState: tc.state}
 			fe, ls := newLookupFrontEnv(t, backends[0], hs, ServerConfig{})
 			fe.add(modproxy.Module{Path: "example.com/new", Version: "v1.0.0", Files: map[string]string{"n.go": "package n\n"}})
-			entered, release := ls.hold()
+			entered, release := ls.held.hold()
 			defer release()
 			c := dial(t, fe.addr)
 			r := bufio.NewReader(c)

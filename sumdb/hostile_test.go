@@ -321,10 +321,42 @@ type faultStore struct {
 	mode       atomic.Int32 // of every call
 	appendMode atomic.Int32 // of Append
 
-	mu       sync.Mutex
-	gate     chan struct{} // guarded by mu; if non-nil, Append waits until it is closed
-	entered  chan struct{} // guarded by mu; gets a value when an Append waits at the gate
-	appended atomic.Int32  // calls of Append
+	appends  callGate     // holds appends
+	appended atomic.Int32 // calls of Append
+}
+
+// A callGate holds the calls that pass it, once held, until released.
+type callGate struct {
+	mu      sync.Mutex
+	gate    chan struct{} // guarded by mu; if non-nil, calls wait until it is closed
+	entered chan struct{} // guarded by mu; gets a value when a call waits at the gate
+}
+
+// hold makes calls wait until the returned function is called, and
+// returns a channel that gets a value as each call starts waiting.
+func (g *callGate) hold() (entered <-chan struct{}, release func()) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.gate, g.entered = make(chan struct{}), make(chan struct{}, 100)
+	gate := g.gate
+	return g.entered, sync.OnceFunc(func() { close(gate) })
+}
+
+// pass waits at the gate, if held, until it is released or ctx is done.
+func (g *callGate) pass(ctx context.Context) error {
+	g.mu.Lock()
+	gate, entered := g.gate, g.entered
+	g.mu.Unlock()
+	if gate == nil {
+		return nil
+	}
+	entered <- struct{}{}
+	select {
+	case <-gate:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func (s *faultStore) fault(ctx context.Context) error {
@@ -343,16 +375,6 @@ func faultOf(ctx context.Context, mode int32) error {
 	return nil
 }
 
-// hold makes appends wait until the returned function is called, and
-// returns a channel that gets a value as each append starts waiting.
-func (s *faultStore) hold() (entered <-chan struct{}, release func()) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.gate, s.entered = make(chan struct{}), make(chan struct{}, 100)
-	gate := s.gate
-	return s.entered, sync.OnceFunc(func() { close(gate) })
-}
-
 func (s *faultStore) ReadHead(ctx context.Context) (tlog.Head, error) {
 	if err := s.fault(ctx); err != nil {
 		return tlog.Head{}, err
@@ -368,16 +390,8 @@ func (s *faultStore) Append(ctx context.Context, b *tlog.Batch) error {
 	if err := faultOf(ctx, s.appendMode.Load()); err != nil {
 		return err
 	}
-	s.mu.Lock()
-	gate, entered := s.gate, s.entered
-	s.mu.Unlock()
-	if gate != nil {
-		entered <- struct{}{}
-		select {
-		case <-gate:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+	if err := s.appends.pass(ctx); err != nil {
+		return err
 	}
 	return s.Store.Append(ctx, b)
 }
@@ -525,7 +539,7 @@ func TestQueueFull(t *testing.T) {
 		logCfg:  tlog.Config{MaxQueue: 1},
 		fetcher: fetcherFunc(func(ctx context.Context, path, version string) ([]byte, error) { return synthText(path, version), nil }),
 	})
-	entered, release := fs.hold()
+	entered, release := fs.appends.hold()
 	defer release()
 	type answer struct {
 		code int
