@@ -47,8 +47,9 @@ const frontBufSize = 4096
 // requests it can itself, and hands every other connection to an
 // http.Server (see above).
 type Front struct {
-	srv *Server
-	hs  *http.Server
+	srv     *Server
+	hs      *http.Server
+	handler http.Handler // hs's own, before Serve wraps it (see hook)
 
 	readHeader, idle, write time.Duration // from hs; 0: no deadline
 
@@ -130,6 +131,7 @@ func (f *Front) hook() {
 	if h == nil {
 		h = http.DefaultServeMux
 	}
+	f.handler = h
 	f.hs.ConnState = func(c net.Conn, st http.ConnState) {
 		if rc, ok := c.(*replayConn); ok {
 			switch st {
@@ -436,7 +438,7 @@ func (fc *frontConn) serve() {
 			absent := "" // the lookup the log does not hold, if h declines
 			switch {
 			case target == "latest" || strings.HasPrefix(target, "tile/"):
-				h = func(w http.ResponseWriter, r *http.Request) bool { f.hs.Handler.ServeHTTP(w, r); return true }
+				h = func(w http.ResponseWriter, r *http.Request) bool { f.handler.ServeHTTP(w, r); return true }
 			case strings.HasPrefix(target, "lookup/"):
 				h = f.srv.serveLoggedLookup
 				absent = target[len("lookup/"):]

@@ -69,6 +69,23 @@ func (fe *frontEnv) handoffs() int {
 	return int(testutil.ToFloat64(fe.srv.metrics.frontHandoffs))
 }
 
+// shutdown shuts the Front down within d.
+func (fe *frontEnv) shutdown(d time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	return fe.front.Shutdown(ctx)
+}
+
+// slowConnState is an http.Server's ConnState that takes d to note a new
+// connection.
+func slowConnState(d time.Duration) func(net.Conn, http.ConnState) {
+	return func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			time.Sleep(d)
+		}
+	}
+}
+
 // dial opens a connection to addr, closed when the test ends.
 func dial(t *testing.T, addr string) net.Conn {
 	t.Helper()
@@ -419,9 +436,7 @@ func TestFrontShutdown(t *testing.T) {
 
 	// Well within the header timeout (10 s): Shutdown must not wait for
 	// the partial head.
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
-	defer cancel()
-	if err := fe.front.Shutdown(ctx); err != nil {
+	if err := fe.shutdown(5 * time.Second); err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
 	select {
@@ -569,15 +584,10 @@ func newLookupFrontEnv(t *testing.T, b backend, hs *http.Server, cfg ServerConfi
 // net/http would answer it, even when the http.Server is slow to take the
 // connection.
 func TestFrontShutdownHandsOver(t *testing.T) {
-	slowState := func(c net.Conn, st http.ConnState) {
-		if st == http.StateNew {
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
 	for _, tc := range []struct {
 		name  string
 		state func(net.Conn, http.ConnState) // the http.Server's ConnState
-	}{{"Plain", nil}, {"SlowConnState", slowState}} {
+	}{{"Plain", nil}, {"SlowConnState", slowConnState(50 * time.Millisecond)}} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			hs := &http.Server{ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute, WriteTimeout: time.Minute, ConnState: tc.state}
@@ -593,10 +603,8 @@ func TestFrontShutdownHandsOver(t *testing.T) {
 			case <-time.After(10 * time.Second):
 				t.Fatal("the lookup did not reach the store")
 			}
-			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-			defer cancel()
 			shut := make(chan error, 1)
-			go func() { shut <- fe.front.Shutdown(ctx) }()
+			go func() { shut <- fe.shutdown(20 * time.Second) }()
 			// Let Shutdown go as far as it goes while the front's answer is
 			// under way, then let the store answer that the log lacks the
 			// version: the front hands the request over.
@@ -627,19 +635,13 @@ func TestFrontShutdownOddHandoffs(t *testing.T) {
 	t.Run("BareLF", func(t *testing.T) {
 		t.Parallel()
 		hs := &http.Server{ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute, WriteTimeout: time.Minute,
-			ConnState: func(c net.Conn, st http.ConnState) {
-				if st == http.StateNew {
-					time.Sleep(300 * time.Millisecond)
-				}
-			}}
+			ConnState: slowConnState(300 * time.Millisecond)}
 		fe := newFrontEnv(t, backends[0], hs, envOptions{})
 		c := dial(t, fe.addr)
 		r := bufio.NewReader(c)
 		io.WriteString(c, "GET /latest HTTP/1.1\nHost: sumdb.test\n\n")
 		time.Sleep(50 * time.Millisecond) // the front hands it over
-		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-		defer cancel()
-		if err := fe.front.Shutdown(ctx); err != nil {
+		if err := fe.shutdown(20 * time.Second); err != nil {
 			t.Errorf("Shutdown: %v", err)
 		}
 		if a := readAnswer(t, r, "GET"); a.code != 200 {
@@ -656,9 +658,7 @@ func TestFrontShutdownOddHandoffs(t *testing.T) {
 		c := dial(t, fe.addr)
 		io.WriteString(c, "PRI * HTTP/2.0\r\n\r\nS") // and no more
 		time.Sleep(50 * time.Millisecond)            // the front hands it over
-		ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
-		defer cancel()
-		if err := fe.front.Shutdown(ctx); err != nil {
+		if err := fe.shutdown(15 * time.Second); err != nil {
 			t.Errorf("Shutdown: %v", err)
 		}
 	})
