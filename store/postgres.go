@@ -267,7 +267,7 @@ func (p *Postgres) acquire(ctx context.Context) (*pgxpool.Conn, func(), error) {
 }
 
 // append locks the head, gets the batch to commit from prepare, and commits
-// it if its old size is the locked head's size.
+// it if its old size and root are the locked head's.
 func (p *Postgres) append(ctx context.Context, prepare func(tlog.Head) (*tlog.Batch, error)) error {
 	conn, rollback, err := p.acquire(ctx)
 	if err != nil {
@@ -299,9 +299,9 @@ func (p *Postgres) append(ctx context.Context, prepare func(tlog.Head) (*tlog.Ba
 		return err
 	}
 	lo, hi := b.OldSize, b.Head.Size
-	if size != b.OldSize {
+	if err := fenced(b, size, hash); err != nil {
 		rollback()
-		return conflict(b, size)
+		return err
 	}
 	if err := checkResign(b, hash); err != nil {
 		rollback()
@@ -337,7 +337,7 @@ type step struct {
 	what     string
 	dup      bool // a unique violation of a record key is a duplicate
 	fork     bool // a division by zero is a tile that does not extend the stored one
-	conflict bool // a division by zero is a stored head of another size
+	conflict bool // a division by zero is a stored head of another size or root
 }
 
 // queueWrites queues in q the statements that write b, from the records to
@@ -413,7 +413,7 @@ func (p *Postgres) run(ctx context.Context, conn *pgxpool.Conn, q *pgx.Batch, st
 			case st.fork && divByZero:
 				return fmt.Errorf("%s: some tiles do not extend the stored tile: refusing to fork the log", st.what)
 			case st.conflict && divByZero:
-				return fmt.Errorf("append at size %d: the stored head has another size: %w", b.OldSize, tlog.ErrConflict)
+				return fmt.Errorf("append at size %d: the stored head is not the tree of that size and root %v the batch extends: %w", b.OldSize, b.OldHash, tlog.ErrConflict)
 			}
 			return fmt.Errorf("%s: %w", st.what, err)
 		}
@@ -425,13 +425,15 @@ func (p *Postgres) run(ctx context.Context, conn *pgxpool.Conn, q *pgx.Batch, st
 }
 
 // fenceHeadQuery locks the head row, as lockHeadNoteQuery does, and fails
-// with a division by zero unless the stored size is $1.
-const fenceHeadQuery = `SELECT 1 / (size = $1)::int FROM head FOR UPDATE`
+// with a division by zero unless the stored size is $1 and, for a tree
+// that is not empty, the stored root hash is $2.
+const fenceHeadQuery = `SELECT 1 / (size = $1 AND (size = 0 OR hash = $2))::int FROM head FOR UPDATE`
 
 // appendOnce commits b, whose records are inserted without COPY, in one
-// round trip: BEGIN, the head locked and its size checked (the fence), the
-// writes and the COMMIT, pipelined. A stored head of another size makes
-// the fence fail, and the append return ErrConflict, writing nothing.
+// round trip: BEGIN, the head locked and its size and root checked (the
+// fence), the writes and the COMMIT, pipelined. A stored head of another
+// size or root makes the fence fail, and the append return ErrConflict,
+// writing nothing.
 func (p *Postgres) appendOnce(ctx context.Context, b *tlog.Batch) error {
 	conn, rollback, err := p.acquire(ctx)
 	if err != nil {
@@ -440,7 +442,7 @@ func (p *Postgres) appendOnce(ctx context.Context, b *tlog.Batch) error {
 	defer conn.Release()
 	var q pgx.Batch
 	q.Queue(beginQuery)
-	q.Queue(fenceHeadQuery, b.OldSize)
+	q.Queue(fenceHeadQuery, b.OldSize, b.OldHash[:])
 	steps := []step{
 		{what: "append: begin"},
 		{what: fmt.Sprintf("append at size %d: lock head", b.OldSize), conflict: true},

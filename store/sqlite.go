@@ -269,7 +269,7 @@ func (s *SQLite) AppendLocked(ctx context.Context, prepare func(tlog.Head) (*tlo
 }
 
 // append takes the write lock, gets the batch to commit from prepare, and
-// commits it if its old size is the stored head's size.
+// commits it if its old size and root are the stored head's.
 func (s *SQLite) append(ctx context.Context, prepare func(tlog.Head) (*tlog.Batch, error)) error {
 	select {
 	case s.writer <- struct{}{}:
@@ -298,8 +298,8 @@ func (s *SQLite) append(ctx context.Context, prepare func(tlog.Head) (*tlog.Batc
 		return err
 	}
 	lo, hi := b.OldSize, b.Head.Size
-	if size != b.OldSize {
-		return conflict(b, size)
+	if err := fenced(b, size, hash); err != nil {
+		return err
 	}
 	if err := checkResign(b, hash); err != nil {
 		return err

@@ -14,6 +14,8 @@ import (
 	"errors"
 	"fmt"
 
+	xtlog "golang.org/x/mod/sumdb/tlog"
+
 	"github.com/sumdb/sumdb/migrations"
 	"github.com/sumdb/sumdb/tlog"
 )
@@ -60,6 +62,9 @@ func checkBatch(b *tlog.Batch) error {
 	}
 	if b.OldSize < 0 {
 		return fmt.Errorf("check batch: old size %d is negative", b.OldSize)
+	}
+	if b.OldSize > 0 && b.OldHash == (xtlog.Hash{}) {
+		return fmt.Errorf("check batch: old size %d without the old root hash", b.OldSize)
 	}
 	if want := b.OldSize + int64(len(b.Records)); b.Head.Size != want {
 		return fmt.Errorf("check batch: head size %d, want old size %d + %d records = %d", b.Head.Size, b.OldSize, len(b.Records), want)
@@ -128,9 +133,18 @@ func checkResign(b *tlog.Batch, storedHash []byte) error {
 	return fmt.Errorf("append empty batch at size %d: root hash %x differs from the stored %x: refusing to fork the log", b.OldSize, b.Head.Hash[:], storedHash)
 }
 
-// conflict returns the error of an append whose old size is not the stored size.
-func conflict(b *tlog.Batch, size int64) error {
-	return fmt.Errorf("append at size %d: stored head has size %d: %w", b.OldSize, size, tlog.ErrConflict)
+// fenced returns the error of an append whose old tree is not the stored
+// head's (size, and root hash storedHash, nil if none), or nil. The root
+// is part of the fence: a batch computed against another tree of the same
+// size would extend a tree that contradicts the heads its writer served.
+func fenced(b *tlog.Batch, size int64, storedHash []byte) error {
+	if size != b.OldSize {
+		return fmt.Errorf("append at size %d: stored head has size %d: %w", b.OldSize, size, tlog.ErrConflict)
+	}
+	if size > 0 && !bytes.Equal(storedHash, b.OldHash[:]) {
+		return fmt.Errorf("append at size %d: stored head has root %v, not %v, the root of the tree the batch extends: %w", b.OldSize, xtlog.Hash(storedHash), b.OldHash, tlog.ErrConflict)
+	}
+	return nil
 }
 
 // hashFrom converts a stored root hash to a tlog hash.

@@ -410,10 +410,18 @@ type batcher struct {
 	size int64
 }
 
+// root returns the root hash the batcher gives the tree of size n.
+func (g *batcher) root(n int64) xtlog.Hash {
+	if n == 0 {
+		return xtlog.Hash{}
+	}
+	return sha256.Sum256(fmt.Appendf(nil, "%d", n))
+}
+
 func newBatcher() *batcher { return new(batcher) }
 
 func (g *batcher) next(n int) *tlog.Batch {
-	b := &tlog.Batch{OldSize: g.size}
+	b := &tlog.Batch{OldSize: g.size, OldHash: g.root(g.size)}
 	for i := range n {
 		id := g.size + int64(i)
 		b.Records = append(b.Records, storetest.Record(id, fmt.Sprintf("github.com/bench%d/module", id/10), fmt.Sprintf("v1.0.%d", id%10)))
@@ -427,7 +435,7 @@ func (g *batcher) next(n int) *tlog.Batch {
 		}
 		b.Tiles = append(b.Tiles, tlog.Tile{Level: t.L, Index: t.N, Hashes: data})
 	}
-	b.Head = tlog.Head{Size: g.size, Hash: sha256.Sum256(fmt.Appendf(nil, "%d", g.size))}
+	b.Head = tlog.Head{Size: g.size, Hash: g.root(g.size)}
 	b.Head.Note = fmt.Appendf(nil, "go.sum database tree\n%d\n%x\n\n— bench.example AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==\n", g.size, b.Head.Hash)
 	return b
 }

@@ -399,7 +399,11 @@ func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	if err := s.log.Ready(ctx); err != nil {
 		reason := "not ready: the store does not answer"
-		if !errors.Is(err, tlog.ErrUnavailable) && ctx.Err() == nil {
+		switch {
+		case errors.Is(err, tlog.ErrFork):
+			s.logger.ErrorContext(r.Context(), "not ready", "err", err)
+			reason = "not ready: the database does not hold the log this server served; see the server's log"
+		case !errors.Is(err, tlog.ErrUnavailable) && ctx.Err() == nil:
 			reason = "not ready: the stored log cannot be read; see the server's log"
 		}
 		s.fail(w, r, http.StatusServiceUnavailable, cacheNone, reason, err)

@@ -2,11 +2,14 @@ package tlog_test
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	xtlog "golang.org/x/mod/sumdb/tlog"
 
 	"github.com/sumdb/sumdb/store"
 	"github.com/sumdb/sumdb/tlog"
@@ -64,14 +67,23 @@ func openSQLiteIn(t *testing.T) *store.SQLite {
 func forkedStore(t *testing.T, k keys, common, extra int) *store.SQLite {
 	t.Helper()
 	s := openSQLiteIn(t)
+	fork(t, s, k, common, extra)
+	return s
+}
+
+// fork appends to the empty store s, through a log of its own, records 0
+// to common-1 of the log the tests serve, then others from record 1000,
+// making a tree of size common+extra, and returns its head.
+func fork(t *testing.T, s tlog.Store, k keys, common, extra int) tlog.Head {
+	t.Helper()
 	l, err := tlog.Open(context.Background(), s, tlog.Config{Signer: k.signer, Verifier: k.verifier, RefreshInterval: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer l.Close()
 	appendInOrder(t, l, 0, common)
-	appendInOrder(t, l, 100, 100+extra)
-	l.Close()
-	return s
+	appendInOrder(t, l, 1000, 1000+extra)
+	return l.Head()
 }
 
 const forkRefusal = "does not contain the tree of size"
@@ -182,5 +194,118 @@ func TestRefreshRefusesForkBeforePublish(t *testing.T) {
 	}
 	if pub, err := tlog.ReadPublished(file, k.verifier); err != nil || pub.Hash != h.Hash {
 		t.Errorf("published head %d, %v; want the acknowledged head 11", pub.Size, err)
+	}
+}
+
+// TestFailoverToTreeOfSameSize is the failover that a fence on the stored
+// size alone let through: replica A serves a head whose size ends a tile;
+// the database fails over to a standby that lost A's last commits, where
+// replica B, which never saw A's head, appends others up to exactly that
+// size. A must not extend B's tree: the head it would sign contradicts the
+// one it served, and its tiles, B's, would not reproduce it, so that no
+// server could open the database again. A refuses, on every path, and the
+// database stays one tree, B's.
+func TestFailoverToTreeOfSameSize(t *testing.T) {
+	t.Parallel()
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			k := newKeys(t)
+			file := filepath.Join(t.TempDir(), "published-head")
+			primary := be.open(t).(tlog.LockingStore)
+			sw := &switchStore{cur: primary}
+			cfg := tlog.Config{Signer: k.signer, Verifier: k.verifier, RefreshInterval: -1, PublishedFile: file}
+			a, err := tlog.Open(ctx, sw, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer a.Close()
+			appendInOrder(t, a, 0, tlog.TileWidth)
+			served := a.Head()
+
+			standby := be.open(t).(tlog.LockingStore)
+			b := fork(t, standby, k, tlog.TileWidth-6, 6)
+			if b.Size != served.Size || b.Hash == served.Hash {
+				t.Fatalf("B's head has size %d, root %v; want size %d and a root other than A's", b.Size, b.Hash, served.Size)
+			}
+			sw.set(standby)
+
+			if _, err := a.Refresh(ctx); err == nil || !strings.Contains(err.Error(), forkRefusal) {
+				t.Errorf("A's Refresh of B's tree of its size = %v, want a refusal", err)
+			}
+			if err := a.Ready(ctx); err == nil || !strings.Contains(err.Error(), forkRefusal) {
+				t.Errorf("A's Ready on B's tree of its size = %v, want a refusal", err)
+			}
+			for i := range 3 { // the sequencer's fast path, then the locked path
+				p, v, text := gosum(2000 + i)
+				if rec, h, err := a.Append(ctx, p, v, text); err == nil || !strings.Contains(err.Error(), forkRefusal) {
+					t.Errorf("A's Append %d on B's tree = record %d, head %d, %v; want a refusal", i, rec.ID, h.Size, err)
+				}
+			}
+			if h := a.Head(); h.Size != served.Size || h.Hash != served.Hash {
+				t.Errorf("A serves head %d %v after the refusals, want its own %d %v", h.Size, h.Hash, served.Size, served.Hash)
+			}
+			// B's records and tiles do not verify against A's head: A
+			// serves none.
+			p, v, _ := gosum(0)
+			if _, _, err := a.Lookup(ctx, p, v); !errors.Is(err, tlog.ErrFork) {
+				t.Errorf("A's Lookup on B's tree = %v, want ErrFork", err)
+			}
+			if _, err := a.ReadTile(ctx, xtlog.Tile{H: tlog.TileHeight, L: 0, N: 0, W: tlog.TileWidth}); !errors.Is(err, tlog.ErrFork) {
+				t.Errorf("A's ReadTile on B's tree = %v, want ErrFork", err)
+			}
+			if pub, err := tlog.ReadPublished(file, k.verifier); err != nil || pub.Hash != served.Hash {
+				t.Errorf("A's published head = %d %v, %v; want its own %d %v", pub.Size, pub.Hash, err, served.Size, served.Hash)
+			}
+
+			// The database holds B's tree alone: every head in its history
+			// is a prefix of the stored head, which a new server opens.
+			h, err := standby.ReadHead(ctx)
+			if err != nil || h.Hash != b.Hash {
+				t.Fatalf("stored head after A's refusals = %d %v, %v; want B's %d %v", h.Size, h.Hash, err, b.Size, b.Hash)
+			}
+			checkOneTree(t, standby)
+			c, err := tlog.Open(ctx, standby, tlog.Config{Signer: k.signer, Verifier: k.verifier, RefreshInterval: -1})
+			if err != nil {
+				t.Fatalf("Open of the database after A's refusals: %v", err)
+			}
+			c.Close()
+			if _, err := tlog.Open(ctx, standby, cfg); err == nil {
+				t.Errorf("Open with A's published head of a database that does not hold it succeeded")
+			}
+
+			// Back on the database that holds A's tree, A serves again.
+			sw.set(primary)
+			if err := a.Ready(ctx); err != nil {
+				t.Errorf("A's Ready back on its own tree = %v", err)
+			}
+			if _, h, err := a.Lookup(ctx, p, v); err != nil || h.Hash != served.Hash {
+				t.Errorf("A's Lookup back on its own tree = head %d, %v; want its own", h.Size, err)
+			}
+			appendInOrder(t, a, 3000, 3001)
+		})
+	}
+}
+
+// checkOneTree fails the test unless every head in the history of s is a
+// prefix of its current head, proven from its stored tiles.
+func checkOneTree(t *testing.T, s tlog.Store) {
+	t.Helper()
+	ctx := context.Background()
+	head, err := s.ReadHead(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	heads, err := s.ReadHeads(ctx, 1, head.Size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hr := xtlog.TileHashReader(xtlog.Tree{N: head.Size, Hash: head.Hash}, storeTiles{ctx, s})
+	for _, h := range heads {
+		root, err := xtlog.TreeHash(h.Size, hr)
+		if err != nil || root != h.Hash {
+			t.Errorf("history head of size %d has root %v; the stored tree of size %d gives %v, %v", h.Size, h.Hash, head.Size, root, err)
+		}
 	}
 }

@@ -25,6 +25,13 @@ var ErrWrongKey = errors.New("signed by another key")
 // ErrClosed is returned by Append after the log was closed.
 var ErrClosed = errors.New("log is closed")
 
+// ErrFork marks a store whose tree does not contain the heads this log has
+// served or committed: the database went back in time (a restored backup,
+// a failover to a replica that lost commits), or holds another tree of the
+// same size (such a replica extended by another process). The log refuses
+// to serve or extend it.
+var ErrFork = errors.New("the store's tree contradicts heads this server served")
+
 // A LockingStore is a Store that can compute a batch while it holds the lock
 // on the head, so that writers sharing it never conflict: each waits for the
 // lock, then extends the head it finds. A Log uses AppendLocked when its
@@ -126,6 +133,11 @@ type Log struct {
 	done  chan struct{} // closed when the sequencer has stopped
 
 	edge *Edge // owned by the sequencer; nil when it must be reloaded from the store
+
+	// fork is the error of the last check that found the store's tree
+	// contradicting the heads this server served (wrapping ErrFork), nil
+	// if the last check found none.
+	fork atomic.Pointer[error]
 
 	// lastCommit is the newest head the sequencer committed; never
 	// shrinks. That head is served only once the publisher has recorded
@@ -253,9 +265,20 @@ func (l *Log) Head() Head { return *l.head.Load() }
 func (l *Log) QueueLen() int { return len(l.queue) }
 
 // Ready reports whether the store answers and holds a head signed by the
-// log's key: the log can serve and append.
+// log's key, whose tree contains every head the log has served and
+// committed: the log can serve and append. Otherwise the error wraps
+// ErrUnavailable, ErrWrongKey or ErrFork, as the case may be.
 func (l *Log) Ready(ctx context.Context) error {
-	_, err := l.readHead(ctx)
+	// What the log knows is taken before the store is read: the store only
+	// grows, so the head read after it is at least as large, unless the
+	// database went back in time.
+	known := l.known()
+	h, err := l.readHead(ctx)
+	if err != nil {
+		return err
+	}
+	err = l.holds(ctx, h, known)
+	l.observe(err)
 	return err
 }
 
@@ -295,16 +318,44 @@ func (l *Log) checkHead(h Head) error {
 }
 
 // Refresh rereads the stored head and makes it the served head if it is
-// newer. It is how a process learns of appends made by others sharing its store.
+// newer. It is how a process learns of appends made by others sharing its
+// store. A store that went back in time or holds another tree is refused
+// with an error wrapping ErrFork, and the log then answers no lookup and no
+// tile until a refresh finds the store holding its heads again.
 func (l *Log) Refresh(ctx context.Context) (Head, error) {
+	known := l.known() // before the read: the store only grows
 	h, err := l.readHead(ctx)
 	if err != nil {
 		return l.Head(), err
 	}
-	if err := l.adopt(ctx, h); err != nil {
-		return l.Head(), err
+	err = behind(h, known)
+	if err == nil {
+		err = l.adopt(ctx, h)
 	}
-	return l.Head(), nil
+	l.observe(err)
+	return l.Head(), err
+}
+
+// observe records whether err, the outcome of a check of the stored tree
+// against the heads this server served, found a fork.
+func (l *Log) observe(err error) {
+	switch {
+	case err == nil:
+		l.fork.Store(nil)
+	case errors.Is(err, ErrFork):
+		l.fork.Store(&err)
+	}
+}
+
+// forked returns the error of the last check that found the store's tree
+// contradicting the heads this server served, or nil. Records and tiles
+// read from such a store do not belong to the served head: a client given
+// them with it would fail to verify them.
+func (l *Log) forked() error {
+	if p := l.fork.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // adopt makes h, a stored head that other processes may have appended,
@@ -313,13 +364,17 @@ func (l *Log) Refresh(ctx context.Context) (Head, error) {
 // larger tree that does not is a fork (the database failed over to a
 // replica that lost commits, and another process appended to it), which
 // must be neither served nor recorded as published.
+//
+// A stored head of the served size with another root is such a fork too,
+// and refused the same way, so that a server whose database failed over
+// says so at its next refresh rather than at its next append.
 func (l *Log) adopt(ctx context.Context, h Head) error {
-	if h.Size <= l.Head().Size {
+	if !l.news(h) {
 		return nil
 	}
 	l.pubMu.Lock()
 	defer l.pubMu.Unlock()
-	if h.Size <= l.Head().Size {
+	if !l.news(h) {
 		return nil
 	}
 	if err := l.extendsKnown(ctx, h); err != nil {
@@ -328,17 +383,41 @@ func (l *Log) adopt(ctx context.Context, h Head) error {
 	return l.publishLocked(h)
 }
 
+// news reports whether the stored head h is news to the served head:
+// larger, or of its size with another root. A smaller stored head may have
+// been read before the served head was committed.
+func (l *Log) news(h Head) bool {
+	cur := l.Head()
+	return h.Size > cur.Size || h.Size == cur.Size && h.Size > 0 && h.Hash != cur.Hash
+}
+
+// known returns the heads this server has served and committed: the
+// served head, and the newest head the sequencer committed, which the
+// publisher may not have served yet.
+func (l *Log) known() []Head {
+	list := []Head{l.Head()}
+	if c := l.lastCommit.Load(); c != nil {
+		list = append(list, *c)
+	}
+	return list
+}
+
 // extendsKnown returns an error unless the stored tree of head h contains
 // the heads this server has served and committed.
 func (l *Log) extendsKnown(ctx context.Context, h Head) error {
-	if err := l.notBehind(h); err != nil {
+	return l.holds(ctx, h, l.known())
+}
+
+// holds returns an error wrapping ErrFork unless the stored tree of head h
+// contains the heads known.
+func (l *Log) holds(ctx context.Context, h Head, known []Head) error {
+	if err := behind(h, known); err != nil {
 		return err
 	}
-	if err := l.contains(ctx, h, l.Head()); err != nil {
-		return err
-	}
-	if c := l.lastCommit.Load(); c != nil {
-		return l.contains(ctx, h, *c)
+	for _, k := range known {
+		if err := l.contains(ctx, h, k); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -364,8 +443,8 @@ func (l *Log) contains(ctx context.Context, h, old Head) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("the store's tree of size %d does not contain the tree of size %d this server has committed or served: "+
-		"the database holds another tree (a failover to a replica that lost commits, then appends by another process); refusing to serve or extend it", h.Size, old.Size)
+	return fmt.Errorf("the store's tree of size %d does not contain the tree of size %d this server has committed or served: %w: "+
+		"the database holds another tree (a failover to a replica that lost commits, then appends by another process); refusing to serve or extend it", h.Size, old.Size, ErrFork)
 }
 
 // publish makes h, the head of a batch this server committed, the served
@@ -414,6 +493,9 @@ func (l *Log) covering(ctx context.Context, id int64) (Head, error) {
 // Lookup returns the record of path@version and a signed head that covers it,
 // or an error wrapping ErrNotFound.
 func (l *Log) Lookup(ctx context.Context, path, version string) (Record, Head, error) {
+	if err := l.forked(); err != nil {
+		return Record{}, Head{}, err
+	}
 	rec, err := l.store.Lookup(ctx, path, version)
 	if err != nil {
 		return Record{}, Head{}, err
@@ -463,6 +545,9 @@ func (l *Log) Append(ctx context.Context, path, version string, text []byte) (Re
 // tile, as the tile endpoints serve it. A tile the current tree does not
 // reach yields an error wrapping ErrNotFound.
 func (l *Log) ReadTile(ctx context.Context, t xtlog.Tile) ([]byte, error) {
+	if err := l.forked(); err != nil {
+		return nil, err
+	}
 	if t.H != TileHeight || t.W < 1 || t.W > TileWidth || t.N < 0 || t.L < -1 {
 		return nil, fmt.Errorf("tile %+v: %w", t, ErrNotFound)
 	}
@@ -584,7 +669,11 @@ func (l *Log) run(ctx context.Context) {
 			return
 		case <-tick:
 			if _, err := l.Refresh(ctx); err != nil && ctx.Err() == nil {
-				l.logger.WarnContext(ctx, "refresh head", "err", err)
+				level := slog.LevelWarn
+				if errors.Is(err, ErrFork) {
+					level = slog.LevelError
+				}
+				l.logger.Log(ctx, level, "refresh head", "err", err)
 			}
 			continue
 		case req := <-l.queue:
@@ -764,6 +853,7 @@ func (l *Log) commit(ctx context.Context, batch []*request) {
 		default:
 			// The commit may or may not have happened: reload before the next batch.
 			l.edge = nil
+			l.observe(err)
 			l.logger.ErrorContext(ctx, "append batch", "records", len(recs), "err", err)
 			for _, r := range recs {
 				answer(r.Key(), result{err: fmt.Errorf("append: %w", err)})
@@ -867,13 +957,17 @@ func (l *Log) catchUp(ctx context.Context, h Head) *Edge {
 // publisher may not have served yet: extending h would fork the log and
 // lose appends that are, or are about to be, acknowledged. The database
 // lost commits (a failover to a replica that lagged, a restored backup).
-func (l *Log) notBehind(h Head) error {
-	known := l.Head().Size
-	if c := l.lastCommit.Load(); c != nil {
-		known = max(known, c.Size)
+func (l *Log) notBehind(h Head) error { return behind(h, l.known()) }
+
+// behind returns an error wrapping ErrFork if the stored head h is smaller
+// than one of the heads known.
+func behind(h Head, known []Head) error {
+	var size int64
+	for _, k := range known {
+		size = max(size, k.Size)
 	}
-	if h.Size < known {
-		return fmt.Errorf("the store's head has size %d, older than the head of size %d this server has committed or served: the database went back in time; refusing to append (restore a newer backup)", h.Size, known)
+	if h.Size < size {
+		return fmt.Errorf("the store's head has size %d, older than the head of size %d this server has committed or served: %w: the database went back in time; refusing to append (restore a newer backup)", h.Size, size, ErrFork)
 	}
 	return nil
 }
@@ -884,6 +978,9 @@ func (l *Log) prepare(recs []Record) (*Batch, *Edge, error) {
 	next := l.edge.Clone()
 	old := next.Size()
 	b := &Batch{OldSize: old, Records: make([]Record, len(recs))}
+	if old > 0 {
+		b.OldHash = l.edge.Root()
+	}
 	leaves := make([]xtlog.Hash, len(recs))
 	for i, r := range recs {
 		r.ID = old + int64(i)

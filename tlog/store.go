@@ -53,9 +53,16 @@ type Tile struct {
 
 // A Batch is everything one append commits, atomically.
 type Batch struct {
-	// OldSize is the tree size the batch was computed against. The store must
-	// commit the batch only if its current head has exactly this size.
+	// OldSize and OldHash are the size and root hash of the tree the batch
+	// was computed against (OldHash is ignored when OldSize is 0: there is
+	// one empty tree). The store must commit the batch only if its current
+	// head has exactly this size and this root hash: a fence on the size alone would let a writer
+	// extend another tree of the same size (a database that failed over to
+	// a replica that lost commits, then grew back to that size through
+	// another writer), and the new head would contradict heads served
+	// before.
 	OldSize int64
+	OldHash xtlog.Hash
 	// Records are the new records, with IDs OldSize, OldSize+1, ... in order.
 	Records []Record
 	// Tiles are the hash tiles that changed, each with its whole new content.
@@ -72,8 +79,9 @@ type Batch struct {
 	History []Head
 }
 
-// ErrConflict is returned by Store.Append when the stored head no longer has
-// the batch's OldSize: another writer appended first.
+// ErrConflict is returned by Store.Append when the stored head is not the
+// batch's OldSize and OldHash: another writer appended first, or the store
+// holds another tree of that size.
 var ErrConflict = errors.New("tree head changed under the append")
 
 // ErrNotFound is returned by Store reads for a record or tile that is not stored.
@@ -104,10 +112,10 @@ type Store interface {
 	// Append commits b in one transaction: the records, the tiles (inserted or
 	// replaced by their new, longer content, of which the stored content must
 	// be a prefix), b.Head as the current head, and b.History and b.Head into
-	// the head history. It commits only if the current head size equals b.OldSize,
-	// else it returns ErrConflict (checked first); if any record's path and
-	// version already exist it returns a *DuplicateError. With either of
-	// those nothing is written. When Append returns nil the batch is durable.
+	// the head history. It commits only if the current head's size and root
+	// hash are b.OldSize and b.OldHash, else it returns ErrConflict (checked
+	// first); if any record's path and version already exist it returns a
+	// *DuplicateError. With either of those nothing is written. When Append returns nil the batch is durable.
 	// Any other error leaves the outcome unknown (the connection may have
 	// dropped after the commit was sent): the caller must reread the head.
 	//

@@ -78,7 +78,7 @@ func (m *model) ReadHashes(indexes []int64) ([]xtlog.Hash, error) {
 // returns the batch that stores them.
 func (m *model) batch(t testing.TB, keys ...string) *tlog.Batch {
 	t.Helper()
-	b := &tlog.Batch{OldSize: m.size}
+	b := &tlog.Batch{OldSize: m.size, OldHash: m.root()}
 	for _, k := range keys {
 		path, version := splitKey(t, k)
 		b.Records = append(b.Records, Record(m.size+int64(len(b.Records)), path, version))
@@ -129,6 +129,14 @@ func (m *model) head(t testing.TB) tlog.Head {
 	return tlog.Head{Size: m.size, Hash: hash, Note: msg}
 }
 
+// root returns the root hash of the newest head appended to m, zero if none.
+func (m *model) root() xtlog.Hash {
+	if len(m.heads) == 0 {
+		return xtlog.Hash{}
+	}
+	return m.heads[len(m.heads)-1].Hash
+}
+
 // tile returns the content of tile (level, index) in m, or nil.
 func (m *model) tile(level int, index int64) []byte {
 	return m.tiles[xtlog.Tile{H: tlog.TileHeight, L: level, N: index, W: tlog.TileWidth}]
@@ -148,7 +156,7 @@ func splitKey(t testing.TB, key string) (path, version string) {
 // m.batch, in order) at once: their records, the last content of each tile,
 // the heads of all but the last as history, and the last one's head.
 func merge(bs ...*tlog.Batch) *tlog.Batch {
-	b := &tlog.Batch{OldSize: bs[0].OldSize}
+	b := &tlog.Batch{OldSize: bs[0].OldSize, OldHash: bs[0].OldHash}
 	type tileID struct {
 		level int
 		index int64

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 
+	xtlog "golang.org/x/mod/sumdb/tlog"
+
 	"github.com/sumdb/sumdb/tlog"
 )
 
@@ -31,6 +33,8 @@ func Run(t *testing.T, open func(t *testing.T) tlog.Store) {
 		{"AppendAndRead", testAppendAndRead},
 		{"TileGrowth", testTileGrowth},
 		{"Conflict", testConflict},
+		{"ConflictSameSizeAtTileEnd", conflictSameSize(tlog.TileWidth)},
+		{"ConflictSameSizeInTile", conflictSameSize(3)},
 		{"Duplicate", testDuplicate},
 		{"ReadRecordsPastEnd", testReadRecordsPastEnd},
 		{"ReadHeads", testReadHeads},
@@ -166,6 +170,37 @@ func testConflict(t *testing.T, s tlog.Store) {
 	// The store still appends at its size.
 	appendOK(t, s, m.batch(t, keys("example.com/e", 2)...))
 	checkState(t, s, m)
+}
+
+// conflictSameSize returns the check that a batch computed against
+// another tree of the stored size, size, is a conflict: the records of
+// another writer, as after a failover to a database that lost a writer's
+// last commits and grew back to the same size through another. Extending
+// it would sign a head that contradicts those the first writer served. At
+// a size that ends a tile, the batch rewrites no stored tile: only the
+// fence on the root stops it.
+func conflictSameSize(size int) func(t *testing.T, s tlog.Store) {
+	return func(t *testing.T, s tlog.Store) {
+		ctx := t.Context()
+		m := newModel(t)
+		appendOK(t, s, m.batch(t, keys("example.com/a", size)...))
+		other := newModel(t)
+		other.batch(t, keys("example.com/b", size)...)
+		b := other.batch(t, keys("example.com/c", 2)...)
+		if err := s.Append(ctx, b); !errors.Is(err, tlog.ErrConflict) {
+			t.Fatalf("Append(batch at another tree of size %d) = %v, want ErrConflict", size, err)
+		}
+		checkNotWritten(t, s, m, b)
+		if ls, ok := s.(tlog.LockingStore); ok {
+			err := ls.AppendLocked(ctx, func(tlog.Head) (*tlog.Batch, error) { return b, nil })
+			if !errors.Is(err, tlog.ErrConflict) {
+				t.Fatalf("AppendLocked(batch at another tree of size %d) = %v, want ErrConflict", size, err)
+			}
+			checkNotWritten(t, s, m, b)
+		}
+		appendOK(t, s, m.batch(t, keys("example.com/d", 2)...))
+		checkState(t, s, m)
+	}
 }
 
 func testDuplicate(t *testing.T, s tlog.Store) {
@@ -359,6 +394,7 @@ func testInvalidBatch(t *testing.T, s tlog.Store) {
 			}
 		}},
 		{"HeadSize", func(b *tlog.Batch) { b.Head.Size++ }},
+		{"NoOldHash", func(b *tlog.Batch) { b.OldHash = xtlog.Hash{} }},
 		{"NoNote", func(b *tlog.Batch) { b.Head.Note = nil }},
 		{"TextOfOtherPath", func(b *tlog.Batch) { b.Records[0].Text = Record(b.Records[0].ID, "example.com/other", "v1.0.0").Text }},
 		{"TextOfOtherVersion", func(b *tlog.Batch) { b.Records[0].Version = "v9.9.9" }},

@@ -59,6 +59,9 @@ func fillStore(tb testing.TB, st tlog.Store, signer note.Signer, n int) {
 	const batch = 16384
 	for lo := 0; lo < n; lo += batch {
 		b := &tlog.Batch{OldSize: int64(lo)}
+		if lo > 0 {
+			b.OldHash = e.Root()
+		}
 		var leaves []xtlog.Hash
 		for i := lo; i < min(n, lo+batch); i++ {
 			path := fmt.Sprintf("example.com/bench/m%d", i)

@@ -70,9 +70,14 @@ type logged struct {
 	text []byte
 }
 
-func newPendingBatch(size int64) *pendingBatch {
+// newPendingBatch returns an empty batch that extends the tree of e.
+func newPendingBatch(e *tlog.Edge) *pendingBatch {
+	b := &tlog.Batch{OldSize: e.Size()}
+	if b.OldSize > 0 {
+		b.OldHash = e.Root()
+	}
 	return &pendingBatch{
-		b:     &tlog.Batch{OldSize: size},
+		b:     b,
 		tiles: make(map[tileKey][]byte),
 		keys:  make(map[string]logged),
 	}
@@ -266,7 +271,7 @@ type cloner struct {
 
 // run verifies the fetched tiles in order and sends batches to the writer.
 func (c *cloner) run(ctx context.Context, pending <-chan chan result, batches chan<- *tlog.Batch) error {
-	c.batch = newPendingBatch(c.from)
+	c.batch = newPendingBatch(c.edge)
 	for out := range pending {
 		var r result
 		select {
@@ -467,7 +472,7 @@ func (c *cloner) add(recs []record, start int64, appended bool) {
 // nil, and starts a new batch.
 func (c *cloner) flush(ctx context.Context, batches chan<- *tlog.Batch, head *tlog.Head) error {
 	pb := c.batch
-	c.batch = newPendingBatch(c.edge.Size())
+	c.batch = newPendingBatch(c.edge)
 	if len(pb.b.Records) == 0 {
 		return nil
 	}
@@ -626,7 +631,7 @@ func (a *auditor) duplicates(ctx context.Context, b *tlog.Batch, dup *tlog.Dupli
 		for j := range recs {
 			hs[j] = xtlog.RecordHash(recs[j].Text)
 		}
-		kept := &tlog.Batch{OldSize: b.OldSize, Records: recs, Tiles: e.Append(hs)}
+		kept := &tlog.Batch{OldSize: b.OldSize, OldHash: b.OldHash, Records: recs, Tiles: e.Append(hs)}
 		if kept.Head, err = a.checkpoint(e); err != nil {
 			return err
 		}

@@ -235,7 +235,7 @@ func (a *auditor) adopt(ctx context.Context, h signedHead) error {
 	if a.head.Size != h.N || bytes.Equal(a.head.Note, h.Note) || !a.isCheckpoint(a.head) {
 		return nil
 	}
-	b := &tlog.Batch{OldSize: h.N, Head: tlog.Head{Size: h.N, Hash: h.Hash, Note: h.Note}}
+	b := &tlog.Batch{OldSize: h.N, OldHash: a.head.Hash, Head: tlog.Head{Size: h.N, Hash: h.Hash, Note: h.Note}}
 	if err := a.st.Append(ctx, b); err != nil {
 		return fmt.Errorf("store the signed head of size %d: %w", h.N, err)
 	}

@@ -214,7 +214,7 @@ func parse(ctx context.Context, r *bufio.Reader, hdr Header, stored tlog.Head, v
 		nheads  int64        // heads read
 		last    tlog.Head    // the last head read
 		leaves  []xtlog.Hash // of the records after the last head
-		b       = &tlog.Batch{OldSize: stored.Size}
+		b       = &tlog.Batch{OldSize: stored.Size, OldHash: stored.Hash}
 		full    []tlog.Tile // tiles of b that became full
 		history []tlog.Head // heads of b, the last one included
 		prefix  = stored.Size == 0
@@ -296,7 +296,7 @@ func parse(ctx context.Context, r *bufio.Reader, hdr Header, stored tlog.Head, v
 			case <-ctx.Done():
 				return tlog.Head{}, ctx.Err()
 			}
-			b, full, history, size = &tlog.Batch{OldSize: h.Size}, nil, nil, 0
+			b, full, history, size = &tlog.Batch{OldSize: h.Size, OldHash: h.Hash}, nil, nil, 0
 
 		case tagEnd:
 			n, k := binary.Uvarint(payload)
