@@ -16,6 +16,16 @@ import (
 // variable SUMDB_TEST_DATABASE_URL is empty.
 const DefaultPostgresURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
 
+// ServerURL returns the URL of the PostgreSQL server the tests use:
+// $SUMDB_TEST_DATABASE_URL, or DefaultPostgresURL if it is unset. Its
+// database is the one connections to administer the test databases use.
+func ServerURL() string {
+	if s := os.Getenv("SUMDB_TEST_DATABASE_URL"); s != "" {
+		return s
+	}
+	return DefaultPostgresURL
+}
+
 // PostgresURL creates a new, empty database for the test on the PostgreSQL
 // server at $SUMDB_TEST_DATABASE_URL (DefaultPostgresURL if unset), whose
 // user must be allowed to create databases, and returns its URL. The database
@@ -26,10 +36,7 @@ const DefaultPostgresURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=
 // skipped silently in CI.
 func PostgresURL(t testing.TB) string {
 	t.Helper()
-	server := os.Getenv("SUMDB_TEST_DATABASE_URL")
-	if server == "" {
-		server = DefaultPostgresURL
-	}
+	server := ServerURL()
 	u, err := url.Parse(server)
 	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
 		t.Fatalf("storetest: SUMDB_TEST_DATABASE_URL=%q is not a postgres:// URL", server)
