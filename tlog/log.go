@@ -118,8 +118,8 @@ type Config struct {
 // sequencer goroutine that commits them in batches (group commit): it commits
 // at once when idle and gathers new appends while a commit is in flight. Every
 // batch commits its records, hash tiles and a newly signed head in one store
-// transaction, fenced by a compare-and-swap on the head's size and root hash, so that several
-// processes sharing a store can never fork the tree.
+// transaction, fenced by a compare-and-swap on the head's size and root
+// hash, so that several processes sharing a store can never fork the tree.
 //
 // A Log is safe for concurrent use.
 type Log struct {
