@@ -731,6 +731,29 @@ func testUpstreamErrors(t *testing.T, b backend) {
 		t.Errorf("tree size = %d after upstream errors, want 1", size)
 	}
 
+	// A proxy that sends the fetch to plain http: the lookup fails as for
+	// any broken upstream, and nothing reaches the plain http server or
+	// the log.
+	t.Run("RedirectToHTTP", func(t *testing.T) {
+		p := modproxy.New()
+		if err := p.Add(modproxy.Module{Path: "example.com/ok", Version: "v1.0.0", Files: map[string]string{"ok.go": "package ok\n"}}); err != nil {
+			t.Fatal(err)
+		}
+		lab := newRedirectLab(t, p, redirectTo("https://proxy.example.com", "http://proxy.example.com"))
+		up := newTestUpstream(t, UpstreamConfig{Proxy: "https://proxy.example.com", Client: lab.client})
+		e := newEnv(t, b, envOptions{fetcher: up})
+		const want = "upstream unavailable: example.com/ok@v1.0.0: try again later\n"
+		if code, _, body := e.get("/lookup/example.com/ok@v1.0.0"); code != 502 || string(body) != want {
+			t.Errorf("lookup through a proxy redirecting to http = %d %q, want 502 %q", code, body, want)
+		}
+		if hits := lab.takeHits(); !slices.Equal(hits, []string{"https://proxy.example.com/example.com/ok/@v/v1.0.0.info"}) {
+			t.Errorf("proxy requests %q, want only the https one for .info", hits)
+		}
+		if size := e.log.Head().Size; size != 0 {
+			t.Errorf("tree size = %d after a refused redirect, want 0", size)
+		}
+	})
+
 	t.Run("InvalidRecord", func(t *testing.T) {
 		for _, text := range []string{
 			"",

@@ -44,7 +44,11 @@ type UpstreamConfig struct {
 	Proxy string
 
 	// Client makes the requests; by default a client with connection
-	// timeouts and no overall timeout (Timeout bounds each fetch).
+	// timeouts and no overall timeout (Timeout bounds each fetch). Whatever
+	// the client, a redirect from https to plain http is refused, at most
+	// 10 redirects are followed, and the credentials of a proxy URL are
+	// sent only to its own scheme, host and port; the client's own
+	// CheckRedirect, if any, is asked after that.
 	Client *http.Client
 
 	// Timeout bounds the fetch of one module version's three files from
@@ -109,6 +113,7 @@ func NewUpstream(cfg UpstreamConfig) (*Upstream, error) {
 	if u.client == nil {
 		u.client = defaultClient()
 	}
+	u.client = guardRedirects(u.client)
 	switch {
 	case u.timeout < 0:
 		return nil, fmt.Errorf("upstream config: negative timeout %v", u.timeout)
@@ -383,6 +388,16 @@ func (f *fileFetch) get(ext string) (*http.Response, error) {
 	setUserinfo(req, f.user)
 	resp, err := f.u.client.Do(req)
 	if err != nil {
+		var rerr *redirectError
+		if errors.As(err, &rerr) {
+			// The redirect alone, not net/http's error: that repeats the
+			// Location header unmasked.
+			reason := fmt.Sprintf("proxy redirected %s more than %d times", ext, maxRedirects)
+			if rerr.downgrade {
+				reason = "proxy redirected " + ext + " from https to plain http: refused"
+			}
+			return nil, f.upstreamErr(reason, rerr)
+		}
 		return nil, f.transportErr("cannot reach proxy", err)
 	}
 	switch resp.StatusCode {
