@@ -715,7 +715,7 @@ func TestUpstreamAbuse(t *testing.T) {
 		{
 			name:    "redirect loop",
 			info:    http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, r.URL.Path, http.StatusFound) }),
-			wantErr: "upstream unavailable: example.com/m@v1.0.0: cannot reach proxy", wantKind: ErrUpstream,
+			wantErr: "upstream unavailable: example.com/m@v1.0.0: proxy redirected .info more than 10 times", wantKind: ErrUpstream,
 		},
 		{
 			// Declares 1 KiB, inflates to 4 GiB: archive/zip stops at the

@@ -33,10 +33,10 @@ var secretUserinfos = []string{secretToken, secretUser + ":" + secretPass, "SlAs
 // secretParts are the strings that no log line or error may show.
 var secretParts = []string{secretToken, secretUser, secretPass, "SlAsH", "ToKeN"}
 
-// withUserinfo returns the http:// URL rawURL with user information
-// userinfo.
+// withUserinfo returns the http:// or https:// URL rawURL with user
+// information userinfo.
 func withUserinfo(rawURL, userinfo string) string {
-	return strings.Replace(rawURL, "http://", "http://"+userinfo+"@", 1)
+	return strings.Replace(rawURL, "://", "://"+userinfo+"@", 1)
 }
 
 // closedAddr returns the address of a TCP port on which nothing listens.

@@ -51,7 +51,11 @@ type RemoteConfig struct {
 	// GOROOT is the Go installation whose go command's table of known
 	// database keys resolves a bare name (the caller's `go env GOROOT`).
 	GOROOT string
-	// Client is the HTTP client. Default: one with a 30s timeout per request.
+	// Client is the HTTP client. Default: one with a 30s timeout per
+	// request. Whatever the client, a redirect from https to plain http is
+	// refused, at most 10 redirects are followed, and the credentials of a
+	// URL are sent only to its own scheme, host and port; the client's own
+	// CheckRedirect, if any, is asked after that.
 	Client *http.Client
 	// Retries is how often a request failing with a 5xx status or a
 	// network error is retried, with exponential backoff. Default 4.
@@ -93,6 +97,7 @@ func OpenRemote(ctx context.Context, cfg RemoteConfig) (*Remote, error) {
 	if cfg.Client == nil {
 		cfg.Client = &http.Client{Timeout: 30 * time.Second}
 	}
+	cfg.Client = guardRedirects(cfg.Client)
 	if cfg.Retries == 0 {
 		cfg.Retries = 4
 	}
@@ -278,6 +283,13 @@ func (r *Remote) getOnce(ctx context.Context, e remoteURL) (body []byte, retry b
 	setUserinfo(req, e.user)
 	resp, err := r.client.Do(req)
 	if err != nil {
+		var rerr *redirectError
+		if errors.As(err, &rerr) {
+			// Not retried: the server would redirect the same way. The
+			// redirect alone, not net/http's error: that repeats the
+			// Location header unmasked.
+			return nil, false, fmt.Errorf("%w: GET %s: %w", ErrUpstream, u, rerr)
+		}
 		return nil, true, fmt.Errorf("%w: GET %s: %w", ErrUpstream, u, err)
 	}
 	defer resp.Body.Close()

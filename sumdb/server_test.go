@@ -427,6 +427,7 @@ func TestServer(t *testing.T) {
 			t.Run("BadRequests", func(t *testing.T) { t.Parallel(); testBadRequests(t, b) })
 			t.Run("NotFound", func(t *testing.T) { t.Parallel(); testNotFound(t, b) })
 			t.Run("UpstreamErrors", func(t *testing.T) { t.Parallel(); testUpstreamErrors(t, b) })
+			t.Run("InconsistentMod", func(t *testing.T) { t.Parallel(); testInconsistentMod(t, b) })
 			t.Run("ConcurrentFirstLookups", func(t *testing.T) { t.Parallel(); testConcurrentFirstLookups(t, b) })
 			t.Run("ImpatientClient", func(t *testing.T) { t.Parallel(); testImpatientClient(t, b) })
 			t.Run("FetchSlots", func(t *testing.T) { t.Parallel(); testFetchSlots(t, b) })
@@ -731,6 +732,29 @@ func testUpstreamErrors(t *testing.T, b backend) {
 		t.Errorf("tree size = %d after upstream errors, want 1", size)
 	}
 
+	// A proxy that sends the fetch to plain http: the lookup fails as for
+	// any broken upstream, and nothing reaches the plain http server or
+	// the log.
+	t.Run("RedirectToHTTP", func(t *testing.T) {
+		p := modproxy.New()
+		if err := p.Add(modproxy.Module{Path: "example.com/ok", Version: "v1.0.0", Files: map[string]string{"ok.go": "package ok\n"}}); err != nil {
+			t.Fatal(err)
+		}
+		lab := newRedirectLab(t, p, redirectTo("https://proxy.example.com", "http://proxy.example.com"))
+		up := newTestUpstream(t, UpstreamConfig{Proxy: "https://proxy.example.com", Client: lab.client})
+		e := newEnv(t, b, envOptions{fetcher: up})
+		const want = "upstream unavailable: example.com/ok@v1.0.0: try again later\n"
+		if code, _, body := e.get("/lookup/example.com/ok@v1.0.0"); code != 502 || string(body) != want {
+			t.Errorf("lookup through a proxy redirecting to http = %d %q, want 502 %q", code, body, want)
+		}
+		if hits := lab.takeHits(); !slices.Equal(hits, []string{"https://proxy.example.com/example.com/ok/@v/v1.0.0.info"}) {
+			t.Errorf("proxy requests %q, want only the https one for .info", hits)
+		}
+		if size := e.log.Head().Size; size != 0 {
+			t.Errorf("tree size = %d after a refused redirect, want 0", size)
+		}
+	})
+
 	t.Run("InvalidRecord", func(t *testing.T) {
 		for _, text := range []string{
 			"",
@@ -753,6 +777,54 @@ func testUpstreamErrors(t *testing.T, b backend) {
 			}
 		}
 	})
+}
+
+// testInconsistentMod checks that a module version whose .mod is not its
+// zip's go.mod, or for a zip without one not "module <path>\n", is
+// answered 404 with the reason, logged as an error and not appended.
+func testInconsistentMod(t *testing.T, b backend) {
+	e := newEnv(t, b, envOptions{})
+	e.add(modproxy.Module{Path: "example.com/ok", Version: "v1.0.0", Files: map[string]string{"ok.go": "package ok\n"}})
+	if code, _, body := e.get("/lookup/example.com/ok@v1.0.0"); code != 200 {
+		t.Fatalf("lookup of a zip without go.mod and its synthesized .mod: %d %q, want 200", code, body)
+	}
+	const next = ": the upstream proxy serves an inconsistent module version; ask its operator to fix it\n"
+	for _, tc := range []struct {
+		m    modproxy.Module
+		body string
+	}{
+		{
+			modproxy.Module{Path: "example.com/bad", Version: "v1.0.0", Files: map[string]string{"go.mod": "module example.com/bad\n"},
+				Mod: []byte("module example.com/bad\n\nrequire example.com/evil v1.0.0\n")},
+			"not found: example.com/bad@v1.0.0: .mod differs from the zip's go.mod" + next,
+		},
+		{
+			modproxy.Module{Path: "example.com/bad", Version: "v1.0.1", Files: map[string]string{"go.mod": "module example.com/bad\n\ngo 1.21\n"},
+				Mod: []byte("module example.com/bad\n")},
+			"not found: example.com/bad@v1.0.1: .mod differs from the zip's go.mod" + next,
+		},
+		{
+			modproxy.Module{Path: "example.com/bad", Version: "v2.0.0+incompatible", Files: map[string]string{"bad.go": "package bad\n"},
+				Mod: []byte("module example.com/bad\n\nrequire example.com/evil v1.0.0\n")},
+			`not found: example.com/bad@v2.0.0+incompatible: the zip has no go.mod, so .mod must be "module example.com/bad\n"` + next,
+		},
+	} {
+		e.add(tc.m)
+		key := tc.m.Path + "@" + tc.m.Version
+		code, h, body := e.get("/lookup/" + key)
+		if code != 404 || string(body) != tc.body {
+			t.Errorf("GET /lookup/%s = %d %q, want 404 %q", key, code, body, tc.body)
+		}
+		if problem := checkErrorBody(h, body); problem != "" {
+			t.Errorf("GET /lookup/%s: %s", key, problem)
+		}
+		if want := fmt.Sprintf(`level=ERROR msg="upstream fetch" module=%s version=%s result=not_found`, tc.m.Path, tc.m.Version); !strings.Contains(e.logs.String(), want) {
+			t.Errorf("no log line %q:\n%s", want, e.logs)
+		}
+	}
+	if size := e.log.Head().Size; size != 1 {
+		t.Errorf("tree size = %d after inconsistent modules, want 1", size)
+	}
 }
 
 type fetcherFunc func(ctx context.Context, path, version string) ([]byte, error)

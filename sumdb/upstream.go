@@ -20,6 +20,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"golang.org/x/mod/modfile"
 	"golang.org/x/mod/module"
 	"golang.org/x/mod/sumdb/dirhash"
 	"golang.org/x/mod/zip"
@@ -44,7 +45,11 @@ type UpstreamConfig struct {
 	Proxy string
 
 	// Client makes the requests; by default a client with connection
-	// timeouts and no overall timeout (Timeout bounds each fetch).
+	// timeouts and no overall timeout (Timeout bounds each fetch). Whatever
+	// the client, a redirect from https to plain http is refused, at most
+	// 10 redirects are followed, and the credentials of a proxy URL are
+	// sent only to its own scheme, host and port; the client's own
+	// CheckRedirect, if any, is asked after that.
 	Client *http.Client
 
 	// Timeout bounds the fetch of one module version's three files from
@@ -109,6 +114,7 @@ func NewUpstream(cfg UpstreamConfig) (*Upstream, error) {
 	if u.client == nil {
 		u.client = defaultClient()
 	}
+	u.client = guardRedirects(u.client)
 	switch {
 	case u.timeout < 0:
 		return nil, fmt.Errorf("upstream config: negative timeout %v", u.timeout)
@@ -246,15 +252,17 @@ func defaultClient() *http.Client {
 //	<path> <version>/go.mod h1:<go.mod hash>
 //
 // after fetching the version's .info, .mod and .zip from the upstream,
-// checking that .info names exactly this version and that the zip is a valid
-// module zip within the size limit.
+// checking that .info names exactly this version, that the zip is a valid
+// module zip within the size limit, and that .mod is the zip's go.mod or,
+// for a zip without one, the go.mod the go command synthesizes for it.
 //
 // Errors are short enough to show to the go command user, in the form
 // "<kind>: <path>@<version>: <reason>", and wrap ErrInvalid (bad input, no
 // request made), ErrNotFound (the proxy answered 404 or 410, or served
-// something that cannot be logged), or ErrUpstream (5xx, another 4xx,
-// unreachable, timed out; a timeout also wraps context.DeadlineExceeded).
-// Any other error is local, such as a full TempDir.
+// something that cannot be logged, such as a .mod that is not the zip's
+// go.mod), or ErrUpstream (5xx, another 4xx, unreachable, timed out; a
+// timeout also wraps context.DeadlineExceeded). Any other error is local,
+// such as a full TempDir.
 func (u *Upstream) Fetch(ctx context.Context, path, version string) ([]byte, error) {
 	start := time.Now()
 	text, proxy, err := u.fetch(ctx, path, version)
@@ -274,7 +282,13 @@ func (u *Upstream) Fetch(ctx context.Context, path, version string) ([]byte, err
 			attrs = append(attrs, slog.String("cause", ferr.cause.Error()))
 		}
 	}
-	u.logger.LogAttrs(ctx, slog.LevelInfo, "upstream fetch", attrs...)
+	level := slog.LevelInfo
+	if errors.Is(err, errInconsistentMod) {
+		// Not a module that does not exist: a proxy that is broken, or
+		// tampered with, for the operator to look into.
+		level = slog.LevelError
+	}
+	u.logger.LogAttrs(ctx, level, "upstream fetch", attrs...)
 	return text, err
 }
 
@@ -350,14 +364,12 @@ func (u *Upstream) fetchFrom(ctx context.Context, p *proxyEntry, path, version, 
 	if err != nil {
 		return nil, err
 	}
-	modHash, err := dirhash.Hash1([]string{"go.mod"}, func(string) (io.ReadCloser, error) {
-		return io.NopCloser(bytes.NewReader(mod)), nil
-	})
+	modHash, err := hashGoMod(mod)
 	if err != nil {
 		return nil, fmt.Errorf("hash go.mod of %s: %w", f.mod, err)
 	}
 
-	zipHash, err := f.hashZip(module.Version{Path: path, Version: version})
+	zipHash, err := f.hashZip(module.Version{Path: path, Version: version}, mod)
 	if err != nil {
 		return nil, err
 	}
@@ -383,6 +395,16 @@ func (f *fileFetch) get(ext string) (*http.Response, error) {
 	setUserinfo(req, f.user)
 	resp, err := f.u.client.Do(req)
 	if err != nil {
+		var rerr *redirectError
+		if errors.As(err, &rerr) {
+			// The redirect alone, not net/http's error: that repeats the
+			// Location header unmasked.
+			reason := fmt.Sprintf("proxy redirected %s more than %d times", ext, maxRedirects)
+			if rerr.downgrade {
+				reason = "proxy redirected " + ext + " from https to plain http: refused"
+			}
+			return nil, f.upstreamErr(reason, rerr)
+		}
 		return nil, f.transportErr("cannot reach proxy", err)
 	}
 	switch resp.StatusCode {
@@ -434,9 +456,17 @@ func (f *fileFetch) tooLarge(ext string, limit int64) error {
 	return f.notFound(fmt.Sprintf("module zip larger than %d bytes", limit), nil)
 }
 
+// hashGoMod returns the go.sum hash of the go.mod file data.
+func hashGoMod(data []byte) (string, error) {
+	return dirhash.Hash1([]string{"go.mod"}, func(string) (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(data)), nil
+	})
+}
+
 // hashZip spools the module zip to a temporary file, checks it with
-// zip.CheckZip and returns its dirhash.
-func (f *fileFetch) hashZip(m module.Version) (hash string, err error) {
+// zip.CheckZip and against mod, the version's .mod file, and returns its
+// dirhash.
+func (f *fileFetch) hashZip(m module.Version, mod []byte) (hash string, err error) {
 	resp, err := f.get(".zip")
 	if err != nil {
 		return "", err
@@ -475,16 +505,47 @@ func (f *fileFetch) hashZip(m module.Version) (hash string, err error) {
 	if _, err := zip.CheckZip(m, tmp.Name()); err != nil {
 		return "", f.notFound("invalid module zip: "+firstLine(err), err)
 	}
+	return f.hashChecked(tmp.Name(), m, mod)
+}
+
+// hashChecked returns the dirhash of the zip file name of module version m,
+// which passed zip.CheckZip, after checking the declared sizes of its files
+// against the size limit and its go.mod against mod. It opens the zip once
+// for the three, and reads go.mod before hashing anything.
+func (f *fileFetch) hashChecked(name string, m module.Version, mod []byte) (string, error) {
+	zr, err := stdzip.OpenReader(name)
+	if err != nil {
+		return "", f.notFound("invalid module zip: "+firstLine(err), err)
+	}
+	defer zr.Close()
+
 	// CheckZip bounds the declared sizes by 500 MiB; a lower MaxZipSize
 	// bounds them further, before anything is decompressed. archive/zip
 	// fails a file that decompresses to more than its declared size, so
-	// the declared sizes bound the work of HashZip.
-	if size, err := uncompressedSize(tmp.Name()); err != nil {
-		return "", f.notFound("invalid module zip: "+firstLine(err), err)
-	} else if size > uint64(limit) {
+	// the declared sizes bound the work of hashing.
+	var total uint64
+	names := make([]string, len(zr.File))
+	files := make(map[string]*stdzip.File, len(zr.File))
+	for i, zf := range zr.File {
+		if total += zf.UncompressedSize64; total < zf.UncompressedSize64 {
+			total = math.MaxUint64
+		}
+		names[i] = zf.Name
+		files[zf.Name] = zf // CheckZip refused duplicate names
+	}
+	if limit := f.u.maxZipSize; total > uint64(limit) {
 		return "", f.notFound(fmt.Sprintf("module zip expands to more than %d bytes", limit), nil)
 	}
-	hash, err = dirhash.HashZip(tmp.Name(), dirhash.Hash1)
+
+	// CheckZip refused a go.mod anywhere but at the module root, or in
+	// another case: this is the only file the go command reads as the
+	// module's go.mod once the zip is extracted.
+	if err := f.checkGoMod(files[m.Path+"@"+m.Version+"/go.mod"], m.Path, mod); err != nil {
+		return "", err
+	}
+
+	// dirhash.HashZip, on the zip already open.
+	hash, err := dirhash.Hash1(names, func(name string) (io.ReadCloser, error) { return files[name].Open() })
 	if err != nil {
 		// CheckZip reads only the directory; a corrupt file shows here.
 		return "", f.notFound("invalid module zip: "+firstLine(err), err)
@@ -492,21 +553,47 @@ func (f *fileFetch) hashZip(m module.Version) (hash string, err error) {
 	return hash, nil
 }
 
-// uncompressedSize returns the total declared uncompressed size of the files
-// in the zip file name.
-func uncompressedSize(name string) (uint64, error) {
-	zr, err := stdzip.OpenReader(name)
-	if err != nil {
-		return 0, err
-	}
-	defer zr.Close()
-	var total uint64
-	for _, f := range zr.File {
-		if total += f.UncompressedSize64; total < f.UncompressedSize64 {
-			return math.MaxUint64, nil
+// errInconsistentMod is the cause of the error for a module version whose
+// .mod file is not the go.mod of its zip.
+var errInconsistentMod = errors.New(".mod is not the module zip's go.mod")
+
+// checkGoMod checks that mod, the .mod file of the module at path, is the
+// go.mod file zf of its zip or, if the zip has none (zf is nil), the one
+// the go command synthesizes for it (cmd/go/internal/modfetch.LegacyGoMod).
+// The go command reads .mod to build the module graph and the zip's go.mod
+// once the module is extracted (its go version, for one): a checksum
+// database that logs the hashes of two different files vouches for a
+// module version that no source ever held, which the public one cannot do
+// since its proxy makes both from the same source.
+func (f *fileFetch) checkGoMod(zf *stdzip.File, path string, mod []byte) error {
+	const next = ": the upstream proxy serves an inconsistent module version; ask its operator to fix it"
+	if zf == nil {
+		want := "module " + modfile.AutoQuote(path) + "\n"
+		if string(mod) == want {
+			return nil
 		}
+		modHash, _ := hashGoMod(mod)
+		return f.notFound(fmt.Sprintf("the zip has no go.mod, so .mod must be %q%s", want, next),
+			fmt.Errorf("%w: .mod %s, and the zip has no go.mod", errInconsistentMod, modHash))
 	}
-	return total, nil
+	rc, err := zf.Open()
+	if err != nil {
+		return f.notFound("invalid module zip: "+firstLine(err), err)
+	}
+	defer rc.Close()
+	// CheckZip bounded its declared size by MaxGoMod, which archive/zip
+	// holds it to; the limit is for a zip that lies all the same.
+	data, err := io.ReadAll(io.LimitReader(rc, maxModSize+1))
+	if err != nil {
+		return f.notFound("invalid module zip: "+firstLine(err), err)
+	}
+	if bytes.Equal(data, mod) {
+		return nil
+	}
+	modHash, _ := hashGoMod(mod)
+	zipHash, _ := hashGoMod(data)
+	return f.notFound(".mod differs from the zip's go.mod"+next,
+		fmt.Errorf("%w: .mod %s, go.mod in the zip %s", errInconsistentMod, modHash, zipHash))
 }
 
 // copyBody copies src to dst like io.Copy, telling write errors (local)

@@ -548,6 +548,139 @@ func TestUpstreamFetchErrors(t *testing.T) {
 	}
 }
 
+// TestUpstreamGoModConsistency checks that a module version is logged only
+// if its .mod file is the go.mod of its zip or, for a zip without one, the
+// go.mod the go command synthesizes for it ("module <path>\n",
+// cmd/go/internal/modfetch.LegacyGoMod): a checksum database that logs
+// both hashes from different sources vouches for a pair that no module
+// source ever held.
+func TestUpstreamGoModConsistency(t *testing.T) {
+	const mismatch = ".mod differs from the zip's go.mod: the upstream proxy serves an inconsistent module version; ask its operator to fix it"
+	noGoMod := func(mod string) string {
+		return fmt.Sprintf("the zip has no go.mod, so .mod must be %q: the upstream proxy serves an inconsistent module version; ask its operator to fix it", mod)
+	}
+	tests := []struct {
+		name          string
+		path, version string            // default example.com/m v1.0.0
+		files         map[string]string // in the zip, relative to its prefix
+		mod           string
+		wantErr       string // after "not found: <path>@<version>: "; "" for success
+	}{
+		{name: "go.mod", files: map[string]string{"go.mod": "module example.com/m\n\ngo 1.21\n", "m.go": "package m\n"}, mod: "module example.com/m\n\ngo 1.21\n"},
+		{name: "no go.mod", files: map[string]string{"m.go": "package m\n"}, mod: "module example.com/m\n"},
+		{name: "go.mod as synthesized", files: map[string]string{"go.mod": "module example.com/m\n"}, mod: "module example.com/m\n"},
+		{name: "empty module", files: map[string]string{}, mod: "module example.com/m\n"},
+		{name: "incompatible without go.mod", version: "v2.0.0+incompatible", files: map[string]string{"m.go": "package m\n"}, mod: "module example.com/m\n"},
+		{name: "uppercase path without go.mod", path: "github.com/Azure/x", files: map[string]string{"x.go": "package x\n"}, mod: "module github.com/Azure/x\n"},
+
+		{
+			name:    "go.mod differs",
+			files:   map[string]string{"go.mod": "module example.com/m\n", "m.go": "package m\n"},
+			mod:     "module example.com/m\n\nrequire example.com/evil v1.0.0\n",
+			wantErr: mismatch,
+		},
+		{
+			name:    "go.mod differs in line endings",
+			files:   map[string]string{"go.mod": "module example.com/m\r\n"},
+			mod:     "module example.com/m\n",
+			wantErr: mismatch,
+		},
+		{
+			name:    "synthesized .mod for a zip with go.mod",
+			files:   map[string]string{"go.mod": "module example.com/m\n\ngo 1.21\n"},
+			mod:     "module example.com/m\n",
+			wantErr: mismatch,
+		},
+		{
+			name:    "empty .mod for a zip with an empty go.mod",
+			files:   map[string]string{"go.mod": "", "m.go": "package m\n"},
+			mod:     "",
+			wantErr: "",
+		},
+		{
+			name:    "zip without go.mod, .mod with more",
+			files:   map[string]string{"m.go": "package m\n"},
+			mod:     "module example.com/m\n\ngo 1.21\n",
+			wantErr: noGoMod("module example.com/m\n"),
+		},
+		{
+			name:    "zip without go.mod, .mod without the newline",
+			files:   map[string]string{"m.go": "package m\n"},
+			mod:     "module example.com/m",
+			wantErr: noGoMod("module example.com/m\n"),
+		},
+		{
+			name:    "zip without go.mod, empty .mod",
+			files:   map[string]string{"m.go": "package m\n"},
+			mod:     "",
+			wantErr: noGoMod("module example.com/m\n"),
+		},
+		{
+			name:    "incompatible without go.mod, .mod of the major version",
+			version: "v2.0.0+incompatible",
+			files:   map[string]string{"m.go": "package m\n"},
+			mod:     "module example.com/m/v2\n",
+			wantErr: noGoMod("module example.com/m\n"),
+		},
+		{
+			// The go.mod of the module root only: a file named go.mod
+			// elsewhere makes the zip invalid (module zips leave nested
+			// modules out).
+			name:    "nested go.mod",
+			files:   map[string]string{"sub/go.mod": "module example.com/m\n"},
+			mod:     "module example.com/m\n",
+			wantErr: "invalid module zip: example.com/m@v1.0.0/sub/go.mod: go.mod file not in module root directory",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			path, version := "example.com/m", "v1.0.0"
+			if tt.path != "" {
+				path = tt.path
+			}
+			if tt.version != "" {
+				version = tt.version
+			}
+			zipFiles := make(map[string]string)
+			for name, data := range tt.files {
+				zipFiles[path+"@"+version+"/"+name] = data
+			}
+			p := startProxy(t, false)
+			p.AddRaw(path, version, infoJSON(version), []byte(tt.mod), makeZip(t, zipFiles))
+			var buf logBuffer
+			u := newTestUpstream(t, UpstreamConfig{Proxy: p.URL, Logger: slog.New(slog.NewJSONHandler(&buf, nil))})
+			got, err := u.Fetch(t.Context(), path, version)
+			if tt.wantErr == "" {
+				want, gerr := p.GoSum(path, version)
+				if err != nil || gerr != nil || string(got) != string(want) {
+					t.Fatalf("Fetch(%q, %q) = %q, %v, want %q (%v)", path, version, got, err, want, gerr)
+				}
+				return
+			}
+			wantErr := "not found: " + path + "@" + version + ": " + tt.wantErr
+			if err == nil || err.Error() != wantErr || !errors.Is(err, ErrNotFound) {
+				t.Fatalf("Fetch(%q, %q) = %q, %v, want error %q", path, version, got, err, wantErr)
+			}
+			if c := p.Requests(""); c != (modproxy.Counts{Info: 1, Mod: 1, Zip: 1}) {
+				t.Errorf("proxy requests = %+v, want one of each", c)
+			}
+			if strings.HasPrefix(tt.wantErr, "invalid module zip") {
+				return
+			}
+			// An inconsistent module is the proxy's fault, and maybe an
+			// attack: an error for the operator, with both hashes.
+			var rec struct{ Level, Result, Cause string }
+			if err := json.Unmarshal([]byte(buf.String()), &rec); err != nil {
+				t.Fatalf("log %q: %v", buf.String(), err)
+			}
+			if rec.Level != "ERROR" || rec.Result != "not_found" || !strings.Contains(rec.Cause, ".mod is not the module zip's go.mod: .mod h1:") {
+				t.Errorf("log line %s, want level ERROR, result not_found and a cause with the hashes", buf.String())
+			}
+		})
+	}
+}
+
 func TestUpstreamNotFoundReason(t *testing.T) {
 	tests := []struct {
 		body string

@@ -612,6 +612,10 @@ func testEndToEnd(t *testing.T, newBackend func(t *testing.T) backend) {
 	bigMod := pkg("example.com/big", "v1.0.0", "module example.com/big\n")
 	bigMod.Files["data.bin"] = string(big)
 	px.add(t, bigMod)
+	// A .mod that is not the zip's go.mod: the log refuses the pair.
+	incons := pkg("example.com/incons", "v1.0.0", "module example.com/incons\n")
+	incons.Mod = []byte("module example.com/incons\n\nrequire example.com/a v1.0.0\n")
+	px.add(t, incons)
 	// Known to the go command's proxy only: the log cannot have it.
 	if err := px.goProxy.Add(pkg("example.com/unlogged", "v1.0.0", "module example.com/unlogged\n")); err != nil {
 		t.Fatal(err)
@@ -673,6 +677,10 @@ func testEndToEnd(t *testing.T, newBackend func(t *testing.T) backend) {
 	out, err = user.run(dir, srv.gosumdb, "get", "example.com/big@v1.0.0")
 	if want := fmt.Sprintf("module zip larger than %d bytes", maxZipSize); err == nil || !strings.Contains(out, want) {
 		t.Errorf("go get example.com/big@v1.0.0: %v, output:\n%s\nwant a failure saying %q", err, out, want)
+	}
+	out, err = user.run(dir, srv.gosumdb, "get", "example.com/incons@v1.0.0")
+	if want := "server response: not found: example.com/incons@v1.0.0: .mod differs from the zip's go.mod"; err == nil || !strings.Contains(out, want) {
+		t.Errorf("go get example.com/incons@v1.0.0: %v, output:\n%s\nwant a failure saying %q", err, out, want)
 	}
 	checkGoSum(t, srv, px.upstream, dir) // nothing unlogged crept in
 

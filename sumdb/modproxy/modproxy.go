@@ -41,6 +41,11 @@ type Module struct {
 	// proxies do.
 	Files map[string]string
 
+	// Mod, if not nil, is served as .mod instead of the go.mod file or its
+	// synthesized form: a module version whose .mod is not its zip's
+	// go.mod, as only a broken or malicious proxy serves one.
+	Mod []byte
+
 	// Time is the commit time reported by .info. The zero Time means the
 	// pseudo-version's time, or else 2019-11-09T02:19:31Z.
 	Time time.Time
@@ -99,8 +104,9 @@ func New() *Proxy {
 // Add builds m and serves it: the zip is made with golang.org/x/mod/zip, so
 // its files are named <path>@<version>/<file> and follow the module zip
 // rules (files of nested modules or vendor directories are left out, as the
-// go command does); .mod is the "go.mod" file or "module <path>\n". Add
-// replaces any module already served at m.Path@m.Version.
+// go command does); .mod is m.Mod if set, else the "go.mod" file or
+// "module <path>\n". Add replaces any module already served at
+// m.Path@m.Version.
 func (p *Proxy) Add(m Module) error {
 	mv := module.Version{Path: m.Path, Version: m.Version}
 	names := make([]string, 0, len(m.Files))
@@ -122,6 +128,9 @@ func (p *Proxy) Add(m Module) error {
 		// As the go command synthesizes it (cmd/go/internal/modfetch);
 		// AutoQuote never quotes a valid module path.
 		mod = "module " + modfile.AutoQuote(m.Path) + "\n"
+	}
+	if m.Mod != nil {
+		mod = string(m.Mod)
 	}
 
 	t := m.Time

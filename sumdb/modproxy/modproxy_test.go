@@ -142,6 +142,27 @@ func TestProxyZip(t *testing.T) {
 	}
 }
 
+// TestProxyMod checks that Module.Mod replaces the .mod file, and only it.
+func TestProxyMod(t *testing.T) {
+	p := New()
+	files := map[string]string{"go.mod": "module example.com/m\n", "m.go": "package m\n"}
+	for _, mod := range []string{"module example.com/m\n\nrequire example.com/x v1.0.0\n", ""} {
+		if err := p.Add(Module{Path: "example.com/m", Version: "v1.0.0", Files: files, Mod: []byte(mod)}); err != nil {
+			t.Fatal(err)
+		}
+		if code, body := get(t, p, "/example.com/m/@v/v1.0.0.mod"); code != 200 || body != mod {
+			t.Errorf("GET .mod with Mod %q = %d %q, want 200 %q", mod, code, body, mod)
+		}
+		_, zipData := get(t, p, "/example.com/m/@v/v1.0.0.zip")
+		if err := p.Add(Module{Path: "example.com/m", Version: "v1.0.0", Files: files}); err != nil {
+			t.Fatal(err)
+		}
+		if _, consistent := get(t, p, "/example.com/m/@v/v1.0.0.zip"); consistent != zipData {
+			t.Errorf("Mod %q changed the zip", mod)
+		}
+	}
+}
+
 func TestProxyAddErrors(t *testing.T) {
 	tests := []Module{
 		{Path: "example.com/m", Version: "v1.2", Files: map[string]string{"m.go": ""}},
