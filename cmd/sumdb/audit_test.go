@@ -5,8 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
+
+	xtlog "golang.org/x/mod/sumdb/tlog"
 
 	"github.com/sumdb/sumdb/sumdb/sumdbtest"
 )
@@ -245,5 +248,34 @@ func TestAuditConfig(t *testing.T) {
 				t.Errorf("loadAuditConfig(%q) = %s", tt.args, msg)
 			}
 		})
+	}
+}
+
+// TestAuditAbsurdTreeSize runs audit against a log whose signed head has
+// 2^63-1 records, on which x/mod's tree arithmetic never ends, after an
+// audit of its honest head: audit must report a size violation and exit 1,
+// well within its deadline.
+func TestAuditAbsurdTreeSize(t *testing.T) {
+	clearEnv(t)
+	db := sumdbtest.MustStart(t, sumdbtest.Options{KeyName: "audit.test"})
+	db.AppendSynthetic("audit", 300)
+	state := t.TempDir()
+	args := []string{"audit", "--sumdb", db.GOSUMDB(), "--state", state}
+	if err := run(t.Context(), args, io.Discard, io.Discard); err != nil {
+		t.Fatalf("audit of the honest log: %v", err)
+	}
+	const n = 1<<63 - 1
+	db.SetHandler(sumdbtest.ClaimedHead(db.Key.SignTree(t, n, xtlog.RecordHash([]byte("absurd\n")))))
+	type outcome struct {
+		status         int
+		stdout, stderr string
+	}
+	out := sumdbtest.Returns(t, func(ctx context.Context) outcome {
+		var stdout, stderr bytes.Buffer
+		err := run(ctx, args, &stdout, &stderr)
+		return outcome{report(err, &stderr), stdout.String(), stderr.String()}
+	})
+	if out.status != 1 || !strings.Contains(out.stdout, "VIOLATION size: ") || !strings.Contains(out.stdout, fmt.Sprintf("tree head of %d records", int64(n))) {
+		t.Errorf("exit status %d, want 1 and a size violation naming %d records\nstdout:\n%s\nstderr:\n%s", out.status, int64(n), out.stdout, out.stderr)
 	}
 }

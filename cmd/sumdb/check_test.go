@@ -2,14 +2,19 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	xtlog "golang.org/x/mod/sumdb/tlog"
 
 	"github.com/sumdb/sumdb/sumdb/modproxy"
 	"github.com/sumdb/sumdb/sumdb/sumdbtest"
@@ -451,5 +456,35 @@ func TestCheckPublic(t *testing.T) {
 		if status != 0 {
 			t.Fatalf("exit status %d, want 0", status)
 		}
+	}
+}
+
+// TestCheckAbsurdTreeSize runs check against a log whose lookups are proved
+// by a validly signed head of 2^62 records, on which x/mod's tree arithmetic
+// never ends: check must refuse it and exit 1, naming the size, well within
+// its deadline; the state file must not take the head.
+func TestCheckAbsurdTreeSize(t *testing.T) {
+	checkEnv(t)
+	k := sumdbtest.NewKey(t, sumdbtest.KeyName)
+	const n = 1 << 62
+	f := sumdbtest.NewFront(t, sumdbtest.ClaimedHead(k.SignTree(t, n, xtlog.RecordHash([]byte("absurd\n")))))
+	dir := t.TempDir()
+	file := writeIn(t, dir, "go.sum", "example.com/m v1.0.0/go.mod h1:"+strings.Repeat("A", 43)+"=\n")
+	state := filepath.Join(dir, "state")
+	type outcome struct {
+		status         int
+		stdout, stderr string
+	}
+	out := sumdbtest.Returns(t, func(ctx context.Context) outcome {
+		var stdout, stderr bytes.Buffer
+		err := run(ctx, []string{"check", "--sumdb", k.VKey + " " + f.URL, "--state", state, file}, &stdout, &stderr)
+		return outcome{report(err, &stderr), stdout.String(), stderr.String()}
+	})
+	if out.status != 1 {
+		t.Errorf("exit status %d, want 1\nstdout:\n%s\nstderr:\n%s", out.status, out.stdout, out.stderr)
+	}
+	wantOutput(t, out.stdout, file+":1: example.com/m v1.0.0/go.mod: invalid proof: ", fmt.Sprintf("tree head of %d records", int64(n)), "exit status 1")
+	if _, err := os.Stat(state); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("state file after the run: %v, want none", err)
 	}
 }

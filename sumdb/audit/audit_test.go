@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -1031,5 +1032,77 @@ func TestAuditHugeHead(t *testing.T) {
 	const most = 64 << 20
 	if got := after.TotalAlloc - before.TotalAlloc; got > most {
 		t.Errorf("the audit allocated %d MB, want at most %d MB", got>>20, most>>20)
+	}
+}
+
+// TestAuditAbsurdTreeSize serves a validly signed head of a size no log
+// reaches. From 2^62 records on, x/mod's tree arithmetic never ends, and an
+// audit that computed a proof for such a head would spin past its
+// deadline. The head must be refused, as a violation naming its size, on a
+// first audit, after a verified head, and while following (which must
+// report it and return); the head verified before stays the latest.
+func TestAuditAbsurdTreeSize(t *testing.T) {
+	t.Parallel()
+	k := sumdbtest.NewKey(t, "absurd.test")
+	type outcome struct {
+		rep *Report
+		err error
+	}
+	for _, n := range []int64{1 << 62, 1<<63 - 1, 1<<40 + 1} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			t.Parallel()
+			huge := k.SignTree(t, n, xtlog.RecordHash([]byte("absurd\n")))
+			l := newStaticLog(t, k, synthTexts("a", 300))
+			// The honest log for the first poll, the absurd head after.
+			var polls atomic.Int64
+			f := sumdbtest.NewFront(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == "/latest" && polls.Add(1) > 1 {
+					w.Write(huge)
+					return
+				}
+				l.ServeHTTP(w, r)
+			}))
+			wantSize := func(what string, out outcome) {
+				t.Helper()
+				if out.err != nil || len(out.rep.Violations) != 1 {
+					var b strings.Builder
+					out.rep.WriteText(&b)
+					t.Errorf("%s: Run = %v, report:\n%s\nwant no error, one violation", what, out.err, b.String())
+					return
+				}
+				if v := out.rep.Violations[0]; v.Kind != Kind("size") || !strings.Contains(v.Message, fmt.Sprintf("tree head of %d records", n)) || len(v.Heads) != 1 || !bytes.Equal(v.Heads[0], huge) {
+					t.Errorf("%s: violation %v, want a size violation naming %d records, with the head", what, v, n)
+				}
+			}
+
+			polls.Store(1)
+			first := sumdbtest.Returns(t, func(ctx context.Context) outcome {
+				rep, err := Run(ctx, Config{Remote: openRemote(t, k.VKey, f.URL), Dir: t.TempDir()})
+				return outcome{rep, err}
+			})
+			wantSize("first audit", first)
+
+			dir := t.TempDir()
+			polls.Store(0)
+			mustAudit(t, k.VKey, f.URL, dir, nil)
+			later := sumdbtest.Returns(t, func(ctx context.Context) outcome {
+				rep, err := Run(ctx, Config{Remote: openRemote(t, k.VKey, f.URL), Dir: dir})
+				return outcome{rep, err}
+			})
+			wantSize("after a verified head", later)
+			if got := latestSize(dir, k.Verifier); got != 300 {
+				t.Errorf("latest verified head after the absurd one: size %d, want 300", got)
+			}
+
+			polls.Store(0)
+			followed := sumdbtest.Returns(t, func(ctx context.Context) outcome {
+				rep, err := Run(ctx, Config{Remote: openRemote(t, k.VKey, f.URL), Dir: t.TempDir(), Follow: true, Interval: 20 * time.Millisecond})
+				return outcome{rep, err}
+			})
+			wantSize("follow", followed)
+			if followed.rep.Records != 300 {
+				t.Errorf("follow: %d records verified, want the 300 of the first head", followed.rep.Records)
+			}
+		})
 	}
 }

@@ -165,12 +165,13 @@ func (a *auditor) reload(ctx context.Context) error {
 		return fmt.Errorf("read the clone's head: %w", err)
 	}
 	if h.Size > 0 {
-		n, err := note.Open(h.Note, a.verifiers)
-		if err != nil {
+		tree, err := sumdb.OpenTreeHead(h.Note, a.verifiers)
+		switch {
+		case errors.Is(err, sumdb.ErrNotTreeHead) || errors.Is(err, sumdb.ErrTreeTooLarge):
+			return fmt.Errorf("the clone's head of size %d does not match its note (%v): the state directory is damaged, start over in a new one", h.Size, err)
+		case err != nil:
 			return fmt.Errorf("the clone's head of size %d is signed neither by the log nor by this auditor (%v): the state directory is damaged, start over in a new one", h.Size, err)
-		}
-		tree, err := xtlog.ParseTree([]byte(n.Text))
-		if err != nil || tree.N != h.Size || tree.Hash != h.Hash {
+		case tree.N != h.Size || tree.Hash != h.Hash:
 			return fmt.Errorf("the clone's head of size %d does not match its note: the state directory is damaged, start over in a new one", h.Size)
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	xtlog "golang.org/x/mod/sumdb/tlog"
 	_ "modernc.org/sqlite" // database/sql driver "sqlite", to tamper with a log
 
 	"github.com/sumdb/sumdb/sumdb"
@@ -722,5 +723,73 @@ go.sum:3: corp.example/x v1.0.0: skipped: private module (GOPRIVATE=corp.example
 	}
 	if _, err := check.ParseFormat("xml"); err == nil {
 		t.Errorf("ParseFormat(xml) succeeded")
+	}
+}
+
+// TestAbsurdTreeSize serves lookups proved by a validly signed tree head of
+// a size no log reaches. From 2^62 records on, x/mod's tree arithmetic
+// never ends, and a check that let its client see such a head would spin
+// past its deadline. The head must be refused before any proof, as evidence
+// against the log (exit status 1), naming its size, with or without an
+// earlier head in the state file; the state file must not take it. A head
+// of sumdb.MaxTreeSize records, the largest accepted, only fails for want
+// of tiles (could not check).
+func TestAbsurdTreeSize(t *testing.T) {
+	t.Parallel()
+	k := sumdbtest.NewKey(t, sumdbtest.KeyName)
+	gosum := "example.com/m v1.0.0/go.mod h1:" + strings.Repeat("A", 43) + "=\n"
+	// An earlier head of one record, with the tile that proves it, so that
+	// the client trusts it without asking the log.
+	leaf := xtlog.RecordHash([]byte("earlier\n"))
+	earlier, err := json.Marshal(map[string]any{
+		"head":  string(k.SignTree(t, 1, leaf)),
+		"tiles": map[string][]byte{"tile/8/0/000.p/1": leaf[:]},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		n      int64
+		status int
+	}{
+		{1 << 62, 1},
+		{1<<63 - 1, 1},
+		{1<<40 + 1, 1},
+		{1 << 40, 3},
+	} {
+		for _, withState := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%d/state=%v", tt.n, withState), func(t *testing.T) {
+				t.Parallel()
+				f := sumdbtest.NewFront(t, sumdbtest.ClaimedHead(k.SignTree(t, tt.n, xtlog.RecordHash([]byte("absurd\n")))))
+				state := ""
+				if withState {
+					state = filepath.Join(t.TempDir(), "state")
+					if err := os.WriteFile(state, earlier, 0o644); err != nil {
+						t.Fatal(err)
+					}
+				}
+				cfg := check.Config{Remote: remote(t, k.VKey+" "+f.URL), State: state}
+				type outcome struct {
+					rep *check.Report
+					err error
+				}
+				out := sumdbtest.Returns(t, func(ctx context.Context) outcome {
+					rep, err := check.Run(ctx, cfg, []check.File{{Name: "go.sum", Data: []byte(gosum)}})
+					return outcome{rep, err}
+				})
+				if out.err != nil {
+					t.Fatalf("Run: %v", out.err)
+				}
+				wantStatus(t, out.rep, tt.status)
+				if tt.status == 1 {
+					wantText(t, out.rep, "go.sum:1: example.com/m v1.0.0/go.mod: invalid proof: ", fmt.Sprintf("tree head of %d records", tt.n))
+				}
+				if withState {
+					if data, err := os.ReadFile(state); err != nil || !bytes.Equal(data, earlier) {
+						t.Errorf("state file after the run = %q, %v; want the earlier head %q", data, err, earlier)
+					}
+				}
+			})
+		}
 	}
 }

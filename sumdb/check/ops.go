@@ -110,11 +110,7 @@ func newOps(ctx context.Context, remote *sumdb.Remote, state string, logger *slo
 
 // parseHead verifies a signed tree note of the log and returns its head.
 func (o *clientOps) parseHead(msg []byte) (*Head, error) {
-	n, err := note.Open(msg, note.VerifierList(o.remote.Verifier))
-	if err != nil {
-		return nil, err
-	}
-	tree, err := xtlog.ParseTree([]byte(n.Text))
+	tree, err := sumdb.OpenTreeHead(msg, note.VerifierList(o.remote.Verifier))
 	if err != nil {
 		return nil, err
 	}
@@ -141,6 +137,9 @@ func (o *clientOps) head() *Head {
 // from these why a lookup failed.
 func (o *clientOps) ReadRemote(path string) ([]byte, error) {
 	data, err := o.remote.Get(o.ctx, strings.TrimPrefix(path, "/"))
+	if err == nil && strings.HasPrefix(path, "/lookup/") {
+		err = o.vetLookup(data)
+	}
 	if err != nil {
 		o.mu.Lock()
 		if strings.HasPrefix(path, "/lookup/") {
@@ -153,6 +152,23 @@ func (o *clientOps) ReadRemote(path string) ([]byte, error) {
 		return nil, err
 	}
 	return data, nil
+}
+
+// vetLookup refuses a lookup answer whose signed tree head is of more than
+// sumdb.MaxTreeSize records, before the client sees it: the client would
+// prove the head with tree arithmetic that never ends on such sizes. All
+// else about the answer is the client's to verify, and it reads the tree
+// head of lookup answers only (tiles carry none, and the state's heads
+// were opened with parseHead).
+func (o *clientOps) vetLookup(data []byte) error {
+	_, _, msg, err := xtlog.ParseRecord(data)
+	if err != nil {
+		return nil // the client refuses it
+	}
+	if _, err := sumdb.OpenTreeHead(msg, note.VerifierList(o.remote.Verifier)); errors.Is(err, sumdb.ErrTreeTooLarge) {
+		return err
+	}
+	return nil
 }
 
 // ReadConfig returns the verifier key ("key") or the newest verified head
@@ -269,11 +285,7 @@ func (o *clientOps) WriteConfig(file string, old, new []byte) error {
 // level at most. They come from the cache (the client has just verified
 // them) or else from the log, and are verified against the head.
 func (o *clientOps) proofTiles(msg []byte) (map[string][]byte, error) {
-	n, err := note.Open(msg, note.VerifierList(o.remote.Verifier))
-	if err != nil {
-		return nil, err
-	}
-	tree, err := xtlog.ParseTree([]byte(n.Text))
+	tree, err := sumdb.OpenTreeHead(msg, note.VerifierList(o.remote.Verifier))
 	if err != nil {
 		return nil, err
 	}
@@ -431,6 +443,8 @@ func (o *clientOps) failure(err error, mod, path string) (Kind, string) {
 	}
 	o.mu.Unlock()
 	switch {
+	case errors.Is(lerr, sumdb.ErrTreeTooLarge):
+		return BadProof, lerr.Error() + ": do not trust its answers, and tell its operator"
 	case lerr != nil && errors.Is(lerr, sumdb.ErrNotFound):
 		return Unknown, strings.TrimPrefix(lerr.Error(), sumdb.ErrNotFound.Error()+": ")
 	case lerr != nil:

@@ -20,7 +20,7 @@ const (
 	// Status 1: the log contradicts the file, or the log contradicts itself.
 	Mismatch Kind = "mismatch"  // the log holds another hash for the line's module version
 	Fork     Kind = "fork"      // the log's tree heads are inconsistent (SECURITY ERROR)
-	BadProof Kind = "bad-proof" // the log answered, but its answer does not verify against its signed tree head
+	BadProof Kind = "bad-proof" // the log answered, but its answer does not verify against its signed tree head, or that head is of impossible size
 
 	// Status 2: the file holds something the log cannot vouch for.
 	Unknown   Kind = "unknown"   // the log does not have the module version
@@ -119,7 +119,8 @@ func (r *Report) Counts() map[Kind]int {
 // ExitStatus returns the exit status of the check:
 //
 //	1  a line's hash differs from the log's, or the log is inconsistent
-//	   (a fork: SECURITY ERROR, or an answer that fails its proof)
+//	   or hostile (a fork: SECURITY ERROR, an answer that fails its proof,
+//	   a tree head of impossible size)
 //	3  otherwise, a line could not be checked (network, server error)
 //	2  otherwise, a line is unknown to the log, malformed, or violates policy
 //	0  every line is verified or skipped
