@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -36,6 +38,11 @@ func TestAuditCommand(t *testing.T) {
 	}
 	badVkey, badURL := auditServer(t, 300, flipped)
 	state := t.TempDir()
+	// Not a directory that can be created, even by root.
+	regular := filepath.Join(t.TempDir(), "regular")
+	if err := os.WriteFile(regular, []byte("a file\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 
 	tests := []struct {
 		name   string
@@ -65,6 +72,12 @@ func TestAuditCommand(t *testing.T) {
 			args:   []string{"--sumdb", badVkey + " " + badURL, "--state", state},
 			status: 3,
 			stderr: "use another state directory",
+		},
+		{
+			name:   "state directory under a regular file",
+			args:   []string{"--sumdb", vkey + " " + url, "--state", filepath.Join(regular, "state")},
+			status: 3,
+			stderr: "create state directory " + filepath.Join(regular, "state"),
 		},
 		{
 			name:   "unreachable",

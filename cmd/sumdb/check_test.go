@@ -488,3 +488,37 @@ func TestCheckAbsurdTreeSize(t *testing.T) {
 		t.Errorf("state file after the run: %v, want none", err)
 	}
 }
+
+// TestCheckStateUnwritable runs check with a state file that cannot be
+// read or written, in ways that stop root too: under a regular file (it
+// cannot be read: check cannot start), or under a dangling symbolic link
+// where its directory should be created (it cannot be written once the
+// lines are verified). Both are local problems: exit status 3, with a
+// message naming the file and saying what to do, never evidence against
+// the log.
+func TestCheckStateUnwritable(t *testing.T) {
+	checkEnv(t)
+	db := sumdbtest.MustStart(t, sumdbtest.Options{Modules: checkModules})
+	dir := t.TempDir()
+	file := writeIn(t, dir, "go.sum", db.GoSum(checkModules...))
+	underFile := filepath.Join(writeIn(t, dir, "regular", "a file\n"), "state")
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(filepath.Join(dir, "nowhere"), link); err != nil {
+		t.Fatal(err)
+	}
+	underLink := filepath.Join(link, "state")
+
+	status, stdout, stderr := sumdbCheck(t, "--sumdb", db.GOSUMDB(), "--state", underFile, file)
+	if status != 3 || !strings.Contains(stderr, underFile) || !strings.Contains(stderr, "name another state file") {
+		t.Errorf("state under a regular file: exit status %d, stderr %q; want 3, naming %s and what to do\nstdout:\n%s", status, stderr, underFile, stdout)
+	}
+
+	status, stdout, stderr = sumdbCheck(t, "--sumdb", db.GOSUMDB(), "--state", underLink, file)
+	if status != 3 {
+		t.Errorf("state under a dangling link: exit status %d, want 3\nstdout:\n%s\nstderr:\n%s", status, stdout, stderr)
+	}
+	wantOutput(t, stdout, "sumdb check: state file "+underLink+" could not be kept up to date", "name another state file", fmt.Sprintf("%d verified; state file not updated; exit status 3", 2*len(checkModules)))
+	if strings.Contains(stdout, "invalid proof") {
+		t.Errorf("the report blames the log:\n%s", stdout)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -1104,5 +1105,46 @@ func TestAuditAbsurdTreeSize(t *testing.T) {
 				t.Errorf("follow: %d records verified, want the 300 of the first head", followed.rep.Records)
 			}
 		})
+	}
+}
+
+// TestAuditStateUnwritable audits an honest log into a state directory
+// that cannot be written, in ways that stop root too: under a regular
+// file (it cannot be created), or one whose "latest" became a directory
+// during the run (the verified head cannot be kept). Both are local
+// problems: an error naming the file and what to do, no violation.
+func TestAuditStateUnwritable(t *testing.T) {
+	t.Parallel()
+	k := sumdbtest.NewKey(t, "unwritable.test")
+	l := newStaticLog(t, k, synthTexts("a", 300))
+
+	tmp := t.TempDir()
+	regular := filepath.Join(tmp, "regular")
+	if err := os.WriteFile(regular, []byte("a file\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(regular, "state")
+	f := sumdbtest.NewFront(t, l)
+	rep, err := audit(t, k.VKey, f.URL, dir, nil)
+	if err == nil || !strings.Contains(err.Error(), dir) || !strings.Contains(err.Error(), "another state directory") || rep != nil && !rep.OK() {
+		t.Errorf("audit into a directory under a regular file = %v; want an error naming %s and what to do, no violation", err, dir)
+	}
+
+	dir = t.TempDir()
+	latest := filepath.Join(dir, latestFile)
+	var once sync.Once
+	f.SetTamper(func(path string, body []byte) []byte {
+		if strings.HasPrefix(path, "/tile/") {
+			once.Do(func() {
+				if err := os.MkdirAll(filepath.Join(latest, "in the way"), 0o755); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		return body
+	})
+	rep, err = audit(t, k.VKey, f.URL, dir, nil)
+	if err == nil || !strings.Contains(err.Error(), latest) || !strings.Contains(err.Error(), "another state directory") || !rep.OK() {
+		t.Errorf("audit with %s in the way = %v, ok %v; want an error naming it and what to do, no violation", latest, err, rep.OK())
 	}
 }
