@@ -844,7 +844,8 @@ func TestAbsurdTreeSize(t *testing.T) {
 // TestStateFileUnwritable checks against an honest log while the state
 // file cannot be written: its directory was replaced by a file after the
 // run began, or cannot be created (a dangling symbolic link stands where
-// it should be). Both fail for root too, which permission bits do not
+// it should be), or the file was overwritten during the run with a head of
+// another log. These fail for root too, which permission bits do not
 // stop. The lines verify, but the head is not kept, so that the next run
 // cannot prove the log's heads consistent with this one's: a local
 // problem, to be fixed where the report says, that could not check (exit
@@ -881,6 +882,20 @@ func TestStateFileUnwritable(t *testing.T) {
 				t.Fatal(err)
 			}
 			return filepath.Join(dir, "latest")
+		}},
+		{"overwritten with another log's head", func(t *testing.T, db *sumdbtest.DB) string {
+			state := filepath.Join(t.TempDir(), "latest")
+			other := sumdbtest.NewKey(t, sumdbtest.KeyName).SignTree(t, 1, xtlog.RecordHash([]byte("other\n")))
+			var once sync.Once
+			db.SetTamper(func(path string, body []byte) []byte {
+				once.Do(func() {
+					if err := os.WriteFile(state, other, 0o644); err != nil {
+						t.Error(err)
+					}
+				})
+				return body
+			})
+			return state
 		}},
 	}
 	for _, tt := range tests {

@@ -196,7 +196,8 @@ func (o *clientOps) readHead() ([]byte, error) {
 }
 
 // readHeadLocked is readHead for a caller holding o.mu. A state file that
-// cannot be read now, though newOps read it, is a local failure, which the
+// cannot be read now, though newOps read it, or that another process
+// filled with what is not a head of the log, is a local failure, which the
 // client must not see: its errors reach failure() as text only, where a
 // failure it cannot place reads as evidence against the log. It is kept in
 // stateErr for the Report, and the head in memory from then on.
@@ -205,6 +206,11 @@ func (o *clientOps) readHeadLocked() ([]byte, error) {
 		return o.latest, nil
 	}
 	st, err := o.readStateFile()
+	if err == nil && st.Head != "" {
+		if _, herr := o.parseHead([]byte(st.Head)); herr != nil {
+			err = fmt.Errorf("read state file: it no longer holds a tree head of this log: %w", herr)
+		}
+	}
 	if err != nil {
 		o.stateErr = err
 		return o.latest, nil
