@@ -6,9 +6,11 @@
 // # What is verified
 //
 // Run fetches the log's signed head (/latest) and checks its signature with
-// the log's key. A head that is larger than the local clone is proven
-// consistent with the newest head verified before (through a tree proof built
-// from the server's hash tiles, authenticated by the new head), then the
+// the log's key, and its size: a head of more records than any log holds
+// (sumdb.MaxTreeSize) is refused before any proof is computed on it. A head
+// that is larger than the local clone is proven consistent with the newest
+// head verified before (through a tree proof built from the server's hash
+// tiles, authenticated by the new head), then the
 // clone is extended up to it: data tiles and the hash tiles of level 0 are
 // fetched in parallel; each record is hashed and checked to be two go.sum
 // lines of one module version with h1 hashes; the leaf hashes are appended to
