@@ -5,8 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	xtlog "golang.org/x/mod/sumdb/tlog"
 
 	"github.com/sumdb/sumdb/sumdb/sumdbtest"
 )
@@ -33,6 +38,11 @@ func TestAuditCommand(t *testing.T) {
 	}
 	badVkey, badURL := auditServer(t, 300, flipped)
 	state := t.TempDir()
+	// Not a directory that can be created, even by root.
+	regular := filepath.Join(t.TempDir(), "regular")
+	if err := os.WriteFile(regular, []byte("a file\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 
 	tests := []struct {
 		name   string
@@ -62,6 +72,12 @@ func TestAuditCommand(t *testing.T) {
 			args:   []string{"--sumdb", badVkey + " " + badURL, "--state", state},
 			status: 3,
 			stderr: "use another state directory",
+		},
+		{
+			name:   "state directory under a regular file",
+			args:   []string{"--sumdb", vkey + " " + url, "--state", filepath.Join(regular, "state")},
+			status: 3,
+			stderr: "create state directory " + filepath.Join(regular, "state"),
 		},
 		{
 			name:   "unreachable",
@@ -245,5 +261,34 @@ func TestAuditConfig(t *testing.T) {
 				t.Errorf("loadAuditConfig(%q) = %s", tt.args, msg)
 			}
 		})
+	}
+}
+
+// TestAuditAbsurdTreeSize runs audit against a log whose signed head has
+// 2^63-1 records, on which x/mod's tree arithmetic never ends, after an
+// audit of its honest head: audit must report a size violation and exit 1,
+// well within its deadline.
+func TestAuditAbsurdTreeSize(t *testing.T) {
+	clearEnv(t)
+	db := sumdbtest.MustStart(t, sumdbtest.Options{KeyName: "audit.test"})
+	db.AppendSynthetic("audit", 300)
+	state := t.TempDir()
+	args := []string{"audit", "--sumdb", db.GOSUMDB(), "--state", state}
+	if err := run(t.Context(), args, io.Discard, io.Discard); err != nil {
+		t.Fatalf("audit of the honest log: %v", err)
+	}
+	const n = 1<<63 - 1
+	db.SetHandler(sumdbtest.ClaimedHead(db.Key.SignTree(t, n, xtlog.RecordHash([]byte("absurd\n")))))
+	type outcome struct {
+		status         int
+		stdout, stderr string
+	}
+	out := sumdbtest.Returns(t, func(ctx context.Context) outcome {
+		var stdout, stderr bytes.Buffer
+		err := run(ctx, args, &stdout, &stderr)
+		return outcome{report(err, &stderr), stdout.String(), stderr.String()}
+	})
+	if out.status != 1 || !strings.Contains(out.stdout, "VIOLATION size: ") || !strings.Contains(out.stdout, fmt.Sprintf("tree head of %d records", int64(n))) {
+		t.Errorf("exit status %d, want 1 and a size violation naming %d records\nstdout:\n%s\nstderr:\n%s", out.status, int64(n), out.stdout, out.stderr)
 	}
 }

@@ -37,10 +37,12 @@ never sent. These are read with "go env", so the environment and the go env
 file both count.
 
 Exit status, the first that applies in this order:
-  1  a line's hash differs from the log's, or the log is inconsistent: a
-     fork (SECURITY ERROR) or an answer that fails its proof
-  3  a line could not be checked (network, server error), or check could not
-     start (bad flag, unreadable file or state file)
+  1  a line's hash differs from the log's, or the log is inconsistent or
+     hostile: a fork (SECURITY ERROR), an answer that fails its proof, or a
+     tree head of more records than any log holds
+  3  a line could not be checked (network, server error), the state file
+     could not be written, or check could not start (bad flag, unreadable
+     file or state file)
   2  a line is unknown to the log, malformed, or a zip hash without the
      go.mod hash of the same module version
   0  every line verified or skipped

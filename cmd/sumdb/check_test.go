@@ -2,14 +2,19 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	xtlog "golang.org/x/mod/sumdb/tlog"
 
 	"github.com/sumdb/sumdb/sumdb/modproxy"
 	"github.com/sumdb/sumdb/sumdb/sumdbtest"
@@ -451,5 +456,69 @@ func TestCheckPublic(t *testing.T) {
 		if status != 0 {
 			t.Fatalf("exit status %d, want 0", status)
 		}
+	}
+}
+
+// TestCheckAbsurdTreeSize runs check against a log whose lookups are proved
+// by a validly signed head of 2^62 records, on which x/mod's tree arithmetic
+// never ends: check must refuse it and exit 1, naming the size, well within
+// its deadline; the state file must not take the head.
+func TestCheckAbsurdTreeSize(t *testing.T) {
+	checkEnv(t)
+	k := sumdbtest.NewKey(t, sumdbtest.KeyName)
+	const n = 1 << 62
+	f := sumdbtest.NewFront(t, sumdbtest.ClaimedHead(k.SignTree(t, n, xtlog.RecordHash([]byte("absurd\n")))))
+	dir := t.TempDir()
+	file := writeIn(t, dir, "go.sum", "example.com/m v1.0.0/go.mod h1:"+strings.Repeat("A", 43)+"=\n")
+	state := filepath.Join(dir, "state")
+	type outcome struct {
+		status         int
+		stdout, stderr string
+	}
+	out := sumdbtest.Returns(t, func(ctx context.Context) outcome {
+		var stdout, stderr bytes.Buffer
+		err := run(ctx, []string{"check", "--sumdb", k.VKey + " " + f.URL, "--state", state, file}, &stdout, &stderr)
+		return outcome{report(err, &stderr), stdout.String(), stderr.String()}
+	})
+	if out.status != 1 {
+		t.Errorf("exit status %d, want 1\nstdout:\n%s\nstderr:\n%s", out.status, out.stdout, out.stderr)
+	}
+	wantOutput(t, out.stdout, file+":1: example.com/m v1.0.0/go.mod: invalid proof: ", fmt.Sprintf("tree head of %d records", int64(n)), "exit status 1")
+	if _, err := os.Stat(state); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("state file after the run: %v, want none", err)
+	}
+}
+
+// TestCheckStateUnwritable runs check with a state file that cannot be
+// read or written, in ways that stop root too: under a regular file (it
+// cannot be read: check cannot start), or under a dangling symbolic link
+// where its directory should be created (it cannot be written once the
+// lines are verified). Both are local problems: exit status 3, with a
+// message naming the file and saying what to do, never evidence against
+// the log.
+func TestCheckStateUnwritable(t *testing.T) {
+	checkEnv(t)
+	db := sumdbtest.MustStart(t, sumdbtest.Options{Modules: checkModules})
+	dir := t.TempDir()
+	file := writeIn(t, dir, "go.sum", db.GoSum(checkModules...))
+	underFile := filepath.Join(writeIn(t, dir, "regular", "a file\n"), "state")
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(filepath.Join(dir, "nowhere"), link); err != nil {
+		t.Fatal(err)
+	}
+	underLink := filepath.Join(link, "state")
+
+	status, stdout, stderr := sumdbCheck(t, "--sumdb", db.GOSUMDB(), "--state", underFile, file)
+	if status != 3 || !strings.Contains(stderr, underFile) || !strings.Contains(stderr, "name another state file") {
+		t.Errorf("state under a regular file: exit status %d, stderr %q; want 3, naming %s and what to do\nstdout:\n%s", status, stderr, underFile, stdout)
+	}
+
+	status, stdout, stderr = sumdbCheck(t, "--sumdb", db.GOSUMDB(), "--state", underLink, file)
+	if status != 3 {
+		t.Errorf("state under a dangling link: exit status %d, want 3\nstdout:\n%s\nstderr:\n%s", status, stdout, stderr)
+	}
+	wantOutput(t, stdout, "sumdb check: state file "+underLink+" could not be kept up to date", "name another state file", fmt.Sprintf("%d verified; state file not updated; exit status 3", 2*len(checkModules)))
+	if strings.Contains(stdout, "invalid proof") {
+		t.Errorf("the report blames the log:\n%s", stdout)
 	}
 }

@@ -6,9 +6,11 @@
 // # What is verified
 //
 // Run fetches the log's signed head (/latest) and checks its signature with
-// the log's key. A head that is larger than the local clone is proven
-// consistent with the newest head verified before (through a tree proof built
-// from the server's hash tiles, authenticated by the new head), then the
+// the log's key, and its size: a head of more records than any log holds
+// (sumdb.MaxTreeSize) is refused before any proof is computed on it. A head
+// that is larger than the local clone is proven consistent with the newest
+// head verified before (through a tree proof built from the server's hash
+// tiles, authenticated by the new head), then the
 // clone is extended up to it: data tiles and the hash tiles of level 0 are
 // fetched in parallel; each record is hashed and checked to be two go.sum
 // lines of one module version with h1 hashes; the leaf hashes are appended to
@@ -149,6 +151,9 @@ const (
 	// KindSignature: a head is not signed by the log's key, or its note
 	// is not a tree head.
 	KindSignature Kind = "signature"
+	// KindSize: a signed head of more records than any log holds (more
+	// than sumdb.MaxTreeSize), refused before any proof is computed on it.
+	KindSize Kind = "size"
 	// KindFork: two signed heads that cannot both be true (the same size
 	// with different roots, or a head inconsistent with an earlier one),
 	// or a head of size 0 whose root is not the empty tree's.
@@ -381,15 +386,16 @@ func (a *auditor) poll(ctx context.Context) error {
 
 // openHead checks the signature of a head note from the server and parses it.
 func (a *auditor) openHead(msg []byte) (signedHead, *Violation) {
-	n, err := note.Open(msg, note.VerifierList(a.remote.Verifier))
-	if err != nil {
-		return signedHead{}, &Violation{Kind: KindSignature, Heads: [][]byte{msg},
-			Message: fmt.Sprintf("the signed head is not signed by the log's key %s: %v", a.remote.Key, err)}
-	}
-	tree, err := xtlog.ParseTree([]byte(n.Text))
-	if err != nil {
+	tree, err := sumdb.OpenTreeHead(msg, note.VerifierList(a.remote.Verifier))
+	switch {
+	case errors.Is(err, sumdb.ErrTreeTooLarge):
+		return signedHead{}, &Violation{Kind: KindSize, Heads: [][]byte{msg}, Message: err.Error()}
+	case errors.Is(err, sumdb.ErrNotTreeHead):
 		return signedHead{}, &Violation{Kind: KindSignature, Heads: [][]byte{msg},
 			Message: fmt.Sprintf("the signed note is not a tree head: %v", err)}
+	case err != nil:
+		return signedHead{}, &Violation{Kind: KindSignature, Heads: [][]byte{msg},
+			Message: fmt.Sprintf("the signed head is not signed by the log's key %s: %v", a.remote.Key, err)}
 	}
 	return signedHead{Tree: tree, Note: msg}, nil
 }

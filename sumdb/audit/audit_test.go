@@ -13,6 +13,8 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -1031,5 +1033,118 @@ func TestAuditHugeHead(t *testing.T) {
 	const most = 64 << 20
 	if got := after.TotalAlloc - before.TotalAlloc; got > most {
 		t.Errorf("the audit allocated %d MB, want at most %d MB", got>>20, most>>20)
+	}
+}
+
+// TestAuditAbsurdTreeSize serves a validly signed head of a size no log
+// reaches. From 2^62 records on, x/mod's tree arithmetic never ends, and an
+// audit that computed a proof for such a head would spin past its
+// deadline. The head must be refused, as a violation naming its size, on a
+// first audit, after a verified head, and while following (which must
+// report it and return); the head verified before stays the latest.
+func TestAuditAbsurdTreeSize(t *testing.T) {
+	t.Parallel()
+	k := sumdbtest.NewKey(t, "absurd.test")
+	type outcome struct {
+		rep *Report
+		err error
+	}
+	for _, n := range []int64{1 << 62, 1<<63 - 1, 1<<40 + 1} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			t.Parallel()
+			huge := k.SignTree(t, n, xtlog.RecordHash([]byte("absurd\n")))
+			l := newStaticLog(t, k, synthTexts("a", 300))
+			// The honest log for the first poll, the absurd head after.
+			var polls atomic.Int64
+			f := sumdbtest.NewFront(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == "/latest" && polls.Add(1) > 1 {
+					w.Write(huge)
+					return
+				}
+				l.ServeHTTP(w, r)
+			}))
+			wantSize := func(what string, out outcome) {
+				t.Helper()
+				if out.err != nil || len(out.rep.Violations) != 1 {
+					var b strings.Builder
+					out.rep.WriteText(&b)
+					t.Errorf("%s: Run = %v, report:\n%s\nwant no error, one violation", what, out.err, b.String())
+					return
+				}
+				if v := out.rep.Violations[0]; v.Kind != Kind("size") || !strings.Contains(v.Message, fmt.Sprintf("tree head of %d records", n)) || len(v.Heads) != 1 || !bytes.Equal(v.Heads[0], huge) {
+					t.Errorf("%s: violation %v, want a size violation naming %d records, with the head", what, v, n)
+				}
+			}
+
+			polls.Store(1)
+			first := sumdbtest.Returns(t, func(ctx context.Context) outcome {
+				rep, err := Run(ctx, Config{Remote: openRemote(t, k.VKey, f.URL), Dir: t.TempDir()})
+				return outcome{rep, err}
+			})
+			wantSize("first audit", first)
+
+			dir := t.TempDir()
+			polls.Store(0)
+			mustAudit(t, k.VKey, f.URL, dir, nil)
+			later := sumdbtest.Returns(t, func(ctx context.Context) outcome {
+				rep, err := Run(ctx, Config{Remote: openRemote(t, k.VKey, f.URL), Dir: dir})
+				return outcome{rep, err}
+			})
+			wantSize("after a verified head", later)
+			if got := latestSize(dir, k.Verifier); got != 300 {
+				t.Errorf("latest verified head after the absurd one: size %d, want 300", got)
+			}
+
+			polls.Store(0)
+			followed := sumdbtest.Returns(t, func(ctx context.Context) outcome {
+				rep, err := Run(ctx, Config{Remote: openRemote(t, k.VKey, f.URL), Dir: t.TempDir(), Follow: true, Interval: 20 * time.Millisecond})
+				return outcome{rep, err}
+			})
+			wantSize("follow", followed)
+			if followed.rep.Records != 300 {
+				t.Errorf("follow: %d records verified, want the 300 of the first head", followed.rep.Records)
+			}
+		})
+	}
+}
+
+// TestAuditStateUnwritable audits an honest log into a state directory
+// that cannot be written, in ways that stop root too: under a regular
+// file (it cannot be created), or one whose "latest" became a directory
+// during the run (the verified head cannot be kept). Both are local
+// problems: an error naming the file and what to do, no violation.
+func TestAuditStateUnwritable(t *testing.T) {
+	t.Parallel()
+	k := sumdbtest.NewKey(t, "unwritable.test")
+	l := newStaticLog(t, k, synthTexts("a", 300))
+
+	tmp := t.TempDir()
+	regular := filepath.Join(tmp, "regular")
+	if err := os.WriteFile(regular, []byte("a file\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(regular, "state")
+	f := sumdbtest.NewFront(t, l)
+	rep, err := audit(t, k.VKey, f.URL, dir, nil)
+	if err == nil || !strings.Contains(err.Error(), dir) || !strings.Contains(err.Error(), "another state directory") || rep != nil && !rep.OK() {
+		t.Errorf("audit into a directory under a regular file = %v; want an error naming %s and what to do, no violation", err, dir)
+	}
+
+	dir = t.TempDir()
+	latest := filepath.Join(dir, latestFile)
+	var once sync.Once
+	f.SetTamper(func(path string, body []byte) []byte {
+		if strings.HasPrefix(path, "/tile/") {
+			once.Do(func() {
+				if err := os.MkdirAll(filepath.Join(latest, "in the way"), 0o755); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		return body
+	})
+	rep, err = audit(t, k.VKey, f.URL, dir, nil)
+	if err == nil || !strings.Contains(err.Error(), latest) || !strings.Contains(err.Error(), "another state directory") || !rep.OK() {
+		t.Errorf("audit with %s in the way = %v, ok %v; want an error naming it and what to do, no violation", latest, err, rep.OK())
 	}
 }

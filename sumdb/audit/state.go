@@ -68,7 +68,7 @@ type auditor struct {
 func open(ctx context.Context, cfg Config) (*auditor, error) {
 	dir := cfg.Dir
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("create state directory: %w", err)
+		return nil, fmt.Errorf("create state directory %s: %w: %s", dir, err, fixStateDir)
 	}
 	a := &auditor{
 		cfg:    cfg,
@@ -165,12 +165,13 @@ func (a *auditor) reload(ctx context.Context) error {
 		return fmt.Errorf("read the clone's head: %w", err)
 	}
 	if h.Size > 0 {
-		n, err := note.Open(h.Note, a.verifiers)
-		if err != nil {
+		tree, err := sumdb.OpenTreeHead(h.Note, a.verifiers)
+		switch {
+		case errors.Is(err, sumdb.ErrNotTreeHead) || errors.Is(err, sumdb.ErrTreeTooLarge):
+			return fmt.Errorf("the clone's head of size %d does not match its note (%v): the state directory is damaged, start over in a new one", h.Size, err)
+		case err != nil:
 			return fmt.Errorf("the clone's head of size %d is signed neither by the log nor by this auditor (%v): the state directory is damaged, start over in a new one", h.Size, err)
-		}
-		tree, err := xtlog.ParseTree([]byte(n.Text))
-		if err != nil || tree.N != h.Size || tree.Hash != h.Hash {
+		case tree.N != h.Size || tree.Hash != h.Hash:
 			return fmt.Errorf("the clone's head of size %d does not match its note: the state directory is damaged, start over in a new one", h.Size)
 		}
 	}
@@ -315,9 +316,18 @@ func (r *storeTiles) ReadTiles(tiles []xtlog.Tile) ([][]byte, error) {
 
 func (r *storeTiles) SaveTiles([]xtlog.Tile, [][]byte) {}
 
+// fixStateDir says what to do about a state directory that cannot be
+// written: a local problem, never the log's.
+const fixStateDir = "the state directory must be a writable directory: fix it, or audit into another state directory"
+
 // writeFileAtomic writes data to file through a temporary file and a rename,
 // so that a crash leaves the old content or the new, never a mix.
-func writeFileAtomic(file string, data []byte, perm os.FileMode) error {
+func writeFileAtomic(file string, data []byte, perm os.FileMode) (err error) {
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("%w: %s", err, fixStateDir)
+		}
+	}()
 	tmp, err := os.CreateTemp(filepath.Dir(file), "."+filepath.Base(file)+".*")
 	if err != nil {
 		return fmt.Errorf("write %s: %w", file, err)

@@ -76,7 +76,9 @@ type task struct {
 // Config, or a state file that cannot be read or belongs to another log.
 // Everything that goes wrong with a line, including a failed request, is a
 // Result of the report; if ctx ends, the lines not yet checked are
-// Unchecked.
+// Unchecked. A state file that cannot be written, or read again, once the
+// run began is the report's StateError: a local failure, which never
+// counts against the log.
 func Run(ctx context.Context, cfg Config, files []File) (*Report, error) {
 	if cfg.Remote == nil {
 		return nil, errors.New("check: no checksum database given")
@@ -192,6 +194,7 @@ func Run(ctx context.Context, cfg Config, files []File) (*Report, error) {
 	sortResults(results, rep.Files)
 	rep.Results = results
 	rep.Head = ops.head()
+	rep.StateError = ops.stateFailure()
 	ops.mu.Lock()
 	rep.SecurityErrors = append([]string(nil), ops.security...)
 	ops.mu.Unlock()

@@ -11,8 +11,12 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
+	xtlog "golang.org/x/mod/sumdb/tlog"
 	_ "modernc.org/sqlite" // database/sql driver "sqlite", to tamper with a log
 
 	"github.com/sumdb/sumdb/sumdb"
@@ -409,6 +413,38 @@ func TestUnchecked(t *testing.T) {
 		rep := run(t, check.Config{Remote: remote(t, db.GOSUMDB())}, "go.sum", bad)
 		wantStatus(t, rep, 1)
 	})
+	t.Run("no such host", func(t *testing.T) {
+		t.Parallel()
+		// .invalid names never resolve (RFC 6761).
+		rep := run(t, check.Config{Remote: remote(t, db.Key.VKey+" http://sumdb.invalid")}, "go.sum", gosum)
+		wantStatus(t, rep, 3)
+		wantText(t, rep, "could not check: ", "exit status 3")
+	})
+	t.Run("deadline", func(t *testing.T) {
+		t.Parallel()
+		// A log that answers the first lookup, then none before the
+		// deadline: the lines in flight or after are not checked, and
+		// none is held against the log.
+		var n atomic.Int64
+		f := sumdbtest.NewFront(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if n.Add(1) > 1 {
+				<-r.Context().Done()
+				return
+			}
+			db.ServeHTTP(w, r)
+		}))
+		ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+		defer cancel()
+		rep, err := check.Run(ctx, check.Config{Remote: remote(t, db.Key.VKey+" "+f.URL), Concurrency: 1}, []check.File{{Name: "go.sum", Data: []byte(gosum)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantStatus(t, rep, 3)
+		c := rep.Counts()
+		if c[check.BadProof] != 0 || c[check.Unchecked] == 0 {
+			t.Errorf("counts %v, want lines not checked and none of bad-proof:\n%s", c, text(t, rep))
+		}
+	})
 	t.Run("canceled", func(t *testing.T) {
 		t.Parallel()
 		ctx, cancel := context.WithCancel(t.Context())
@@ -599,17 +635,22 @@ func TestExitStatus(t *testing.T) {
 	tests := []struct {
 		kinds    []check.Kind
 		security bool
+		state    bool // the state file could not be kept up to date
 		want     int
 	}{
-		{nil, false, 0},
-		{[]check.Kind{check.OK, check.Skipped}, false, 0},
-		{[]check.Kind{check.OK, check.Unknown}, false, 2},
-		{[]check.Kind{check.Policy, check.Malformed}, false, 2},
-		{[]check.Kind{check.Unknown, check.Unchecked}, false, 3},
-		{[]check.Kind{check.Unchecked, check.Mismatch}, false, 1},
-		{[]check.Kind{check.Unknown, check.Fork}, false, 1},
-		{[]check.Kind{check.BadProof}, false, 1},
-		{[]check.Kind{check.OK}, true, 1},
+		{nil, false, false, 0},
+		{[]check.Kind{check.OK, check.Skipped}, false, false, 0},
+		{[]check.Kind{check.OK, check.Unknown}, false, false, 2},
+		{[]check.Kind{check.Policy, check.Malformed}, false, false, 2},
+		{[]check.Kind{check.Unknown, check.Unchecked}, false, false, 3},
+		{[]check.Kind{check.Unchecked, check.Mismatch}, false, false, 1},
+		{[]check.Kind{check.Unknown, check.Fork}, false, false, 1},
+		{[]check.Kind{check.BadProof}, false, false, 1},
+		{[]check.Kind{check.OK}, true, false, 1},
+		{[]check.Kind{check.OK}, false, true, 3},
+		{[]check.Kind{check.Unknown}, false, true, 3},
+		{[]check.Kind{check.Mismatch}, false, true, 1},
+		{[]check.Kind{check.OK}, true, true, 1},
 	}
 	for _, tt := range tests {
 		rep := &check.Report{}
@@ -619,8 +660,11 @@ func TestExitStatus(t *testing.T) {
 		if tt.security {
 			rep.SecurityErrors = []string{"SECURITY ERROR"}
 		}
+		if tt.state {
+			rep.StateError = "state file st could not be kept up to date"
+		}
 		if got := rep.ExitStatus(); got != tt.want {
-			t.Errorf("ExitStatus() of %v (security error %v) = %d, want %d", tt.kinds, tt.security, got, tt.want)
+			t.Errorf("ExitStatus() of %v (security error %v, state error %v) = %d, want %d", tt.kinds, tt.security, tt.state, got, tt.want)
 		}
 	}
 }
@@ -638,6 +682,7 @@ func TestFormats(t *testing.T) {
 			{Entry: check.Entry{File: "go.sum", Line: 3, Path: "corp.example/x", Version: "v1.0.0", Hash: "h1:d="}, Kind: check.Skipped, Message: "private module (GOPRIVATE=corp.example)"},
 		},
 		SecurityErrors: []string{"SECURITY ERROR\nold database:\n\tx\n"},
+		StateError:     "state file st could not be kept up to date: fix it",
 	}
 	tests := []struct {
 		format check.Format
@@ -648,12 +693,14 @@ go.sum:3: corp.example/x v1.0.0: skipped: private module (GOPRIVATE=corp.example
 SECURITY ERROR
 old database:
 	x
-sumdb check: 3 lines in 1 file against sumdb.test (tree size 7): 1 verified, 1 skipped, 1 mismatch; exit status 1
+sumdb check: state file st could not be kept up to date: fix it
+sumdb check: 3 lines in 1 file against sumdb.test (tree size 7): 1 verified, 1 skipped, 1 mismatch; state file not updated; exit status 1
 `},
 		{check.GitHub, `::error file=go.sum,line=2,title=sumdb check%3A mismatch::example.com/a v1.0.0/go.mod: mismatch: go.sum has h1:b=, log has h1:c=
 go.sum:3: corp.example/x v1.0.0: skipped: private module (GOPRIVATE=corp.example)
 ::error title=sumdb check%3A SECURITY ERROR::SECURITY ERROR%0Aold database:%0A	x
-::error title=sumdb check::sumdb check: 3 lines in 1 file against sumdb.test (tree size 7): 1 verified, 1 skipped, 1 mismatch; exit status 1
+::error title=sumdb check%3A state file::state file st could not be kept up to date: fix it
+::error title=sumdb check::sumdb check: 3 lines in 1 file against sumdb.test (tree size 7): 1 verified, 1 skipped, 1 mismatch; state file not updated; exit status 1
 `},
 		{check.JSON, `{
   "database": "sumdb.test",
@@ -699,6 +746,7 @@ go.sum:3: corp.example/x v1.0.0: skipped: private module (GOPRIVATE=corp.example
   "security_errors": [
     "SECURITY ERROR\nold database:\n\tx\n"
   ],
+  "state_error": "state file st could not be kept up to date: fix it",
   "summary": {
     "lines": 3,
     "counts": {
@@ -722,5 +770,149 @@ go.sum:3: corp.example/x v1.0.0: skipped: private module (GOPRIVATE=corp.example
 	}
 	if _, err := check.ParseFormat("xml"); err == nil {
 		t.Errorf("ParseFormat(xml) succeeded")
+	}
+}
+
+// TestAbsurdTreeSize serves lookups proved by a validly signed tree head of
+// a size no log reaches. From 2^62 records on, x/mod's tree arithmetic
+// never ends, and a check that let its client see such a head would spin
+// past its deadline. The head must be refused before any proof, as evidence
+// against the log (exit status 1), naming its size, with or without an
+// earlier head in the state file; the state file must not take it. A head
+// of sumdb.MaxTreeSize records, the largest accepted, only fails for want
+// of tiles (could not check).
+func TestAbsurdTreeSize(t *testing.T) {
+	t.Parallel()
+	k := sumdbtest.NewKey(t, sumdbtest.KeyName)
+	gosum := "example.com/m v1.0.0/go.mod h1:" + strings.Repeat("A", 43) + "=\n"
+	// An earlier head of one record, with the tile that proves it, so that
+	// the client trusts it without asking the log.
+	leaf := xtlog.RecordHash([]byte("earlier\n"))
+	earlier, err := json.Marshal(map[string]any{
+		"head":  string(k.SignTree(t, 1, leaf)),
+		"tiles": map[string][]byte{"tile/8/0/000.p/1": leaf[:]},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		n      int64
+		status int
+	}{
+		{1 << 62, 1},
+		{1<<63 - 1, 1},
+		{1<<40 + 1, 1},
+		{1 << 40, 3},
+	} {
+		for _, withState := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%d/state=%v", tt.n, withState), func(t *testing.T) {
+				t.Parallel()
+				f := sumdbtest.NewFront(t, sumdbtest.ClaimedHead(k.SignTree(t, tt.n, xtlog.RecordHash([]byte("absurd\n")))))
+				state := ""
+				if withState {
+					state = filepath.Join(t.TempDir(), "state")
+					if err := os.WriteFile(state, earlier, 0o644); err != nil {
+						t.Fatal(err)
+					}
+				}
+				cfg := check.Config{Remote: remote(t, k.VKey+" "+f.URL), State: state}
+				type outcome struct {
+					rep *check.Report
+					err error
+				}
+				out := sumdbtest.Returns(t, func(ctx context.Context) outcome {
+					rep, err := check.Run(ctx, cfg, []check.File{{Name: "go.sum", Data: []byte(gosum)}})
+					return outcome{rep, err}
+				})
+				if out.err != nil {
+					t.Fatalf("Run: %v", out.err)
+				}
+				wantStatus(t, out.rep, tt.status)
+				if tt.status == 1 {
+					wantText(t, out.rep, "go.sum:1: example.com/m v1.0.0/go.mod: invalid proof: ", fmt.Sprintf("tree head of %d records", tt.n))
+				}
+				if withState {
+					if data, err := os.ReadFile(state); err != nil || !bytes.Equal(data, earlier) {
+						t.Errorf("state file after the run = %q, %v; want the earlier head %q", data, err, earlier)
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestStateFileUnwritable checks against an honest log while the state
+// file cannot be written: its directory was replaced by a file after the
+// run began, or cannot be created (a dangling symbolic link stands where
+// it should be), or the file was overwritten during the run with a head of
+// another log. These fail for root too, which permission bits do not
+// stop. The lines verify, but the head is not kept, so that the next run
+// cannot prove the log's heads consistent with this one's: a local
+// problem, to be fixed where the report says, that could not check (exit
+// status 3), never evidence against the log.
+func TestStateFileUnwritable(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		setup func(t *testing.T, db *sumdbtest.DB) (state string)
+	}{
+		{"directory replaced by a file", func(t *testing.T, db *sumdbtest.DB) string {
+			dir := filepath.Join(t.TempDir(), "state")
+			if err := os.Mkdir(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			var once sync.Once
+			db.SetTamper(func(path string, body []byte) []byte {
+				once.Do(func() {
+					if err := os.Remove(dir); err != nil {
+						t.Error(err)
+					}
+					if err := os.WriteFile(dir, []byte("a file\n"), 0o644); err != nil {
+						t.Error(err)
+					}
+				})
+				return body
+			})
+			return filepath.Join(dir, "latest")
+		}},
+		{"directory cannot be created", func(t *testing.T, db *sumdbtest.DB) string {
+			tmp := t.TempDir()
+			dir := filepath.Join(tmp, "state")
+			if err := os.Symlink(filepath.Join(tmp, "nowhere"), dir); err != nil {
+				t.Fatal(err)
+			}
+			return filepath.Join(dir, "latest")
+		}},
+		{"overwritten with another log's head", func(t *testing.T, db *sumdbtest.DB) string {
+			state := filepath.Join(t.TempDir(), "latest")
+			other := sumdbtest.NewKey(t, sumdbtest.KeyName).SignTree(t, 1, xtlog.RecordHash([]byte("other\n")))
+			var once sync.Once
+			db.SetTamper(func(path string, body []byte) []byte {
+				once.Do(func() {
+					if err := os.WriteFile(state, other, 0o644); err != nil {
+						t.Error(err)
+					}
+				})
+				return body
+			})
+			return state
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			db := sumdbtest.MustStart(t, sumdbtest.Options{Modules: modules[:2]})
+			gosum := db.GoSum(modules[:2]...)
+			state := tt.setup(t, db)
+			rep := run(t, check.Config{Remote: remote(t, db.GOSUMDB()), State: state}, "go.sum", gosum)
+			wantStatus(t, rep, 3)
+			if got := rep.Counts()[check.OK]; got != 4 {
+				t.Errorf("%d lines verified, want 4:\n%s", got, text(t, rep))
+			}
+			wantText(t, rep, "state file "+state, "name another state file", "exit status 3")
+			if out := text(t, rep); strings.Contains(out, "invalid proof") {
+				t.Errorf("report blames the log:\n%s", out)
+			}
+		})
 	}
 }

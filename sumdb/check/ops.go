@@ -51,6 +51,7 @@ type clientOps struct {
 
 	mu         sync.Mutex
 	latest     []byte            // guarded by mu; the newest head verified, as a signed note
+	stateErr   error             // guarded by mu; the state file's first failure after newOps, from when on the head is kept in memory
 	cache      map[string][]byte // guarded by mu; verified records and tiles, by the client's file name
 	lookupErrs map[string]error  // guarded by mu; failed lookup requests, by remote path
 	otherErrs  []error           // guarded by mu; other failed requests (tiles)
@@ -72,6 +73,9 @@ func newOps(ctx context.Context, remote *sumdb.Remote, state string, logger *slo
 		lookupErrs: make(map[string]error),
 	}
 	st, err := o.readStateFile()
+	if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
+		return nil, nil, fmt.Errorf("%w: make it a readable file, or name another state file", err)
+	}
 	if err != nil {
 		return nil, nil, err
 	}
@@ -110,11 +114,7 @@ func newOps(ctx context.Context, remote *sumdb.Remote, state string, logger *slo
 
 // parseHead verifies a signed tree note of the log and returns its head.
 func (o *clientOps) parseHead(msg []byte) (*Head, error) {
-	n, err := note.Open(msg, note.VerifierList(o.remote.Verifier))
-	if err != nil {
-		return nil, err
-	}
-	tree, err := xtlog.ParseTree([]byte(n.Text))
+	tree, err := sumdb.OpenTreeHead(msg, note.VerifierList(o.remote.Verifier))
 	if err != nil {
 		return nil, err
 	}
@@ -141,6 +141,9 @@ func (o *clientOps) head() *Head {
 // from these why a lookup failed.
 func (o *clientOps) ReadRemote(path string) ([]byte, error) {
 	data, err := o.remote.Get(o.ctx, strings.TrimPrefix(path, "/"))
+	if err == nil && strings.HasPrefix(path, "/lookup/") {
+		err = o.vetLookup(data)
+	}
 	if err != nil {
 		o.mu.Lock()
 		if strings.HasPrefix(path, "/lookup/") {
@@ -153,6 +156,23 @@ func (o *clientOps) ReadRemote(path string) ([]byte, error) {
 		return nil, err
 	}
 	return data, nil
+}
+
+// vetLookup refuses a lookup answer whose signed tree head is of more than
+// sumdb.MaxTreeSize records, before the client sees it: the client would
+// prove the head with tree arithmetic that never ends on such sizes. All
+// else about the answer is the client's to verify, and it reads the tree
+// head of lookup answers only (tiles carry none, and the state's heads
+// were opened with parseHead).
+func (o *clientOps) vetLookup(data []byte) error {
+	_, _, msg, err := xtlog.ParseRecord(data)
+	if err != nil {
+		return nil // the client refuses it
+	}
+	if _, err := sumdb.OpenTreeHead(msg, note.VerifierList(o.remote.Verifier)); errors.Is(err, sumdb.ErrTreeTooLarge) {
+		return err
+	}
+	return nil
 }
 
 // ReadConfig returns the verifier key ("key") or the newest verified head
@@ -175,14 +195,25 @@ func (o *clientOps) readHead() ([]byte, error) {
 	return o.readHeadLocked()
 }
 
-// readHeadLocked is readHead for a caller holding o.mu.
+// readHeadLocked is readHead for a caller holding o.mu. A state file that
+// cannot be read now, though newOps read it, or that another process
+// filled with what is not a head of the log, is a local failure, which the
+// client must not see: its errors reach failure() as text only, where a
+// failure it cannot place reads as evidence against the log. It is kept in
+// stateErr for the Report, and the head in memory from then on.
 func (o *clientOps) readHeadLocked() ([]byte, error) {
-	if o.state == "" {
+	if o.state == "" || o.stateErr != nil {
 		return o.latest, nil
 	}
 	st, err := o.readStateFile()
+	if err == nil && st.Head != "" {
+		if _, herr := o.parseHead([]byte(st.Head)); herr != nil {
+			err = fmt.Errorf("read state file: it no longer holds a tree head of this log: %w", herr)
+		}
+	}
 	if err != nil {
-		return nil, err
+		o.stateErr = err
+		return o.latest, nil
 	}
 	return []byte(st.Head), nil
 }
@@ -228,12 +259,19 @@ func (o *clientOps) readStateFile() (*stateFile, error) {
 // crash leaves the old head or the new one. Within a process the swap is
 // atomic; two processes sharing one state file may both succeed, the last
 // one winning, which loses no more than the head the other one saw.
+//
+// A state file that cannot be written is a local failure, never told to
+// the client (see readHeadLocked): it is kept in stateErr, and the head in
+// memory from then on, so that the run goes on checking.
 func (o *clientOps) WriteConfig(file string, old, new []byte) error {
 	if file != o.name+"/latest" {
 		return fmt.Errorf("write config %s: no such file", file)
 	}
+	o.mu.Lock()
+	keep := o.state != "" && o.stateErr == nil
+	o.mu.Unlock()
 	var tiles map[string][]byte
-	if o.state != "" {
+	if keep {
 		// Outside the lock: this may read tiles from the log.
 		var err error
 		if tiles, err = o.proofTiles(new); err != nil {
@@ -251,17 +289,29 @@ func (o *clientOps) WriteConfig(file string, old, new []byte) error {
 	if !bytes.Equal(cur, old) {
 		return xsumdb.ErrWriteConflict
 	}
-	if o.state != "" {
+	if o.state != "" && o.stateErr == nil {
 		data, err := json.MarshalIndent(stateFile{Head: string(new), Tiles: tiles}, "", "\t")
-		if err != nil {
-			return fmt.Errorf("write state file: %w", err)
+		if err == nil {
+			err = writeFileAtomic(o.state, append(data, '\n'))
 		}
-		if err := writeFileAtomic(o.state, append(data, '\n')); err != nil {
-			return err
+		if err != nil {
+			o.stateErr = fmt.Errorf("write state file: %w", err)
 		}
 	}
 	o.latest = bytes.Clone(new)
 	return nil
+}
+
+// stateFailure returns what the Report says of a state file that failed
+// after newOps, or "" if it did not.
+func (o *clientOps) stateFailure() string {
+	o.mu.Lock()
+	err := o.stateErr
+	o.mu.Unlock()
+	if err == nil {
+		return ""
+	}
+	return fmt.Sprintf("state file %s could not be kept up to date (%v): the lines were checked, but the newest verified tree head was not kept, so the next run cannot prove the log's heads consistent with this run's; make the file and its directory writable, or name another state file", o.state, err)
 }
 
 // proofTiles returns, by path, the hash tiles from which the tree hash of
@@ -269,11 +319,7 @@ func (o *clientOps) WriteConfig(file string, old, new []byte) error {
 // level at most. They come from the cache (the client has just verified
 // them) or else from the log, and are verified against the head.
 func (o *clientOps) proofTiles(msg []byte) (map[string][]byte, error) {
-	n, err := note.Open(msg, note.VerifierList(o.remote.Verifier))
-	if err != nil {
-		return nil, err
-	}
-	tree, err := xtlog.ParseTree([]byte(n.Text))
+	tree, err := sumdb.OpenTreeHead(msg, note.VerifierList(o.remote.Verifier))
 	if err != nil {
 		return nil, err
 	}
@@ -342,14 +388,15 @@ func (r *tileRecorder) SaveTiles(tiles []xtlog.Tile, data [][]byte) {
 
 // writeFileAtomic replaces file with data: a temporary file in the same
 // directory, synced, then renamed over file.
+// Its errors are the os package's, which name the file.
 func writeFileAtomic(file string, data []byte) (err error) {
 	dir := filepath.Dir(file)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("write state file: %w", err)
+		return err
 	}
 	f, err := os.CreateTemp(dir, filepath.Base(file)+".tmp*")
 	if err != nil {
-		return fmt.Errorf("write state file: %w", err)
+		return err
 	}
 	defer func() {
 		if err != nil {
@@ -358,22 +405,19 @@ func writeFileAtomic(file string, data []byte) (err error) {
 		}
 	}()
 	if _, err := f.Write(data); err != nil {
-		return fmt.Errorf("write state file %s: %w", f.Name(), err)
+		return err
 	}
 	if err := f.Sync(); err != nil {
-		return fmt.Errorf("write state file %s: %w", f.Name(), err)
+		return err
 	}
 	if err := f.Close(); err != nil {
-		return fmt.Errorf("write state file %s: %w", f.Name(), err)
+		return err
 	}
 	// A signed tree head is public: let a CI cache or another user read it.
 	if err := os.Chmod(f.Name(), 0o644); err != nil {
-		return fmt.Errorf("write state file %s: %w", f.Name(), err)
+		return err
 	}
-	if err := os.Rename(f.Name(), file); err != nil {
-		return fmt.Errorf("write state file: %w", err)
-	}
-	return nil
+	return os.Rename(f.Name(), file)
 }
 
 // ReadCache returns a record or tile verified earlier in this Run, or a
@@ -431,6 +475,8 @@ func (o *clientOps) failure(err error, mod, path string) (Kind, string) {
 	}
 	o.mu.Unlock()
 	switch {
+	case errors.Is(lerr, sumdb.ErrTreeTooLarge):
+		return BadProof, lerr.Error() + ": do not trust its answers, and tell its operator"
 	case lerr != nil && errors.Is(lerr, sumdb.ErrNotFound):
 		return Unknown, strings.TrimPrefix(lerr.Error(), sumdb.ErrNotFound.Error()+": ")
 	case lerr != nil:
@@ -442,6 +488,8 @@ func (o *clientOps) failure(err error, mod, path string) (Kind, string) {
 	}
 	// Everything was read, and something read fails verification: a
 	// record or tile that does not hash to the signed tree head, or a
-	// head not signed by the log's key.
+	// head not signed by the log's key. No local failure gets here: every
+	// failed read from the log is in lookupErrs or otherErrs, and the
+	// state file's failures are kept from the client (stateErr).
 	return BadProof, fmt.Sprintf("the log's answer does not verify against its signed tree head: %s (the log, or something between it and you, serves altered data)", msg)
 }

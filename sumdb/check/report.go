@@ -20,7 +20,7 @@ const (
 	// Status 1: the log contradicts the file, or the log contradicts itself.
 	Mismatch Kind = "mismatch"  // the log holds another hash for the line's module version
 	Fork     Kind = "fork"      // the log's tree heads are inconsistent (SECURITY ERROR)
-	BadProof Kind = "bad-proof" // the log answered, but its answer does not verify against its signed tree head
+	BadProof Kind = "bad-proof" // the log answered, but its answer does not verify against its signed tree head, or that head is of impossible size
 
 	// Status 2: the file holds something the log cannot vouch for.
 	Unknown   Kind = "unknown"   // the log does not have the module version
@@ -105,6 +105,12 @@ type Report struct {
 	// the log's tree heads, each naming both heads and proving the
 	// inconsistency, as the go command prints them.
 	SecurityErrors []string `json:"security_errors,omitempty"`
+	// StateError, if not empty, says why the state file could not be
+	// written (or read again) during the run, and what to do. The lines
+	// were checked all the same, but Head was not kept for the next run to
+	// prove the log's heads consistent with: the run could not check all
+	// it should have (exit status 3).
+	StateError string `json:"state_error,omitempty"`
 }
 
 // Counts returns the number of lines of each kind.
@@ -119,8 +125,10 @@ func (r *Report) Counts() map[Kind]int {
 // ExitStatus returns the exit status of the check:
 //
 //	1  a line's hash differs from the log's, or the log is inconsistent
-//	   (a fork: SECURITY ERROR, or an answer that fails its proof)
-//	3  otherwise, a line could not be checked (network, server error)
+//	   or hostile (a fork: SECURITY ERROR, an answer that fails its proof,
+//	   a tree head of impossible size)
+//	3  otherwise, a line could not be checked (network, server error), or
+//	   the state file could not be kept up to date (StateError)
 //	2  otherwise, a line is unknown to the log, malformed, or violates policy
 //	0  every line is verified or skipped
 //
@@ -136,7 +144,7 @@ func (r *Report) ExitStatus() int {
 	switch {
 	case worst[1] || len(r.SecurityErrors) > 0:
 		return 1
-	case worst[3]:
+	case worst[3] || r.StateError != "":
 		return 3
 	case worst[2]:
 		return 2
@@ -215,6 +223,9 @@ func (r *Report) summary() string {
 	if len(r.Results) == 0 {
 		b.WriteString(" nothing to check")
 	}
+	if r.StateError != "" {
+		b.WriteString("; state file not updated")
+	}
 	fmt.Fprintf(&b, "; exit status %d", r.ExitStatus())
 	return b.String()
 }
@@ -228,6 +239,9 @@ func (r *Report) writeText(w io.Writer) error {
 	}
 	for _, msg := range r.SecurityErrors {
 		b.WriteString(strings.TrimRight(msg, "\n") + "\n")
+	}
+	if r.StateError != "" {
+		b.WriteString("sumdb check: " + oneLine(r.StateError) + "\n")
 	}
 	b.WriteString(r.summary() + "\n")
 	_, err := io.WriteString(w, b.String())
@@ -286,6 +300,9 @@ func (r *Report) writeGitHub(w io.Writer) error {
 	}
 	for _, msg := range r.SecurityErrors {
 		fmt.Fprintf(&b, "::error title=%s::%s\n", ghProperty("sumdb check: SECURITY ERROR"), ghData(strings.TrimRight(msg, "\n")))
+	}
+	if r.StateError != "" {
+		fmt.Fprintf(&b, "::error title=%s::%s\n", ghProperty("sumdb check: state file"), ghData(r.StateError))
 	}
 	cmd := "notice"
 	if r.ExitStatus() != 0 {
