@@ -16,6 +16,8 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 	xtlog "golang.org/x/mod/sumdb/tlog"
+
+	"github.com/sumdb/sumdb/internal/durable"
 )
 
 // maxPublishedFile bounds a signed tree note in the published-head file: a
@@ -245,6 +247,8 @@ type publishedFile struct {
 	seq    uint64   // sequence number of the newest slot, once f is open
 	newest int      // the slot holding the newest head, once f is open
 	closed bool
+
+	syncDir func(dir string) error // durable.SyncDir; tests record the calls
 }
 
 // openPublished returns the published-head file file, and the head it
@@ -255,7 +259,7 @@ func openPublished(file string, v note.Verifier) (*publishedFile, Head, error) {
 	if err != nil {
 		return nil, Head{}, err
 	}
-	return &publishedFile{name: file}, h, nil
+	return &publishedFile{name: file, syncDir: durable.SyncDir}, h, nil
 }
 
 // write records msg in the file, durably. The first write of a process
@@ -301,7 +305,7 @@ func (p *publishedFile) create(msg []byte) (err error) {
 	f, err := os.CreateTemp(dir, filepath.Base(p.name)+".tmp*")
 	if errors.Is(err, fs.ErrNotExist) {
 		// The data directory of a server whose store is elsewhere.
-		if err := os.MkdirAll(dir, 0o700); err != nil {
+		if err := durable.MkdirAll(dir, 0o700); err != nil {
 			return err
 		}
 		f, err = os.CreateTemp(dir, filepath.Base(p.name)+".tmp*")
@@ -328,9 +332,10 @@ func (p *publishedFile) create(msg []byte) (err error) {
 	if err := os.Rename(f.Name(), p.name); err != nil {
 		return err
 	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync() // not every system can sync a directory: best effort
-		d.Close()
+	// Until the directory is synced, a power cut may bring back the file
+	// before the rename: the head is not recorded yet.
+	if err := p.syncDir(dir); err != nil {
+		return err
 	}
 	if p.f != nil {
 		p.f.Close()

@@ -2,9 +2,11 @@ package tlog
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -421,4 +423,49 @@ func FuzzReadPublishedSlots(f *testing.F) {
 		}
 		checkParsePublished(t, data[:min(int(cut), len(data))], verifier)
 	})
+}
+
+// TestPublishedFileCreateSyncsDirectory checks that a new published-head
+// file is made durable before its head counts as recorded: its directory
+// is synced once the file is in place, and a failed sync fails the write,
+// whose head is then not served. (A real power cut cannot be made in a
+// test; this proves the order of the calls, and that a sync error is not
+// passed over.)
+func TestPublishedFileCreateSyncsDirectory(t *testing.T) {
+	t.Parallel()
+	signer, verifier, _ := pubKeys(t)
+	dir := filepath.Join(t.TempDir(), "data") // created by the first write
+	file := filepath.Join(dir, "published-head")
+	p, _, err := openPublished(file, verifier)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.close()
+	failed := errors.New("injected sync failure")
+	var synced []string
+	p.syncDir = func(d string) error {
+		synced = append(synced, d)
+		if len(synced) == 1 {
+			return failed
+		}
+		if d == dir {
+			if h, err := ReadPublished(file, verifier); err != nil || h.Size != 2 {
+				t.Errorf("directory synced before the file was in place: ReadPublished = %d, %v", h.Size, err)
+			}
+		}
+		return nil
+	}
+	if err := p.write(signTree(t, signer, 1)); !errors.Is(err, failed) {
+		t.Fatalf("write with a failing directory sync = %v, want that error", err)
+	}
+	if err := p.write(signTree(t, signer, 2)); err != nil {
+		t.Fatalf("write after a failed sync: %v", err)
+	}
+	if want := []string{dir, dir}; !slices.Equal(synced, want) {
+		t.Errorf("synced %q, want %q: each new file's directory", synced, want)
+	}
+	// Writes in place need no directory sync.
+	if err := p.write(signTree(t, signer, 3)); err != nil || len(synced) != 2 {
+		t.Errorf("write in place = %v, synced %q", err, synced)
+	}
 }

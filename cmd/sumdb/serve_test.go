@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sumdb/sumdb/internal/durable"
 	"github.com/sumdb/sumdb/sumdb/sumdbtest"
 )
 
@@ -37,7 +38,7 @@ func TestServeStartErrors(t *testing.T) {
 			t.Fatal(err)
 		}
 		file := filepath.Join(dir, "signer.key")
-		if err := writeKeyFile(file, skey); err != nil {
+		if err := writeKeyFile(file, skey, durable.SyncDir); err != nil {
 			t.Fatal(err)
 		}
 		return file
