@@ -98,6 +98,13 @@ func serve(ctx context.Context, cfg *ServeConfig, stdout, stderr io.Writer) erro
 		return fmt.Errorf("%w: check --upstream", err)
 	}
 
+	// Released last, once the log and the store are closed.
+	lock, err := holdDataDir(cfg)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
+
 	st, backend, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
