@@ -7,17 +7,22 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"golang.org/x/mod/sumdb/note"
 	xtlog "golang.org/x/mod/sumdb/tlog"
+
+	"github.com/sumdb/sumdb/internal/durable"
 )
 
 // maxPublishedFile bounds a signed tree note in the published-head file: a
 // note is a few hundred bytes, with up to 100 signatures a few kilobytes.
+// A file of the older format, the note alone, is at most this long.
 const maxPublishedFile = 64 << 10
 
 // The published-head file has two slots, written in turn in place, each
@@ -28,16 +33,23 @@ const maxPublishedFile = 64 << 10
 //
 //	"SUMDBPH1", a sequence number (uint64, big-endian), the note's length
 //	(uint32), the CRC-32C of the sequence number, length and note
-//	(uint32), then the signed note.
+//	(uint32), then the signed note,
 //
-// The valid slot with the larger sequence number holds the head. A file
-// that does not begin with the magic is the older format, the signed note
-// alone; it is read, and replaced by the new format at the next write.
+// padded to pubSlotSize. The whole slot, holding a head signed by the
+// log's key, with the larger sequence number holds the head.
+//
+// The format is told by the file's size and first bytes, never by slot 0's
+// magic alone, which a torn or zeroed first sector destroys: a file of the
+// older format, the signed note alone, is at most maxPublishedFile bytes and
+// begins with the tree note's first line (pubOldPrefix), which no slot
+// begins with; any other file is read as two slots, a file of another size
+// than pubFileSize (cut short, or extended) too, for what it holds of them.
 const (
-	pubMagic    = "SUMDBPH1"
-	pubSlotHdr  = len(pubMagic) + 8 + 4 + 4
-	pubSlotSize = pubSlotHdr + maxPublishedFile
-	pubFileSize = 2 * pubSlotSize
+	pubMagic     = "SUMDBPH1"
+	pubOldPrefix = "go.sum database tree\n"
+	pubSlotHdr   = len(pubMagic) + 8 + 4 + 4
+	pubSlotSize  = pubSlotHdr + maxPublishedFile
+	pubFileSize  = 2 * pubSlotSize
 )
 
 var crc32c = crc32.MakeTable(crc32.Castagnoli)
@@ -72,50 +84,118 @@ func decodeSlot(b []byte) (seq uint64, msg []byte, ok bool) {
 	return seq, msg, true
 }
 
-// ReadPublished returns the head recorded in a published-head file
-// (Config.PublishedFile), or a zero Head if the file does not exist. The
-// head must verify with v.
-func ReadPublished(file string, v note.Verifier) (Head, error) {
-	h, _, err := readPublished(file, v)
-	return h, err
+// isOldFormat reports whether data, the content of a published-head file,
+// has the older format: the signed note alone.
+func isOldFormat(data []byte) bool {
+	return len(data) <= maxPublishedFile && bytes.HasPrefix(data, []byte(pubOldPrefix))
 }
 
-// readPublished returns the head recorded in the published-head file and
-// the sequence number of its slot (0 for the older format), or a zero Head
-// if the file does not exist.
-func readPublished(file string, v note.Verifier) (Head, uint64, error) {
-	data, err := os.ReadFile(file)
+// ReadPublished returns the head recorded in a published-head file
+// (Config.PublishedFile), or a zero Head if the file does not exist. The
+// head must verify with v. Of a file of two slots, it returns the newest
+// head of a whole slot, and fails only if neither slot holds one.
+func ReadPublished(file string, v note.Verifier) (Head, error) {
+	f, err := os.Open(file)
 	if errors.Is(err, fs.ErrNotExist) {
-		return Head{}, 0, nil
+		return Head{}, nil
 	}
 	if err != nil {
-		return Head{}, 0, fmt.Errorf("read published head: %w", err)
+		return Head{}, fmt.Errorf("read published head: %w", err)
 	}
-	if len(data) > pubFileSize {
-		return Head{}, 0, fmt.Errorf("read published head %s: %d bytes is too large for a published-head file", file, len(data))
+	defer f.Close()
+	// Past pubFileSize, nothing is read: a slot lies within it.
+	data, err := io.ReadAll(io.LimitReader(f, int64(pubFileSize)+1))
+	if err != nil {
+		return Head{}, fmt.Errorf("read published head: %w", err)
 	}
-	msg, seq := data, uint64(0)
-	if bytes.HasPrefix(data, []byte(pubMagic)) {
-		msg = nil
-		for slot := 0; slot*pubSlotSize < len(data); slot++ {
-			s, m, ok := decodeSlot(data[slot*pubSlotSize:])
-			if ok && (msg == nil || s > seq) {
-				seq, msg = s, m
-			}
+	return parsePublished(data, v, file)
+}
+
+// parsePublished returns the head recorded in data, the content of the
+// published-head file file (named in errors), or the first pubFileSize+1
+// bytes of it.
+func parsePublished(data []byte, v note.Verifier, file string) (Head, error) {
+	if isOldFormat(data) {
+		h, err := openHead(data, v)
+		var unverified *note.UnverifiedNoteError
+		switch {
+		case err == nil:
+			return h, nil
+		case errors.As(err, &unverified): // signed by other keys only
+			return Head{}, wrongKey(file, v, err)
+		default:
+			return Head{}, damaged(file, fmt.Sprintf("its signed tree head, of the older format, is damaged (%v)", err))
 		}
-		if msg == nil {
-			return Head{}, 0, fmt.Errorf("read published head %s: no slot of the file is whole: the file is damaged (remove the file only if this server now serves another log)", file)
+	}
+	var (
+		found      bool
+		best       Head
+		bestSeq    uint64
+		foreignErr error // of a whole slot whose head does not verify with v
+	)
+	data = data[:min(len(data), pubFileSize)]
+	for i := range 2 {
+		if i*pubSlotSize >= len(data) {
+			break
+		}
+		seq, msg, ok := decodeSlot(data[i*pubSlotSize : min(len(data), (i+1)*pubSlotSize)])
+		if !ok {
+			continue
+		}
+		h, err := openHead(msg, v)
+		if err != nil {
+			// Whole, but not this log's: another key's, or a note whose
+			// checksum was recomputed after a change. It is not a head
+			// this log published; the other slot may be.
+			foreignErr = err
+			continue
+		}
+		if !found || seq > bestSeq || (seq == bestSeq && h.Size > best.Size) {
+			found, best, bestSeq = true, h, seq
 		}
 	}
+	switch {
+	case found:
+		return best, nil
+	case foreignErr != nil:
+		return Head{}, wrongKey(file, v, foreignErr)
+	case len(data) == pubFileSize:
+		return Head{}, damaged(file, "both of its slots are damaged")
+	default:
+		return Head{}, damaged(file, fmt.Sprintf("it is %d bytes long and holds neither a whole slot of the two-slot format (%d bytes) nor a signed tree head of the older format", len(data), pubFileSize))
+	}
+}
+
+// openHead returns the head of the signed tree note msg, which must verify
+// with v.
+func openHead(msg []byte, v note.Verifier) (Head, error) {
 	n, err := note.Open(msg, note.VerifierList(v))
 	if err != nil {
-		return Head{}, 0, fmt.Errorf("read published head %s: %w: it must hold a tree head signed by key %s (remove the file only if this server now serves another log)", file, err, v.Name())
+		return Head{}, err
 	}
 	tree, err := xtlog.ParseTree([]byte(n.Text))
 	if err != nil {
-		return Head{}, 0, fmt.Errorf("read published head %s: %w", file, err)
+		return Head{}, err
 	}
-	return Head{Size: tree.N, Hash: tree.Hash, Note: bytes.Clone(msg)}, seq, nil
+	return Head{Size: tree.N, Hash: tree.Hash, Note: bytes.Clone(msg)}, nil
+}
+
+// wrongKey returns the error of a published-head file whose heads do not
+// verify with v: the file of another log, or a key file of another log.
+func wrongKey(file string, v note.Verifier, err error) error {
+	return fmt.Errorf("read published head %s: %w: it must hold a tree head signed by key %s: "+
+		"give the server the key of the log this data directory belongs to, "+
+		"or remove the file only if this server now serves another log", file, err, v.Name())
+}
+
+// damaged returns the error of a published-head file that holds no whole
+// head, what says why: what the operator may do, and what each choice costs.
+func damaged(file, what string) error {
+	return fmt.Errorf("read published head %s: the file is damaged: %s; the newest head this server published is lost with it (check the disk): "+
+		"put in its place the newest signed head of this log that a client has (a go command's $GOPATH/pkg/sumdb/<name>/latest, read as it is), "+
+		"so that the database is checked against it, or, as a last resort, remove the file: the server then trusts the database as it is, "+
+		"and can no longer tell whether it was restored from an older backup or lost commits",
+		file, what)
 }
 
 // removeTemps removes the temporary files that publishedFile.create leaves
@@ -163,26 +243,30 @@ func checkPublished(ctx context.Context, s Store, stored, pub Head, file string)
 // slots. Its methods are not safe for concurrent use (Log.pubMu).
 type publishedFile struct {
 	name   string
-	seq    uint64   // of the newest slot
-	f      *os.File // open for writing in place; nil until the file has the slot format
+	f      *os.File // open for writing in place; nil until this process has created the file
+	seq    uint64   // sequence number of the newest slot, once f is open
+	newest int      // the slot holding the newest head, once f is open
 	closed bool
+
+	syncDir func(dir string) error // durable.SyncDir; tests record the calls
 }
 
 // openPublished returns the published-head file file, and the head it
 // holds, without creating it.
 func openPublished(file string, v note.Verifier) (*publishedFile, Head, error) {
 	removeTemps(file)
-	h, seq, err := readPublished(file, v)
+	h, err := ReadPublished(file, v)
 	if err != nil {
 		return nil, Head{}, err
 	}
-	return &publishedFile{name: file, seq: seq}, h, nil
+	return &publishedFile{name: file, syncDir: durable.SyncDir}, h, nil
 }
 
-// write records msg in the file, durably: in the older of the two slots,
-// synced with fdatasync. A file that does not exist, has the older format
-// or failed the write before is replaced by a new one, synced and renamed
-// into place.
+// write records msg in the file, durably. The first write of a process
+// replaces the file by a new one, synced and renamed into place, whatever
+// the old one held (the older format, a damaged slot, a wrong size); later
+// ones go in place to the slot that does not hold the newest head, synced
+// with fdatasync. After a failed write, the next one replaces the file too.
 func (p *publishedFile) write(msg []byte) error {
 	if p.closed {
 		return ErrClosed
@@ -190,12 +274,13 @@ func (p *publishedFile) write(msg []byte) error {
 	if len(msg) > maxPublishedFile {
 		return fmt.Errorf("signed note of %d bytes is too large", len(msg))
 	}
-	p.seq++
-	slot := encodeSlot(p.seq, msg)
-	if p.f == nil {
-		return p.create(slot)
+	// A new file starts the sequence numbers again, rather than let
+	// them wrap and make the newest slot look the oldest.
+	if p.f == nil || p.seq == math.MaxUint64 {
+		return p.create(msg)
 	}
-	_, err := p.f.WriteAt(slot, int64(p.seq%2)*int64(pubSlotSize))
+	next := 1 - p.newest
+	_, err := p.f.WriteAt(encodeSlot(p.seq+1, msg), int64(next)*int64(pubSlotSize))
 	if err == nil {
 		err = fdatasync(p.f)
 	}
@@ -205,20 +290,22 @@ func (p *publishedFile) write(msg []byte) error {
 		// go there. It replaces the file whole instead.
 		p.f.Close()
 		p.f = nil
+		return err
 	}
-	return err
+	p.seq, p.newest = p.seq+1, next
+	return nil
 }
 
-// create replaces the file by a new one of the full size, holding slot in
-// slot 0 and slot 1 (so that both are whole), atomically: written, synced,
-// renamed over the old one, its directory synced. A missing directory is
-// created. It then opens the file for writes in place.
-func (p *publishedFile) create(slot []byte) (err error) {
+// create replaces the file by a new one of the full size, holding msg in
+// both slots with sequence number 1, atomically: written, synced, renamed
+// over the old one, its directory synced. A missing directory is created.
+// It then keeps the file open for writes in place.
+func (p *publishedFile) create(msg []byte) (err error) {
 	dir := filepath.Dir(p.name)
 	f, err := os.CreateTemp(dir, filepath.Base(p.name)+".tmp*")
 	if errors.Is(err, fs.ErrNotExist) {
 		// The data directory of a server whose store is elsewhere.
-		if err := os.MkdirAll(dir, 0o700); err != nil {
+		if err := durable.MkdirAll(dir, 0o700); err != nil {
 			return err
 		}
 		f, err = os.CreateTemp(dir, filepath.Base(p.name)+".tmp*")
@@ -232,6 +319,7 @@ func (p *publishedFile) create(slot []byte) (err error) {
 			os.Remove(f.Name())
 		}
 	}()
+	slot := encodeSlot(1, msg)
 	data := make([]byte, pubFileSize)
 	copy(data, slot)
 	copy(data[pubSlotSize:], slot)
@@ -244,11 +332,15 @@ func (p *publishedFile) create(slot []byte) (err error) {
 	if err := os.Rename(f.Name(), p.name); err != nil {
 		return err
 	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync() // not every system can sync a directory: best effort
-		d.Close()
+	// Until the directory is synced, a power cut may bring back the file
+	// before the rename: the head is not recorded yet.
+	if err := p.syncDir(dir); err != nil {
+		return err
 	}
-	p.f = f
+	if p.f != nil {
+		p.f.Close()
+	}
+	p.f, p.seq, p.newest = f, 1, 0
 	return nil
 }
 

@@ -392,3 +392,80 @@ func TestPublishedFileSlots(t *testing.T) {
 		t.Errorf("ReadPublished(both slots torn) = %v, want an error saying the file is damaged", err)
 	}
 }
+
+// TestPublishedFileDamagedSlot damages the first sector of each slot of a
+// log's published-head file in turn, as a torn write or a bad disk would:
+// the log opens on the other slot's head, refuses an older database as
+// before, and its next head rewrites the file whole. With both slots
+// damaged, it refuses to open, saying so.
+func TestPublishedFileDamagedSlot(t *testing.T) {
+	t.Parallel()
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			k := newKeys(t)
+			file := filepath.Join(t.TempDir(), "published-head")
+			s := b.open(t)
+			l, err := openPublishing(t, s, k, file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// One append at a time: each head is recorded, and the slots
+			// hold the last two.
+			for i := range 10 {
+				p, v, text := gosum(i)
+				if _, _, err := l.Append(context.Background(), p, v, text); err != nil {
+					t.Fatal(err)
+				}
+			}
+			l.Close()
+			data, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			half := len(data) / 2
+			for slot := range 2 {
+				damaged := bytes.Clone(data)
+				clear(damaged[slot*half : slot*half+4096])
+				if err := os.WriteFile(file, damaged, 0o600); err != nil {
+					t.Fatal(err)
+				}
+				pub, err := tlog.ReadPublished(file, k.verifier)
+				if err != nil || pub.Size < 9 {
+					t.Fatalf("slot %d damaged: ReadPublished = %d, %v; want the other slot's head, 9 or 10", slot, pub.Size, err)
+				}
+				// The head read still protects: a database without it is refused.
+				if _, err := openPublishing(t, b.open(t), k, file); err == nil || !strings.Contains(err.Error(), "this server published a tree of size") {
+					t.Fatalf("slot %d damaged: Open(empty database) = %v, want a refusal", slot, err)
+				}
+				l, err := openPublishing(t, s, k, file)
+				if err != nil {
+					t.Fatalf("slot %d damaged: Open = %v", slot, err)
+				}
+				p, v, text := gosum(100 + slot)
+				_, head, err := l.Append(context.Background(), p, v, text)
+				if err != nil {
+					t.Fatal(err)
+				}
+				l.Close()
+				data, err = os.ReadFile(file)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Contains(data[:half], head.Note) || !bytes.Contains(data[half:], head.Note) {
+					t.Errorf("slot %d damaged: the next head did not rewrite the file whole", slot)
+				}
+			}
+			damaged := bytes.Clone(data)
+			clear(damaged[:512])
+			clear(damaged[half : half+512])
+			if err := os.WriteFile(file, damaged, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err = openPublishing(t, s, k, file)
+			if err == nil || !strings.Contains(err.Error(), "both of its slots are damaged") {
+				t.Fatalf("both slots damaged: Open = %v, want an error saying so", err)
+			}
+		})
+	}
+}

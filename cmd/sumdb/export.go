@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 
+	"github.com/sumdb/sumdb/internal/durable"
 	"github.com/sumdb/sumdb/tlog/export"
 )
 
@@ -174,6 +175,9 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return fmt.Errorf("export: %w", err)
 		}
 		if err := os.Rename(f.Name(), *out); err != nil {
+			return fmt.Errorf("export: %w", err)
+		}
+		if err := durable.SyncDir(filepath.Dir(*out)); err != nil {
 			return fmt.Errorf("export: %w", err)
 		}
 	}

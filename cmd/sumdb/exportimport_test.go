@@ -14,6 +14,7 @@ import (
 
 	xtlog "golang.org/x/mod/sumdb/tlog"
 
+	"github.com/sumdb/sumdb/internal/durable"
 	"github.com/sumdb/sumdb/store"
 	"github.com/sumdb/sumdb/store/storetest"
 	"github.com/sumdb/sumdb/tlog"
@@ -29,7 +30,7 @@ func newEmbeddedLog(t *testing.T, n int) (string, *key) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := writeKeyFile(filepath.Join(dir, defaultKeyFileName), skey); err != nil {
+	if err := writeKeyFile(filepath.Join(dir, defaultKeyFileName), skey, durable.SyncDir); err != nil {
 		t.Fatal(err)
 	}
 	s, err := store.OpenSQLite(t.Context(), filepath.Join(dir, defaultDBFileName))

@@ -35,7 +35,8 @@ short is finished by importing the file again.
 If the key file (--key-file, default <data-dir>/signer.key) exists, it
 must be the key of the file's log. The signer key is not in the export
 file: copy the old server's key file there before starting serve. Import
-records the imported head in <data-dir>/published-head, as serve would.
+records the imported head in <data-dir>/published-head, as serve would,
+and so refuses a data directory that a running serve uses.
 
 --data-dir, --database-url and --key-file can also be set as
 SUMDB_DATA_DIR, SUMDB_DATABASE_URL and SUMDB_KEY_FILE.
@@ -84,6 +85,13 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		defer f.Close()
 		r = f
 	}
+	// Import records the imported head in published-head, as serve does:
+	// not while a serve keeps that file.
+	lock, err := holdDataDir(cfg)
+	if err != nil {
+		return fmt.Errorf("import: %w", err)
+	}
+	defer lock.Close()
 	st, _, err := openStore(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("import: %w", err)

@@ -15,6 +15,8 @@ import (
 	"strings"
 
 	"golang.org/x/mod/sumdb/note"
+
+	"github.com/sumdb/sumdb/internal/durable"
 )
 
 // maxKeyFileSize bounds what is read of a key file; a signer key is about
@@ -122,12 +124,14 @@ func generateKey(name string) (*key, string, error) {
 }
 
 // writeKeyFile writes the signer key skey to a new file with mode 0600,
-// creating its directory (mode 0700) if needed. It never overwrites a file.
-func writeKeyFile(file, skey string) (err error) {
-	if dir := filepath.Dir(file); dir != "." {
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return fmt.Errorf("create key directory: %w", err)
-		}
+// creating its directory (mode 0700) if needed, and makes it durable with
+// syncDir (durable.SyncDir): the file synced, then its directory, so that a
+// power cut cannot take away a key whose log the store keeps. It never
+// overwrites a file, and removes the file it created if any step fails.
+func writeKeyFile(file, skey string, syncDir func(dir string) error) (err error) {
+	dir := filepath.Dir(file)
+	if err := durable.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create key directory: %w", err)
 	}
 	f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if errors.Is(err, fs.ErrExist) {
@@ -137,8 +141,8 @@ func writeKeyFile(file, skey string) (err error) {
 		return fmt.Errorf("create key file: %w", err)
 	}
 	defer func() {
-		if cerr := f.Close(); err == nil && cerr != nil {
-			err = fmt.Errorf("write key file %s: %w", file, cerr)
+		if f != nil {
+			f.Close()
 		}
 		if err != nil {
 			os.Remove(file)
@@ -148,6 +152,14 @@ func writeKeyFile(file, skey string) (err error) {
 		return fmt.Errorf("write key file %s: %w", file, err)
 	}
 	if err := f.Sync(); err != nil {
+		return fmt.Errorf("write key file %s: %w", file, err)
+	}
+	cerr := f.Close()
+	f = nil
+	if cerr != nil {
+		return fmt.Errorf("write key file %s: %w", file, cerr)
+	}
+	if err := syncDir(dir); err != nil {
 		return fmt.Errorf("write key file %s: %w", file, err)
 	}
 	return nil

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 
 	"github.com/spf13/pflag"
+
+	"github.com/sumdb/sumdb/internal/durable"
 )
 
 // defaultKeyOut is where keygen writes by default: the key file serve
@@ -56,7 +58,7 @@ func runKeygen(_ context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	if err := writeKeyFile(*out, skey); err != nil {
+	if err := writeKeyFile(*out, skey, durable.SyncDir); err != nil {
 		return err
 	}
 	fmt.Fprintln(stdout, k.VKey)

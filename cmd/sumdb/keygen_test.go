@@ -3,13 +3,17 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 
 	"golang.org/x/mod/sumdb/note"
+
+	"github.com/sumdb/sumdb/internal/durable"
 )
 
 func TestKeygen(t *testing.T) {
@@ -161,5 +165,49 @@ func TestReadKeyFile(t *testing.T) {
 		if strings.Contains(err.Error(), "hunter2") || strings.Contains(err.Error(), skey[len(skey)-20:]) {
 			t.Errorf("readKeyFile(%s) error %q repeats the file's content", name, err)
 		}
+	}
+}
+
+// TestWriteKeyFileSyncsDirectory checks that a new key file is made
+// durable: its directory is synced once the file is whole, and a failed
+// sync fails the write and leaves no key behind. (A real power cut cannot
+// be made in a test; this proves the order of the calls, and that a sync
+// error reaches the user.)
+func TestWriteKeyFileSyncsDirectory(t *testing.T) {
+	t.Parallel()
+	_, skey, err := generateKey("sum.example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "data")
+	file := filepath.Join(dir, "signer.key")
+	var synced []string
+	err = writeKeyFile(file, skey, func(d string) error {
+		synced = append(synced, d)
+		if d == dir {
+			if data, err := os.ReadFile(file); err != nil || strings.TrimSpace(string(data)) != skey {
+				t.Errorf("directory synced before the key file was whole: %v", err)
+			}
+		}
+		return durable.SyncDir(d)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(synced, dir) {
+		t.Errorf("writeKeyFile synced %q, not the key file's directory %s", synced, dir)
+	}
+
+	failed := errors.New("injected sync failure")
+	file2 := filepath.Join(dir, "other.key")
+	err = writeKeyFile(file2, skey, func(string) error { return failed })
+	if !errors.Is(err, failed) {
+		t.Fatalf("writeKeyFile with a failing directory sync = %v, want that error", err)
+	}
+	if strings.Contains(err.Error(), skey[len(skey)-20:]) {
+		t.Errorf("writeKeyFile error %q holds the key", err)
+	}
+	if _, err := os.Stat(file2); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a key file whose directory could not be synced was left behind (stat: %v)", err)
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -20,6 +19,7 @@ import (
 	"github.com/spf13/pflag"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/sumdb/sumdb/internal/durable"
 	"github.com/sumdb/sumdb/store"
 	"github.com/sumdb/sumdb/sumdb"
 	"github.com/sumdb/sumdb/tlog"
@@ -97,6 +97,13 @@ func serve(ctx context.Context, cfg *ServeConfig, stdout, stderr io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("%w: check --upstream", err)
 	}
+
+	// Released last, once the log and the store are closed.
+	lock, err := holdDataDir(cfg)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
 
 	st, backend, err := openStore(ctx, cfg)
 	if err != nil {
@@ -356,12 +363,17 @@ func openStore(ctx context.Context, cfg *ServeConfig) (tlog.Store, string, error
 		}
 		return st, "postgres", nil
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+	if err := durable.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, "", fmt.Errorf("create data directory: %w", err)
 	}
 	file := cfg.SQLitePath()
 	st, err := store.OpenSQLite(ctx, file)
 	if err != nil {
+		return nil, "", fmt.Errorf("open embedded store %s: %w", file, err)
+	}
+	// SQLite syncs the database file, not the directory entry of a new one.
+	if err := durable.SyncDir(cfg.DataDir); err != nil {
+		st.Close()
 		return nil, "", fmt.Errorf("open embedded store %s: %w", file, err)
 	}
 	return st, "sqlite", nil
@@ -383,7 +395,7 @@ func loadKey(ctx context.Context, cfg *ServeConfig, st tlog.Store, logger *slog.
 		if k, skey, err = generateKey(cfg.Name); err != nil {
 			return nil, err
 		}
-		if err := writeKeyFile(cfg.KeyFile, skey); err != nil {
+		if err := writeKeyFile(cfg.KeyFile, skey, durable.SyncDir); err != nil {
 			return nil, err
 		}
 		logger.InfoContext(ctx, "created signer key", "file", cfg.KeyFile, "name", cfg.Name, "vkey", k.VKey)

@@ -16,12 +16,15 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/sumdb/sumdb/internal/durable"
+	"github.com/sumdb/sumdb/store/storetest"
 	"github.com/sumdb/sumdb/sumdb/sumdbtest"
 )
 
@@ -37,7 +40,7 @@ func TestServeStartErrors(t *testing.T) {
 			t.Fatal(err)
 		}
 		file := filepath.Join(dir, "signer.key")
-		if err := writeKeyFile(file, skey); err != nil {
+		if err := writeKeyFile(file, skey, durable.SyncDir); err != nil {
 			t.Fatal(err)
 		}
 		return file
@@ -706,6 +709,99 @@ func TestServeFastReads(t *testing.T) {
 			if fast && after != before+1 || !fast && (before != 0 || after != 0) {
 				t.Errorf("sumdb_front_handoffs_total went from %d to %d", before, after)
 			}
+		})
+	}
+}
+
+// runSumdb runs the sumdb binary with args to its end, and returns its
+// exit status and the last line of its stderr.
+func runSumdb(t *testing.T, args ...string) (status int, last string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, sumdbBinary(t), args...)
+	cmd.Env = environ()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	if ctx.Err() != nil {
+		t.Fatalf("sumdb %s did not end within a minute", strings.Join(args, " "))
+	}
+	var xerr *exec.ExitError
+	if err != nil && !errors.As(err, &xerr) {
+		t.Fatalf("sumdb %s: %v", strings.Join(args, " "), err)
+	}
+	lines := strings.Split(strings.TrimSuffix(stderr.String(), "\n"), "\n")
+	return cmd.ProcessState.ExitCode(), lines[len(lines)-1]
+}
+
+// TestServeOneProcessPerDataDir starts a second serve, and an import, on
+// the data directory of a running server, on each store: both must refuse
+// at once, naming the directory and the server, since two processes would
+// each keep published-head with counters of their own. Export, which only
+// reads the store, may run. Once the server is killed with SIGKILL, with
+// no chance to clean up, a new one starts.
+func TestServeOneProcessPerDataDir(t *testing.T) {
+	t.Parallel()
+	_, mods, flags := faultServer(t, "example.com/lock", 10)
+	for _, backend := range []string{"sqlite", "postgres"} {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			storeArgs := []string{"--data-dir", dir}
+			if backend == "postgres" {
+				storeArgs = append(storeArgs, "--database-url", storetest.PostgresURL(t))
+			}
+			args := append(slices.Clone(flags), storeArgs...)
+			p, err := startSumdbEnv(t, faultEnv, args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := p.lookup(mods[0].Path, mods[0].Version); err != nil {
+				t.Fatal(err)
+			}
+
+			wants := []string{dir, "another sumdb", fmt.Sprintf("pid %d", p.cmd.Process.Pid)}
+			p2, err := startSumdbEnv(t, faultEnv, args...)
+			if err == nil {
+				p2.stop()
+				t.Fatalf("a second sumdb serve on %s started; want a refusal", dir)
+			}
+			lines := strings.Split(strings.TrimSpace(err.Error()), "\n")
+			line := lines[len(lines)-1]
+			if !strings.Contains(lines[0], "exit status 1") || !strings.HasPrefix(line, "sumdb: ") {
+				t.Fatalf("a second sumdb serve on %s: %v; want exit status 1 and \"sumdb: <why>\"", dir, err)
+			}
+			for _, want := range wants {
+				if !strings.Contains(line, want) {
+					t.Errorf("second serve: error line %q does not say %q", line, want)
+				}
+			}
+			t.Logf("second serve: %s", line)
+
+			out := filepath.Join(t.TempDir(), "log.export")
+			if status, line := runSumdb(t, append([]string{"export", "--out", out}, storeArgs...)...); status != 0 {
+				t.Fatalf("export while serve runs: exit status %d: %s", status, line)
+			}
+			status, line := runSumdb(t, append(append([]string{"import"}, storeArgs...), out)...)
+			if status != 1 {
+				t.Fatalf("import into the data directory of a running serve: exit status %d, last line %q; want 1", status, line)
+			}
+			for _, want := range wants {
+				if !strings.Contains(line, want) {
+					t.Errorf("import: error line %q does not say %q", line, want)
+				}
+			}
+
+			p.kill()
+			p, err = startSumdbEnv(t, faultEnv, args...)
+			if err != nil {
+				t.Fatalf("serve after the one before was killed: %v", err)
+			}
+			if _, err := p.lookup(mods[1].Path, mods[1].Version); err != nil {
+				t.Fatal(err)
+			}
+			p.stop()
 		})
 	}
 }
