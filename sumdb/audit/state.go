@@ -16,6 +16,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	xtlog "golang.org/x/mod/sumdb/tlog"
 
+	"github.com/sumdb/sumdb/internal/durable"
 	"github.com/sumdb/sumdb/store"
 	"github.com/sumdb/sumdb/sumdb"
 	"github.com/sumdb/sumdb/tlog"
@@ -67,7 +68,7 @@ type auditor struct {
 // open opens or creates the state directory of cfg and loads the clone.
 func open(ctx context.Context, cfg Config) (*auditor, error) {
 	dir := cfg.Dir
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := durable.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create state directory %s: %w: %s", dir, err, fixStateDir)
 	}
 	a := &auditor{
@@ -349,6 +350,9 @@ func writeFileAtomic(file string, data []byte, perm os.FileMode) (err error) {
 		return fmt.Errorf("write %s: %w", file, err)
 	}
 	if err := os.Rename(tmp.Name(), file); err != nil {
+		return fmt.Errorf("write %s: %w", file, err)
+	}
+	if err := durable.SyncDir(filepath.Dir(file)); err != nil {
 		return fmt.Errorf("write %s: %w", file, err)
 	}
 	return nil

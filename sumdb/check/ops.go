@@ -18,6 +18,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	xtlog "golang.org/x/mod/sumdb/tlog"
 
+	"github.com/sumdb/sumdb/internal/durable"
 	"github.com/sumdb/sumdb/sumdb"
 )
 
@@ -391,7 +392,7 @@ func (r *tileRecorder) SaveTiles(tiles []xtlog.Tile, data [][]byte) {
 // Its errors are the os package's, which name the file.
 func writeFileAtomic(file string, data []byte) (err error) {
 	dir := filepath.Dir(file)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := durable.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
 	f, err := os.CreateTemp(dir, filepath.Base(file)+".tmp*")
@@ -417,7 +418,15 @@ func writeFileAtomic(file string, data []byte) (err error) {
 	if err := os.Chmod(f.Name(), 0o644); err != nil {
 		return err
 	}
-	return os.Rename(f.Name(), file)
+	if err := os.Rename(f.Name(), file); err != nil {
+		return err
+	}
+	// Without it, a power loss could take the new file's name away, and
+	// with it the newest head this state has verified.
+	if err := durable.SyncDir(dir); err != nil {
+		return fmt.Errorf("%s: %w", dir, err)
+	}
+	return nil
 }
 
 // ReadCache returns a record or tile verified earlier in this Run, or a
