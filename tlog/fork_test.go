@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -307,5 +308,66 @@ func checkOneTree(t *testing.T, s tlog.Store) {
 		if err != nil || root != h.Hash {
 			t.Errorf("history head of size %d has root %v; the stored tree of size %d gives %v, %v", h.Size, h.Hash, head.Size, root, err)
 		}
+	}
+}
+
+// TestReplicasSeeNoFork runs three logs on one store, as three replicas
+// on one database, each appending while the others refresh, look up and
+// check readiness, and checks that none ever takes the store for a fork:
+// a head read from the store may be older than one the reader committed or
+// adopted meanwhile, which is no sign that the store went back in time.
+func TestReplicasSeeNoFork(t *testing.T) {
+	t.Parallel()
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			t.Parallel()
+			k := newKeys(t)
+			s := be.open(t)
+			var logs []*tlog.Log
+			for range 3 {
+				l, err := tlog.Open(context.Background(), s, tlog.Config{Signer: k.signer, Verifier: k.verifier,
+					RefreshInterval: 5 * time.Millisecond, PublishedFile: filepath.Join(t.TempDir(), "published-head")})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer l.Close()
+				logs = append(logs, l)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+			defer cancel()
+			var (
+				wg    sync.WaitGroup
+				next  atomic.Int64
+				mu    sync.Mutex
+				forks []string
+			)
+			fork := func(what string, err error) {
+				if errors.Is(err, tlog.ErrFork) {
+					mu.Lock()
+					forks = append(forks, what+": "+err.Error())
+					mu.Unlock()
+				}
+			}
+			for w := range 24 {
+				wg.Go(func() {
+					l, other := logs[w%3], logs[(w+1)%3]
+					for ctx.Err() == nil {
+						p, v, text := gosum(int(next.Add(1)))
+						_, _, err := l.Append(ctx, p, v, text)
+						fork("Append", err)
+						_, _, err = other.Lookup(ctx, p, v)
+						fork("Lookup", err)
+						_, err = l.Refresh(ctx)
+						fork("Refresh", err)
+						fork("Ready", l.Ready(ctx))
+					}
+				})
+			}
+			wg.Wait()
+			t.Logf("%d appends", next.Load())
+			if len(forks) > 0 {
+				t.Errorf("%d false forks, the first: %s", len(forks), forks[0])
+			}
+		})
 	}
 }

@@ -269,15 +269,12 @@ func (l *Log) QueueLen() int { return len(l.queue) }
 // committed: the log can serve and append. Otherwise the error wraps
 // ErrUnavailable, ErrWrongKey or ErrFork, as the case may be.
 func (l *Log) Ready(ctx context.Context) error {
-	// What the log knows is taken before the store is read: the store only
-	// grows, so the head read after it is at least as large, unless the
-	// database went back in time.
-	known := l.known()
+	before := l.known()
 	h, err := l.readHead(ctx)
 	if err != nil {
 		return err
 	}
-	err = l.holds(ctx, h, known)
+	err = l.extends(ctx, h, before)
 	l.observe(err)
 	return err
 }
@@ -323,15 +320,12 @@ func (l *Log) checkHead(h Head) error {
 // with an error wrapping ErrFork, and the log then answers no lookup and no
 // tile until a refresh finds the store holding its heads again.
 func (l *Log) Refresh(ctx context.Context) (Head, error) {
-	known := l.known() // before the read: the store only grows
+	before := l.known()
 	h, err := l.readHead(ctx)
 	if err != nil {
 		return l.Head(), err
 	}
-	err = behind(h, known)
-	if err == nil {
-		err = l.adopt(ctx, h)
-	}
+	err = l.adopt(ctx, h, before)
 	l.observe(err)
 	return l.Head(), err
 }
@@ -359,16 +353,21 @@ func (l *Log) forked() error {
 }
 
 // adopt makes h, a stored head that other processes may have appended,
-// the served head if it is larger than the current one, once its tree is
-// proven to contain the heads this server has served and committed: a
-// larger tree that does not is a fork (the database failed over to a
-// replica that lost commits, and another process appended to it), which
-// must be neither served nor recorded as published.
+// read after the log knew the heads before, the served head if it is larger
+// than the current one, once its tree is proven to contain the heads this
+// server has served and committed: a larger tree that does not is a fork
+// (the database failed over to a replica that lost commits, and another
+// process appended to it), which must be neither served nor recorded as
+// published.
 //
 // A stored head of the served size with another root is such a fork too,
-// and refused the same way, so that a server whose database failed over
-// says so at its next refresh rather than at its next append.
-func (l *Log) adopt(ctx context.Context, h Head) error {
+// and so is one smaller than a head of before: adopt refuses them the same
+// way, so that a server whose database failed over says so at its next
+// refresh rather than at its next append.
+func (l *Log) adopt(ctx context.Context, h Head, before []Head) error {
+	if err := behind(h, before); err != nil {
+		return err
+	}
 	if !l.news(h) {
 		return nil
 	}
@@ -377,7 +376,7 @@ func (l *Log) adopt(ctx context.Context, h Head) error {
 	if !l.news(h) {
 		return nil
 	}
-	if err := l.extendsKnown(ctx, h); err != nil {
+	if err := l.extends(ctx, h, before); err != nil {
 		return err
 	}
 	return l.publishLocked(h)
@@ -402,19 +401,23 @@ func (l *Log) known() []Head {
 	return list
 }
 
-// extendsKnown returns an error unless the stored tree of head h contains
-// the heads this server has served and committed.
-func (l *Log) extendsKnown(ctx context.Context, h Head) error {
-	return l.holds(ctx, h, l.known())
-}
-
-// holds returns an error wrapping ErrFork unless the stored tree of head h
-// contains the heads known.
-func (l *Log) holds(ctx context.Context, h Head, known []Head) error {
-	if err := behind(h, known); err != nil {
+// extends returns an error wrapping ErrFork unless the stored tree of
+// head h contains the heads this server has served and committed. before
+// are those it knew before h was read: the store only grows, so none may
+// be larger than h. Those it learned since, it proves up to h's size; a
+// larger one was committed since h was read, on top of a stored tree that
+// extends h's (this server's commits are fenced on the stored head, and
+// the heads it adopts are read from the store), so it says nothing of h.
+// Within an append, when the store's head is locked, before is what the
+// log knows now.
+func (l *Log) extends(ctx context.Context, h Head, before []Head) error {
+	if err := behind(h, before); err != nil {
 		return err
 	}
-	for _, k := range known {
+	for _, k := range append(before, l.known()...) {
+		if k.Size > h.Size {
+			continue
+		}
 		if err := l.contains(ctx, h, k); err != nil {
 			return err
 		}
@@ -865,18 +868,19 @@ func (l *Log) commit(ctx context.Context, batch []*request) {
 
 // reload replaces the sequencer's edge with the one of the stored head.
 func (l *Log) reload(ctx context.Context) error {
+	before := l.known()
 	h, err := l.readHead(ctx)
 	if err != nil {
 		return err
 	}
-	if err := l.extendsKnown(ctx, h); err != nil {
+	if err := l.extends(ctx, h, before); err != nil {
 		return err
 	}
 	e, err := LoadEdge(ctx, l.store, h)
 	if err != nil {
 		return err
 	}
-	if err := l.adopt(ctx, h); err != nil {
+	if err := l.adopt(ctx, h, before); err != nil {
 		return err
 	}
 	l.edge = e
@@ -910,7 +914,7 @@ func (l *Log) follow(ctx context.Context, h Head) error {
 		return nil
 	}
 	l.edge = nil
-	if err := l.extendsKnown(ctx, h); err != nil {
+	if err := l.extends(ctx, h, l.known()); err != nil {
 		return err
 	}
 	e, err := LoadEdge(ctx, l.store, h)
