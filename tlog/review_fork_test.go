@@ -3,6 +3,7 @@ package tlog_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/sumdb/sumdb/tlog"
 )
@@ -59,5 +60,105 @@ func TestReviewFailoverBelowAdoptedHead(t *testing.T) {
 				t.Errorf("standby head after A's appends = %d, %v; want 10: A extended a tree that lacks the head of size %d it served", h.Size, err, served.Size)
 			}
 		})
+	}
+}
+
+// A gateStore holds the first ReadTile after arm until release, as a slow
+// database does.
+type gateStore struct {
+	tlog.LockingStore
+	armed   chan struct{} // closed by arm; nil: pass
+	held    chan struct{} // closed when a ReadTile is held
+	release chan struct{}
+}
+
+func newGateStore(s tlog.LockingStore) *gateStore {
+	return &gateStore{LockingStore: s, armed: make(chan struct{}), held: make(chan struct{}), release: make(chan struct{})}
+}
+
+func (g *gateStore) ReadTile(ctx context.Context, l int, i int64) ([]byte, error) {
+	select {
+	case <-g.armed:
+		select {
+		case <-g.held:
+		default:
+			close(g.held)
+			<-g.release
+		}
+	default:
+	}
+	return g.LockingStore.ReadTile(ctx, l, i)
+}
+
+// TestReviewRefreshRaceWithCommitIsNoFork: on healthy replicas sharing one
+// database, a refresh of A reads B's head while another refresh of A holds
+// the publisher's lock (its proof reads tiles); A's sequencer then commits
+// on top of B's head. The waiting refresh must not take B's head, older
+// than A's newest commit but read before it, for a database that went back
+// in time: nothing forked.
+func TestReviewRefreshRaceWithCommitIsNoFork(t *testing.T) {
+	t.Parallel()
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			t.Parallel()
+			refreshRaceWithCommit(t, be.open(t).(tlog.LockingStore))
+		})
+	}
+}
+
+func refreshRaceWithCommit(t *testing.T, shared tlog.LockingStore) {
+	ctx := context.Background()
+	k := newKeys(t)
+	gs := newGateStore(shared)
+	commits := make(chan int64, 16)
+	a, err := tlog.Open(ctx, gs, tlog.Config{Signer: k.signer, Verifier: k.verifier, RefreshInterval: -1,
+		OnCommit: func(int, time.Duration) { commits <- 0 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	appendInOrder(t, a, 0, 1)
+	<-commits
+	b, err := tlog.Open(ctx, shared, tlog.Config{Signer: k.signer, Verifier: k.verifier, RefreshInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	appendInOrder(t, b, 1, 2)
+
+	// Refresh 1 adopts B's head of size 2; its proof is slow.
+	close(gs.armed)
+	r1 := make(chan error, 1)
+	go func() { _, err := a.Refresh(ctx); r1 <- err }()
+	<-gs.held
+
+	// Refresh 2 reads B's next head, of size 3, and waits for refresh 1.
+	appendInOrder(t, b, 2, 3)
+	r2 := make(chan error, 1)
+	go func() { _, err := a.Refresh(ctx); r2 <- err }()
+	time.Sleep(100 * time.Millisecond)
+
+	// A appends on top of B's head of size 3, and commits size 4.
+	appended := make(chan error, 1)
+	go func() {
+		p, v, text := gosum(3)
+		_, _, err := a.Append(ctx, p, v, text)
+		appended <- err
+	}()
+	<-commits
+	close(gs.release)
+
+	if err := <-r1; err != nil {
+		t.Errorf("refresh 1 = %v", err)
+	}
+	if err := <-r2; err != nil {
+		t.Errorf("refresh 2, which read a head before A's sequencer committed a larger one = %v, want nil: nothing forked", err)
+	}
+	if err := <-appended; err != nil {
+		t.Errorf("A's append = %v", err)
+	}
+	p, v, _ := gosum(0)
+	if _, _, err := a.Lookup(ctx, p, v); err != nil {
+		t.Errorf("A's Lookup after the refreshes = %v, want the record: nothing forked", err)
 	}
 }
