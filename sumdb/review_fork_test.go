@@ -1,0 +1,147 @@
+package sumdb
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/sumdb/sumdb/tlog"
+)
+
+// A reviewSwitch is a locking store whose database can be replaced, as in
+// a failover.
+type reviewSwitch struct {
+	mu  sync.Mutex
+	cur tlog.LockingStore
+}
+
+func (s *reviewSwitch) get() tlog.LockingStore {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cur
+}
+
+func (s *reviewSwitch) set(n tlog.LockingStore) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cur = n
+}
+
+func (s *reviewSwitch) ReadHead(ctx context.Context) (tlog.Head, error) { return s.get().ReadHead(ctx) }
+func (s *reviewSwitch) Append(ctx context.Context, b *tlog.Batch) error {
+	return s.get().Append(ctx, b)
+}
+func (s *reviewSwitch) AppendLocked(ctx context.Context, p func(tlog.Head) (*tlog.Batch, error)) error {
+	return s.get().AppendLocked(ctx, p)
+}
+func (s *reviewSwitch) Lookup(ctx context.Context, p, v string) (tlog.Record, error) {
+	return s.get().Lookup(ctx, p, v)
+}
+func (s *reviewSwitch) ReadRecords(ctx context.Context, start int64, n int) ([]tlog.Record, error) {
+	return s.get().ReadRecords(ctx, start, n)
+}
+func (s *reviewSwitch) ReadTile(ctx context.Context, l int, i int64) ([]byte, error) {
+	return s.get().ReadTile(ctx, l, i)
+}
+func (s *reviewSwitch) ReadHeads(ctx context.Context, lo, hi int64) ([]tlog.Head, error) {
+	return s.get().ReadHeads(ctx, lo, hi)
+}
+func (s *reviewSwitch) Close() error { return nil }
+
+// TestReviewCachesAfterFork: the database fails over to a standby that
+// holds another tree of the served size (records 8 and 9 differ). Before
+// the server's next refresh, a lookup and a tile request read the standby
+// (the window no server can close without reading the head per request)
+// and fill the caches. Once the refresh has found the fork, the server
+// must answer neither from the standby's data; and once the database is
+// back, it must not keep serving a record its tree does not hold.
+func TestReviewCachesAfterFork(t *testing.T) {
+	t.Parallel()
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			var sw *reviewSwitch
+			primary := b.open(t).(tlog.LockingStore)
+			e := newEnv(t, b, envOptions{
+				logCfg: tlog.Config{RefreshInterval: -1},
+				wrap: func(tlog.Store) tlog.Store {
+					sw = &reviewSwitch{cur: primary}
+					return sw
+				},
+			})
+			appendOne := func(l *tlog.Log, prefix string, i int) {
+				path := fmt.Sprintf("example.com/%s/m%d", prefix, i)
+				if _, _, err := l.Append(ctx, path, "v1.0.0", synthText(path, "v1.0.0")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for i := range 10 {
+				appendOne(e.log, "a", i)
+			}
+			served := e.log.Head()
+
+			standby := b.open(t).(tlog.LockingStore)
+			signer, err := note.NewSigner(e.skey)
+			if err != nil {
+				t.Fatal(err)
+			}
+			verifier, err := note.NewVerifier(e.vkey)
+			if err != nil {
+				t.Fatal(err)
+			}
+			other, err := tlog.Open(ctx, standby, tlog.Config{Signer: signer, Verifier: verifier, RefreshInterval: -1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range 8 {
+				appendOne(other, "a", i)
+			}
+			appendOne(other, "b", 0)
+			appendOne(other, "b", 1)
+			if h := other.Head(); h.Size != served.Size || h.Hash == served.Hash {
+				t.Fatalf("standby head %d %v, want size %d and another root", h.Size, h.Hash, served.Size)
+			}
+			other.Close()
+
+			const lookup, tile = "/lookup/example.com/b/m0@v1.0.0", "/tile/8/0/000.p/10"
+			goodTile, err := primary.ReadTile(ctx, 0, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sw.set(standby)
+			// The window before the refresh: the answers come from the standby.
+			e.get(lookup)
+			_, _, forkedTile := e.get(tile)
+			if bytes.Equal(forkedTile, goodTile) {
+				t.Fatalf("the standby's tile equals the primary's")
+			}
+
+			if _, err := e.log.Refresh(ctx); !errors.Is(err, tlog.ErrFork) {
+				t.Fatalf("Refresh on the standby = %v, want ErrFork", err)
+			}
+			if code, _, body := e.get(lookup); code == 200 {
+				t.Errorf("GET %s after the fork was found = 200 %q: a record of the standby's tree, under the served head that does not hold it", lookup, body)
+			}
+			if code, _, body := e.get(tile); code == 200 && !bytes.Equal(body, goodTile) {
+				t.Errorf("GET %s after the fork was found = 200 with the standby's hashes, which the served head does not authenticate", tile)
+			}
+
+			sw.set(primary)
+			if _, err := e.log.Refresh(ctx); err != nil {
+				t.Fatalf("Refresh back on the primary = %v", err)
+			}
+			if code, _, body := e.get(lookup); code == 200 {
+				t.Errorf("GET %s back on the primary = 200 %q: the served tree does not hold that record", lookup, body)
+			}
+			if code, _, body := e.get(tile); code != 200 || !bytes.Equal(body, goodTile) {
+				t.Errorf("GET %s back on the primary = %d, the standby's hashes: want the primary's tile", tile, code)
+			}
+		})
+	}
+}
