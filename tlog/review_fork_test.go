@@ -2,6 +2,7 @@ package tlog_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -160,5 +161,63 @@ func refreshRaceWithCommit(t *testing.T, shared tlog.LockingStore) {
 	p, v, _ := gosum(0)
 	if _, _, err := a.Lookup(ctx, p, v); err != nil {
 		t.Errorf("A's Lookup after the refreshes = %v, want the record: nothing forked", err)
+	}
+}
+
+// A slowHeadStore holds one ReadHead, once armed, after it has read the
+// head and before it returns it, as a slow network does.
+type slowHeadStore struct {
+	*switchStore
+	armed   chan struct{}
+	held    chan struct{}
+	release chan struct{}
+}
+
+func (s *slowHeadStore) ReadHead(ctx context.Context) (tlog.Head, error) {
+	h, err := s.switchStore.ReadHead(ctx)
+	select {
+	case <-s.armed:
+		select {
+		case <-s.held:
+		default:
+			close(s.held)
+			<-s.release
+		}
+	default:
+	}
+	return h, err
+}
+
+// TestReviewStaleReadyClearsFork: a readiness check reads the head before
+// a failover and answers after a refresh found the fork. Its outcome, about
+// the database as it was, must not clear the fork the refresh found: the
+// log would answer lookups from the forked database again.
+func TestReviewStaleReadyClearsFork(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	k := newKeys(t)
+	sw := &switchStore{cur: openSQLiteIn(t)}
+	s := &slowHeadStore{switchStore: sw, armed: make(chan struct{}), held: make(chan struct{}), release: make(chan struct{})}
+	a, err := tlog.Open(ctx, s, tlog.Config{Signer: k.signer, Verifier: k.verifier, RefreshInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	appendInOrder(t, a, 0, 10)
+	forked := forkedStore(t, k, 8, 2)
+
+	close(s.armed)
+	ready := make(chan error, 1)
+	go func() { ready <- a.Ready(ctx) }()
+	<-s.held
+	sw.set(forked)
+	if _, err := a.Refresh(ctx); !errors.Is(err, tlog.ErrFork) {
+		t.Fatalf("Refresh on the forked store = %v, want ErrFork", err)
+	}
+	close(s.release)
+	<-ready
+	p, v, _ := gosum(1000) // a record of the forked tree alone
+	if rec, h, err := a.Lookup(ctx, p, v); !errors.Is(err, tlog.ErrFork) {
+		t.Errorf("Lookup after the refresh found the fork = record %d under head %d, %v; want ErrFork", rec.ID, h.Size, err)
 	}
 }
