@@ -221,3 +221,31 @@ func TestReviewStaleReadyClearsFork(t *testing.T) {
 		t.Errorf("Lookup after the refresh found the fork = record %d under head %d, %v; want ErrFork", rec.ID, h.Size, err)
 	}
 }
+
+// TestReviewOtherLogServedAfterRefresh: the database is replaced under a
+// running server by the database of another log (another key), as a
+// failover of a database URL to the wrong cluster would. The refresh
+// refuses its head, but the log must then not answer lookups from it either:
+// its records are not in the served tree.
+func TestReviewOtherLogServedAfterRefresh(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	k := newKeys(t)
+	sw := &switchStore{cur: openSQLiteIn(t)}
+	a, err := tlog.Open(ctx, sw, tlog.Config{Signer: k.signer, Verifier: k.verifier, RefreshInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	appendInOrder(t, a, 0, 10)
+	other := openSQLiteIn(t)
+	fork(t, other, newKeys(t), 0, 12) // records 1000 to 1011, under another key
+	sw.set(other)
+	if _, err := a.Refresh(ctx); !errors.Is(err, tlog.ErrWrongKey) {
+		t.Fatalf("Refresh on another log's database = %v, want ErrWrongKey", err)
+	}
+	p, v, _ := gosum(1000)
+	if rec, h, err := a.Lookup(ctx, p, v); err == nil {
+		t.Errorf("Lookup on another log's database = record %d under head %d: a record the served tree does not hold", rec.ID, h.Size)
+	}
+}
