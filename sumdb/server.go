@@ -553,6 +553,7 @@ func (s *Server) readTile(ctx context.Context, t xtlog.Tile) ([]byte, error) {
 		return data, nil
 	}
 	s.metrics.tileCacheMisses.Inc()
+	gen := s.log.Generation()
 	key := tileKey{t.L, t.N}
 	read := t
 	if w := widthAt(t, s.log.Head().Size); s.tiles != nil && w > t.W {
@@ -580,7 +581,7 @@ func (s *Server) readTile(ctx context.Context, t xtlog.Tile) ([]byte, error) {
 	if !holds(read, data) {
 		return nil, fmt.Errorf("tile %s: the stored tile does not hold %d entries", read.Path(), read.W)
 	}
-	c := cachedTile{data: data, width: read.W}
+	c := cachedTile{data: data, width: read.W, gen: gen}
 	s.tiles.put(key, c)
 	part, _ := tilePrefix(t, c)
 	return part, nil
@@ -589,7 +590,7 @@ func (s *Server) readTile(ctx context.Context, t xtlog.Tile) ([]byte, error) {
 // cachedTile returns the content of tile t if the cache holds as many
 // entries of t's level and index.
 func (s *Server) cachedTile(t xtlog.Tile) ([]byte, bool) {
-	if cached, ok := s.tiles.get(tileKey{t.L, t.N}); ok {
+	if cached, ok := s.tiles.get(tileKey{t.L, t.N}); ok && cached.gen == s.log.Generation() {
 		if data, ok := tilePrefix(t, cached); ok {
 			s.metrics.tileCacheHits.Inc()
 			return data, true
@@ -630,12 +631,13 @@ func (s *Server) serveLookup(w http.ResponseWriter, r *http.Request, escaped str
 	if answered {
 		return
 	}
+	gen := s.log.Generation()
 	rec, head, err := s.lookupMiss(r.Context(), clientKey(r, s.trustProxy), path, version)
 	if err != nil {
 		s.lookupError(w, r, path, version, err)
 		return
 	}
-	s.rememberRecord(path, version, rec, head)
+	s.rememberRecord(path, version, rec, head, gen)
 	s.answerLookup(w, r, path, version, rec, head)
 }
 
@@ -655,6 +657,7 @@ func (s *Server) serveLogged(w http.ResponseWriter, r *http.Request, escaped str
 		if frontSawAbsent(r, escaped) {
 			return path, version, false
 		}
+		gen := s.log.Generation()
 		err = s.withStore(r.Context(), func(ctx context.Context) error {
 			var err error
 			rec, head, err = s.log.Lookup(ctx, path, version)
@@ -667,7 +670,7 @@ func (s *Server) serveLogged(w http.ResponseWriter, r *http.Request, escaped str
 			s.lookupError(w, r, path, version, err)
 			return path, version, true
 		}
-		s.rememberRecord(path, version, rec, head)
+		s.rememberRecord(path, version, rec, head, gen)
 	}
 	s.answerLookup(w, r, path, version, rec, head)
 	return path, version, true
@@ -692,10 +695,11 @@ func (s *Server) serveLoggedLookup(w http.ResponseWriter, r *http.Request) bool 
 }
 
 // rememberRecord adds rec, covered by head, to the cache of records if it
-// is the record of path@version.
-func (s *Server) rememberRecord(path, version string, rec tlog.Record, head tlog.Head) {
+// is the record of path@version; gen is the log's generation before the
+// record was read.
+func (s *Server) rememberRecord(path, version string, rec tlog.Record, head tlog.Head, gen uint64) {
 	if rec.Path == path && rec.Version == version && head.Size > rec.ID {
-		s.records.put(path+"@"+version, cachedRecord{rec.ID, rec.Text})
+		s.records.put(path+"@"+version, cachedRecord{rec.ID, rec.Text, gen})
 	}
 }
 
@@ -714,7 +718,9 @@ func (s *Server) answerLookup(w http.ResponseWriter, r *http.Request, path, vers
 // it if the cache of records holds it.
 func (s *Server) cachedRecord(path, version string) (tlog.Record, tlog.Head, bool) {
 	c, ok := s.records.get(path + "@" + version)
-	if !ok {
+	if !ok || c.gen != s.log.Generation() {
+		// A record read before the log found that the store holds another
+		// tree may be of that tree.
 		return tlog.Record{}, tlog.Head{}, false
 	}
 	s.metrics.lookupCacheHits.Inc()

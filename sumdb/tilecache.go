@@ -28,6 +28,7 @@ type tileCache = lru[tileKey, cachedTile]
 type cachedTile struct {
 	data  []byte // never modified
 	width int
+	gen   uint64 // the log's generation before the tile was read
 }
 
 // newTileCache returns a cache of at most maxBytes, or nil (no cache) if
@@ -44,6 +45,7 @@ const DefaultLookupCacheSize = 32 << 20
 type cachedRecord struct {
 	id   int64
 	text []byte // never modified
+	gen  uint64 // the log's generation before the record was read
 }
 
 // A recordCache keeps logged records by path@version: a logged record never

@@ -20,7 +20,7 @@ func TestTileCacheEviction(t *testing.T) {
 	tile := func(b byte) []byte { return bytes.Repeat([]byte{b}, 8192) }
 	c := newTileCache(3 * cost(tile(0)))
 	for i := range 3 {
-		c.put(tileKey{0, int64(i)}, cachedTile{tile(byte(i)), 256})
+		c.put(tileKey{0, int64(i)}, cachedTile{tile(byte(i)), 256, 0})
 	}
 	if c.len() != 3 || c.bytes() != 3*cost(tile(0)) {
 		t.Fatalf("after 3 puts: %d tiles, %d bytes; want 3, %d", c.len(), c.bytes(), 3*cost(tile(0)))
@@ -29,7 +29,7 @@ func TestTileCacheEviction(t *testing.T) {
 	if got, ok := c.get(tileKey{0, 0}); !ok || !bytes.Equal(got.data, tile(0)) {
 		t.Fatalf("get(0, 0) = %.8q, %v; want the tile of 0s", got.data, ok)
 	}
-	c.put(tileKey{0, 3}, cachedTile{tile(3), 256})
+	c.put(tileKey{0, 3}, cachedTile{tile(3), 256, 0})
 	if _, ok := c.get(tileKey{0, 1}); ok {
 		t.Error("tile 1, the least recently used, was not evicted")
 	}
@@ -46,20 +46,20 @@ func TestTileCacheEviction(t *testing.T) {
 		t.Error("get(-1, 0) found the hash tile 0/0")
 	}
 	// A second put of a cached tile changes nothing.
-	c.put(tileKey{0, 3}, cachedTile{tile(3), 256})
+	c.put(tileKey{0, 3}, cachedTile{tile(3), 256, 0})
 	if c.len() != 3 || c.bytes() != 3*cost(tile(0)) {
 		t.Errorf("after a second put: %d tiles, %d bytes; want 3, %d", c.len(), c.bytes(), 3*cost(tile(0)))
 	}
 	// A longer value replaces a shorter one; a shorter one does not
 	// replace a longer one.
-	c.put(tileKey{0, 4}, cachedTile{tile(4)[:4096], 128})
-	c.put(tileKey{0, 4}, cachedTile{tile(4), 256})
-	c.put(tileKey{0, 4}, cachedTile{tile(4)[:32], 1})
+	c.put(tileKey{0, 4}, cachedTile{tile(4)[:4096], 128, 0})
+	c.put(tileKey{0, 4}, cachedTile{tile(4), 256, 0})
+	c.put(tileKey{0, 4}, cachedTile{tile(4)[:32], 1, 0})
 	if got, ok := c.get(tileKey{0, 4}); !ok || got.width != 256 || c.bytes() != 3*cost(tile(0)) {
 		t.Errorf("after a tile grew: width %d, %v, %d bytes held; want 256, true, %d", got.width, ok, c.bytes(), 3*cost(tile(0)))
 	}
 	// Content larger than the cache is not kept, and evicts nothing.
-	c.put(tileKey{0, 9}, cachedTile{make([]byte, 4*8192), 256})
+	c.put(tileKey{0, 9}, cachedTile{make([]byte, 4*8192), 256, 0})
 	if _, ok := c.get(tileKey{0, 9}); ok || c.len() != 3 {
 		t.Errorf("a tile larger than the cache: cached %v, %d tiles held; want false, 3", ok, c.len())
 	}
@@ -68,7 +68,7 @@ func TestTileCacheEviction(t *testing.T) {
 	if newTileCache(0) != nil || newTileCache(-1) != nil {
 		t.Error("newTileCache(0 or less) is not nil")
 	}
-	none.put(tileKey{0, 0}, cachedTile{tile(0), 256})
+	none.put(tileKey{0, 0}, cachedTile{tile(0), 256, 0})
 	if _, ok := none.get(tileKey{0, 0}); ok || none.len() != 0 || none.bytes() != 0 {
 		t.Error("the nil cache holds a tile")
 	}
@@ -88,24 +88,24 @@ func TestTilePrefix(t *testing.T) {
 		ends = append(ends, len(records))
 	}
 	for _, w := range []int{1, 2, 100, 255, 256} {
-		got, ok := tilePrefix(xtlog.Tile{H: 8, L: 0, N: 7, W: w}, cachedTile{hashes, 256})
+		got, ok := tilePrefix(xtlog.Tile{H: 8, L: 0, N: 7, W: w}, cachedTile{hashes, 256, 0})
 		if !ok || !bytes.Equal(got, hashes[:w*32]) {
 			t.Errorf("hash tile prefix of width %d: %d bytes, %v; want the first %d hashes", w, len(got), ok, w)
 		}
-		got, ok = tilePrefix(xtlog.Tile{H: 8, L: -1, N: 7, W: w}, cachedTile{records, 256})
+		got, ok = tilePrefix(xtlog.Tile{H: 8, L: -1, N: 7, W: w}, cachedTile{records, 256, 0})
 		if !ok || !bytes.Equal(got, records[:ends[w-1]]) {
 			t.Errorf("data tile prefix of width %d: %d bytes, %v; want the first %d records", w, len(got), ok, w)
 		}
 	}
 	// A prefix cannot be appended to in place: the cached tile is shared.
-	got, _ := tilePrefix(xtlog.Tile{H: 8, L: 0, N: 0, W: 1}, cachedTile{hashes, 256})
+	got, _ := tilePrefix(xtlog.Tile{H: 8, L: 0, N: 0, W: 1}, cachedTile{hashes, 256, 0})
 	if cap(got) != 32 {
 		t.Errorf("prefix of width 1 has capacity %d, want 32", cap(got))
 	}
-	if _, ok := tilePrefix(xtlog.Tile{H: 8, L: 0, N: 0, W: 3}, cachedTile{hashes[:64], 2}); ok {
+	if _, ok := tilePrefix(xtlog.Tile{H: 8, L: 0, N: 0, W: 3}, cachedTile{hashes[:64], 2, 0}); ok {
 		t.Error("prefix of 3 hashes from 2: ok")
 	}
-	if _, ok := tilePrefix(xtlog.Tile{H: 8, L: -1, N: 0, W: 3}, cachedTile{records[:ends[1]], 2}); ok {
+	if _, ok := tilePrefix(xtlog.Tile{H: 8, L: -1, N: 0, W: 3}, cachedTile{records[:ends[1]], 2, 0}); ok {
 		t.Error("prefix of 3 records from 2: ok")
 	}
 }

@@ -134,10 +134,11 @@ type Log struct {
 
 	edge *Edge // owned by the sequencer; nil when it must be reloaded from the store
 
-	// fork is the error of the last check that found the store's tree
-	// contradicting the heads this server served (wrapping ErrFork), nil
-	// if the last check found none.
-	fork atomic.Pointer[error]
+	// refusal is the outcome of the newest check of the store's head (see
+	// observe): why the store does not hold this server's log, or nil.
+	refusal   atomic.Pointer[refusal]
+	checks    atomic.Uint64 // numbers the checks, in the order they read the store
+	refusedAt atomic.Uint64 // the number of the newest check that refused the store; see Generation
 
 	// lastCommit is the newest head the sequencer committed; never
 	// shrinks. That head is served only once the publisher has recorded
@@ -269,13 +270,12 @@ func (l *Log) QueueLen() int { return len(l.queue) }
 // committed: the log can serve and append. Otherwise the error wraps
 // ErrUnavailable, ErrWrongKey or ErrFork, as the case may be.
 func (l *Log) Ready(ctx context.Context) error {
-	before := l.known()
+	seq, before := l.checks.Add(1), l.known()
 	h, err := l.readHead(ctx)
-	if err != nil {
-		return err
+	if err == nil {
+		err = l.extends(ctx, h, before)
 	}
-	err = l.extends(ctx, h, before)
-	l.observe(err)
+	l.observe(seq, err)
 	return err
 }
 
@@ -306,48 +306,86 @@ func (l *Log) checkHead(h Head) error {
 	}
 	tree, err := xtlog.ParseTree([]byte(n.Text))
 	if err != nil {
-		return fmt.Errorf("stored head of size %d: %w", h.Size, err)
+		return fmt.Errorf("stored head of size %d: %w: %w", h.Size, errBadHead, err)
 	}
 	if tree.N != h.Size || tree.Hash != h.Hash {
-		return fmt.Errorf("stored head says size %d hash %v, its signed note says size %d hash %v", h.Size, h.Hash, tree.N, tree.Hash)
+		return fmt.Errorf("stored head says size %d hash %v, its signed note says size %d hash %v: %w", h.Size, h.Hash, tree.N, tree.Hash, errBadHead)
 	}
 	return nil
 }
 
+// errBadHead marks a stored head whose signed note is not a tree head of
+// its size and root: the store was changed outside sumdb.
+var errBadHead = errors.New("the stored head is damaged")
+
 // Refresh rereads the stored head and makes it the served head if it is
 // newer. It is how a process learns of appends made by others sharing its
 // store. A store that went back in time or holds another tree is refused
-// with an error wrapping ErrFork, and the log then answers no lookup and no
-// tile until a refresh finds the store holding its heads again.
+// with an error wrapping ErrFork, and one of another log or damaged with
+// ErrWrongKey or another error; the log then answers no lookup and no tile
+// until a refresh finds the store holding its log again.
 func (l *Log) Refresh(ctx context.Context) (Head, error) {
-	before := l.known()
+	seq, before := l.checks.Add(1), l.known()
 	h, err := l.readHead(ctx)
-	if err != nil {
-		return l.Head(), err
+	if err == nil {
+		err = l.adopt(ctx, h, before)
 	}
-	err = l.adopt(ctx, h, before)
-	l.observe(err)
+	l.observe(seq, err)
 	return l.Head(), err
 }
 
-// observe records whether err, the outcome of a check of the stored tree
-// against the heads this server served, found a fork.
-func (l *Log) observe(err error) {
-	switch {
-	case err == nil:
-		l.fork.Store(nil)
-	case errors.Is(err, ErrFork):
-		l.fork.Store(&err)
+// A refusal is the outcome of a check of the store's head against the
+// heads this server served.
+type refusal struct {
+	seq uint64 // of the check (Log.checks)
+	err error  // why the store does not hold this server's log, or nil
+}
+
+// observe records err, the outcome of check seq of the store's head, if it
+// says whether the store holds this server's log: nil, or an error of a
+// store that holds another tree (ErrFork), another log (ErrWrongKey) or a
+// damaged head. An error that says nothing of the kind (the store did not
+// answer) leaves the last outcome. So does the outcome of a check older
+// than the one recorded: a check that read the store before a failover
+// must not clear the refusal of one that read it after.
+func (l *Log) observe(seq uint64, err error) {
+	if err != nil && !errors.Is(err, ErrFork) && !errors.Is(err, ErrWrongKey) && !errors.Is(err, errBadHead) {
+		return
+	}
+	if err != nil {
+		for {
+			at := l.refusedAt.Load()
+			if at >= seq || l.refusedAt.CompareAndSwap(at, seq) {
+				break
+			}
+		}
+	}
+	next := &refusal{seq: seq, err: err}
+	for {
+		cur := l.refusal.Load()
+		if cur != nil && cur.seq > seq {
+			return
+		}
+		if l.refusal.CompareAndSwap(cur, next) {
+			return
+		}
 	}
 }
 
-// forked returns the error of the last check that found the store's tree
-// contradicting the heads this server served, or nil. Records and tiles
-// read from such a store do not belong to the served head: a client given
-// them with it would fail to verify them.
+// Generation returns a number that changes whenever the log finds that the
+// store does not hold its log (another tree, another log, a damaged head).
+// Records and tiles read from the store before such a finding may be of
+// that other tree, even if the read found no fault itself: a cache of them
+// must drop those read under an older generation.
+func (l *Log) Generation() uint64 { return l.refusedAt.Load() }
+
+// forked returns why the newest check found that the store does not hold
+// this server's log, or nil. Records and tiles read from such a store do
+// not belong to the served head: a client given them with it would fail to
+// verify them.
 func (l *Log) forked() error {
-	if p := l.fork.Load(); p != nil {
-		return *p
+	if r := l.refusal.Load(); r != nil {
+		return r.err
 	}
 	return nil
 }
@@ -754,24 +792,24 @@ func (l *Log) commit(ctx context.Context, batch []*request) {
 			next *Edge
 			err  error
 		)
-		start := time.Now()
+		seq, start := l.checks.Add(1), time.Now()
 		ls, locking := l.store.(LockingStore)
-		if locking && l.edge != nil {
+		fast := locking && l.edgeServes()
+		if fast {
 			// Most likely the stored head is still the edge's: commit the
 			// batch computed from it with Append, whose check of the old
-			// size can cost no round trip of its own (Postgres). If another
-			// process appended meanwhile, the locked path below follows.
+			// size and root can cost no round trip of its own (Postgres).
+			// If another process appended meanwhile, the locked path
+			// below follows it.
 			if b, next, err = l.prepare(recs); err != nil {
 				for _, r := range recs {
 					answer(r.Key(), result{err: err})
 				}
 				return
 			}
-			if err = l.store.Append(ctx, b); errors.Is(err, ErrConflict) {
-				l.edge = nil
-			}
+			err = l.store.Append(ctx, b)
 		}
-		if locking && l.edge == nil {
+		if locking && (!fast || errors.Is(err, ErrConflict)) {
 			// Compute the batch against the head the store has locked: a
 			// writer that waited for another one extends its head rather
 			// than conflict with it.
@@ -784,7 +822,7 @@ func (l *Log) commit(ctx context.Context, batch []*request) {
 				return b, err
 			})
 		} else if !locking {
-			if l.edge == nil {
+			if !l.edgeServes() {
 				if err := l.reload(ctx); err != nil {
 					for _, r := range recs {
 						answer(r.Key(), result{err: err})
@@ -856,7 +894,7 @@ func (l *Log) commit(ctx context.Context, batch []*request) {
 		default:
 			// The commit may or may not have happened: reload before the next batch.
 			l.edge = nil
-			l.observe(err)
+			l.observe(seq, err)
 			l.logger.ErrorContext(ctx, "append batch", "records", len(recs), "err", err)
 			for _, r := range recs {
 				answer(r.Key(), result{err: fmt.Errorf("append: %w", err)})
@@ -864,6 +902,22 @@ func (l *Log) commit(ctx context.Context, batch []*request) {
 			return
 		}
 	}
+}
+
+// edgeServes reports whether the sequencer's edge holds every head the log
+// has served, so that a batch computed from it may be committed on the
+// fence of its size and root alone. A replica serves heads other processes
+// committed, larger than its edge; the store of a database that failed over
+// to a standby may hold the edge's tree exactly, without them: extending it
+// would contradict them. Such a batch goes through the locked path, whose
+// follow proves the locked head against the heads served.
+func (l *Log) edgeServes() bool {
+	if l.edge == nil {
+		return false
+	}
+	served := l.Head()
+	n := l.edge.Size()
+	return n > served.Size || n == served.Size && (n == 0 || l.edge.Root() == served.Hash)
 }
 
 // reload replaces the sequencer's edge with the one of the stored head.
