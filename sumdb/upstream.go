@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -587,13 +588,53 @@ func (f *fileFetch) checkGoMod(zf *stdzip.File, path string, mod []byte) error {
 	if err != nil {
 		return f.notFound("invalid module zip: "+firstLine(err), err)
 	}
-	if bytes.Equal(data, mod) {
+	if bytes.Equal(data, mod) || sameStatements(data, mod) {
 		return nil
 	}
 	modHash, _ := hashGoMod(mod)
 	zipHash, _ := hashGoMod(data)
 	return f.notFound(".mod differs from the zip's go.mod"+next,
 		fmt.Errorf("%w: .mod %s, go.mod in the zip %s", errInconsistentMod, modHash, zipHash))
+}
+
+// sameStatements reports whether the go.mod files a and b hold the same
+// statements, token for token, both parsing as the go command parses the
+// go.mod of a dependency: they may differ in comments, blank lines,
+// spacing and line endings, nothing the go command reads to load the
+// module graph or build the module. The go command itself makes such
+// pairs: it reads .mod from the repository as committed, and the zip from
+// git archive, which applies the repository's .gitattributes (an eol=crlf
+// rule, an ident expansion in a comment), and the public checksum database
+// logs them.
+func sameStatements(a, b []byte) bool {
+	sa, ok := statements(a)
+	if !ok {
+		return false
+	}
+	sb, ok := statements(b)
+	return ok && slices.EqualFunc(sa, sb, slices.Equal[[]string])
+}
+
+// statements returns the tokens of each statement of the go.mod file data,
+// a statement of a block with the block's tokens first, or false if data
+// does not parse.
+func statements(data []byte) ([][]string, bool) {
+	f, err := modfile.ParseLax("go.mod", data, nil)
+	if err != nil {
+		return nil, false
+	}
+	var list [][]string
+	for _, st := range f.Syntax.Stmt {
+		switch st := st.(type) {
+		case *modfile.Line:
+			list = append(list, st.Token)
+		case *modfile.LineBlock:
+			for _, l := range st.Line {
+				list = append(list, append(slices.Clip(st.Token), l.Token...))
+			}
+		}
+	}
+	return list, true
 }
 
 // copyBody copies src to dst like io.Copy, telling write errors (local)

@@ -580,9 +580,27 @@ func TestUpstreamGoModConsistency(t *testing.T) {
 			wantErr: mismatch,
 		},
 		{
-			name:    "go.mod differs in line endings",
-			files:   map[string]string{"go.mod": "module example.com/m\r\n"},
-			mod:     "module example.com/m\n",
+			// git archive applies an eol=crlf attribute to the zip's
+			// go.mod, not to .mod, which the go command reads as committed.
+			name:  "go.mod differs in line endings",
+			files: map[string]string{"go.mod": "module example.com/m\r\n\r\nrequire (\r\n\texample.com/a v1.0.0\r\n)\r\n"},
+			mod:   "module example.com/m\n\nrequire (\n\texample.com/a v1.0.0\n)\n",
+		},
+		{
+			name:  "go.mod differs in comments and spacing",
+			files: map[string]string{"go.mod": "// $Id: 1234 $\nmodule example.com/m\n\nrequire example.com/a v1.0.0 // indirect\n"},
+			mod:   "// $Id$\nmodule   example.com/m\nrequire example.com/a v1.0.0\n",
+		},
+		{
+			name:    "go.mod differs in a block's statement",
+			files:   map[string]string{"go.mod": "module example.com/m\n\nrequire (\n\texample.com/a v1.0.0\n)\n"},
+			mod:     "module example.com/m\n\nrequire (\n\texample.com/a v1.0.1\n)\n",
+			wantErr: mismatch,
+		},
+		{
+			name:    "go.mod with a statement moved out of its block",
+			files:   map[string]string{"go.mod": "module example.com/m\n\nrequire (\n\texample.com/a v1.0.0\n)\n"},
+			mod:     "module example.com/m\n\nexclude example.com/a v1.0.0\n",
 			wantErr: mismatch,
 		},
 		{
