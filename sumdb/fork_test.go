@@ -13,65 +13,65 @@ import (
 	"github.com/sumdb/sumdb/tlog"
 )
 
-// A reviewSwitch is a locking store whose database can be replaced, as in
+// A switchStore is a locking store whose database can be replaced, as in
 // a failover.
-type reviewSwitch struct {
+type switchStore struct {
 	mu  sync.Mutex
 	cur tlog.LockingStore
 }
 
-func (s *reviewSwitch) get() tlog.LockingStore {
+func (s *switchStore) get() tlog.LockingStore {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.cur
 }
 
-func (s *reviewSwitch) set(n tlog.LockingStore) {
+func (s *switchStore) set(n tlog.LockingStore) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.cur = n
 }
 
-func (s *reviewSwitch) ReadHead(ctx context.Context) (tlog.Head, error) { return s.get().ReadHead(ctx) }
-func (s *reviewSwitch) Append(ctx context.Context, b *tlog.Batch) error {
+func (s *switchStore) ReadHead(ctx context.Context) (tlog.Head, error) { return s.get().ReadHead(ctx) }
+func (s *switchStore) Append(ctx context.Context, b *tlog.Batch) error {
 	return s.get().Append(ctx, b)
 }
-func (s *reviewSwitch) AppendLocked(ctx context.Context, p func(tlog.Head) (*tlog.Batch, error)) error {
+func (s *switchStore) AppendLocked(ctx context.Context, p func(tlog.Head) (*tlog.Batch, error)) error {
 	return s.get().AppendLocked(ctx, p)
 }
-func (s *reviewSwitch) Lookup(ctx context.Context, p, v string) (tlog.Record, error) {
+func (s *switchStore) Lookup(ctx context.Context, p, v string) (tlog.Record, error) {
 	return s.get().Lookup(ctx, p, v)
 }
-func (s *reviewSwitch) ReadRecords(ctx context.Context, start int64, n int) ([]tlog.Record, error) {
+func (s *switchStore) ReadRecords(ctx context.Context, start int64, n int) ([]tlog.Record, error) {
 	return s.get().ReadRecords(ctx, start, n)
 }
-func (s *reviewSwitch) ReadTile(ctx context.Context, l int, i int64) ([]byte, error) {
+func (s *switchStore) ReadTile(ctx context.Context, l int, i int64) ([]byte, error) {
 	return s.get().ReadTile(ctx, l, i)
 }
-func (s *reviewSwitch) ReadHeads(ctx context.Context, lo, hi int64) ([]tlog.Head, error) {
+func (s *switchStore) ReadHeads(ctx context.Context, lo, hi int64) ([]tlog.Head, error) {
 	return s.get().ReadHeads(ctx, lo, hi)
 }
-func (s *reviewSwitch) Close() error { return nil }
+func (s *switchStore) Close() error { return nil }
 
-// TestReviewCachesAfterFork: the database fails over to a standby that
+// TestCachesAfterFork checks this: the database fails over to a standby that
 // holds another tree of the served size (records 8 and 9 differ). Before
 // the server's next refresh, a lookup and a tile request read the standby
 // (the window no server can close without reading the head per request)
 // and fill the caches. Once the refresh has found the fork, the server
 // must answer neither from the standby's data; and once the database is
 // back, it must not keep serving a record its tree does not hold.
-func TestReviewCachesAfterFork(t *testing.T) {
+func TestCachesAfterFork(t *testing.T) {
 	t.Parallel()
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
-			var sw *reviewSwitch
+			var sw *switchStore
 			primary := b.open(t).(tlog.LockingStore)
 			e := newEnv(t, b, envOptions{
 				logCfg: tlog.Config{RefreshInterval: -1},
 				wrap: func(tlog.Store) tlog.Store {
-					sw = &reviewSwitch{cur: primary}
+					sw = &switchStore{cur: primary}
 					return sw
 				},
 			})

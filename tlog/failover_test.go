@@ -9,12 +9,12 @@ import (
 	"github.com/sumdb/sumdb/tlog"
 )
 
-// TestReviewFailoverBelowAdoptedHead: replica A serves, through a refresh,
+// TestFailoverBelowAdoptedHead checks this: replica A serves, through a refresh,
 // the head of size 16 that replica B appended on top of A's 10 records. The
 // database fails over to a standby that lost B's commits: it holds exactly
 // A's tree of size 10, which is still A's sequencer edge. A must not extend
 // it: every head it would sign contradicts the head of size 16 it served.
-func TestReviewFailoverBelowAdoptedHead(t *testing.T) {
+func TestFailoverBelowAdoptedHead(t *testing.T) {
 	t.Parallel()
 	for _, be := range backends {
 		t.Run(be.name, func(t *testing.T) {
@@ -91,13 +91,13 @@ func (g *gateStore) ReadTile(ctx context.Context, l int, i int64) ([]byte, error
 	return g.LockingStore.ReadTile(ctx, l, i)
 }
 
-// TestReviewRefreshRaceWithCommitIsNoFork: on healthy replicas sharing one
+// TestRefreshRacingCommitIsNoFork checks this: on healthy replicas sharing one
 // database, a refresh of A reads B's head while another refresh of A holds
 // the publisher's lock (its proof reads tiles); A's sequencer then commits
 // on top of B's head. The waiting refresh must not take B's head, older
 // than A's newest commit but read before it, for a database that went back
 // in time: nothing forked.
-func TestReviewRefreshRaceWithCommitIsNoFork(t *testing.T) {
+func TestRefreshRacingCommitIsNoFork(t *testing.T) {
 	t.Parallel()
 	for _, be := range backends {
 		t.Run(be.name, func(t *testing.T) {
@@ -188,11 +188,11 @@ func (s *slowHeadStore) ReadHead(ctx context.Context) (tlog.Head, error) {
 	return h, err
 }
 
-// TestReviewStaleReadyClearsFork: a readiness check reads the head before
+// TestStaleCheckKeepsRefusal checks this: a readiness check reads the head before
 // a failover and answers after a refresh found the fork. Its outcome, about
 // the database as it was, must not clear the fork the refresh found: the
 // log would answer lookups from the forked database again.
-func TestReviewStaleReadyClearsFork(t *testing.T) {
+func TestStaleCheckKeepsRefusal(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	k := newKeys(t)
@@ -222,12 +222,12 @@ func TestReviewStaleReadyClearsFork(t *testing.T) {
 	}
 }
 
-// TestReviewOtherLogServedAfterRefresh: the database is replaced under a
+// TestOtherLogRefused checks this: the database is replaced under a
 // running server by the database of another log (another key), as a
 // failover of a database URL to the wrong cluster would. The refresh
 // refuses its head, but the log must then not answer lookups from it either:
 // its records are not in the served tree.
-func TestReviewOtherLogServedAfterRefresh(t *testing.T) {
+func TestOtherLogRefused(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	k := newKeys(t)
