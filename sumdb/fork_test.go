@@ -5,53 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"testing"
 
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/sumdb/sumdb/store/storetest"
 	"github.com/sumdb/sumdb/tlog"
 )
-
-// A switchStore is a locking store whose database can be replaced, as in
-// a failover.
-type switchStore struct {
-	mu  sync.Mutex
-	cur tlog.LockingStore
-}
-
-func (s *switchStore) get() tlog.LockingStore {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.cur
-}
-
-func (s *switchStore) set(n tlog.LockingStore) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.cur = n
-}
-
-func (s *switchStore) ReadHead(ctx context.Context) (tlog.Head, error) { return s.get().ReadHead(ctx) }
-func (s *switchStore) Append(ctx context.Context, b *tlog.Batch) error {
-	return s.get().Append(ctx, b)
-}
-func (s *switchStore) AppendLocked(ctx context.Context, p func(tlog.Head) (*tlog.Batch, error)) error {
-	return s.get().AppendLocked(ctx, p)
-}
-func (s *switchStore) Lookup(ctx context.Context, p, v string) (tlog.Record, error) {
-	return s.get().Lookup(ctx, p, v)
-}
-func (s *switchStore) ReadRecords(ctx context.Context, start int64, n int) ([]tlog.Record, error) {
-	return s.get().ReadRecords(ctx, start, n)
-}
-func (s *switchStore) ReadTile(ctx context.Context, l int, i int64) ([]byte, error) {
-	return s.get().ReadTile(ctx, l, i)
-}
-func (s *switchStore) ReadHeads(ctx context.Context, lo, hi int64) ([]tlog.Head, error) {
-	return s.get().ReadHeads(ctx, lo, hi)
-}
-func (s *switchStore) Close() error { return nil }
 
 // TestCachesAfterFork checks this: the database fails over to a standby that
 // holds another tree of the served size (records 8 and 9 differ). Before
@@ -66,12 +26,12 @@ func TestCachesAfterFork(t *testing.T) {
 		t.Run(b.name, func(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
-			var sw *switchStore
+			var sw *storetest.Switch
 			primary := b.open(t).(tlog.LockingStore)
 			e := newEnv(t, b, envOptions{
 				logCfg: tlog.Config{RefreshInterval: -1},
 				wrap: func(tlog.Store) tlog.Store {
-					sw = &switchStore{cur: primary}
+					sw = storetest.NewSwitch(primary)
 					return sw
 				},
 			})
@@ -114,7 +74,7 @@ func TestCachesAfterFork(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			sw.set(standby)
+			sw.Set(standby)
 			// The window before the refresh: the answers come from the standby.
 			e.get(lookup)
 			_, _, forkedTile := e.get(tile)
@@ -132,7 +92,7 @@ func TestCachesAfterFork(t *testing.T) {
 				t.Errorf("GET %s after the fork was found = 200 with the standby's hashes, which the served head does not authenticate", tile)
 			}
 
-			sw.set(primary)
+			sw.Set(primary)
 			if _, err := e.log.Refresh(ctx); err != nil {
 				t.Fatalf("Refresh back on the primary = %v", err)
 			}

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sumdb/sumdb/store/storetest"
 	"github.com/sumdb/sumdb/tlog"
 )
 
@@ -22,7 +23,7 @@ func TestFailoverBelowAdoptedHead(t *testing.T) {
 			ctx := context.Background()
 			k := newKeys(t)
 			primary := be.open(t).(tlog.LockingStore)
-			sw := &switchStore{cur: primary}
+			sw := storetest.NewSwitch(primary)
 			cfg := tlog.Config{Signer: k.signer, Verifier: k.verifier, RefreshInterval: -1}
 			a, err := tlog.Open(ctx, sw, cfg)
 			if err != nil {
@@ -47,7 +48,7 @@ func TestFailoverBelowAdoptedHead(t *testing.T) {
 			}
 			served := a.Head()
 
-			sw.set(standby) // the failover loses B's commits
+			sw.Set(standby) // the failover loses B's commits
 			for i := range 8 {
 				p, v, text := gosum(2000 + i)
 				if rec, h, err := a.Append(ctx, p, v, text); err == nil {
@@ -167,14 +168,14 @@ func refreshRaceWithCommit(t *testing.T, shared tlog.LockingStore) {
 // A slowHeadStore holds one ReadHead, once armed, after it has read the
 // head and before it returns it, as a slow network does.
 type slowHeadStore struct {
-	*switchStore
+	*storetest.Switch
 	armed   chan struct{}
 	held    chan struct{}
 	release chan struct{}
 }
 
 func (s *slowHeadStore) ReadHead(ctx context.Context) (tlog.Head, error) {
-	h, err := s.switchStore.ReadHead(ctx)
+	h, err := s.Switch.ReadHead(ctx)
 	select {
 	case <-s.armed:
 		select {
@@ -196,8 +197,8 @@ func TestStaleCheckKeepsRefusal(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	k := newKeys(t)
-	sw := &switchStore{cur: openSQLiteIn(t)}
-	s := &slowHeadStore{switchStore: sw, armed: make(chan struct{}), held: make(chan struct{}), release: make(chan struct{})}
+	sw := storetest.NewSwitch(openSQLiteIn(t))
+	s := &slowHeadStore{Switch: sw, armed: make(chan struct{}), held: make(chan struct{}), release: make(chan struct{})}
 	a, err := tlog.Open(ctx, s, tlog.Config{Signer: k.signer, Verifier: k.verifier, RefreshInterval: -1})
 	if err != nil {
 		t.Fatal(err)
@@ -210,7 +211,7 @@ func TestStaleCheckKeepsRefusal(t *testing.T) {
 	ready := make(chan error, 1)
 	go func() { ready <- a.Ready(ctx) }()
 	<-s.held
-	sw.set(forked)
+	sw.Set(forked)
 	if _, err := a.Refresh(ctx); !errors.Is(err, tlog.ErrFork) {
 		t.Fatalf("Refresh on the forked store = %v, want ErrFork", err)
 	}
@@ -231,7 +232,7 @@ func TestOtherLogRefused(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	k := newKeys(t)
-	sw := &switchStore{cur: openSQLiteIn(t)}
+	sw := storetest.NewSwitch(openSQLiteIn(t))
 	a, err := tlog.Open(ctx, sw, tlog.Config{Signer: k.signer, Verifier: k.verifier, RefreshInterval: -1})
 	if err != nil {
 		t.Fatal(err)
@@ -240,7 +241,7 @@ func TestOtherLogRefused(t *testing.T) {
 	appendInOrder(t, a, 0, 10)
 	other := openSQLiteIn(t)
 	fork(t, other, newKeys(t), 0, 12) // records 1000 to 1011, under another key
-	sw.set(other)
+	sw.Set(other)
 	if _, err := a.Refresh(ctx); !errors.Is(err, tlog.ErrWrongKey) {
 		t.Fatalf("Refresh on another log's database = %v, want ErrWrongKey", err)
 	}

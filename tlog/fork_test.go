@@ -13,46 +13,9 @@ import (
 	xtlog "golang.org/x/mod/sumdb/tlog"
 
 	"github.com/sumdb/sumdb/store"
+	"github.com/sumdb/sumdb/store/storetest"
 	"github.com/sumdb/sumdb/tlog"
 )
-
-// A switchStore is a locking store whose database can be replaced, as in a
-// failover to a replica that lagged and that another process then extended.
-type switchStore struct {
-	mu  sync.Mutex
-	cur tlog.LockingStore
-}
-
-func (s *switchStore) get() tlog.LockingStore {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.cur
-}
-
-func (s *switchStore) set(n tlog.LockingStore) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.cur = n
-}
-
-func (s *switchStore) ReadHead(ctx context.Context) (tlog.Head, error) { return s.get().ReadHead(ctx) }
-func (s *switchStore) Append(ctx context.Context, b *tlog.Batch) error { return s.get().Append(ctx, b) }
-func (s *switchStore) AppendLocked(ctx context.Context, p func(tlog.Head) (*tlog.Batch, error)) error {
-	return s.get().AppendLocked(ctx, p)
-}
-func (s *switchStore) Lookup(ctx context.Context, p, v string) (tlog.Record, error) {
-	return s.get().Lookup(ctx, p, v)
-}
-func (s *switchStore) ReadRecords(ctx context.Context, start int64, n int) ([]tlog.Record, error) {
-	return s.get().ReadRecords(ctx, start, n)
-}
-func (s *switchStore) ReadTile(ctx context.Context, l int, i int64) ([]byte, error) {
-	return s.get().ReadTile(ctx, l, i)
-}
-func (s *switchStore) ReadHeads(ctx context.Context, lo, hi int64) ([]tlog.Head, error) {
-	return s.get().ReadHeads(ctx, lo, hi)
-}
-func (s *switchStore) Close() error { return nil }
 
 // openSQLiteIn opens a new SQLite store in a directory of the test's own.
 func openSQLiteIn(t *testing.T) *store.SQLite {
@@ -108,7 +71,7 @@ func TestRefreshRefusesFork(t *testing.T) {
 	t.Parallel()
 	k := newKeys(t)
 	file := filepath.Join(t.TempDir(), "published-head")
-	sw := &switchStore{cur: openSQLiteIn(t)}
+	sw := storetest.NewSwitch(openSQLiteIn(t))
 	cfg := tlog.Config{Signer: k.signer, Verifier: k.verifier, RefreshInterval: -1, PublishedFile: file}
 	l, err := tlog.Open(context.Background(), sw, cfg)
 	if err != nil {
@@ -116,7 +79,7 @@ func TestRefreshRefusesFork(t *testing.T) {
 	}
 	appendInOrder(t, l, 0, 10)
 	forked := forkedStore(t, k, 8, 5)
-	sw.set(forked)
+	sw.Set(forked)
 	if _, err := l.Refresh(context.Background()); err == nil || !strings.Contains(err.Error(), forkRefusal) {
 		t.Errorf("Refresh of a forked store of size 13 = %v, want a refusal", err)
 	}
@@ -137,14 +100,14 @@ func TestRefreshRefusesFork(t *testing.T) {
 func TestAppendRefusesFork(t *testing.T) {
 	t.Parallel()
 	k := newKeys(t)
-	sw := &switchStore{cur: openSQLiteIn(t)}
+	sw := storetest.NewSwitch(openSQLiteIn(t))
 	l, err := tlog.Open(context.Background(), sw, tlog.Config{Signer: k.signer, Verifier: k.verifier, RefreshInterval: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
 	appendInOrder(t, l, 0, 10)
-	sw.set(forkedStore(t, k, 8, 5))
+	sw.Set(forkedStore(t, k, 8, 5))
 	p, v, text := gosum(50)
 	if rec, h, err := l.Append(context.Background(), p, v, text); err == nil || !strings.Contains(err.Error(), forkRefusal) {
 		t.Errorf("Append to a forked store = record %d, head %d, %v; want a refusal", rec.ID, h.Size, err)
@@ -162,7 +125,7 @@ func TestRefreshRefusesForkBeforePublish(t *testing.T) {
 	t.Parallel()
 	k := newKeys(t)
 	file := filepath.Join(t.TempDir(), "published-head")
-	sw := &switchStore{cur: openSQLiteIn(t)}
+	sw := storetest.NewSwitch(openSQLiteIn(t))
 	forked := forkedStore(t, k, 10, 20)
 	var (
 		l          *tlog.Log
@@ -175,7 +138,7 @@ func TestRefreshRefusesForkBeforePublish(t *testing.T) {
 				return
 			}
 			armed = false
-			sw.set(forked) // the batch just committed is lost; another process appended
+			sw.Set(forked) // the batch just committed is lost; another process appended
 			_, refreshErr = l.Refresh(context.Background())
 		}}
 	l, err := tlog.Open(context.Background(), sw, cfg)
@@ -215,7 +178,7 @@ func TestFailoverToTreeOfSameSize(t *testing.T) {
 			k := newKeys(t)
 			file := filepath.Join(t.TempDir(), "published-head")
 			primary := be.open(t).(tlog.LockingStore)
-			sw := &switchStore{cur: primary}
+			sw := storetest.NewSwitch(primary)
 			cfg := tlog.Config{Signer: k.signer, Verifier: k.verifier, RefreshInterval: -1, PublishedFile: file}
 			a, err := tlog.Open(ctx, sw, cfg)
 			if err != nil {
@@ -230,7 +193,7 @@ func TestFailoverToTreeOfSameSize(t *testing.T) {
 			if b.Size != served.Size || b.Hash == served.Hash {
 				t.Fatalf("B's head has size %d, root %v; want size %d and a root other than A's", b.Size, b.Hash, served.Size)
 			}
-			sw.set(standby)
+			sw.Set(standby)
 
 			if _, err := a.Refresh(ctx); err == nil || !strings.Contains(err.Error(), forkRefusal) {
 				t.Errorf("A's Refresh of B's tree of its size = %v, want a refusal", err)
@@ -277,7 +240,7 @@ func TestFailoverToTreeOfSameSize(t *testing.T) {
 			}
 
 			// Back on the database that holds A's tree, A serves again.
-			sw.set(primary)
+			sw.Set(primary)
 			if err := a.Ready(ctx); err != nil {
 				t.Errorf("A's Ready back on its own tree = %v", err)
 			}
