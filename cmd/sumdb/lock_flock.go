@@ -8,9 +8,25 @@ import (
 	"syscall"
 )
 
-// lockFile takes an exclusive flock(2) on f without waiting, or returns
-// errLocked if another open file holds one.
-func lockFile(f *os.File) error {
+// lockDir opens the directory dir and takes an exclusive flock(2) on it
+// without waiting, or returns errLocked if another open file holds one.
+// Go opens it close-on-exec, so no child (git, go) keeps the lock after
+// this process ends.
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := flock(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// flock takes an exclusive flock(2) on f without waiting; EINTR, from a
+// signal meanwhile, is no answer, so it asks again.
+func flock(f *os.File) error {
 	conn, err := f.SyscallConn()
 	if err != nil {
 		return err

@@ -4,6 +4,6 @@ package main
 
 import "os"
 
-// lockFile does nothing on systems without flock(2): there, nothing stops
+// lockDir does nothing on systems without flock(2): there, nothing stops
 // a second process on the same data directory.
-func lockFile(*os.File) error { return nil }
+func lockDir(string) (*os.File, error) { return nil, nil }

@@ -738,8 +738,9 @@ func runSumdb(t *testing.T, args ...string) (status int, last string) {
 // TestServeOneProcessPerDataDir starts a second serve, and an import, on
 // the data directory of a running server, on each store: both must refuse
 // at once, naming the directory and the server, since two processes would
-// each keep published-head with counters of their own. Export, which only
-// reads the store, may run. Once the server is killed with SIGKILL, with
+// each keep published-head with counters of their own; so must an import
+// once sumdb.lock, which only names the server, is removed. Export, which
+// only reads the store, may run. Once the server is killed with SIGKILL, with
 // no chance to clean up, a new one starts.
 func TestServeOneProcessPerDataDir(t *testing.T) {
 	t.Parallel()
@@ -791,6 +792,16 @@ func TestServeOneProcessPerDataDir(t *testing.T) {
 				if !strings.Contains(line, want) {
 					t.Errorf("import: error line %q does not say %q", line, want)
 				}
+			}
+
+			// Removing sumdb.lock, as operators remove stale lock files,
+			// lets no one in: it only names the holder.
+			if err := os.Remove(filepath.Join(dir, lockFileName)); err != nil {
+				t.Fatal(err)
+			}
+			status, line = runSumdb(t, append(append([]string{"import"}, storeArgs...), out)...)
+			if status != 1 || !strings.Contains(line, dir) || !strings.Contains(line, "another sumdb is running there") {
+				t.Fatalf("import into the data directory of a running serve, %s removed: exit status %d, last line %q; want 1 and a refusal", lockFileName, status, line)
 			}
 
 			p.kill()
