@@ -115,8 +115,8 @@ func newOps(ctx context.Context, remote *sumdb.Remote, state string, logger *slo
 		tiles[t] = data
 	}
 	// The tiles are not signed: one damaged on disk would fail the client's
-	// proofs, and the client can tell a tile of the state from one the log
-	// served only by its text, so failure() would hold it against the log.
+	// proofs with the error of a tile the log served ("downloaded
+	// inconsistent tile"), which failure() would hold against the log.
 	// Only tiles that prove the state's own signed head are used; without
 	// the others the client asks the log for them, and verifies the log's
 	// against this head as it would these.
@@ -219,7 +219,7 @@ func (o *clientOps) stateWarning() string {
 	o.mu.Lock()
 	rewritten := o.rewritten
 	o.mu.Unlock()
-	msg := fmt.Sprintf("%d of the %d tiles kept in state file %s do not prove its signed tree head, as a damaged disk or an edit of the file leaves them: they were not used: the log's own tiles are verified against that head instead", o.droppedTiles, o.stateTiles, o.state)
+	msg := fmt.Sprintf("%d of the %d tiles kept in state file %s do not prove its signed tree head (a damaged disk, or an edit of the file): they were not used, and the log's own tiles are verified against that head instead", o.droppedTiles, o.stateTiles, o.state)
 	if rewritten {
 		msg += "; the state file was written again without them"
 	}
