@@ -1,6 +1,7 @@
 package sumdb
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -26,9 +27,20 @@ func (e *redirectError) Error() string {
 	return fmt.Sprintf("stopped after %d redirects, at %s: the server redirects in a loop or too often (give its final URL)", maxRedirects, e.to)
 }
 
-// guardRedirects returns a copy of c that follows a redirect only as
-// checkRedirect allows, and then as c's own CheckRedirect, if any, does.
-func guardRedirects(c *http.Client) *http.Client {
+// A guardedClient is an http.Client that follows redirects only as
+// checkRedirect allows, and whose errors show URLs as shownRedirect does.
+// Every request of this package goes through one: net/http's *url.Error
+// repeats the URL of the last request of a chain, the Location of a
+// redirect, masking only a password, so that a connection refused or a
+// timeout on a pre-signed storage URL would show its token.
+type guardedClient struct {
+	c *http.Client
+}
+
+// guardRedirects returns a client sending with a copy of c that follows a
+// redirect only as checkRedirect allows, and then as c's own
+// CheckRedirect, if any, does.
+func guardRedirects(c *http.Client) *guardedClient {
 	g := *c
 	own := c.CheckRedirect
 	g.CheckRedirect = func(req *http.Request, via []*http.Request) error {
@@ -40,7 +52,40 @@ func guardRedirects(c *http.Client) *http.Client {
 		}
 		return nil
 	}
-	return &g
+	return &guardedClient{c: &g}
+}
+
+// Do sends req as http.Client.Do does; its error is masked by
+// maskURLError.
+func (g *guardedClient) Do(req *http.Request) (*http.Response, error) {
+	resp, err := g.c.Do(req)
+	return resp, maskURLError(err)
+}
+
+// errBadLocation replaces net/http's error for a Location header that
+// does not parse, which quotes the header whole.
+var errBadLocation = errors.New("the server redirected to a Location that is not a valid URL (its operator must fix it)")
+
+// maskURLError returns err, an error of http.Client.Do, with the URL of its
+// *url.Error shown as shownRedirect shows it, or not at all if it does not
+// parse. What callers test is kept: the wrapped error, for errors.Is and
+// errors.As, and so Timeout.
+func maskURLError(err error) error {
+	uerr, ok := err.(*url.Error)
+	if !ok {
+		return err
+	}
+	shown := "(URL not shown: it does not parse)"
+	if u, perr := url.Parse(uerr.URL); perr == nil {
+		shown = shownRedirect(u)
+	}
+	inner := maskURLError(uerr.Err) // from a Transport that is a client itself
+	// net/http has no type for this error, only its text: TestMaskURLError
+	// fails if the text changes.
+	if inner != nil && strings.HasPrefix(inner.Error(), "failed to parse Location header") {
+		inner = errBadLocation
+	}
+	return &url.Error{Op: uerr.Op, URL: shown, Err: inner}
 }
 
 // checkRedirect refuses the next request req of a chain of redirects via

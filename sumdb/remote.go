@@ -34,7 +34,7 @@ type Remote struct {
 	Base string
 
 	base    remoteURL // Base with the real user information
-	client  *http.Client
+	client  *guardedClient
 	retries int
 	logger  *slog.Logger
 }
@@ -97,7 +97,6 @@ func OpenRemote(ctx context.Context, cfg RemoteConfig) (*Remote, error) {
 	if cfg.Client == nil {
 		cfg.Client = &http.Client{Timeout: 30 * time.Second}
 	}
-	cfg.Client = guardRedirects(cfg.Client)
 	if cfg.Retries == 0 {
 		cfg.Retries = 4
 	}
@@ -126,7 +125,7 @@ func OpenRemote(ctx context.Context, cfg RemoteConfig) (*Remote, error) {
 	if err != nil {
 		return nil, fmt.Errorf("invalid checksum database key %q: %w", key, err)
 	}
-	r := &Remote{Key: key, Verifier: v, client: cfg.Client, retries: cfg.Retries, logger: cfg.Logger}
+	r := &Remote{Key: key, Verifier: v, client: guardRedirects(cfg.Client), retries: cfg.Retries, logger: cfg.Logger}
 	name := v.Name()
 	if u, err := url.Parse("https://" + name); err != nil || u.Host == "" || u.Path != strings.TrimSuffix(u.Path, "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
 		return nil, fmt.Errorf("invalid checksum database name %q: must be host[/path]", name)
@@ -286,8 +285,7 @@ func (r *Remote) getOnce(ctx context.Context, e remoteURL) (body []byte, retry b
 		var rerr *redirectError
 		if errors.As(err, &rerr) {
 			// Not retried: the server would redirect the same way. The
-			// redirect alone, not net/http's error: that repeats the
-			// Location header unmasked.
+			// redirect alone: net/http's error adds the Location again.
 			return nil, false, fmt.Errorf("%w: GET %s: %w", ErrUpstream, u, rerr)
 		}
 		return nil, true, fmt.Errorf("%w: GET %s: %w", ErrUpstream, u, err)

@@ -77,7 +77,7 @@ type UpstreamConfig struct {
 // concurrent use.
 type Upstream struct {
 	proxies    []proxyEntry
-	client     *http.Client
+	client     *guardedClient
 	timeout    time.Duration
 	maxZipSize int64
 	tempDir    string
@@ -106,16 +106,15 @@ func NewUpstream(cfg UpstreamConfig) (*Upstream, error) {
 	}
 	u := &Upstream{
 		proxies:    proxies,
-		client:     cfg.Client,
 		timeout:    cfg.Timeout,
 		maxZipSize: cfg.MaxZipSize,
 		tempDir:    cfg.TempDir,
 		logger:     cfg.Logger,
 	}
-	if u.client == nil {
-		u.client = defaultClient()
+	if cfg.Client == nil {
+		cfg.Client = defaultClient()
 	}
-	u.client = guardRedirects(u.client)
+	u.client = guardRedirects(cfg.Client)
 	switch {
 	case u.timeout < 0:
 		return nil, fmt.Errorf("upstream config: negative timeout %v", u.timeout)
@@ -398,8 +397,8 @@ func (f *fileFetch) get(ext string) (*http.Response, error) {
 	if err != nil {
 		var rerr *redirectError
 		if errors.As(err, &rerr) {
-			// The redirect alone, not net/http's error: that repeats the
-			// Location header unmasked.
+			// The redirect alone: net/http's error adds the Location
+			// again.
 			reason := fmt.Sprintf("proxy redirected %s more than %d times", ext, maxRedirects)
 			if rerr.downgrade {
 				reason = "proxy redirected " + ext + " from https to plain http: refused"

@@ -78,7 +78,9 @@ type task struct {
 // Result of the report; if ctx ends, the lines not yet checked are
 // Unchecked. A state file that cannot be written, or read again, once the
 // run began is the report's StateError: a local failure, which never
-// counts against the log.
+// counts against the log. Neither do tiles of the state file that do not
+// prove its own signed head: they are not used, and the report's
+// StateWarning says so.
 func Run(ctx context.Context, cfg Config, files []File) (*Report, error) {
 	if cfg.Remote == nil {
 		return nil, errors.New("check: no checksum database given")
@@ -174,6 +176,7 @@ func Run(ctx context.Context, cfg Config, files []File) (*Report, error) {
 	}
 	g.Wait()
 	stopProgress()
+	ops.rewriteState()
 
 	// A module version with a zip hash needs its go.mod hash: the go command
 	// always records both (it reads the go.mod before the zip), and the
@@ -195,6 +198,7 @@ func Run(ctx context.Context, cfg Config, files []File) (*Report, error) {
 	rep.Results = results
 	rep.Head = ops.head()
 	rep.StateError = ops.stateFailure()
+	rep.StateWarning = ops.stateWarning()
 	ops.mu.Lock()
 	rep.SecurityErrors = append([]string(nil), ops.security...)
 	ops.mu.Unlock()

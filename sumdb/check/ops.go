@@ -57,6 +57,10 @@ type clientOps struct {
 	lookupErrs map[string]error  // guarded by mu; failed lookup requests, by remote path
 	otherErrs  []error           // guarded by mu; other failed requests (tiles)
 	security   []string          // guarded by mu; SECURITY ERROR messages, without duplicates
+
+	stateTiles   int  // set by newOps: the tiles the state file held
+	droppedTiles int  // set by newOps: of stateTiles, those left unused because they do not prove the state's head
+	rewritten    bool // guarded by mu; the state file was written in this Run
 }
 
 var _ xsumdb.ClientOps = (*clientOps)(nil)
@@ -101,16 +105,80 @@ func newOps(ctx context.Context, remote *sumdb.Remote, state string, logger *slo
 	// without asking the log, whose tiles, if it forked, would not prove it.
 	// The first newer head the log serves is then checked against this one,
 	// and a fork is reported as the go command reports it, with both heads.
-	// (The go command keeps such tiles in its module cache.) The client
-	// verifies every tile it reads, from a cache or not, against the head.
+	// (The go command keeps such tiles in its module cache.)
+	tiles := make(map[xtlog.Tile][]byte, len(st.Tiles))
 	for p, data := range st.Tiles {
 		t, err := xtlog.ParseTilePath(p)
 		if err != nil || t.H != tileHeight || t.L < 0 || len(data) != t.W*xtlog.HashSize {
 			return nil, nil, corrupt(fmt.Errorf("bad tile %q", p))
 		}
-		o.cache[o.name+"/"+p] = data
+		tiles[t] = data
 	}
+	// The tiles are not signed: one damaged on disk would fail the client's
+	// proofs with the error of a tile the log served ("downloaded
+	// inconsistent tile"), which failure() would hold against the log.
+	// Only tiles that prove the state's own signed head are used; without
+	// the others the client asks the log for them, and verifies the log's
+	// against this head as it would these.
+	tree, err := sumdb.OpenTreeHead([]byte(st.Head), note.VerifierList(remote.Verifier))
+	if err != nil {
+		return nil, nil, corrupt(err) // parseHead opened it: cannot happen
+	}
+	proved, err := provingTiles(tree, tiles)
+	if err != nil {
+		logger.DebugContext(ctx, "state file tiles do not prove its head", "state", state, "err", err)
+	}
+	for t, data := range proved {
+		o.cache[o.name+"/"+t.Path()] = data
+	}
+	o.stateTiles, o.droppedTiles = len(tiles), len(tiles)-len(proved)
 	return o, head, nil
+}
+
+// provingTiles returns those of tiles that prove the tree hash of tree: its
+// right edge, one tile per level at most, as proofTiles keeps them. They
+// are verified together, so that one that does not hash as it should
+// leaves all of them unproved: which one is wrong cannot be told.
+func provingTiles(tree xtlog.Tree, tiles map[xtlog.Tile][]byte) (map[xtlog.Tile][]byte, error) {
+	r := &stateTileReader{tiles: tiles}
+	h, err := xtlog.TreeHash(tree.N, xtlog.TileHashReader(tree, r))
+	if err != nil {
+		return nil, err
+	}
+	if h != tree.Hash {
+		return nil, fmt.Errorf("tiles give tree hash %v, head has %v", h, tree.Hash)
+	}
+	return r.proved, nil
+}
+
+// A stateTileReader is a tlog.TileReader of the tiles of a state file, and
+// records those that the tlog.HashReader over it verified.
+type stateTileReader struct {
+	tiles  map[xtlog.Tile][]byte
+	proved map[xtlog.Tile][]byte
+}
+
+func (r *stateTileReader) Height() int { return tileHeight }
+
+func (r *stateTileReader) ReadTiles(tiles []xtlog.Tile) ([][]byte, error) {
+	out := make([][]byte, len(tiles))
+	for i, t := range tiles {
+		data, ok := r.tiles[t]
+		if !ok {
+			return nil, fmt.Errorf("no tile %s", t.Path())
+		}
+		out[i] = data
+	}
+	return out, nil
+}
+
+func (r *stateTileReader) SaveTiles(tiles []xtlog.Tile, data [][]byte) {
+	if r.proved == nil {
+		r.proved = make(map[xtlog.Tile][]byte, len(tiles))
+	}
+	for i, t := range tiles {
+		r.proved[t] = data[i]
+	}
 }
 
 // parseHead verifies a signed tree note of the log and returns its head.
@@ -120,6 +188,42 @@ func (o *clientOps) parseHead(msg []byte) (*Head, error) {
 		return nil, err
 	}
 	return &Head{Size: tree.N, Hash: tree.Hash.String()}, nil
+}
+
+// rewriteState writes the state file again, with the tiles that prove its
+// head, after newOps left some of its tiles unused: otherwise every later
+// Run would find them again. Nothing is done if a newer head was written
+// in this Run, which replaced them, or after a SECURITY ERROR, which
+// leaves the state file as it was for whoever looks into it. A failure is
+// kept in stateErr, as WriteConfig keeps it; another process that moved
+// the head on is no failure, as it wrote its own tiles.
+func (o *clientOps) rewriteState() {
+	o.mu.Lock()
+	latest := o.latest
+	skip := o.droppedTiles == 0 || o.rewritten || o.state == "" || o.stateErr != nil || len(latest) == 0 || len(o.security) > 0
+	o.mu.Unlock()
+	if skip {
+		return
+	}
+	if err := o.WriteConfig(o.name+"/latest", latest, latest); err != nil {
+		o.logger.DebugContext(o.ctx, "state file not written again", "err", err)
+	}
+}
+
+// stateWarning returns what the Report says of state tiles that newOps
+// left unused, or "" if it used all.
+func (o *clientOps) stateWarning() string {
+	if o.droppedTiles == 0 {
+		return ""
+	}
+	o.mu.Lock()
+	rewritten := o.rewritten
+	o.mu.Unlock()
+	msg := fmt.Sprintf("%d of the %d tiles kept in state file %s do not prove its signed tree head (a damaged disk, or an edit of the file): they were not used, and the log's own tiles are verified against that head instead", o.droppedTiles, o.stateTiles, o.state)
+	if rewritten {
+		msg += "; the state file was written again without them"
+	}
+	return msg + "; if this comes back, check the disk that holds the state file"
 }
 
 // head returns the newest head verified, or nil if none.
@@ -297,6 +401,8 @@ func (o *clientOps) WriteConfig(file string, old, new []byte) error {
 		}
 		if err != nil {
 			o.stateErr = fmt.Errorf("write state file: %w", err)
+		} else {
+			o.rewritten = true
 		}
 	}
 	o.latest = bytes.Clone(new)
@@ -498,7 +604,9 @@ func (o *clientOps) failure(err error, mod, path string) (Kind, string) {
 	// Everything was read, and something read fails verification: a
 	// record or tile that does not hash to the signed tree head, or a
 	// head not signed by the log's key. No local failure gets here: every
-	// failed read from the log is in lookupErrs or otherErrs, and the
-	// state file's failures are kept from the client (stateErr).
+	// failed read from the log is in lookupErrs or otherErrs, the state
+	// file's failures are kept from the client (stateErr), and of its
+	// tiles the client sees only those that prove its signed head (newOps);
+	// the cache in memory holds only what the client or proofTiles verified.
 	return BadProof, fmt.Sprintf("the log's answer does not verify against its signed tree head: %s (the log, or something between it and you, serves altered data)", msg)
 }

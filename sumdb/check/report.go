@@ -111,6 +111,12 @@ type Report struct {
 	// prove the log's heads consistent with: the run could not check all
 	// it should have (exit status 3).
 	StateError string `json:"state_error,omitempty"`
+	// StateWarning, if not empty, says that tiles of the state file did not
+	// prove its own signed tree head, and were not used: the log's tiles
+	// were verified against that head instead, so the check lost nothing,
+	// and the exit status does not change. The tiles are a copy of the
+	// log's that only a local failure (a damaged disk, an edit) can spoil.
+	StateWarning string `json:"state_warning,omitempty"`
 }
 
 // Counts returns the number of lines of each kind.
@@ -243,6 +249,9 @@ func (r *Report) writeText(w io.Writer) error {
 	if r.StateError != "" {
 		b.WriteString("sumdb check: " + oneLine(r.StateError) + "\n")
 	}
+	if r.StateWarning != "" {
+		b.WriteString("sumdb check: warning: " + oneLine(r.StateWarning) + "\n")
+	}
 	b.WriteString(r.summary() + "\n")
 	_, err := io.WriteString(w, b.String())
 	return err
@@ -278,7 +287,9 @@ func (r *Report) writeJSON(w io.Writer) error {
 // writeGitHub writes workflow commands: an error annotation on the go.sum
 // line of every problem, plain log lines for skipped lines (annotations are
 // few per step, and a skip is no problem), each SECURITY ERROR as an error,
-// and the summary as a notice, or an error if the check fails.
+// a state file that failed as an error and one whose tiles were left
+// unused as a warning, and the summary as a notice, or an error if the
+// check fails.
 func (r *Report) writeGitHub(w io.Writer) error {
 	var b strings.Builder
 	for _, res := range r.Results {
@@ -303,6 +314,9 @@ func (r *Report) writeGitHub(w io.Writer) error {
 	}
 	if r.StateError != "" {
 		fmt.Fprintf(&b, "::error title=%s::%s\n", ghProperty("sumdb check: state file"), ghData(r.StateError))
+	}
+	if r.StateWarning != "" {
+		fmt.Fprintf(&b, "::warning title=%s::%s\n", ghProperty("sumdb check: state file"), ghData(r.StateWarning))
 	}
 	cmd := "notice"
 	if r.ExitStatus() != 0 {
