@@ -1,0 +1,189 @@
+package tlog_test
+
+import (
+	"context"
+	"runtime"
+	"sync"
+	"testing"
+
+	"github.com/sumdb/sumdb/store/storetest"
+	"github.com/sumdb/sumdb/tlog"
+)
+
+// A hookStore runs a function once, armed, when the sequencer calls Append
+// or AppendLocked, before the call reaches the store: what other
+// goroutines and the database do while a batch is on its way.
+type hookStore struct {
+	*storetest.Switch
+	mu   sync.Mutex
+	hook func()
+}
+
+func (s *hookStore) arm(f func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.hook = f
+}
+
+func (s *hookStore) fire() {
+	s.mu.Lock()
+	f := s.hook
+	s.hook = nil
+	s.mu.Unlock()
+	if f != nil {
+		f()
+	}
+}
+
+func (s *hookStore) Append(ctx context.Context, b *tlog.Batch) error {
+	s.fire()
+	return s.Switch.Append(ctx, b)
+}
+
+func (s *hookStore) AppendLocked(ctx context.Context, p func(tlog.Head) (*tlog.Batch, error)) error {
+	s.fire()
+	return s.Switch.AppendLocked(ctx, p)
+}
+
+// TestReviewRefreshDuringFastAppend checks this: replica A's sequencer
+// takes its fast path (its edge, of size 10, holds the served head). While
+// the batch is on its way, a refresh of A (a lookup's) adopts and serves
+// B's head of size 11 from the primary; then the database fails over to a
+// standby that holds A's 10 records only, and A's batch lands there. The
+// head A serves must never be replaced by one whose tree lacks B's head of
+// size 11 that it served: no append may be acknowledged on the standby.
+func TestReviewRefreshDuringFastAppend(t *testing.T) {
+	t.Parallel()
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			k := newKeys(t)
+			primary := be.open(t).(tlog.LockingStore)
+			hs := &hookStore{Switch: storetest.NewSwitch(primary)}
+			cfg := tlog.Config{Signer: k.signer, Verifier: k.verifier, RefreshInterval: -1}
+			a, err := tlog.Open(ctx, hs, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer a.Close()
+			appendInOrder(t, a, 0, 10)
+			standby := be.open(t).(tlog.LockingStore)
+			fork(t, standby, k, 10, 0)
+			b, err := tlog.Open(ctx, primary, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Close()
+			appendInOrder(t, b, 100, 101)
+
+			var served tlog.Head
+			hs.arm(func() {
+				if _, err := a.Refresh(ctx); err != nil {
+					t.Errorf("A's Refresh on the primary = %v", err)
+				}
+				served = a.Head()
+				hs.Set(standby) // the failover loses B's commit
+			})
+			for i := range 3 {
+				p, v, text := gosum(2000 + i)
+				rec, h, err := a.Append(ctx, p, v, text)
+				if served.Size != 11 {
+					t.Fatalf("A served head %d before the failover, want B's 11", served.Size)
+				}
+				if err == nil {
+					t.Errorf("append %d: A acknowledged record %d under head %d after a failover to a database that lacks the head of size %d it served", i, rec.ID, h.Size, served.Size)
+				}
+			}
+			if h := a.Head(); h.Size != served.Size || h.Hash != served.Hash {
+				t.Errorf("A serves head %d %v, which contradicts the head %d %v it served before", h.Size, h.Hash, served.Size, served.Hash)
+			}
+		})
+	}
+}
+
+// TestReviewPublisherServesUnprovenHead is TestReviewRefreshDuringFastAppend
+// with a batch of two records, more than the one record of B's that the
+// standby lacks: the standby holds A's 11 records, B appends a twelfth on
+// the primary, which A serves, and A's batch lands on the standby. The
+// publisher serves the batch's head, of size 13, at once, without proving
+// that its tree contains B's head of size 12 that A served while the batch
+// was on its way.
+func TestReviewPublisherServesUnprovenHead(t *testing.T) {
+	t.Parallel()
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			k := newKeys(t)
+			primary := be.open(t).(tlog.LockingStore)
+			hs := &hookStore{Switch: storetest.NewSwitch(primary)}
+			cfg := tlog.Config{Signer: k.signer, Verifier: k.verifier, RefreshInterval: -1}
+			a, err := tlog.Open(ctx, hs, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer a.Close()
+			appendInOrder(t, a, 0, 10)
+			standby := be.open(t).(tlog.LockingStore)
+			fork(t, standby, k, 11, 0) // A's records 0 to 10
+			b, err := tlog.Open(ctx, primary, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Close()
+
+			var served tlog.Head
+			entered := make(chan struct{})
+			hs.arm(func() { // A's batch of record 10: hold it until two appends wait
+				close(entered)
+				for a.QueueLen() < 2 {
+					runtime.Gosched()
+				}
+				hs.arm(func() { // A's batch of those two
+					p, v, text := gosum(100)
+					if _, _, err := b.Append(ctx, p, v, text); err != nil {
+						t.Errorf("B's append = %v", err)
+					}
+					if _, err := a.Refresh(ctx); err != nil {
+						t.Errorf("A's Refresh on the primary = %v", err)
+					}
+					served = a.Head()
+					hs.Set(standby) // the failover loses B's commit
+				})
+			})
+			go func() {
+				p, v, text := gosum(10)
+				if _, _, err := a.Append(ctx, p, v, text); err != nil {
+					t.Errorf("A's append of record 10 = %v", err)
+				}
+			}()
+			<-entered
+			type result struct {
+				rec tlog.Record
+				h   tlog.Head
+				err error
+			}
+			results := make(chan result, 2)
+			for i := range 2 {
+				go func() {
+					p, v, text := gosum(2000 + i)
+					rec, h, err := a.Append(ctx, p, v, text)
+					results <- result{rec, h, err}
+				}()
+			}
+			for range 2 {
+				r := <-results
+				if served.Size != 12 {
+					t.Fatalf("A served head %d before the failover, want B's 12", served.Size)
+				}
+				if r.err == nil {
+					t.Errorf("A acknowledged record %d under head %d after a failover to a database that lacks the head of size %d it served", r.rec.ID, r.h.Size, served.Size)
+				}
+			}
+			if h := a.Head(); h.Size != served.Size || h.Hash != served.Hash {
+				t.Errorf("A serves head %d %v, which contradicts the head %d %v it served before", h.Size, h.Hash, served.Size, served.Hash)
+			}
+		})
+	}
+}
