@@ -2,6 +2,7 @@ package tlog_test
 
 import (
 	"context"
+	"errors"
 	"runtime"
 	"sync"
 	"testing"
@@ -185,5 +186,66 @@ func TestReviewPublisherServesUnprovenHead(t *testing.T) {
 				t.Errorf("A serves head %d %v, which contradicts the head %d %v it served before", h.Size, h.Hash, served.Size, served.Hash)
 			}
 		})
+	}
+}
+
+// A waitHeadStore holds one ReadHead, once armed, before it reads the
+// head, as a query waiting for a free connection of the pool does.
+type waitHeadStore struct {
+	*storetest.Switch
+	armed   chan struct{}
+	held    chan struct{}
+	release chan struct{}
+}
+
+func (s *waitHeadStore) ReadHead(ctx context.Context) (tlog.Head, error) {
+	select {
+	case <-s.armed:
+		select {
+		case <-s.held:
+		default:
+			close(s.held)
+			<-s.release
+		}
+	default:
+	}
+	return s.Switch.ReadHead(ctx)
+}
+
+// TestReviewLaterReadRefusalKept checks this: a refresh is numbered, then
+// waits for a connection; a readiness check, numbered after it, reads the
+// healthy database and passes; the database fails over to a forked one,
+// and the waiting refresh reads it and finds the fork. The fork was found
+// by the newest read of the store, but the log drops it for the older
+// number, and answers lookups from the forked database.
+func TestReviewLaterReadRefusalKept(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	k := newKeys(t)
+	sw := storetest.NewSwitch(openSQLiteIn(t))
+	s := &waitHeadStore{Switch: sw, armed: make(chan struct{}), held: make(chan struct{}), release: make(chan struct{})}
+	a, err := tlog.Open(ctx, s, tlog.Config{Signer: k.signer, Verifier: k.verifier, RefreshInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	appendInOrder(t, a, 0, 10)
+	forked := forkedStore(t, k, 8, 2)
+
+	close(s.armed)
+	refreshed := make(chan error, 1)
+	go func() { _, err := a.Refresh(ctx); refreshed <- err }()
+	<-s.held
+	if err := a.Ready(ctx); err != nil {
+		t.Fatalf("Ready on the healthy database = %v", err)
+	}
+	sw.Set(forked)
+	close(s.release)
+	if err := <-refreshed; !errors.Is(err, tlog.ErrFork) {
+		t.Fatalf("Refresh that read the forked database = %v, want ErrFork", err)
+	}
+	p, v, _ := gosum(1000) // a record of the forked tree alone
+	if rec, h, err := a.Lookup(ctx, p, v); !errors.Is(err, tlog.ErrFork) {
+		t.Errorf("Lookup after the newest read of the store found the fork = record %d under head %d, %v; want ErrFork", rec.ID, h.Size, err)
 	}
 }
