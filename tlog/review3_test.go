@@ -109,83 +109,102 @@ func TestReviewRefreshDuringFastAppend(t *testing.T) {
 // the primary, which A serves, and A's batch lands on the standby. The
 // publisher serves the batch's head, of size 13, at once, without proving
 // that its tree contains B's head of size 12 that A served while the batch
-// was on its way.
+// was on its way. So does a log on a store without AppendLocked (plain),
+// whose reload would refuse the standby at the next batch.
 func TestReviewPublisherServesUnprovenHead(t *testing.T) {
 	t.Parallel()
 	for _, be := range backends {
-		t.Run(be.name, func(t *testing.T) {
-			t.Parallel()
-			ctx := context.Background()
-			k := newKeys(t)
-			primary := be.open(t).(tlog.LockingStore)
-			hs := &hookStore{Switch: storetest.NewSwitch(primary)}
-			cfg := tlog.Config{Signer: k.signer, Verifier: k.verifier, RefreshInterval: -1}
-			a, err := tlog.Open(ctx, hs, cfg)
-			if err != nil {
-				t.Fatal(err)
+		for _, locking := range []bool{true, false} {
+			name := be.name
+			if !locking {
+				name += "/plain"
 			}
-			defer a.Close()
-			appendInOrder(t, a, 0, 10)
-			standby := be.open(t).(tlog.LockingStore)
-			fork(t, standby, k, 11, 0) // A's records 0 to 10
-			b, err := tlog.Open(ctx, primary, cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer b.Close()
-
-			var served tlog.Head
-			entered := make(chan struct{})
-			hs.arm(func() { // A's batch of record 10: hold it until two appends wait
-				close(entered)
-				for a.QueueLen() < 2 {
-					runtime.Gosched()
-				}
-				hs.arm(func() { // A's batch of those two
-					p, v, text := gosum(100)
-					if _, _, err := b.Append(ctx, p, v, text); err != nil {
-						t.Errorf("B's append = %v", err)
-					}
-					if _, err := a.Refresh(ctx); err != nil {
-						t.Errorf("A's Refresh on the primary = %v", err)
-					}
-					served = a.Head()
-					hs.Set(standby) // the failover loses B's commit
-				})
+			t.Run(name, func(t *testing.T) {
+				t.Parallel()
+				publisherServesUnprovenHead(t, be.open, locking)
 			})
-			go func() {
-				p, v, text := gosum(10)
-				if _, _, err := a.Append(ctx, p, v, text); err != nil {
-					t.Errorf("A's append of record 10 = %v", err)
-				}
-			}()
-			<-entered
-			type result struct {
-				rec tlog.Record
-				h   tlog.Head
-				err error
+		}
+	}
+}
+
+// plainStore hides the AppendLocked of a store: the sequencer's path for a
+// store without one.
+type plainStore struct{ tlog.Store }
+
+func publisherServesUnprovenHead(t *testing.T, open func(*testing.T) tlog.Store, locking bool) {
+	ctx := context.Background()
+	k := newKeys(t)
+	primary := open(t).(tlog.LockingStore)
+	hs := &hookStore{Switch: storetest.NewSwitch(primary)}
+	cfg := tlog.Config{Signer: k.signer, Verifier: k.verifier, RefreshInterval: -1}
+	var s tlog.Store = hs
+	if !locking {
+		s = plainStore{hs}
+	}
+	a, err := tlog.Open(ctx, s, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	appendInOrder(t, a, 0, 10)
+	standby := open(t).(tlog.LockingStore)
+	fork(t, standby, k, 11, 0) // A's records 0 to 10
+	b, err := tlog.Open(ctx, primary, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+
+	var served tlog.Head
+	entered := make(chan struct{})
+	hs.arm(func() { // A's batch of record 10: hold it until two appends wait
+		close(entered)
+		for a.QueueLen() < 2 {
+			runtime.Gosched()
+		}
+		hs.arm(func() { // A's batch of those two
+			p, v, text := gosum(100)
+			if _, _, err := b.Append(ctx, p, v, text); err != nil {
+				t.Errorf("B's append = %v", err)
 			}
-			results := make(chan result, 2)
-			for i := range 2 {
-				go func() {
-					p, v, text := gosum(2000 + i)
-					rec, h, err := a.Append(ctx, p, v, text)
-					results <- result{rec, h, err}
-				}()
+			if _, err := a.Refresh(ctx); err != nil {
+				t.Errorf("A's Refresh on the primary = %v", err)
 			}
-			for range 2 {
-				r := <-results
-				if served.Size != 12 {
-					t.Fatalf("A served head %d before the failover, want B's 12", served.Size)
-				}
-				if r.err == nil {
-					t.Errorf("A acknowledged record %d under head %d after a failover to a database that lacks the head of size %d it served", r.rec.ID, r.h.Size, served.Size)
-				}
-			}
-			if h := a.Head(); h.Size != served.Size || h.Hash != served.Hash {
-				t.Errorf("A serves head %d %v, which contradicts the head %d %v it served before", h.Size, h.Hash, served.Size, served.Hash)
-			}
+			served = a.Head()
+			hs.Set(standby) // the failover loses B's commit
 		})
+	})
+	go func() {
+		p, v, text := gosum(10)
+		if _, _, err := a.Append(ctx, p, v, text); err != nil {
+			t.Errorf("A's append of record 10 = %v", err)
+		}
+	}()
+	<-entered
+	type result struct {
+		rec tlog.Record
+		h   tlog.Head
+		err error
+	}
+	results := make(chan result, 2)
+	for i := range 2 {
+		go func() {
+			p, v, text := gosum(2000 + i)
+			rec, h, err := a.Append(ctx, p, v, text)
+			results <- result{rec, h, err}
+		}()
+	}
+	for range 2 {
+		r := <-results
+		if served.Size != 12 {
+			t.Fatalf("A served head %d before the failover, want B's 12", served.Size)
+		}
+		if r.err == nil {
+			t.Errorf("A acknowledged record %d under head %d after a failover to a database that lacks the head of size %d it served", r.rec.ID, r.h.Size, served.Size)
+		}
+	}
+	if h := a.Head(); h.Size != served.Size || h.Hash != served.Hash {
+		t.Errorf("A serves head %d %v, which contradicts the head %d %v it served before", h.Size, h.Hash, served.Size, served.Hash)
 	}
 }
 
