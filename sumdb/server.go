@@ -180,6 +180,7 @@ type flight struct {
 	rec  tlog.Record
 	head tlog.Head
 	err  error
+	gen  uint64 // the log's generation before the flight read the store
 
 	cancel  context.CancelFunc // cancels the shared work
 	waiters int                // guarded by Server.mu; requesters waiting for done
@@ -590,7 +591,7 @@ func (s *Server) readTile(ctx context.Context, t xtlog.Tile) ([]byte, error) {
 // cachedTile returns the content of tile t if the cache holds as many
 // entries of t's level and index.
 func (s *Server) cachedTile(t xtlog.Tile) ([]byte, bool) {
-	if cached, ok := s.tiles.get(tileKey{t.L, t.N}); ok && cached.gen == s.log.Generation() {
+	if cached, ok := s.tiles.get(tileKey{t.L, t.N}); ok && cached.gen == s.log.Generation() && s.log.Refusal() == nil {
 		if data, ok := tilePrefix(t, cached); ok {
 			s.metrics.tileCacheHits.Inc()
 			return data, true
@@ -631,8 +632,7 @@ func (s *Server) serveLookup(w http.ResponseWriter, r *http.Request, escaped str
 	if answered {
 		return
 	}
-	gen := s.log.Generation()
-	rec, head, err := s.lookupMiss(r.Context(), clientKey(r, s.trustProxy), path, version)
+	rec, head, gen, err := s.lookupMiss(r.Context(), clientKey(r, s.trustProxy), path, version)
 	if err != nil {
 		s.lookupError(w, r, path, version, err)
 		return
@@ -718,7 +718,7 @@ func (s *Server) answerLookup(w http.ResponseWriter, r *http.Request, path, vers
 // it if the cache of records holds it.
 func (s *Server) cachedRecord(path, version string) (tlog.Record, tlog.Head, bool) {
 	c, ok := s.records.get(path + "@" + version)
-	if !ok || c.gen != s.log.Generation() {
+	if !ok || c.gen != s.log.Generation() || s.log.Refusal() != nil {
 		// A record read before the log found that the store holds another
 		// tree may be of that tree.
 		return tlog.Record{}, tlog.Head{}, false
@@ -830,12 +830,16 @@ func (s *Server) lookupError(w http.ResponseWriter, r *http.Request, path, versi
 // every concurrent lookup of the same version. A lookup that would start a
 // fetch takes a token from its client's bucket, or fails with a
 // *rateLimitError.
-func (s *Server) lookupMiss(ctx context.Context, client, path, version string) (tlog.Record, tlog.Head, error) {
+//
+// It also returns the log's generation before the record was read, for
+// the cache of records: a lookup that joins a flight gets a record read
+// before it came.
+func (s *Server) lookupMiss(ctx context.Context, client, path, version string) (tlog.Record, tlog.Head, uint64, error) {
 	key := path + "@" + version
 	s.mu.Lock()
 	if err := s.recentNotFoundLocked(key); err != nil {
 		s.mu.Unlock()
-		return tlog.Record{}, tlog.Head{}, err
+		return tlog.Record{}, tlog.Head{}, 0, err
 	}
 	f := s.flights[key]
 	if f == nil {
@@ -845,13 +849,13 @@ func (s *Server) lookupMiss(ctx context.Context, client, path, version string) (
 		if s.limiter != nil {
 			if ok, wait := s.limiter.allow(client, s.now()); !ok {
 				s.mu.Unlock()
-				return tlog.Record{}, tlog.Head{}, &rateLimitError{retryAfter: wait}
+				return tlog.Record{}, tlog.Head{}, 0, &rateLimitError{retryAfter: wait}
 			}
 		}
 		// The shared work must outlive any one requester (an impatient client
 		// must not fail the others), so it gets its own context.
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.lookupTimeout)
-		f = &flight{done: make(chan struct{}), cancel: cancel}
+		f = &flight{done: make(chan struct{}), cancel: cancel, gen: s.log.Generation()}
 		s.flights[key] = f
 		go s.fly(fctx, f, key, path, version)
 	}
@@ -860,7 +864,7 @@ func (s *Server) lookupMiss(ctx context.Context, client, path, version string) (
 
 	select {
 	case <-f.done:
-		return f.rec, f.head, f.err
+		return f.rec, f.head, f.gen, f.err
 	case <-ctx.Done():
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -871,7 +875,7 @@ func (s *Server) lookupMiss(ctx context.Context, client, path, version string) (
 			delete(s.flights, key)
 			f.cancel()
 		}
-		return tlog.Record{}, tlog.Head{}, ctx.Err()
+		return tlog.Record{}, tlog.Head{}, 0, ctx.Err()
 	}
 }
 

@@ -597,14 +597,17 @@ func (f *fileFetch) checkGoMod(zf *stdzip.File, path string, mod []byte) error {
 }
 
 // sameStatements reports whether the go.mod files a and b hold the same
-// statements, token for token, both parsing as the go command parses the
-// go.mod of a dependency: they may differ in comments, blank lines,
-// spacing and line endings, nothing the go command reads to load the
-// module graph or build the module. The go command itself makes such
-// pairs: it reads .mod from the repository as committed, and the zip from
-// git archive, which applies the repository's .gitattributes (an eol=crlf
-// rule, an ident expansion in a comment), and the public checksum database
-// logs them.
+// statements, in the same blocks, token for token, both parsing as the go
+// command parses the go.mod of a dependency: they may differ in comments,
+// blank lines, spacing and line endings, nothing the go command reads to
+// load the module graph or build the module. The go command itself makes
+// such pairs: it reads .mod from the repository as committed, and the zip
+// from git archive, which applies the repository's .gitattributes (an
+// eol=crlf rule, an ident expansion in a comment), and the public checksum
+// database logs them. Blocks are compared as blocks: the parser reads
+// some a block holds otherwise than the same tokens on one line (a block
+// opened after two tokens is ignored), and the go command makes both files
+// from one source, so their blocks are the same.
 func sameStatements(a, b []byte) bool {
 	sa, ok := statements(a)
 	if !ok {
@@ -614,9 +617,9 @@ func sameStatements(a, b []byte) bool {
 	return ok && slices.EqualFunc(sa, sb, slices.Equal[[]string])
 }
 
-// statements returns the tokens of each statement of the go.mod file data,
-// a statement of a block with the block's tokens first, or false if data
-// does not parse.
+// statements returns the tokens of each line of the go.mod file data,
+// those of a block between lines "(" and ")" of their own, or false if
+// data does not parse.
 func statements(data []byte) ([][]string, bool) {
 	f, err := modfile.ParseLax("go.mod", data, nil)
 	if err != nil {
@@ -628,9 +631,11 @@ func statements(data []byte) ([][]string, bool) {
 		case *modfile.Line:
 			list = append(list, st.Token)
 		case *modfile.LineBlock:
+			list = append(list, append(slices.Clip(st.Token), "("))
 			for _, l := range st.Line {
-				list = append(list, append(slices.Clip(st.Token), l.Token...))
+				list = append(list, l.Token)
 			}
+			list = append(list, []string{")"})
 		}
 	}
 	return list, true

@@ -20,9 +20,9 @@ import (
 // common in Windows-first projects). The go command reads .mod with "git
 // cat-file", which gives the blob as committed (LF), and builds the zip
 // from "git archive", which applies the attributes (CRLF): the two go.mod
-// files differ, and the go command, proxy.golang.org and sum.golang.org
-// accept the pair all the same. The upstream must log it too, with the
-// hashes the go command computed.
+// files differ, and the go command, the public module proxy and the public
+// checksum database accept the pair all the same. The upstream must log it
+// too, with the hashes the go command computed.
 func TestUpstreamGoModFromGoCommand(t *testing.T) {
 	git, err := exec.LookPath("git")
 	if err != nil {

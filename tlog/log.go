@@ -136,9 +136,10 @@ type Log struct {
 
 	// refusal is the outcome of the newest check of the store's head (see
 	// observe): why the store does not hold this server's log, or nil.
-	refusal   atomic.Pointer[refusal]
-	checks    atomic.Uint64 // numbers the checks, in the order they read the store
-	refusedAt atomic.Uint64 // the number of the newest check that refused the store; see Generation
+	refusal    atomic.Pointer[refusal] // written under refusalMu
+	refusalMu  sync.Mutex
+	checks     atomic.Uint64 // numbers the checks of the store's head as they begin
+	generation atomic.Uint64 // counts the refusals recorded; see Generation
 
 	// lastCommit is the newest head the sequencer committed; never
 	// shrinks. That head is served only once the publisher has recorded
@@ -160,6 +161,7 @@ type Log struct {
 
 // A committed batch waits for the publisher.
 type committed struct {
+	old     Head // the tree the batch extends, without a note
 	head    Head
 	records []Record
 	waiters [][]*request // waiters[i] wait for records[i]
@@ -334,42 +336,39 @@ func (l *Log) Refresh(ctx context.Context) (Head, error) {
 	return l.Head(), err
 }
 
-// A refusal is the outcome of a check of the store's head against the
-// heads this server served.
+// A refusal records that a check found that the store does not hold this
+// server's log.
 type refusal struct {
-	seq uint64 // of the check (Log.checks)
-	err error  // why the store does not hold this server's log, or nil
+	err   error  // why
+	after uint64 // the number of the newest check begun when it was recorded
 }
 
 // observe records err, the outcome of check seq of the store's head, if it
 // says whether the store holds this server's log: nil, or an error of a
 // store that holds another tree (ErrFork), another log (ErrWrongKey) or a
 // damaged head. An error that says nothing of the kind (the store did not
-// answer) leaves the last outcome. So does the outcome of a check older
-// than the one recorded: a check that read the store before a failover
-// must not clear the refusal of one that read it after.
+// answer) changes nothing.
+//
+// A refusal is recorded whatever its check's number: it may have read the
+// store after a check numbered later. A check clears it only if it began
+// after the refusal was recorded, and so read the store after the read
+// that found the fault: an older one, however late it answers, says
+// nothing of the store since. A stale refusal can so hold until the next
+// check (a second, with the default refresh), never a stale clear.
 func (l *Log) observe(seq uint64, err error) {
 	if err != nil && !errors.Is(err, ErrFork) && !errors.Is(err, ErrWrongKey) && !errors.Is(err, errBadHead) {
 		return
 	}
-	if err != nil {
-		for {
-			at := l.refusedAt.Load()
-			if at >= seq || l.refusedAt.CompareAndSwap(at, seq) {
-				break
-			}
+	l.refusalMu.Lock()
+	defer l.refusalMu.Unlock()
+	if err == nil {
+		if cur := l.refusal.Load(); cur != nil && seq > cur.after {
+			l.refusal.Store(nil)
 		}
+		return
 	}
-	next := &refusal{seq: seq, err: err}
-	for {
-		cur := l.refusal.Load()
-		if cur != nil && cur.seq > seq {
-			return
-		}
-		if l.refusal.CompareAndSwap(cur, next) {
-			return
-		}
-	}
+	l.generation.Add(1)
+	l.refusal.Store(&refusal{err: err, after: l.checks.Load()})
 }
 
 // Generation returns a number that changes whenever the log finds that the
@@ -377,13 +376,13 @@ func (l *Log) observe(seq uint64, err error) {
 // Records and tiles read from the store before such a finding may be of
 // that other tree, even if the read found no fault itself: a cache of them
 // must drop those read under an older generation.
-func (l *Log) Generation() uint64 { return l.refusedAt.Load() }
+func (l *Log) Generation() uint64 { return l.generation.Load() }
 
-// forked returns why the newest check found that the store does not hold
+// Refusal returns why the newest check found that the store does not hold
 // this server's log, or nil. Records and tiles read from such a store do
 // not belong to the served head: a client given them with it would fail to
-// verify them.
-func (l *Log) forked() error {
+// verify them, so the log reads none, and a cache of them must serve none.
+func (l *Log) Refusal() error {
 	if r := l.refusal.Load(); r != nil {
 		return r.err
 	}
@@ -488,9 +487,10 @@ func (l *Log) contains(ctx context.Context, h, old Head) error {
 		"the database holds another tree (a failover to a replica that lost commits, then appends by another process); refusing to serve or extend it", h.Size, old.Size, ErrFork)
 }
 
-// publish makes h, the head of a batch this server committed, the served
-// head if it is larger than the current one, after recording it in
-// cfg.PublishedFile.
+// publish makes h the served head if it is larger than the current one,
+// after recording it in cfg.PublishedFile. Open uses it for the stored
+// head, before anything is served; later heads go through adopt or
+// publishCommitted, which prove them consistent with the served head.
 func (l *Log) publish(h Head) error {
 	if h.Size <= l.Head().Size {
 		return nil
@@ -534,7 +534,7 @@ func (l *Log) covering(ctx context.Context, id int64) (Head, error) {
 // Lookup returns the record of path@version and a signed head that covers it,
 // or an error wrapping ErrNotFound.
 func (l *Log) Lookup(ctx context.Context, path, version string) (Record, Head, error) {
-	if err := l.forked(); err != nil {
+	if err := l.Refusal(); err != nil {
 		return Record{}, Head{}, err
 	}
 	rec, err := l.store.Lookup(ctx, path, version)
@@ -586,7 +586,7 @@ func (l *Log) Append(ctx context.Context, path, version string, text []byte) (Re
 // tile, as the tile endpoints serve it. A tile the current tree does not
 // reach yields an error wrapping ErrNotFound.
 func (l *Log) ReadTile(ctx context.Context, t xtlog.Tile) ([]byte, error) {
-	if err := l.forked(); err != nil {
+	if err := l.Refusal(); err != nil {
 		return nil, err
 	}
 	if t.H != TileHeight || t.W < 1 || t.W > TileWidth || t.N < 0 || t.L < -1 {
@@ -660,14 +660,10 @@ func (l *Log) publisher() {
 			}
 		}
 		newest := list[len(list)-1].head
-		err := l.publish(newest)
-		if err == nil {
-			// A refresh may have served a larger head of another process
-			// first: the appends are answered only if its tree holds
-			// theirs.
-			ctx, cancel := context.WithTimeout(context.Background(), proofTimeout)
-			err = l.contains(ctx, l.Head(), newest)
-			cancel()
+		seq := l.checks.Add(1)
+		err := l.publishCommitted(list)
+		if errors.Is(err, ErrFork) {
+			l.observe(seq, err)
 		}
 		if err != nil {
 			// The batches are stored, but no client may see their heads
@@ -687,6 +683,49 @@ func (l *Log) publisher() {
 			}
 		}
 	}
+}
+
+// publishCommitted makes the head of the newest of list, batches the
+// sequencer committed in order, the served head, once it is proven
+// consistent with the served head: a refresh may have served a head of
+// another process while the batches were committed, and a failover may
+// have put them on a tree that lacks it. Batches that extend the served
+// head, one after another, need no proof: the sequencer committed each on
+// the tree of the one before (the store's fence saw to it).
+func (l *Log) publishCommitted(list []*committed) error {
+	newest := list[len(list)-1].head
+	l.pubMu.Lock()
+	defer l.pubMu.Unlock()
+	if cur := l.Head(); !chained(list, cur) {
+		ctx, cancel := context.WithTimeout(context.Background(), proofTimeout)
+		defer cancel()
+		var err error
+		if newest.Size >= cur.Size {
+			err = l.contains(ctx, newest, cur)
+		} else {
+			err = l.contains(ctx, cur, newest)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return l.publishLocked(newest)
+}
+
+// chained reports whether the tree of head cur is one that a batch of list
+// extends, or a batch's head, in the run of batches that ends with the
+// newest, each extending the head of the one before.
+func chained(list []*committed, cur Head) bool {
+	same := func(a, b Head) bool { return a.Size == b.Size && (a.Size == 0 || a.Hash == b.Hash) }
+	for i := len(list) - 1; i >= 0; i-- {
+		if same(list[i].head, cur) || same(list[i].old, cur) {
+			return true
+		}
+		if i > 0 && !same(list[i-1].head, list[i].old) {
+			return false
+		}
+	}
+	return false
 }
 
 // run is the sequencer: it takes batches off the queue and commits them.
@@ -854,7 +893,7 @@ func (l *Log) commit(ctx context.Context, batch []*request) {
 			// The publisher records the head, then answers; the waiters
 			// of records found already logged (existing) are answered by
 			// the deferred lookups, with a head they publish themselves.
-			c := &committed{head: b.Head, records: b.Records, waiters: make([][]*request, len(b.Records))}
+			c := &committed{old: Head{Size: b.OldSize, Hash: b.OldHash}, head: b.Head, records: b.Records, waiters: make([][]*request, len(b.Records))}
 			for i, r := range b.Records {
 				c.waiters[i] = waiters[r.Key()]
 				delete(waiters, r.Key())
