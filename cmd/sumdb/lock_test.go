@@ -10,7 +10,7 @@ import (
 	"testing"
 )
 
-// TestLockSurvivesRemovedFile: an operator (or a cleaner of stale lock
+// TestLockSurvivesRemovedFile checks this: an operator (or a cleaner of stale lock
 // files) removes sumdb.lock while a serve holds the data directory. A
 // second process on the same data directory must still be refused, as in
 // use: two processes would each keep published-head.
@@ -34,7 +34,7 @@ func TestLockSurvivesRemovedFile(t *testing.T) {
 	}
 }
 
-// TestLockReleasedOnClose: while one lock holds the data directory, the
+// TestLockReleasedOnClose checks this: while one lock holds the data directory, the
 // next is refused with the id of the holder; once it is closed, the next
 // takes the directory, and no file is left naming a process that is gone.
 func TestLockReleasedOnClose(t *testing.T) {

@@ -46,14 +46,14 @@ func (s *hookStore) AppendLocked(ctx context.Context, p func(tlog.Head) (*tlog.B
 	return s.Switch.AppendLocked(ctx, p)
 }
 
-// TestReviewRefreshDuringFastAppend checks this: replica A's sequencer
+// TestRefreshDuringFastAppend checks this: replica A's sequencer
 // takes its fast path (its edge, of size 10, holds the served head). While
 // the batch is on its way, a refresh of A (a lookup's) adopts and serves
 // B's head of size 11 from the primary; then the database fails over to a
 // standby that holds A's 10 records only, and A's batch lands there. The
 // head A serves must never be replaced by one whose tree lacks B's head of
 // size 11 that it served: no append may be acknowledged on the standby.
-func TestReviewRefreshDuringFastAppend(t *testing.T) {
+func TestRefreshDuringFastAppend(t *testing.T) {
 	t.Parallel()
 	for _, be := range backends {
 		t.Run(be.name, func(t *testing.T) {
@@ -103,7 +103,7 @@ func TestReviewRefreshDuringFastAppend(t *testing.T) {
 	}
 }
 
-// TestReviewPublisherServesUnprovenHead is TestReviewRefreshDuringFastAppend
+// TestPublisherProvesCommittedHead is TestRefreshDuringFastAppend
 // with a batch of two records, more than the one record of B's that the
 // standby lacks: the standby holds A's 11 records, B appends a twelfth on
 // the primary, which A serves, and A's batch lands on the standby. The
@@ -111,7 +111,7 @@ func TestReviewRefreshDuringFastAppend(t *testing.T) {
 // that its tree contains B's head of size 12 that A served while the batch
 // was on its way. So does a log on a store without AppendLocked (plain),
 // whose reload would refuse the standby at the next batch.
-func TestReviewPublisherServesUnprovenHead(t *testing.T) {
+func TestPublisherProvesCommittedHead(t *testing.T) {
 	t.Parallel()
 	for _, be := range backends {
 		for _, locking := range []bool{true, false} {
@@ -231,13 +231,13 @@ func (s *waitHeadStore) ReadHead(ctx context.Context) (tlog.Head, error) {
 	return s.Switch.ReadHead(ctx)
 }
 
-// TestReviewLaterReadRefusalKept checks this: a refresh is numbered, then
+// TestLaterReadRefusalKept checks this: a refresh is numbered, then
 // waits for a connection; a readiness check, numbered after it, reads the
 // healthy database and passes; the database fails over to a forked one,
 // and the waiting refresh reads it and finds the fork. The fork was found
 // by the newest read of the store, but the log drops it for the older
 // number, and answers lookups from the forked database.
-func TestReviewLaterReadRefusalKept(t *testing.T) {
+func TestLaterReadRefusalKept(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	k := newKeys(t)

@@ -15,7 +15,7 @@ import (
 	"github.com/sumdb/sumdb/tlog"
 )
 
-// TestReviewGoModBlockOfTwoTokens checks this: the .mod check takes a .mod
+// TestUpstreamGoModBlockOfTwoTokens checks this: the .mod check takes a .mod
 // and a zip go.mod that hold the same statements as one module version, as
 // the go command parses the go.mod of a dependency (modfile.ParseLax). A
 // block opened after two tokens ("require example.com/a (") or one of a
@@ -25,7 +25,7 @@ import (
 // to the check, yet the go command reads a requirement (or a go version)
 // in one file and none in the other: the log would vouch for two go.mod
 // files of different meaning for one module version.
-func TestReviewGoModBlockOfTwoTokens(t *testing.T) {
+func TestUpstreamGoModBlockOfTwoTokens(t *testing.T) {
 	tests := []struct{ name, zipGoMod, mod string }{
 		{"require", "module example.com/m\n\nrequire example.com/a (\n\tv1.0.0\n)\n", "module example.com/m\n\nrequire example.com/a v1.0.0\n"},
 		{"go", "module example.com/m\n\ngo (\n\t1.21\n)\n", "module example.com/m\n\ngo 1.21\n"},
@@ -100,7 +100,7 @@ func (s *lookupHookStore) Lookup(ctx context.Context, path, version string) (tlo
 	return rec, err
 }
 
-// TestReviewJoinedFlightCachedUnderNewGeneration checks this: the record
+// TestJoinedFlightKeepsGeneration checks this: the record
 // cache keeps the generation of the log before each read, so that nothing
 // read from another tree before a refusal is served after it. A lookup
 // that joins a flight keeps the generation of the moment it joins, but
@@ -112,7 +112,7 @@ func (s *lookupHookStore) Lookup(ctx context.Context, path, version string) (tlo
 // request 2 caches the standby's record with that generation. The cache
 // then serves that record while the fork is refused, and after the
 // database is back, under heads that do not hold it.
-func TestReviewJoinedFlightCachedUnderNewGeneration(t *testing.T) {
+func TestJoinedFlightKeepsGeneration(t *testing.T) {
 	t.Parallel()
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
