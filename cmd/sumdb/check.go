@@ -43,8 +43,7 @@ Exit status, the first that applies in this order:
   3  a line could not be checked (network, server error), the state file
      could not be written, or check could not start (bad flag, unreadable
      file or state file)
-  2  a line is unknown to the log, malformed, or a zip hash without the
-     go.mod hash of the same module version
+  2  a line is unknown to the log, or malformed
   0  every line verified or skipped
 The format never changes the exit status.
 

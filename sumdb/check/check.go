@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -115,17 +114,10 @@ func Run(ctx context.Context, cfg Config, files []File) (*Report, error) {
 		tasks   []*task
 		byMod   = make(map[module.Version]*task)
 	)
-	// A go.work.sum holds the lines that the go.sum files of the workspace's
-	// modules lack, so its zip lines may find their go.mod lines there.
-	goModAnywhere := make(map[module.Version]bool)
-	goModIn := make(map[string]map[module.Version]bool)
 	for _, f := range files {
 		rep.Files = append(rep.Files, f.Name)
 		lines, malformed := ParseGoSum(f.Name, f.Data)
 		results = append(results, malformed...)
-		if goModIn[f.Name] == nil {
-			goModIn[f.Name] = make(map[module.Version]bool)
-		}
 		for _, l := range lines {
 			i := len(results)
 			results = append(results, Result{Entry: l})
@@ -151,8 +143,6 @@ func Run(ctx context.Context, cfg Config, files []File) (*Report, error) {
 			}
 			if l.GoMod {
 				t.mod = append(t.mod, i)
-				goModIn[l.File][mv] = true
-				goModAnywhere[mv] = true
 			} else {
 				t.zip = append(t.zip, i)
 			}
@@ -178,22 +168,6 @@ func Run(ctx context.Context, cfg Config, files []File) (*Report, error) {
 	stopProgress()
 	ops.rewriteState()
 
-	// A module version with a zip hash needs its go.mod hash: the go command
-	// always records both (it reads the go.mod before the zip), and the
-	// go.mod hash is what a build that only needs the module's requirements
-	// checks.
-	for i := range results {
-		res := &results[i]
-		if res.Kind != OK || res.GoMod {
-			continue
-		}
-		mv := module.Version{Path: res.Path, Version: res.Version}
-		if goModIn[res.File][mv] || isWorkSum(res.File) && goModAnywhere[mv] {
-			continue
-		}
-		res.Kind, res.Message = Policy, fmt.Sprintf("a zip hash without a go.mod hash (%s %s/go.mod h1:...): the go command records both, so this file was edited by hand or by another tool; regenerate it with go mod tidy", res.Path, res.Version)
-	}
-
 	sortResults(results, rep.Files)
 	rep.Results = results
 	rep.Head = ops.head()
@@ -203,11 +177,6 @@ func Run(ctx context.Context, cfg Config, files []File) (*Report, error) {
 	rep.SecurityErrors = append([]string(nil), ops.security...)
 	ops.mu.Unlock()
 	return rep, nil
-}
-
-// isWorkSum reports whether file is a workspace's go.work.sum.
-func isWorkSum(file string) bool {
-	return filepath.Base(filepath.FromSlash(file)) == "go.work.sum"
 }
 
 // check looks up t's module version and decides its lines.

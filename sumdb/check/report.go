@@ -24,7 +24,6 @@ const (
 
 	// Status 2: the file holds something the log cannot vouch for.
 	Unknown   Kind = "unknown"   // the log does not have the module version
-	Policy    Kind = "policy"    // a zip hash without the go.mod hash of the same module version
 	Malformed Kind = "malformed" // not a go.sum line, or not a valid module path and version
 
 	// Status 3: the line could not be checked (network, server error).
@@ -32,7 +31,7 @@ const (
 )
 
 // kinds lists the kinds in the order of summaries.
-var kinds = []Kind{OK, Skipped, Mismatch, Fork, BadProof, Unknown, Policy, Malformed, Unchecked}
+var kinds = []Kind{OK, Skipped, Mismatch, Fork, BadProof, Unknown, Malformed, Unchecked}
 
 // Status returns the exit status that a line of kind k calls for on its own.
 func (k Kind) Status() int {
@@ -41,7 +40,7 @@ func (k Kind) Status() int {
 		return 0
 	case Mismatch, Fork, BadProof:
 		return 1
-	case Unknown, Policy, Malformed:
+	case Unknown, Malformed:
 		return 2
 	default:
 		return 3
@@ -63,8 +62,6 @@ func (k Kind) label() string {
 		return "invalid proof"
 	case Unknown:
 		return "unknown to the log"
-	case Policy:
-		return "policy violation"
 	case Malformed:
 		return "malformed"
 	default:
@@ -135,7 +132,7 @@ func (r *Report) Counts() map[Kind]int {
 //	   a tree head of impossible size)
 //	3  otherwise, a line could not be checked (network, server error), or
 //	   the state file could not be kept up to date (StateError)
-//	2  otherwise, a line is unknown to the log, malformed, or violates policy
+//	2  otherwise, a line is unknown to the log, or malformed
 //	0  every line is verified or skipped
 //
 // Evidence against the log or the file comes first, and is never hidden by
