@@ -43,7 +43,9 @@ Exit status, the first that applies in this order:
   3  a line could not be checked (network, server error), the state file
      could not be written, or check could not start (bad flag, unreadable
      file or state file)
-  2  a line is unknown to the log, or malformed
+  2  a line is unknown to the log, malformed, or gives a module version
+     another hash than another line does, when the log cannot tell which
+     is right (it does not have the version, or the module is private)
   0  every line verified or skipped
 The format never changes the exit status.
 

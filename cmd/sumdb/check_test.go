@@ -141,6 +141,12 @@ func TestCheck(t *testing.T) {
 			stdout:  []string{"sumdb check: 1 line in 1 file against sumdb.test (tree size 4): 1 verified; exit status 0"},
 		},
 		{
+			name:    "conflicting hashes",
+			content: unknown + "example.com/nowhere v1.0.0/go.mod h1:" + strings.Repeat("B", 43) + "=\n",
+			status:  2,
+			stdout:  []string{fmt.Sprintf("go.sum:%d: example.com/nowhere v1.0.0/go.mod: conflicting hashes: go.sum:%d has h1:BBBB", n+1, n+2), "2 conflicting hashes; exit status 2"},
+		},
+		{
 			name:    "json",
 			content: mismatch,
 			args:    []string{"--format", "json"},

@@ -113,6 +113,8 @@ func Run(ctx context.Context, cfg Config, files []File) (*Report, error) {
 		results []Result
 		tasks   []*task
 		byMod   = make(map[module.Version]*task)
+		// The lines of each module version and kind of hash, by Module().
+		same = make(map[string][]int)
 	)
 	for _, f := range files {
 		rep.Files = append(rep.Files, f.Name)
@@ -128,12 +130,14 @@ func Run(ctx context.Context, cfg Config, files []File) (*Report, error) {
 				continue
 			case module.MatchPrefixPatterns(private, l.Path):
 				res.Kind, res.Message = Skipped, fmt.Sprintf("private module (%s=%s)", privateVar, private)
+				same[l.Module()] = append(same[l.Module()], i)
 				continue
 			}
 			if err := sumdb.CheckModule(l.Path, l.Version); err != nil {
 				res.Kind, res.Message = Malformed, strings.TrimPrefix(err.Error(), sumdb.ErrInvalid.Error()+": ")
 				continue
 			}
+			same[l.Module()] = append(same[l.Module()], i)
 			mv := module.Version{Path: l.Path, Version: l.Version}
 			t := byMod[mv]
 			if t == nil {
@@ -167,6 +171,7 @@ func Run(ctx context.Context, cfg Config, files []File) (*Report, error) {
 	g.Wait()
 	stopProgress()
 	ops.rewriteState()
+	markConflicts(results, same)
 
 	sortResults(results, rep.Files)
 	rep.Results = results
@@ -177,6 +182,37 @@ func Run(ctx context.Context, cfg Config, files []File) (*Report, error) {
 	rep.SecurityErrors = append([]string(nil), ops.security...)
 	ops.mu.Unlock()
 	return rep, nil
+}
+
+// markConflicts gives the kind Conflict to the lines of a module version
+// and kind of hash (same, by Module()) that another line gives another
+// hash, where the log could not tell which line is right: it does not have
+// the module version, or was not asked about a private module. The go
+// command accepts one hash per module version and kind, so one of the lines
+// is wrong, whatever the log holds; such a file most often comes from a
+// merge that kept both sides. Where the log answered, its answer decides:
+// the line it holds is verified and the other one is a mismatch.
+func markConflicts(results []Result, same map[string][]int) {
+	for _, idx := range same {
+		for _, i := range idx {
+			res := &results[i]
+			var why string
+			switch res.Kind {
+			case Unknown:
+				why = "the log, which does not have this module version, cannot tell which is right"
+			case Skipped:
+				why = "the log is not asked about a " + res.Message
+			default:
+				continue
+			}
+			for _, j := range idx {
+				if other := results[j]; other.Hash != res.Hash {
+					res.Kind, res.Message = Conflict, fmt.Sprintf("%s:%d has %s for it too, and %s; the go command accepts one hash for it: keep the right line, or remove both and run go mod tidy", other.File, other.Line, other.Hash, why)
+					break
+				}
+			}
+		}
+	}
 }
 
 // check looks up t's module version and decides its lines.
