@@ -480,6 +480,32 @@ func TestCheckTidyZipOnly(t *testing.T) {
 	wantOutput(t, stdout, fmt.Sprintf("%d verified; exit status 0", len(lines)))
 }
 
+// TestCheckBuiltinName runs check with the bare name of the go command's
+// built-in checksum database, the go command's default GOSUMDB, and GOROOT
+// pointing at an empty directory: the key must come from sumdb itself, not
+// from the go command's sources. The database at the URL given knows no
+// module, so that the run gets as far as asking it, and no further.
+func TestCheckBuiltinName(t *testing.T) {
+	checkEnv(t)
+	// With GOSUMDB unset, go env prints the go command's default.
+	name, err := goEnv(t.Context(), "GOSUMDB")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if name == "" || strings.ContainsAny(name, "+ ") || name == "off" {
+		t.Fatalf("the go command's default GOSUMDB is %q, not a bare name: this Go installation changed it in its go.env", name)
+	}
+	db := sumdbtest.NewFront(t, http.NotFoundHandler())
+	file := writeIn(t, t.TempDir(), "go.sum", "example.com/m v1.0.0/go.mod h1:"+strings.Repeat("A", 43)+"=\n")
+	t.Setenv("GOROOT", t.TempDir())
+
+	status, stdout, stderr := sumdbCheck(t, "--sumdb", name+" "+db.URL, "--state=", file)
+	if status != 2 || stderr != "" {
+		t.Errorf("exit status %d, want 2 and nothing on stderr\nstdout:\n%s\nstderr:\n%s", status, stdout, stderr)
+	}
+	wantOutput(t, stdout, file+":1: example.com/m v1.0.0/go.mod: unknown to the log", "against "+name+": 1 unknown to the log")
+}
+
 func TestCheckHelp(t *testing.T) {
 	checkEnv(t)
 	status, stdout, _ := sumdbCheck(t, "--help")
