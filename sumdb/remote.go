@@ -9,9 +9,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -42,15 +39,12 @@ type Remote struct {
 // RemoteConfig configures OpenRemote.
 type RemoteConfig struct {
 	// GOSUMDB names the database as the go command's GOSUMDB does:
-	// "<verifier key> [URL]", or the name of a database whose key the go
-	// command knows. "off" is refused.
+	// "<verifier key> [URL]", or the bare name of the go command's built-in
+	// checksum database, whose key the go command knows. "off" is refused.
 	GOSUMDB string
 	// GOPROXY is the proxy list searched for a proxy that serves the
 	// database when GOSUMDB gives no URL.
 	GOPROXY string
-	// GOROOT is the Go installation whose go command's table of known
-	// database keys resolves a bare name (the caller's `go env GOROOT`).
-	GOROOT string
 	// Client is the HTTP client. Default: one with a 30s timeout per
 	// request. Whatever the client, a redirect from https to plain http is
 	// refused, at most 10 redirects are followed, and the credentials of a
@@ -115,11 +109,10 @@ func OpenRemote(ctx context.Context, cfg RemoteConfig) (*Remote, error) {
 	}
 	key := fields[0]
 	if !strings.Contains(key, "+") {
-		known, err := knownKey(cfg.GOROOT, key)
-		if err != nil {
-			return nil, err
+		if key != goName() {
+			return nil, fmt.Errorf("GOSUMDB=%s gives no key, and only the go command's built-in checksum database is known without one: give the full verifier key", key)
 		}
-		key = known
+		key = goKey
 	}
 	v, err := note.NewVerifier(key)
 	if err != nil {
@@ -223,28 +216,18 @@ func parseHTTPURL(raw, what, position string) (*url.URL, error) {
 	return u, nil
 }
 
-// knownKeyRE matches an entry of the go command's table of known keys.
-var knownKeyRE = regexp.MustCompile(`"([^"\s]+)":\s*"([^"\s]+\+[0-9a-f]{8}\+[A-Za-z0-9+/=]+)"`)
+// goKey is the verifier key of the go command's built-in checksum
+// database, the one database a bare name in GOSUMDB may name. The go command
+// builds it in (cmd/go/internal/modfetch), and x/mod's gosumcheck holds it
+// the same way: public data, which no Go installation's sources need to be
+// read for (they may be missing, and the file may move). TestGoKey compares
+// it with the go command's copy where the sources are there.
+const goKey = "sum.golang.org+033de0ae+Ac4zctda0e5eza+HJyk9SxEdh+s3Ux18htTTAD8OuAn8"
 
-// knownKey returns the verifier key the go command of the Go installation at
-// goroot knows for database name. The key is read from that go command's
-// own source, so that this program trusts exactly what the user's go
-// command trusts and names no database itself.
-func knownKey(goroot, name string) (string, error) {
-	if goroot == "" {
-		return "", fmt.Errorf("GOSUMDB=%s gives no key, and no Go installation was given to look it up in: give the full verifier key", name)
-	}
-	file := filepath.Join(goroot, "src", "cmd", "go", "internal", "modfetch", "key.go")
-	src, err := os.ReadFile(file)
-	if err != nil {
-		return "", fmt.Errorf("GOSUMDB=%s gives no key, and the go command's table of known keys is not readable (%v): give the full verifier key", name, err)
-	}
-	for _, m := range knownKeyRE.FindAllStringSubmatch(string(src), -1) {
-		if m[1] == name {
-			return m[2], nil
-		}
-	}
-	return "", fmt.Errorf("GOSUMDB=%s: the go command knows no key for that name: give the full verifier key", name)
+// goName returns the name of the go command's built-in checksum database.
+func goName() string {
+	name, _, _ := strings.Cut(goKey, "+")
+	return name
 }
 
 // Get fetches path ("latest", "lookup/...", "tile/...") from the database.

@@ -71,7 +71,7 @@ const (
 func newAuditFlags() *pflag.FlagSet {
 	fs := pflag.NewFlagSet("audit", pflag.ContinueOnError)
 	fs.SortFlags = false
-	fs.String("sumdb", "", "checksum `database`: \"<verifier key> [URL]\", or a name whose key the go command knows (default: go env GOSUMDB)")
+	fs.String("sumdb", "", "checksum `database`: \"<verifier key> [URL]\", or the bare name of the go command's built-in checksum database (default: go env GOSUMDB)")
 	fs.String("state", "", "`directory` of the clone and of the heads verified (required; created if missing)")
 	fs.Bool("follow", false, "keep polling and verifying new heads until interrupted")
 	fs.Duration("interval", defaultAuditInterval, "polling interval of --follow")
@@ -84,15 +84,15 @@ func newAuditFlags() *pflag.FlagSet {
 
 // An AuditConfig is the validated configuration of "sumdb audit".
 type AuditConfig struct {
-	GOSUMDB, GOPROXY, GOROOT string // which database, and how to reach it
-	State                    string
-	Follow                   bool
-	Interval                 time.Duration
-	Rehash                   int
-	Upstream                 string // module proxies for Rehash
-	Concurrency              int
-	Limit                    int64
-	Warnings                 []string // things the user may want to fix, to log once a logger exists
+	GOSUMDB, GOPROXY string // which database, and how to reach it
+	State            string
+	Follow           bool
+	Interval         time.Duration
+	Rehash           int
+	Upstream         string // module proxies for Rehash
+	Concurrency      int
+	Limit            int64
+	Warnings         []string // things the user may want to fix, to log once a logger exists
 }
 
 // runAudit runs "sumdb audit". The report is on stdout; the error is an
@@ -129,7 +129,6 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	remote, err := sumdb.OpenRemote(ctx, sumdb.RemoteConfig{
 		GOSUMDB: cfg.GOSUMDB,
 		GOPROXY: cfg.GOPROXY,
-		GOROOT:  cfg.GOROOT,
 		Client:  &http.Client{Timeout: time.Minute, Transport: transport},
 		Logger:  logger,
 	})
@@ -209,7 +208,7 @@ func loadAuditConfig(ctx context.Context, fs *pflag.FlagSet, goEnv goEnvFunc) (*
 
 	// GOPROXY also serves as the upstream of --rehash.
 	cfg.Upstream = c.str("upstream")
-	if cfg.GOPROXY, cfg.GOROOT, err = c.reach(cfg.GOSUMDB, cfg.Rehash > 0 && cfg.Upstream == "",
+	if cfg.GOPROXY, err = c.reach(cfg.GOSUMDB, cfg.Rehash > 0 && cfg.Upstream == "",
 		"give the database's URL with --sumdb \"<verifier key> <URL>\", and --upstream for --rehash"); err != nil {
 		return nil, err
 	}

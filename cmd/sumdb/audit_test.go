@@ -177,11 +177,11 @@ func TestAuditConfig(t *testing.T) {
 			},
 		},
 		{
-			name:  "bare name",
+			name:  "bare name: GOPROXY is asked, GOROOT is not",
 			args:  []string{"--sumdb", "sum.example.com", "--state", "d"},
-			goEnv: map[string]string{"GOPROXY": "https://proxy.example.com", "GOROOT": "/goroot"},
+			goEnv: map[string]string{"GOPROXY": "https://proxy.example.com"},
 			check: func(c *AuditConfig) string {
-				if c.GOROOT != "/goroot" || c.GOPROXY != "https://proxy.example.com" {
+				if c.GOSUMDB != "sum.example.com" || c.GOPROXY != "https://proxy.example.com" {
 					return fmt.Sprintf("%+v", c)
 				}
 				return ""

@@ -43,8 +43,9 @@ Exit status, the first that applies in this order:
   3  a line could not be checked (network, server error), the state file
      could not be written, or check could not start (bad flag, unreadable
      file or state file)
-  2  a line is unknown to the log, malformed, or a zip hash without the
-     go.mod hash of the same module version
+  2  a line is unknown to the log, malformed, or gives a module version
+     another hash than another line does, when the log cannot tell which
+     is right (it does not have the version, or the module is private)
   0  every line verified or skipped
 The format never changes the exit status.
 
@@ -68,7 +69,7 @@ const statusCouldNotCheck = 3
 func newCheckFlags() *pflag.FlagSet {
 	fs := pflag.NewFlagSet("check", pflag.ContinueOnError)
 	fs.SortFlags = false
-	fs.String("sumdb", "", "checksum `database`: \"<verifier key> [URL]\", or a name whose key the go command knows (default: go env GOSUMDB)")
+	fs.String("sumdb", "", "checksum `database`: \"<verifier key> [URL]\", or the bare name of the go command's built-in checksum database (default: go env GOSUMDB)")
 	fs.String("state", "", "`file` keeping the newest verified tree head between runs (default <user cache dir>/sumdb/check/<name>.latest; --state= keeps none)")
 	fs.String("format", defaultCheckFormat, "output `format`: text, json or github (GitHub Actions annotations)")
 	fs.Int("concurrency", defaultCheckConcurrency, "module versions looked up at once, 1 to 256")
@@ -77,15 +78,15 @@ func newCheckFlags() *pflag.FlagSet {
 
 // A CheckConfig is the validated configuration of "sumdb check".
 type CheckConfig struct {
-	GOSUMDB, GOPROXY, GOROOT string // which database, and how to reach it
-	NoSumDB, Private         string // GONOSUMDB and GOPRIVATE
-	State                    string // state file; "" with StateSet means none
-	StateSet                 bool   // State was given, not the default
-	Format                   check.Format
-	Concurrency              int
-	Files                    []string // the files to check, by name to report
-	Paths                    []string // the files to read, by path; parallel to Files
-	Warnings                 []string // things the user may want to fix
+	GOSUMDB, GOPROXY string // which database, and how to reach it
+	NoSumDB, Private string // GONOSUMDB and GOPRIVATE
+	State            string // state file; "" with StateSet means none
+	StateSet         bool   // State was given, not the default
+	Format           check.Format
+	Concurrency      int
+	Files            []string // the files to check, by name to report
+	Paths            []string // the files to read, by path; parallel to Files
+	Warnings         []string // things the user may want to fix
 }
 
 // runCheck runs "sumdb check". It returns an *exitError carrying the exit
@@ -107,7 +108,7 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	for _, w := range cfg.Warnings {
 		fmt.Fprintf(stderr, "sumdb: check: %s\n", w)
 	}
-	remote, err := sumdb.OpenRemote(ctx, sumdb.RemoteConfig{GOSUMDB: cfg.GOSUMDB, GOPROXY: cfg.GOPROXY, GOROOT: cfg.GOROOT})
+	remote, err := sumdb.OpenRemote(ctx, sumdb.RemoteConfig{GOSUMDB: cfg.GOSUMDB, GOPROXY: cfg.GOPROXY})
 	if err != nil {
 		return couldNotCheck(fmt.Errorf("check: %w", err))
 	}
@@ -164,7 +165,7 @@ func loadCheckConfig(ctx context.Context, fs *pflag.FlagSet, goEnv goEnvFunc) (*
 	if cfg.GOSUMDB, err = c.gosumdb(); err != nil {
 		return nil, err
 	}
-	if cfg.GOPROXY, cfg.GOROOT, err = c.reach(cfg.GOSUMDB, false, "give the database's URL with --sumdb \"<verifier key> <URL>\""); err != nil {
+	if cfg.GOPROXY, err = c.reach(cfg.GOSUMDB, false, "give the database's URL with --sumdb \"<verifier key> <URL>\""); err != nil {
 		return nil, err
 	}
 	const privateWhy = "without it, private modules cannot be told from public ones, and must not be sent to the log"

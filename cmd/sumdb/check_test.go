@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -136,8 +137,14 @@ func TestCheck(t *testing.T) {
 		{
 			name:    "zip line without go.mod line",
 			content: zipOnly,
+			status:  0,
+			stdout:  []string{"sumdb check: 1 line in 1 file against sumdb.test (tree size 4): 1 verified; exit status 0"},
+		},
+		{
+			name:    "conflicting hashes",
+			content: unknown + "example.com/nowhere v1.0.0/go.mod h1:" + strings.Repeat("B", 43) + "=\n",
 			status:  2,
-			stdout:  []string{"go.sum:1: " + first + ": policy violation: a zip hash without a go.mod hash", "exit status 2"},
+			stdout:  []string{fmt.Sprintf("go.sum:%d: example.com/nowhere v1.0.0/go.mod: conflicting hashes: go.sum:%d has h1:BBBB", n+1, n+2), "2 conflicting hashes; exit status 2"},
 		},
 		{
 			name:    "json",
@@ -421,6 +428,82 @@ func TestCheckCouldNotCheck(t *testing.T) {
 		t.Errorf("with the database answering 500: exit status %d, want 3", status)
 	}
 	wantOutput(t, stdout, file+":1: "+checkModules[0].Path+" "+checkModules[0].Version+": could not check: ", "Internal Server Error", "exit status 3")
+}
+
+// TestCheckTidyZipOnly checks a go.sum that go mod tidy wrote with a zip
+// hash and no go.mod hash for one module version: one the go command needs
+// only to rule out an ambiguous import. A test of dependency dep imports
+// example.com/tidy/a/b/c, from module example.com/tidy/a; module
+// example.com/tidy/a/b, which dep requires too, might hold that package,
+// so the go command downloads its zip to see that it does not, and keeps
+// the zip's hash. Its go.mod the go command never reads: dep is the only
+// root of the pruned module graph, so dep's requirements are in the graph
+// without their own requirements, and a package that only a test of a
+// dependency imports adds no root. The file is correct, and check must
+// pass it.
+func TestCheckTidyZipOnly(t *testing.T) {
+	checkEnv(t)
+	const goMod = "\n\ngo 1.21\n"
+	mods := []modproxy.Module{
+		{Path: "example.com/tidy/dep", Version: "v1.0.0", Files: map[string]string{
+			"go.mod":      "module example.com/tidy/dep" + goMod + "\nrequire (\n\texample.com/tidy/a v1.0.0\n\texample.com/tidy/a/b v1.0.0\n)\n",
+			"dep.go":      "package dep\n",
+			"dep_test.go": "package dep\n\nimport _ \"example.com/tidy/a/b/c\"\n",
+		}},
+		{Path: "example.com/tidy/a", Version: "v1.0.0", Files: map[string]string{
+			"go.mod":   "module example.com/tidy/a" + goMod,
+			"b/c/c.go": "package c\n",
+		}},
+		{Path: "example.com/tidy/a/b", Version: "v1.0.0", Files: map[string]string{
+			"go.mod": "module example.com/tidy/a/b" + goMod,
+			"b.go":   "package b\n",
+		}},
+	}
+	db := sumdbtest.MustStart(t, sumdbtest.Options{Modules: mods})
+	dir := newMainModule(t, "example.com/tidy/dep")
+	newGoUser(t, db.ProxyURL).mustRun(dir, db.GOSUMDB(), "mod", "tidy")
+
+	lines := goSumLines(t, dir)
+	const zip, gomod = "example.com/tidy/a/b v1.0.0 h1:", "example.com/tidy/a/b v1.0.0/go.mod h1:"
+	hasPrefix := func(prefix string) bool {
+		return slices.ContainsFunc(lines, func(l string) bool { return strings.HasPrefix(l, prefix) })
+	}
+	if !hasPrefix(zip) || hasPrefix(gomod) {
+		t.Fatalf("go mod tidy wrote no zip-only line for example.com/tidy/a/b v1.0.0, which this test is about; go.sum:\n%s", strings.Join(lines, "\n"))
+	}
+
+	t.Logf("go.sum:\n%s", strings.Join(lines, "\n"))
+	status, stdout, stderr := sumdbCheck(t, "--sumdb", db.GOSUMDB(), "--state=", filepath.Join(dir, "go.sum"))
+	if status != 0 {
+		t.Errorf("exit status %d, want 0\nstdout:\n%s\nstderr:\n%s", status, stdout, stderr)
+	}
+	wantOutput(t, stdout, fmt.Sprintf("%d verified; exit status 0", len(lines)))
+}
+
+// TestCheckBuiltinName runs check with the bare name of the go command's
+// built-in checksum database, the go command's default GOSUMDB, and GOROOT
+// pointing at an empty directory: the key must come from sumdb itself, not
+// from the go command's sources. The database at the URL given knows no
+// module, so that the run gets as far as asking it, and no further.
+func TestCheckBuiltinName(t *testing.T) {
+	checkEnv(t)
+	// With GOSUMDB unset, go env prints the go command's default.
+	name, err := goEnv(t.Context(), "GOSUMDB")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if name == "" || strings.ContainsAny(name, "+ ") || name == "off" {
+		t.Fatalf("the go command's default GOSUMDB is %q, not a bare name: this Go installation changed it in its go.env", name)
+	}
+	db := sumdbtest.NewFront(t, http.NotFoundHandler())
+	file := writeIn(t, t.TempDir(), "go.sum", "example.com/m v1.0.0/go.mod h1:"+strings.Repeat("A", 43)+"=\n")
+	t.Setenv("GOROOT", t.TempDir())
+
+	status, stdout, stderr := sumdbCheck(t, "--sumdb", name+" "+db.URL, "--state=", file)
+	if status != 2 || stderr != "" {
+		t.Errorf("exit status %d, want 2 and nothing on stderr\nstdout:\n%s\nstderr:\n%s", status, stdout, stderr)
+	}
+	wantOutput(t, stdout, file+":1: example.com/m v1.0.0/go.mod: unknown to the log", "against "+name+": 1 unknown to the log")
 }
 
 func TestCheckHelp(t *testing.T) {

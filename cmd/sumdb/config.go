@@ -489,24 +489,18 @@ func (c *toolConfig) gosumdb() (string, error) {
 	return c.fromGo("GOSUMDB", "give --sumdb \"<verifier key> [URL]\"")
 }
 
-// reach returns the go command's settings that sumdb.OpenRemote needs to
-// reach the database gosumdb as the go command does, asking the go command
-// only for those: GOPROXY for a database given without its URL, or when
-// proxy is set (proxyWhy says what to give instead), and GOROOT for a bare
-// name, whose key the go command knows.
-func (c *toolConfig) reach(gosumdb string, proxy bool, proxyWhy string) (goproxy, goroot string, err error) {
+// reach returns the GOPROXY that sumdb.OpenRemote needs to reach the
+// database gosumdb as the go command does, asking the go command for it
+// only for a database given without its URL, or when proxy is set
+// (proxyWhy says what to give instead).
+func (c *toolConfig) reach(gosumdb string, proxy bool, proxyWhy string) (goproxy string, err error) {
 	fields := strings.Fields(gosumdb)
 	if len(fields) == 1 && fields[0] != "off" || proxy {
 		if goproxy, err = c.fromGo("GOPROXY", proxyWhy); err != nil {
-			return "", "", err
+			return "", err
 		}
 	}
-	if len(fields) > 0 && fields[0] != "off" && !strings.Contains(fields[0], "+") {
-		if goroot, err = c.fromGo("GOROOT", "give the full verifier key with --sumdb"); err != nil {
-			return "", "", err
-		}
-	}
-	return goproxy, goroot, nil
+	return goproxy, nil
 }
 
 // checkListen checks a host:port listen address.

@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -114,18 +113,13 @@ func Run(ctx context.Context, cfg Config, files []File) (*Report, error) {
 		results []Result
 		tasks   []*task
 		byMod   = make(map[module.Version]*task)
+		// The lines of each module version and kind of hash, by Module().
+		same = make(map[string][]int)
 	)
-	// A go.work.sum holds the lines that the go.sum files of the workspace's
-	// modules lack, so its zip lines may find their go.mod lines there.
-	goModAnywhere := make(map[module.Version]bool)
-	goModIn := make(map[string]map[module.Version]bool)
 	for _, f := range files {
 		rep.Files = append(rep.Files, f.Name)
 		lines, malformed := ParseGoSum(f.Name, f.Data)
 		results = append(results, malformed...)
-		if goModIn[f.Name] == nil {
-			goModIn[f.Name] = make(map[module.Version]bool)
-		}
 		for _, l := range lines {
 			i := len(results)
 			results = append(results, Result{Entry: l})
@@ -136,12 +130,14 @@ func Run(ctx context.Context, cfg Config, files []File) (*Report, error) {
 				continue
 			case module.MatchPrefixPatterns(private, l.Path):
 				res.Kind, res.Message = Skipped, fmt.Sprintf("private module (%s=%s)", privateVar, private)
+				same[l.Module()] = append(same[l.Module()], i)
 				continue
 			}
 			if err := sumdb.CheckModule(l.Path, l.Version); err != nil {
 				res.Kind, res.Message = Malformed, strings.TrimPrefix(err.Error(), sumdb.ErrInvalid.Error()+": ")
 				continue
 			}
+			same[l.Module()] = append(same[l.Module()], i)
 			mv := module.Version{Path: l.Path, Version: l.Version}
 			t := byMod[mv]
 			if t == nil {
@@ -151,8 +147,6 @@ func Run(ctx context.Context, cfg Config, files []File) (*Report, error) {
 			}
 			if l.GoMod {
 				t.mod = append(t.mod, i)
-				goModIn[l.File][mv] = true
-				goModAnywhere[mv] = true
 			} else {
 				t.zip = append(t.zip, i)
 			}
@@ -177,22 +171,7 @@ func Run(ctx context.Context, cfg Config, files []File) (*Report, error) {
 	g.Wait()
 	stopProgress()
 	ops.rewriteState()
-
-	// A module version with a zip hash needs its go.mod hash: the go command
-	// always records both (it reads the go.mod before the zip), and the
-	// go.mod hash is what a build that only needs the module's requirements
-	// checks.
-	for i := range results {
-		res := &results[i]
-		if res.Kind != OK || res.GoMod {
-			continue
-		}
-		mv := module.Version{Path: res.Path, Version: res.Version}
-		if goModIn[res.File][mv] || isWorkSum(res.File) && goModAnywhere[mv] {
-			continue
-		}
-		res.Kind, res.Message = Policy, fmt.Sprintf("a zip hash without a go.mod hash (%s %s/go.mod h1:...): the go command records both, so this file was edited by hand or by another tool; regenerate it with go mod tidy", res.Path, res.Version)
-	}
+	markConflicts(results, same)
 
 	sortResults(results, rep.Files)
 	rep.Results = results
@@ -205,9 +184,35 @@ func Run(ctx context.Context, cfg Config, files []File) (*Report, error) {
 	return rep, nil
 }
 
-// isWorkSum reports whether file is a workspace's go.work.sum.
-func isWorkSum(file string) bool {
-	return filepath.Base(filepath.FromSlash(file)) == "go.work.sum"
+// markConflicts gives the kind Conflict to the lines of a module version
+// and kind of hash (same, by Module()) that another line gives another
+// hash, where the log could not tell which line is right: it does not have
+// the module version, or was not asked about a private module. The go
+// command accepts one hash per module version and kind, so one of the lines
+// is wrong, whatever the log holds; such a file most often comes from a
+// merge that kept both sides. Where the log answered, its answer decides:
+// the line it holds is verified and the other one is a mismatch.
+func markConflicts(results []Result, same map[string][]int) {
+	for _, idx := range same {
+		for _, i := range idx {
+			res := &results[i]
+			var why string
+			switch res.Kind {
+			case Unknown:
+				why = "the log, which does not have this module version, cannot tell which is right"
+			case Skipped:
+				why = "the log is not asked about a " + res.Message
+			default:
+				continue
+			}
+			for _, j := range idx {
+				if other := results[j]; other.Hash != res.Hash {
+					res.Kind, res.Message = Conflict, fmt.Sprintf("%s:%d has %s for it too, and %s; the go command accepts one hash for it: keep the right line, or remove both and run go mod tidy", other.File, other.Line, other.Hash, why)
+					break
+				}
+			}
+		}
+	}
 }
 
 // check looks up t's module version and decides its lines.

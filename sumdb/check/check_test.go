@@ -248,6 +248,7 @@ func TestProblems(t *testing.T) {
 	gosum := db.GoSum(modules...)
 	zip0, mod0, _ := strings.Cut(strings.TrimSpace(db.GoSum(modules[0])), "\n")
 	_, logHash, _ := strings.Cut(strings.TrimPrefix(mod0, modules[0].Path+" "), " ")
+	_, zipHash, _ := strings.Cut(strings.TrimPrefix(zip0, modules[0].Path+" "), " ")
 	badHash := "h1:" + strings.Repeat("A", 43) + "="
 	if logHash == badHash {
 		t.Fatal("the test's altered hash is the real one")
@@ -282,11 +283,20 @@ func TestProblems(t *testing.T) {
 			kinds:  map[string]check.Kind{"go.sum:1": check.Unknown, "go.sum:2": check.Mismatch},
 		},
 		{
+			// go mod tidy writes such lines (TestCheckTidyZipOnly in
+			// cmd/sumdb has the go command write one).
 			name:   "zip line without go.mod line",
 			files:  []string{"go.sum", zip0 + "\n"},
-			status: 2,
-			kinds:  map[string]check.Kind{"go.sum:1": check.Policy},
-			want:   []string{fmt.Sprintf("go.sum:1: %s %s: policy violation: a zip hash without a go.mod hash", modules[0].Path, modules[0].Version)},
+			status: 0,
+			kinds:  map[string]check.Kind{"go.sum:1": check.OK},
+			want:   []string{"1 verified; exit status 0"},
+		},
+		{
+			name:   "zip line without go.mod line, mismatch",
+			files:  []string{"go.sum", modules[0].Path + " " + modules[0].Version + " " + badHash + "\n"},
+			status: 1,
+			kinds:  map[string]check.Kind{"go.sum:1": check.Mismatch},
+			want:   []string{fmt.Sprintf("go.sum:1: %s %s: mismatch: go.sum has %s, log has %s", modules[0].Path, modules[0].Version, badHash, zipHash)},
 		},
 		{
 			name:   "go.work.sum zip line, go.mod line in a module's go.sum",
@@ -297,8 +307,8 @@ func TestProblems(t *testing.T) {
 		{
 			name:   "go.sum zip line, go.mod line in another go.sum",
 			files:  []string{"a/go.sum", mod0 + "\n", "b/go.sum", zip0 + "\n"},
-			status: 2,
-			kinds:  map[string]check.Kind{"a/go.sum:1": check.OK, "b/go.sum:1": check.Policy},
+			status: 0,
+			kinds:  map[string]check.Kind{"a/go.sum:1": check.OK, "b/go.sum:1": check.OK},
 		},
 		{
 			name:   "go.work.sum mismatch",
@@ -334,6 +344,102 @@ func TestProblems(t *testing.T) {
 			}
 			wantText(t, rep, tt.want...)
 		})
+	}
+}
+
+// TestConflict checks lines that give one module version, and one kind of
+// hash, different hashes: in one file, or in two files of a run.
+func TestConflict(t *testing.T) {
+	t.Parallel()
+	db := sumdbtest.MustStart(t, sumdbtest.Options{Modules: modules})
+	zip0, mod0, _ := strings.Cut(strings.TrimSpace(db.GoSum(modules[0])), "\n")
+	first := modules[0].Path + " " + modules[0].Version
+	badZip := first + " h1:" + strings.Repeat("A", 43) + "=\n"
+	unknownA := "example.com/nowhere v1.0.0/go.mod h1:" + strings.Repeat("A", 43) + "=\n"
+	unknownB := "example.com/nowhere v1.0.0/go.mod h1:" + strings.Repeat("B", 43) + "=\n"
+	privateC := "corp.example/secret v1.0.0 h1:" + strings.Repeat("C", 43) + "=\n"
+	privateD := "corp.example/secret v1.0.0 h1:" + strings.Repeat("D", 43) + "=\n"
+
+	tests := []struct {
+		name    string
+		files   []string // name, content
+		noSumDB string
+		status  int
+		kinds   map[string]check.Kind
+		want    []string // in the text report
+	}{
+		{
+			// The log decides: the line it contradicts is the mismatch.
+			name:   "the log holds one of the hashes",
+			files:  []string{"go.sum", zip0 + "\n" + badZip + mod0 + "\n"},
+			status: 1,
+			kinds:  map[string]check.Kind{"go.sum:1": check.OK, "go.sum:2": check.Mismatch, "go.sum:3": check.OK},
+		},
+		{
+			name:   "the log holds one of the hashes, in two files",
+			files:  []string{"a/go.sum", badZip, "go.work.sum", zip0 + "\n"},
+			status: 1,
+			kinds:  map[string]check.Kind{"a/go.sum:1": check.Mismatch, "go.work.sum:1": check.OK},
+		},
+		{
+			name:   "the log does not have the module version",
+			files:  []string{"go.sum", unknownA + zip0 + "\n" + unknownB},
+			status: 2,
+			kinds:  map[string]check.Kind{"go.sum:1": check.Conflict, "go.sum:2": check.OK, "go.sum:3": check.Conflict},
+			want: []string{
+				"go.sum:1: example.com/nowhere v1.0.0/go.mod: conflicting hashes: go.sum:3 has h1:BBBB",
+				"go.sum:3: example.com/nowhere v1.0.0/go.mod: conflicting hashes: go.sum:1 has h1:AAAA",
+				"2 conflicting hashes; exit status 2",
+			},
+		},
+		{
+			name:    "a private module, in two files",
+			files:   []string{"a/go.sum", privateC, "b/go.sum", privateD},
+			noSumDB: "corp.example",
+			status:  2,
+			kinds:   map[string]check.Kind{"a/go.sum:1": check.Conflict, "b/go.sum:1": check.Conflict},
+			want:    []string{"a/go.sum:1: corp.example/secret v1.0.0: conflicting hashes: b/go.sum:1 has h1:DDDD", "private module (GONOSUMDB=corp.example)"},
+		},
+		{
+			name:    "a private module twice with one hash",
+			files:   []string{"a/go.sum", privateC, "b/go.sum", privateC},
+			noSumDB: "corp.example",
+			status:  0,
+			kinds:   map[string]check.Kind{"a/go.sum:1": check.Skipped, "b/go.sum:1": check.Skipped},
+		},
+		{
+			name:   "the same line twice",
+			files:  []string{"go.sum", unknownA + unknownA},
+			status: 2,
+			kinds:  map[string]check.Kind{"go.sum:1": check.Unknown, "go.sum:2": check.Unknown},
+		},
+		{
+			// The go command ignores the empty go.mod hash of old go
+			// commands: it conflicts with nothing.
+			name:   "empty go.mod hash beside the real one",
+			files:  []string{"go.sum", first + "/go.mod h1:G7mAYYxgmS0lVkHyy2hEOLQCFB0DlQFTMLWggykrydY=\n" + mod0 + "\n"},
+			status: 0,
+			kinds:  map[string]check.Kind{"go.sum:1": check.Skipped, "go.sum:2": check.OK},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			rep := run(t, check.Config{Remote: remote(t, db.GOSUMDB()), NoSumDB: tt.noSumDB}, tt.files...)
+			wantStatus(t, rep, tt.status)
+			got := kinds(rep)
+			for line, want := range tt.kinds {
+				if got[line] != want {
+					t.Errorf("%s: kind %q, want %q", line, got[line], want)
+				}
+			}
+			wantText(t, rep, tt.want...)
+		})
+	}
+	for _, p := range db.Requests() {
+		if strings.Contains(p, "corp.example") {
+			t.Errorf("the log was asked for %s", p)
+		}
 	}
 }
 
@@ -641,7 +747,10 @@ func TestExitStatus(t *testing.T) {
 		{nil, false, false, 0},
 		{[]check.Kind{check.OK, check.Skipped}, false, false, 0},
 		{[]check.Kind{check.OK, check.Unknown}, false, false, 2},
-		{[]check.Kind{check.Policy, check.Malformed}, false, false, 2},
+		{[]check.Kind{check.OK, check.Malformed}, false, false, 2},
+		{[]check.Kind{check.Skipped, check.Conflict}, false, false, 2},
+		{[]check.Kind{check.Conflict, check.Unchecked}, false, false, 3},
+		{[]check.Kind{check.Conflict, check.Mismatch}, false, false, 1},
 		{[]check.Kind{check.Unknown, check.Unchecked}, false, false, 3},
 		{[]check.Kind{check.Unchecked, check.Mismatch}, false, false, 1},
 		{[]check.Kind{check.Unknown, check.Fork}, false, false, 1},

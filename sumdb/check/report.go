@@ -22,9 +22,10 @@ const (
 	Fork     Kind = "fork"      // the log's tree heads are inconsistent (SECURITY ERROR)
 	BadProof Kind = "bad-proof" // the log answered, but its answer does not verify against its signed tree head, or that head is of impossible size
 
-	// Status 2: the file holds something the log cannot vouch for.
+	// Status 2: the file holds something the log cannot vouch for, or
+	// contradicts itself.
 	Unknown   Kind = "unknown"   // the log does not have the module version
-	Policy    Kind = "policy"    // a zip hash without the go.mod hash of the same module version
+	Conflict  Kind = "conflict"  // another line gives the same module version another hash, and the log cannot tell which is right
 	Malformed Kind = "malformed" // not a go.sum line, or not a valid module path and version
 
 	// Status 3: the line could not be checked (network, server error).
@@ -32,7 +33,7 @@ const (
 )
 
 // kinds lists the kinds in the order of summaries.
-var kinds = []Kind{OK, Skipped, Mismatch, Fork, BadProof, Unknown, Policy, Malformed, Unchecked}
+var kinds = []Kind{OK, Skipped, Mismatch, Fork, BadProof, Unknown, Conflict, Malformed, Unchecked}
 
 // Status returns the exit status that a line of kind k calls for on its own.
 func (k Kind) Status() int {
@@ -41,7 +42,7 @@ func (k Kind) Status() int {
 		return 0
 	case Mismatch, Fork, BadProof:
 		return 1
-	case Unknown, Policy, Malformed:
+	case Unknown, Conflict, Malformed:
 		return 2
 	default:
 		return 3
@@ -63,8 +64,8 @@ func (k Kind) label() string {
 		return "invalid proof"
 	case Unknown:
 		return "unknown to the log"
-	case Policy:
-		return "policy violation"
+	case Conflict:
+		return "conflicting hashes"
 	case Malformed:
 		return "malformed"
 	default:
@@ -135,13 +136,16 @@ func (r *Report) Counts() map[Kind]int {
 //	   a tree head of impossible size)
 //	3  otherwise, a line could not be checked (network, server error), or
 //	   the state file could not be kept up to date (StateError)
-//	2  otherwise, a line is unknown to the log, malformed, or violates policy
+//	2  otherwise, a line is unknown to the log, malformed, or conflicts
+//	   with another line of its module version
 //	0  every line is verified or skipped
 //
 // Evidence against the log or the file comes first, and is never hidden by
 // anything else. A line that could not be checked comes before an unknown
 // one because it might have been a mismatch: status 2 promises that every
-// other line was checked.
+// other line was checked. A conflict is evidence against the files, as a
+// malformed line is, found in the files alone: status 2, not 1, which says
+// that the log contradicts a file or itself.
 func (r *Report) ExitStatus() int {
 	worst := map[int]bool{}
 	for _, res := range r.Results {
