@@ -18,7 +18,6 @@ import (
 	"flag"
 	"fmt"
 	mrand "math/rand/v2"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -61,9 +60,6 @@ type benchServer struct {
 	// uncached is the same log served without the caches of records and
 	// tiles, or nil (the reference server).
 	uncached *benchServer
-	// front is the same server behind a Front, as sumdb serve runs it, or
-	// nil (the reference server).
-	front *benchServer
 }
 
 // benchFixtures builds each benchServer once for a top-level benchmark, the
@@ -210,7 +206,6 @@ func newBenchServer(tb testing.TB, kind string) *benchServer {
 	}
 	s := startBenchServer(tb, srv, l.Head().Size)
 	s.uncached = startBenchServer(tb, plain, l.Head().Size)
-	s.front = startBenchFront(tb, srv, l.Head().Size)
 	return s
 }
 
@@ -242,25 +237,6 @@ func startBenchServer(tb testing.TB, h http.Handler, size int64) *benchServer {
 		s.hits = append(s.hits, "/lookup/"+benchPath(i)+"@v1.0.0")
 	}
 	return s
-}
-
-// startBenchFront serves srv on loopback behind a Front.
-func startBenchFront(tb testing.TB, srv *Server, size int64) *benchServer {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	f := NewFront(srv, &http.Server{Handler: srv})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		f.Serve(ln)
-	}()
-	tb.Cleanup(func() {
-		f.Close()
-		<-done
-	})
-	return &benchServer{url: "http://" + ln.Addr().String(), size: size}
 }
 
 // benchGet runs b.N GETs of the paths next returns, benchConns at a time,
@@ -344,8 +320,7 @@ func benchGet(b *testing.B, s *benchServer, next func(r *mrand.Rand) string, wan
 // BenchmarkLookupHit looks up random logged module versions: with the
 // server's cache of records (cache=on, its default size, which holds most of
 // the log) and without it (cache=off: every lookup asks the store); the
-// reference server has no such cache (cache=none). store=NAME+front is the
-// server with its cache behind a Front, as sumdb serve runs it.
+// reference server has no such cache (cache=none).
 func BenchmarkLookupHit(b *testing.B) {
 	fx := newBenchFixtures(b)
 	for _, name := range benchStores {
@@ -365,23 +340,12 @@ func BenchmarkLookupHit(b *testing.B) {
 				benchGet(b, s.uncached, func(r *mrand.Rand) string { return s.hits[r.IntN(len(s.hits))] }, nil)
 			})
 		})
-		if name == "testserver" {
-			continue
-		}
-		b.Run("store="+name+"+front", func(b *testing.B) {
-			s := fx.server(b, name)
-			b.Run("cache=on", func(b *testing.B) {
-				benchGet(b, s.front, func(r *mrand.Rand) string { return s.hits[r.IntN(len(s.hits))] }, nil)
-			})
-		})
 	}
 }
 
 // BenchmarkTile reads random full hash tiles of level 0, the partial hash
 // tile at the right edge of level 0 (as the go command does after each new
-// head), and random full data tiles: from each server through net/http,
-// and from the project's servers also through a Front (store=NAME+front),
-// as sumdb serve answers them.
+// head), and random full data tiles.
 func BenchmarkTile(b *testing.B) {
 	fx := newBenchFixtures(b)
 	kinds := []struct {
@@ -415,13 +379,6 @@ func BenchmarkTile(b *testing.B) {
 				b.Run("store="+name, func(b *testing.B) {
 					s := fx.server(b, name)
 					benchGet(b, s, func(r *mrand.Rand) string { return "/" + k.tile(r, s.size).Path() }, want)
-				})
-				if name == "testserver" {
-					continue
-				}
-				b.Run("store="+name+"+front", func(b *testing.B) {
-					s := fx.server(b, name)
-					benchGet(b, s.front, func(r *mrand.Rand) string { return "/" + k.tile(r, s.size).Path() }, want)
 				})
 			}
 		})
