@@ -11,7 +11,7 @@ package sumdb
 // requests in flight. The server and the client share the machine's cores.
 // docs/performance.md has the figures and the commands that measure them:
 //
-//	go test -run '^$' -bench 'LookupHit|Tile|HTTPCeiling' -sumdb.bench-rounds 6 ./sumdb > reads.txt
+//	go test ./sumdb -run '^$' -bench 'LookupHit|Tile|HTTPCeiling' -sumdb.bench-rounds 8 > reads.txt
 //	go run golang.org/x/perf/cmd/benchstat@latest -col /server -ignore /round reads.txt
 
 import (
