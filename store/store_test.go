@@ -606,7 +606,7 @@ func lastTiles(tiles []tlog.Tile) []tlog.Tile {
 
 // largeStores opens the stores named by $SUMDB_BENCH_DATABASE_URL (a
 // PostgreSQL database) and $SUMDB_BENCH_SQLITE (an embedded store file),
-// holding logs built beforehand (see BENCHMARKS.md), or skips.
+// holding logs built beforehand (see docs/performance.md), or skips.
 func largeStores(b *testing.B) map[string]tlog.Store {
 	stores := make(map[string]tlog.Store)
 	if url := os.Getenv("SUMDB_BENCH_DATABASE_URL"); url != "" {

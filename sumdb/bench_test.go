@@ -3,12 +3,16 @@ package sumdb
 // Read-path benchmarks: lookups of logged module versions and tile reads,
 // through the real handler on a real loopback HTTP server, on each store,
 // and side by side with x/mod's in-memory sumdb.TestServer holding the same
-// records, the reference point. Each reports req/s and the p50 and p99
+// records, the reference point. Each benchmark runs every server in turn,
+// the reference first, -sumdb.bench-rounds times (default 1), so that a
+// ratio to the reference comes from one run in which the machine's load
+// fell on all of them alike. Each reports req/s and the p50 and p99
 // latency of the requests it timed, with -sumdb.bench-conns (default 32)
-// requests in flight. The server and the client share the
-// machine's cores; see BENCHMARKS.md for the figures and how to run them:
+// requests in flight. The server and the client share the machine's cores.
+// docs/performance.md has the figures and the commands that measure them:
 //
-//	go test -run '^$' -bench 'LookupHit|Tile' -count 5 ./sumdb
+//	go test ./sumdb -run '^$' -bench 'LookupHit|Tile|HTTPCeiling' -sumdb.bench-rounds 8 > reads.txt
+//	go run golang.org/x/perf/cmd/benchstat@latest -col /server -ignore /round reads.txt
 
 import (
 	"context"
@@ -18,13 +22,13 @@ import (
 	"flag"
 	"fmt"
 	mrand "math/rand/v2"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -48,9 +52,30 @@ const benchRecords = 100_000
 // on its own kept-alive connection.
 var benchConns = flag.Int("sumdb.bench-conns", 32, "requests in flight in the read benchmarks")
 
+// benchRounds is the number of times a read benchmark runs each server.
+var benchRounds = flag.Int("sumdb.bench-rounds", 1, "rounds of the read benchmarks, each running every server in turn")
+
 // benchStores are the servers the read benchmarks compare, the reference
-// first, so that benchstat -col /store shows the others relative to it.
+// first, so that benchstat -col /server shows the others relative to it.
 var benchStores = []string{"testserver", "sqlite", "postgres"}
+
+// benchRun runs f as a sub-benchmark for each round and each server, the
+// servers in turn within a round: named server=NAME, and round=N/server=NAME
+// if there is more than one round (benchstat -ignore /round pools them).
+func benchRun(b *testing.B, servers []string, f func(b *testing.B, server string)) {
+	for round := range max(1, *benchRounds) {
+		run := func(b *testing.B) {
+			for _, name := range servers {
+				b.Run("server="+name, func(b *testing.B) { f(b, name) })
+			}
+		}
+		if *benchRounds > 1 {
+			b.Run("round="+strconv.Itoa(round+1), run)
+		} else {
+			run(b)
+		}
+	}
+}
 
 // A benchServer is a checksum database serving benchRecords records over
 // loopback HTTP.
@@ -61,9 +86,6 @@ type benchServer struct {
 	// uncached is the same log served without the caches of records and
 	// tiles, or nil (the reference server).
 	uncached *benchServer
-	// front is the same server behind a Front, as sumdb serve runs it, or
-	// nil (the reference server).
-	front *benchServer
 }
 
 // benchFixtures builds each benchServer once for a top-level benchmark, the
@@ -210,7 +232,23 @@ func newBenchServer(tb testing.TB, kind string) *benchServer {
 	}
 	s := startBenchServer(tb, srv, l.Head().Size)
 	s.uncached = startBenchServer(tb, plain, l.Head().Size)
-	s.front = startBenchFront(tb, srv, l.Head().Size)
+	// Fill the cache of records, as a server that has answered lookups of
+	// these versions before has it: else the first of BenchmarkLookupHit's
+	// runs would measure the store, and the later ones the cache.
+	var warm sync.WaitGroup
+	for part := range runtime.GOMAXPROCS(0) {
+		warm.Go(func() {
+			for i := part; i < len(s.hits); i += runtime.GOMAXPROCS(0) {
+				w := httptest.NewRecorder()
+				srv.ServeHTTP(w, httptest.NewRequest(http.MethodGet, s.hits[i], nil))
+				if w.Code != http.StatusOK {
+					tb.Errorf("GET %s: %d %s", s.hits[i], w.Code, w.Body)
+					return
+				}
+			}
+		})
+	}
+	warm.Wait()
 	return s
 }
 
@@ -242,25 +280,6 @@ func startBenchServer(tb testing.TB, h http.Handler, size int64) *benchServer {
 		s.hits = append(s.hits, "/lookup/"+benchPath(i)+"@v1.0.0")
 	}
 	return s
-}
-
-// startBenchFront serves srv on loopback behind a Front.
-func startBenchFront(tb testing.TB, srv *Server, size int64) *benchServer {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	f := NewFront(srv, &http.Server{Handler: srv})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		f.Serve(ln)
-	}()
-	tb.Cleanup(func() {
-		f.Close()
-		<-done
-	})
-	return &benchServer{url: "http://" + ln.Addr().String(), size: size}
 }
 
 // benchGet runs b.N GETs of the paths next returns, benchConns at a time,
@@ -341,47 +360,30 @@ func benchGet(b *testing.B, s *benchServer, next func(r *mrand.Rand) string, wan
 	b.ReportMetric(pct(99), "p99-ms")
 }
 
-// BenchmarkLookupHit looks up random logged module versions: with the
-// server's cache of records (cache=on, its default size, which holds most of
-// the log) and without it (cache=off: every lookup asks the store); the
-// reference server has no such cache (cache=none). store=NAME+front is the
-// server with its cache behind a Front, as sumdb serve runs it.
+// BenchmarkLookupHit looks up random logged module versions: from the
+// server with its cache of records at its default size, which holds most of
+// the log (server=NAME, as sumdb serve runs it), and without that cache
+// (server=NAME-uncached: every lookup asks the store). The reference keeps
+// everything in memory and signs a tree head for each lookup.
 func BenchmarkLookupHit(b *testing.B) {
 	fx := newBenchFixtures(b)
-	for _, name := range benchStores {
-		b.Run("store="+name, func(b *testing.B) {
-			s := fx.server(b, name)
-			label := "cache=on"
-			if s.uncached == nil {
-				label = "cache=none" // the reference keeps everything in memory
-			}
-			b.Run(label, func(b *testing.B) {
-				benchGet(b, s, func(r *mrand.Rand) string { return s.hits[r.IntN(len(s.hits))] }, nil)
-			})
-			if s.uncached == nil {
-				return
-			}
-			b.Run("cache=off", func(b *testing.B) {
-				benchGet(b, s.uncached, func(r *mrand.Rand) string { return s.hits[r.IntN(len(s.hits))] }, nil)
-			})
-		})
-		if name == "testserver" {
-			continue
-		}
-		b.Run("store="+name+"+front", func(b *testing.B) {
-			s := fx.server(b, name)
-			b.Run("cache=on", func(b *testing.B) {
-				benchGet(b, s.front, func(r *mrand.Rand) string { return s.hits[r.IntN(len(s.hits))] }, nil)
-			})
-		})
+	servers := []string{"testserver"}
+	for _, name := range benchStores[1:] {
+		servers = append(servers, name, name+"-uncached")
 	}
+	benchRun(b, servers, func(b *testing.B, name string) {
+		store, uncached := strings.CutSuffix(name, "-uncached")
+		s := fx.server(b, store)
+		if uncached {
+			s = s.uncached
+		}
+		benchGet(b, s, func(r *mrand.Rand) string { return s.hits[r.IntN(len(s.hits))] }, nil)
+	})
 }
 
 // BenchmarkTile reads random full hash tiles of level 0, the partial hash
 // tile at the right edge of level 0 (as the go command does after each new
-// head), and random full data tiles: from each server through net/http,
-// and from the project's servers also through a Front (store=NAME+front),
-// as sumdb serve answers them.
+// head), and random full data tiles.
 func BenchmarkTile(b *testing.B) {
 	fx := newBenchFixtures(b)
 	kinds := []struct {
@@ -411,36 +413,36 @@ func BenchmarkTile(b *testing.B) {
 			}
 		}
 		b.Run("kind="+k.name, func(b *testing.B) {
-			for _, name := range benchStores {
-				b.Run("store="+name, func(b *testing.B) {
-					s := fx.server(b, name)
-					benchGet(b, s, func(r *mrand.Rand) string { return "/" + k.tile(r, s.size).Path() }, want)
-				})
-				if name == "testserver" {
-					continue
-				}
-				b.Run("store="+name+"+front", func(b *testing.B) {
-					s := fx.server(b, name)
-					benchGet(b, s.front, func(r *mrand.Rand) string { return "/" + k.tile(r, s.size).Path() }, want)
-				})
-			}
+			benchRun(b, benchStores, func(b *testing.B, name string) {
+				s := fx.server(b, name)
+				benchGet(b, s, func(r *mrand.Rand) string { return "/" + k.tile(r, s.size).Path() }, want)
+			})
 		})
 	}
 }
 
-// BenchmarkHTTPCeiling serves a constant full hash tile from a handler that
-// does nothing else, through the same client as the benchmarks above: the
-// most that net/http on this machine serves, against which the cached
-// tiles of BenchmarkTile are to be read.
+// BenchmarkHTTPCeiling reads one full hash tile again and again: from a
+// handler that answers it with the same headers and does nothing else
+// (server=nethttp), the most that net/http serves on this machine through
+// this client, and from each server. Against it, the other benchmarks tell
+// how much of a request's cost is the server's own work.
 func BenchmarkHTTPCeiling(b *testing.B) {
+	fx := newBenchFixtures(b)
 	tile := make([]byte, tlog.TileWidth*xtlog.HashSize)
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	ceiling := startBenchServer(b, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hdr := w.Header()
 		hdr["Content-Type"] = ctypeOctets
 		hdr["Cache-Control"] = hdrImmutable
+		hdr["X-Content-Type-Options"] = hdrNosniff
 		hdr["Content-Length"] = hdrTileSize
 		w.Write(tile)
+	}), benchRecords)
+	servers := append([]string{benchStores[0], "nethttp"}, benchStores[1:]...)
+	benchRun(b, servers, func(b *testing.B, name string) {
+		s := ceiling
+		if name != "nethttp" {
+			s = fx.server(b, name)
+		}
+		benchGet(b, s, func(r *mrand.Rand) string { return "/tile/8/0/000" }, func(string) int { return len(tile) })
 	})
-	s := startBenchServer(b, h, benchRecords)
-	benchGet(b, s, func(r *mrand.Rand) string { return "/tile/8/0/000" }, func(string) int { return len(tile) })
 }

@@ -100,7 +100,6 @@ type Metrics struct {
 	commitLatency    prometheus.Histogram
 	tileCacheHits    prometheus.Counter
 	tileCacheMisses  prometheus.Counter
-	frontHandoffs    prometheus.Counter
 	lookupCacheHits  prometheus.Counter
 
 	// The children of requests and latency that each request updates,
@@ -171,10 +170,6 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "sumdb_tile_cache_misses_total",
 			Help: "Tile requests read from the store: the tile was not cached, or not as wide, or the cache is off.",
 		}),
-		frontHandoffs: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "sumdb_front_handoffs_total",
-			Help: "Connections the front (--fast-reads) handed to net/http, at the first request it does not answer itself.",
-		}),
 		lookupCacheHits: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sumdb_lookup_cache_hits_total",
 			Help: "Lookups of logged records answered from the in-memory cache of records, without the store.",
@@ -220,7 +215,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	for _, c := range []prometheus.Collector{
 		m.requests, m.latency, m.fetches, m.fetchLatency, m.fetching, m.rateLimited,
 		m.notFoundHits, m.storeUnavailable, m.batchRecords, m.commitLatency, treeSize, queue,
-		m.tileCacheHits, m.tileCacheMisses, m.frontHandoffs, tileCacheBytes, m.lookupCacheHits, lookupCacheBytes,
+		m.tileCacheHits, m.tileCacheMisses, tileCacheBytes, m.lookupCacheHits, lookupCacheBytes,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register metrics: %w", err)

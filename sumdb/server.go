@@ -628,35 +628,13 @@ func inTree(t xtlog.Tile, size int64) bool {
 }
 
 func (s *Server) serveLookup(w http.ResponseWriter, r *http.Request, escaped string) {
-	path, version, answered := s.serveLogged(w, r, escaped)
-	if answered {
-		return
-	}
-	rec, head, gen, err := s.lookupMiss(r.Context(), clientKey(r, s.trustProxy), path, version)
-	if err != nil {
-		s.lookupError(w, r, path, version, err)
-		return
-	}
-	s.rememberRecord(path, version, rec, head, gen)
-	s.answerLookup(w, r, path, version, rec, head)
-}
-
-// serveLogged answers a lookup of escaped if the log holds the record (from
-// the cache of records, or else the store), or if the lookup fails for any
-// other reason than that the log does not hold it. Otherwise it writes
-// nothing and returns false with the module path and version, which the
-// log does not hold.
-func (s *Server) serveLogged(w http.ResponseWriter, r *http.Request, escaped string) (path, version string, answered bool) {
 	path, version, err := ParseLookup(escaped)
 	if err != nil {
 		s.fail(w, r, http.StatusBadRequest, cacheBadRequest, err.Error(), err)
-		return "", "", true
+		return
 	}
 	rec, head, ok := s.cachedRecord(path, version)
 	if !ok {
-		if frontSawAbsent(r, escaped) {
-			return path, version, false
-		}
 		gen := s.log.Generation()
 		err = s.withStore(r.Context(), func(ctx context.Context) error {
 			var err error
@@ -664,34 +642,15 @@ func (s *Server) serveLogged(w http.ResponseWriter, r *http.Request, escaped str
 			return err
 		})
 		if errors.Is(err, tlog.ErrNotFound) {
-			return path, version, false
+			rec, head, gen, err = s.lookupMiss(r.Context(), clientKey(r, s.trustProxy), path, version)
 		}
 		if err != nil {
 			s.lookupError(w, r, path, version, err)
-			return path, version, true
+			return
 		}
 		s.rememberRecord(path, version, rec, head, gen)
 	}
 	s.answerLookup(w, r, path, version, rec, head)
-	return path, version, true
-}
-
-// serveLoggedLookup answers a GET of /lookup/... as ServeHTTP does, metrics
-// included, unless the answer needs the upstream: then it writes nothing
-// and returns false. A lookup of a version the log does not hold needs it,
-// unless the upstream recently said it has no such version.
-func (s *Server) serveLoggedLookup(w http.ResponseWriter, r *http.Request) bool {
-	start := time.Now()
-	sw := &statusWriter{ResponseWriter: w}
-	if path, version, answered := s.serveLogged(sw, r, strings.TrimPrefix(r.URL.Path, "/lookup/")); !answered {
-		err := s.recentNotFound(path + "@" + version)
-		if err == nil {
-			return false
-		}
-		s.lookupError(sw, r, path, version, err)
-	}
-	s.metrics.observeRequest(endpointLookup, sw.status(), time.Since(start))
-	return true
 }
 
 // rememberRecord adds rec, covered by head, to the cache of records if it
@@ -879,15 +838,8 @@ func (s *Server) lookupMiss(ctx context.Context, client, path, version string) (
 	}
 }
 
-// recentNotFound returns the upstream's "not found" for key if it said so
-// less than the not-found TTL ago, or else nil.
-func (s *Server) recentNotFound(key string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.recentNotFoundLocked(key)
-}
-
-// recentNotFoundLocked is recentNotFound with s.mu held.
+// recentNotFoundLocked returns the upstream's "not found" for key if it
+// said so less than the not-found TTL ago, or else nil. s.mu is held.
 func (s *Server) recentNotFoundLocked(key string) error {
 	e, ok := s.notFound[key]
 	if !ok {

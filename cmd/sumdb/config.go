@@ -76,7 +76,6 @@ type ServeConfig struct {
 	MetricsListen   string        // separate host:port for /metrics, /healthz, /readyz; empty: the main listener
 	TileCacheSize   int64         // bytes of tiles kept in memory; 0 disables the cache
 	LookupCacheSize int64         // bytes of logged records kept in memory; 0 disables the cache
-	FastReads       bool          // answer tiles, heads and logged records without net/http
 	ConfigFile      string        // the config file read, if any
 	Warnings        []string      // things the user may want to fix, to log once a logger exists
 }
@@ -91,7 +90,6 @@ var serveKeys = []string{
 	"upstream", "upstream-timeout", "max-zip-size", "log-format", "log-level",
 	"max-fetches", "max-queue", "not-found-ttl", "fetch-rate", "fetch-burst",
 	"trust-proxy-headers", "metrics-listen", "tile-cache-size", "lookup-cache-size",
-	"fast-reads",
 }
 
 // newServeFlags returns the flag set of serve.
@@ -118,7 +116,6 @@ func newServeFlags() *pflag.FlagSet {
 	fs.String("metrics-listen", "", "serve /metrics, /healthz and /readyz on this `host:port` instead of --listen")
 	fs.Int64("tile-cache-size", sumdb.DefaultTileCacheSize, "keep up to this many `bytes` of tiles in memory (0 disables the cache)")
 	fs.Int64("lookup-cache-size", sumdb.DefaultLookupCacheSize, "keep up to this many `bytes` of logged records in memory for lookups (0 disables the cache)")
-	fs.Bool("fast-reads", true, "answer tiles, /latest and lookups of logged versions with a strict request reader of its own, one write each; false sends every request through net/http")
 	return fs
 }
 
@@ -342,10 +339,6 @@ func loadServeConfig(ctx context.Context, fs *pflag.FlagSet, goEnv goEnvFunc) (*
 	}
 	if cfg.LookupCacheSize, err = cast.ToInt64E(v.Get("lookup-cache-size")); err != nil || cfg.LookupCacheSize < 0 {
 		return nil, bad("lookup-cache-size", "want a number of bytes such as %d, or 0 to disable the cache", int64(sumdb.DefaultLookupCacheSize))
-	}
-
-	if cfg.FastReads, err = cast.ToBoolE(v.Get("fast-reads")); err != nil {
-		return nil, bad("fast-reads", "want true or false")
 	}
 
 	cfg.Warnings = unknownEnv(os.Environ())

@@ -80,7 +80,6 @@ func TestConfigDefaults(t *testing.T) {
 		NotFoundTTL:     time.Minute,
 		FetchRate:       10,
 		FetchBurst:      1000,
-		FastReads:       true,
 	}
 	if got := *cfg; !equalConfig(got, want) {
 		t.Errorf("loadServeConfig() = %+v, want %+v", got, want)
@@ -98,7 +97,7 @@ func equalConfig(a, b ServeConfig) bool {
 		a.LogFormat == b.LogFormat && a.LogLevel == b.LogLevel && a.ConfigFile == b.ConfigFile &&
 		a.MaxFetches == b.MaxFetches && a.MaxQueue == b.MaxQueue && a.NotFoundTTL == b.NotFoundTTL &&
 		a.FetchRate == b.FetchRate && a.FetchBurst == b.FetchBurst && a.TrustProxy == b.TrustProxy &&
-		a.MetricsListen == b.MetricsListen && a.FastReads == b.FastReads
+		a.MetricsListen == b.MetricsListen
 }
 
 // TestConfigPrecedence checks that the command line wins over the
@@ -122,7 +121,6 @@ fetch-rate: 0.5
 fetch-burst: 7
 trust-proxy-headers: true
 metrics-listen: 127.0.0.1:9101
-fast-reads: false
 `)
 	t.Setenv("SUMDB_CONFIG", file)
 	t.Setenv("SUMDB_LISTEN", "127.0.0.1:7002")
@@ -155,7 +153,6 @@ fast-reads: false
 		FetchBurst:      9,     // flag
 		TrustProxy:      false, // flag false over file true
 		MetricsListen:   "127.0.0.1:9102",
-		FastReads:       false, // file
 		ConfigFile:      file,
 	}
 	if !equalConfig(*cfg, want) {
@@ -239,7 +236,6 @@ func TestConfigErrors(t *testing.T) {
 		{name: "fetch rate inf", file: "fetch-rate: .inf\n", want: "invalid fetch-rate in "},
 		{name: "fetch burst", args: []string{"--fetch-burst", "0"}, want: "invalid --fetch-burst: want a number of fetches of at least 1", usage: true},
 		{name: "trust proxy", env: map[string]string{"SUMDB_TRUST_PROXY_HEADERS": "perhaps"}, want: "invalid SUMDB_TRUST_PROXY_HEADERS: want true or false"},
-		{name: "fast tiles", env: map[string]string{"SUMDB_FAST_READS": "perhaps"}, want: "invalid SUMDB_FAST_READS: want true or false"},
 		{name: "metrics listen", args: []string{"--metrics-listen", "9100"}, want: `invalid --metrics-listen: "9100" (want host:port`, usage: true},
 		{name: "unknown file key", file: "listne: :8080\n", want: `unknown key "listne"`},
 		{name: "bad yaml", file: "listen: [\n", want: "want YAML"},

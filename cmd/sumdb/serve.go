@@ -186,12 +186,7 @@ func serve(ctx context.Context, cfg *ServeConfig, stdout, stderr io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("%w: choose another --listen address", err)
 	}
-	mainServer := newHTTPServer(mainHandler, logger, serveLimits(lookupTimeout))
-	httpServers := []*http.Server{mainServer}
-	servers := []server{mainServer}
-	if cfg.FastReads {
-		servers[0] = sumdb.NewFront(app, mainServer)
-	}
+	servers := []*http.Server{newHTTPServer(mainHandler, logger, serveLimits(lookupTimeout))}
 	listeners := []net.Listener{ln}
 	var metricsAddr string
 	if cfg.MetricsListen != "" {
@@ -201,9 +196,7 @@ func serve(ctx context.Context, cfg *ServeConfig, stdout, stderr io.Writer) erro
 			return fmt.Errorf("%w: choose another --metrics-listen address", err)
 		}
 		metricsAddr = mln.Addr().String()
-		ops := newHTTPServer(opsHandler, logger, opsLimits())
-		httpServers = append(httpServers, ops)
-		servers = append(servers, ops)
+		servers = append(servers, newHTTPServer(opsHandler, logger, opsLimits()))
 		listeners = append(listeners, mln)
 	}
 	addr := ln.Addr().String()
@@ -227,7 +220,7 @@ func serve(ctx context.Context, cfg *ServeConfig, stdout, stderr io.Writer) erro
 
 	reqCtx, cancelRequests := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelRequests()
-	for _, srv := range httpServers {
+	for _, srv := range servers {
 		srv.BaseContext = func(net.Listener) context.Context { return reqCtx }
 	}
 	g, gctx := errgroup.WithContext(ctx)
@@ -289,13 +282,6 @@ func routes(app, metrics http.Handler, separate bool) (main, ops http.Handler) {
 			http.Error(w, "not found: this address serves /metrics, /healthz and /readyz", http.StatusNotFound)
 		}
 	})
-}
-
-// A server serves a listener: an http.Server, or a sumdb.Front before one.
-type server interface {
-	Serve(net.Listener) error
-	Shutdown(context.Context) error
-	Close() error
 }
 
 // httpLimits are the bounds an http.Server puts on its clients.

@@ -631,85 +631,92 @@ func TestRedactList(t *testing.T) {
 	}
 }
 
-// TestServeFastReads checks that serve answers tiles, /latest and lookups
-// of logged versions itself with --fast-reads (the default), handing over
-// only the connections that ask for something else, and through net/http
-// alone with --fast-reads=false.
-func TestServeFastReads(t *testing.T) {
+// TestServeReads checks what a reverse proxy or CDN in front of serve
+// sees of the reads it caches: the signed head, a lookup of a logged
+// version, a hash tile and a data tile, each with its length and cache
+// headers, on one kept-alive HTTP/1.1 connection and over HTTP/1.0 with
+// Connection: close, as nginx sends upstream by default.
+func TestServeReads(t *testing.T) {
 	t.Parallel()
 	p := newProxies(t)
-	p.add(t, pkg("example.com/fast", "v1.0.0", "module example.com/fast\n"))
-	for _, fast := range []bool{true, false} {
-		t.Run(fmt.Sprintf("fast=%v", fast), func(t *testing.T) {
-			t.Parallel()
-			srv, err := startSumdb(t, "--data-dir", t.TempDir(), "--listen", "127.0.0.1:0", "--upstream", p.upstreamURL,
-				fmt.Sprintf("--fast-reads=%v", fast))
+	p.add(t, pkg("example.com/reads", "v1.0.0", "module example.com/reads\n"))
+	srv, err := startSumdb(t, "--data-dir", t.TempDir(), "--listen", "127.0.0.1:0", "--upstream", p.upstreamURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.stop()
+	if code, body := srv.get("/lookup/example.com/reads@v1.0.0"); code != 200 {
+		t.Fatalf("lookup: %d %q", code, body)
+	}
+	const text = "text/plain; charset=utf-8"
+	reads := []struct {
+		path, ctype, cache, prefix string
+		size                       int // 0: any
+	}{
+		{"/latest", text, "no-cache", "go.sum database tree\n1\n", 0},
+		{"/lookup/example.com/reads@v1.0.0", text, "public, max-age=5", "0\nexample.com/reads v1.0.0 h1:", 0},
+		{"/tile/8/0/000.p/1", "application/octet-stream", "public, max-age=31536000, immutable", "", 32},
+		{"/tile/8/data/000.p/1", text, "public, max-age=31536000, immutable", "example.com/reads v1.0.0 h1:", 0},
+	}
+	check := func(proto string, resp *http.Response, i int) {
+		t.Helper()
+		want := reads[i]
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatalf("%s GET %s: read body: %v", proto, want.path, err)
+		}
+		h := resp.Header
+		if resp.StatusCode != 200 || !strings.HasPrefix(string(body), want.prefix) || want.size != 0 && len(body) != want.size {
+			t.Errorf("%s GET %s = %d %q", proto, want.path, resp.StatusCode, body)
+		}
+		if got := h.Get("Content-Length"); got != strconv.Itoa(len(body)) {
+			t.Errorf("%s GET %s: Content-Length %q for %d bytes", proto, want.path, got, len(body))
+		}
+		if h.Get("Content-Type") != want.ctype || h.Get("Cache-Control") != want.cache || h.Get("X-Content-Type-Options") != "nosniff" {
+			t.Errorf("%s GET %s: Content-Type %q, Cache-Control %q, X-Content-Type-Options %q; want %q, %q, nosniff",
+				proto, want.path, h.Get("Content-Type"), h.Get("Cache-Control"), h.Get("X-Content-Type-Options"), want.ctype, want.cache)
+		}
+	}
+	addr := strings.TrimPrefix(srv.url, "http://")
+	dial := func() net.Conn {
+		t.Helper()
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+		return c
+	}
+
+	// HTTP/1.1: every read, twice (the second from the caches), on one
+	// connection that stays open.
+	c := dial()
+	r := bufio.NewReader(c)
+	for round := range 2 {
+		for i, rd := range reads {
+			fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: sum.example.com\r\n\r\n", rd.path)
+			resp, err := http.ReadResponse(r, nil)
 			if err != nil {
-				t.Fatal(err)
+				t.Fatalf("HTTP/1.1 GET %s (round %d): %v", rd.path, round, err)
 			}
-			defer srv.stop()
-			if code, body := srv.get("/lookup/example.com/fast@v1.0.0"); code != 200 {
-				t.Fatalf("lookup: %d %q", code, body)
+			if resp.Close {
+				t.Errorf("HTTP/1.1 GET %s (round %d): the server closes the connection", rd.path, round)
 			}
-			// handoffs reads sumdb_front_handoffs_total on a connection of
-			// its own, which is handed over.
-			handoffs := func() int {
-				t.Helper()
-				c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
-				resp, err := c.Get(srv.url + "/metrics")
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer resp.Body.Close()
-				body, _ := io.ReadAll(resp.Body)
-				m := regexp.MustCompile(`(?m)^sumdb_front_handoffs_total ([0-9]+)$`).FindSubmatch(body)
-				if m == nil {
-					t.Fatalf("/metrics has no sumdb_front_handoffs_total:\n%s", body)
-				}
-				n, _ := strconv.Atoi(string(m[1]))
-				return n
-			}
-			before := handoffs()
-			tiles := &http.Client{Transport: &http.Transport{}}
-			defer tiles.CloseIdleConnections()
-			for _, tc := range []struct {
-				path string
-				size int
-			}{
-				{"/latest", -2},
-				{"/lookup/example.com/fast@v1.0.0", -3},
-				{"/tile/8/0/000.p/1", 32},
-				{"/tile/8/data/000.p/1", -1},
-				{"/tile/8/0/000.p/1", 32},
-			} {
-				resp, err := tiles.Get(srv.url + tc.path)
-				if err != nil {
-					t.Fatal(err)
-				}
-				body, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				ok := resp.StatusCode == 200
-				switch tc.size {
-				case -1: // a data tile
-					ok = ok && strings.HasPrefix(string(body), "example.com/fast v1.0.0 h1:")
-				case -2: // a signed head
-					ok = ok && strings.HasPrefix(string(body), "go.sum database tree\n1\n")
-				case -3: // a lookup
-					ok = ok && strings.HasPrefix(string(body), "0\nexample.com/fast v1.0.0 h1:")
-				default:
-					ok = ok && len(body) == tc.size
-				}
-				if !ok {
-					t.Errorf("GET %s: %d %q", tc.path, resp.StatusCode, body)
-				}
-			}
-			after := handoffs()
-			// With the front, the reads' connection stays with it: only the
-			// second /metrics connection is handed over.
-			if fast && after != before+1 || !fast && (before != 0 || after != 0) {
-				t.Errorf("sumdb_front_handoffs_total went from %d to %d", before, after)
-			}
-		})
+			check("HTTP/1.1", resp, i)
+		}
+	}
+
+	// HTTP/1.0, a connection per request, as from a default nginx.
+	for i, rd := range reads {
+		c := dial()
+		fmt.Fprintf(c, "GET %s HTTP/1.0\r\nHost: sum.example.com\r\nConnection: close\r\n\r\n", rd.path)
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("HTTP/1.0 GET %s: %v", rd.path, err)
+		}
+		check("HTTP/1.0", resp, i)
 	}
 }
 
