@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sumdb/sumdb/sumdb/modproxy"
+	"github.com/sumdb/sumdb/internal/modproxy"
 	"github.com/sumdb/sumdb/tlog"
 )
 

@@ -12,7 +12,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/sumdb/sumdb/sumdb/modproxy"
+	"github.com/sumdb/sumdb/internal/modproxy"
 )
 
 // The user information of the URLs in these tests: a token as the user

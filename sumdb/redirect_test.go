@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sumdb/sumdb/sumdb/modproxy"
+	"github.com/sumdb/sumdb/internal/modproxy"
 )
 
 // A redirectLab serves HTTPS and plain HTTP for every name under

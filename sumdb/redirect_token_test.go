@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sumdb/sumdb/sumdb/modproxy"
+	"github.com/sumdb/sumdb/internal/modproxy"
 )
 
 // TestRedirectTokenNotShown follows a redirect to a pre-signed storage URL

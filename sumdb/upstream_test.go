@@ -25,7 +25,7 @@ import (
 
 	"golang.org/x/mod/sumdb/dirhash"
 
-	"github.com/sumdb/sumdb/sumdb/modproxy"
+	"github.com/sumdb/sumdb/internal/modproxy"
 )
 
 // A testProxy is a modproxy.Proxy behind an httptest.Server that records

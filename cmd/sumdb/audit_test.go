@@ -13,7 +13,7 @@ import (
 
 	xtlog "golang.org/x/mod/sumdb/tlog"
 
-	"github.com/sumdb/sumdb/sumdb/sumdbtest"
+	"github.com/sumdb/sumdb/internal/sumdbtest"
 )
 
 // auditServer starts a checksum database in the test with n synthetic

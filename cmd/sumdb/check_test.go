@@ -17,8 +17,8 @@ import (
 
 	xtlog "golang.org/x/mod/sumdb/tlog"
 
-	"github.com/sumdb/sumdb/sumdb/modproxy"
-	"github.com/sumdb/sumdb/sumdb/sumdbtest"
+	"github.com/sumdb/sumdb/internal/modproxy"
+	"github.com/sumdb/sumdb/internal/sumdbtest"
 )
 
 // checkModules are served by the test databases: an upper-case path, an

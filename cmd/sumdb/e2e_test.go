@@ -27,8 +27,8 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 	_ "modernc.org/sqlite" // database/sql driver "sqlite", to tamper with the log
 
+	"github.com/sumdb/sumdb/internal/modproxy"
 	"github.com/sumdb/sumdb/store/storetest"
-	"github.com/sumdb/sumdb/sumdb/modproxy"
 )
 
 // The end-to-end tests run the sumdb binary as a subprocess and the real go

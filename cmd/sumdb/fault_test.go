@@ -22,8 +22,8 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	xtlog "golang.org/x/mod/sumdb/tlog"
 
+	"github.com/sumdb/sumdb/internal/modproxy"
 	"github.com/sumdb/sumdb/store/storetest"
-	"github.com/sumdb/sumdb/sumdb/modproxy"
 )
 
 // kill ends the server with SIGKILL, as a crash or the OOM killer would:

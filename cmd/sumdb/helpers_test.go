@@ -18,7 +18,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	xtlog "golang.org/x/mod/sumdb/tlog"
 
-	"github.com/sumdb/sumdb/sumdb/modproxy"
+	"github.com/sumdb/sumdb/internal/modproxy"
 )
 
 // The fault tests (fault_test.go, replica_test.go) run sumdb serve

@@ -14,7 +14,7 @@ import (
 	"github.com/spf13/viper"
 	"golang.org/x/mod/sumdb/note"
 
-	"github.com/sumdb/sumdb/sumdb/loadgen"
+	"github.com/sumdb/sumdb/internal/loadgen"
 )
 
 const loadUsage = `Usage: sumdb load --target URL [flags]

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sumdb/sumdb/sumdb/sumdbtest"
+	"github.com/sumdb/sumdb/internal/sumdbtest"
 	"github.com/sumdb/sumdb/tlog"
 )
 

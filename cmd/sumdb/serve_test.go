@@ -24,8 +24,8 @@ import (
 	"time"
 
 	"github.com/sumdb/sumdb/internal/durable"
+	"github.com/sumdb/sumdb/internal/sumdbtest"
 	"github.com/sumdb/sumdb/store/storetest"
-	"github.com/sumdb/sumdb/sumdb/sumdbtest"
 )
 
 // TestServeStartErrors checks that serve ends at once, with one line saying

@@ -21,10 +21,10 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	xtlog "golang.org/x/mod/sumdb/tlog"
 
+	"github.com/sumdb/sumdb/internal/modproxy"
+	"github.com/sumdb/sumdb/internal/sumdbtest"
 	"github.com/sumdb/sumdb/store"
 	"github.com/sumdb/sumdb/sumdb"
-	"github.com/sumdb/sumdb/sumdb/modproxy"
-	"github.com/sumdb/sumdb/sumdb/sumdbtest"
 )
 
 // audit runs an audit of the log at url into dir.

@@ -9,8 +9,8 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	xtlog "golang.org/x/mod/sumdb/tlog"
 
+	"github.com/sumdb/sumdb/internal/sumdbtest"
 	"github.com/sumdb/sumdb/store"
-	"github.com/sumdb/sumdb/sumdb/sumdbtest"
 	"github.com/sumdb/sumdb/tlog"
 )
 

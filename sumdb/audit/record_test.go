@@ -7,7 +7,7 @@ import (
 
 	xtlog "golang.org/x/mod/sumdb/tlog"
 
-	"github.com/sumdb/sumdb/sumdb/sumdbtest"
+	"github.com/sumdb/sumdb/internal/sumdbtest"
 )
 
 func TestParseRecord(t *testing.T) {

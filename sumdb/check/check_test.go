@@ -19,10 +19,10 @@ import (
 	xtlog "golang.org/x/mod/sumdb/tlog"
 	_ "modernc.org/sqlite" // database/sql driver "sqlite", to tamper with a log
 
+	"github.com/sumdb/sumdb/internal/modproxy"
+	"github.com/sumdb/sumdb/internal/sumdbtest"
 	"github.com/sumdb/sumdb/sumdb"
 	"github.com/sumdb/sumdb/sumdb/check"
-	"github.com/sumdb/sumdb/sumdb/modproxy"
-	"github.com/sumdb/sumdb/sumdb/sumdbtest"
 )
 
 // modules are served by the test databases: an upper-case path, an

@@ -9,9 +9,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sumdb/sumdb/internal/modproxy"
+	"github.com/sumdb/sumdb/internal/sumdbtest"
 	"github.com/sumdb/sumdb/sumdb/check"
-	"github.com/sumdb/sumdb/sumdb/modproxy"
-	"github.com/sumdb/sumdb/sumdb/sumdbtest"
 )
 
 // TestStateFileDamagedTile damages, on the local disk, a tile kept in the

@@ -12,7 +12,7 @@ import (
 
 	"golang.org/x/mod/module"
 
-	"github.com/sumdb/sumdb/sumdb/modproxy"
+	"github.com/sumdb/sumdb/internal/modproxy"
 )
 
 // The modules a Proxy generates are named

@@ -25,9 +25,9 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	xtlog "golang.org/x/mod/sumdb/tlog"
 
+	"github.com/sumdb/sumdb/internal/modproxy"
 	"github.com/sumdb/sumdb/store"
 	"github.com/sumdb/sumdb/sumdb"
-	"github.com/sumdb/sumdb/sumdb/modproxy"
 	"github.com/sumdb/sumdb/tlog"
 )
 
