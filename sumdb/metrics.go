@@ -197,13 +197,13 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		Name: "sumdb_tile_cache_bytes",
 		Help: "Bytes of tiles held in memory; at most --tile-cache-size.",
 	}, func() float64 {
-		return float64(m.tiles.Load().bytes())
+		return float64(m.tiles.Load().Bytes())
 	})
 	lookupCacheBytes := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "sumdb_lookup_cache_bytes",
 		Help: "Bytes of logged records held in memory for lookups; at most --lookup-cache-size.",
 	}, func() float64 {
-		return float64(m.records.Load().bytes())
+		return float64(m.records.Load().Bytes())
 	})
 	for e := range numEndpoints {
 		m.latencyBy[e] = m.latency.WithLabelValues(endpointNames[e])

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	xtlog "golang.org/x/mod/sumdb/tlog"
 
+	"github.com/sumdb/sumdb/internal/ratelimit"
 	"github.com/sumdb/sumdb/tlog"
 )
 
@@ -157,9 +158,9 @@ type Server struct {
 	lookupTimeout time.Duration
 	storeTimeout  time.Duration
 	readyTimeout  time.Duration
-	limiter       *rateLimiter // nil: no per-client limit
-	tiles         *tileCache   // nil: no cache
-	records       *recordCache // nil: no cache
+	limiter       *ratelimit.Limiter // nil: no per-client limit
+	tiles         *tileCache         // nil: no cache
+	records       *recordCache       // nil: no cache
 	trustProxy    bool
 	slots         chan struct{}    // one token per fetch in progress
 	now           func() time.Time // the clock of the not-found cache and the limiter
@@ -287,7 +288,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		notFound:      make(map[string]*list.Element),
 	}
 	if cfg.FetchRate > 0 {
-		s.limiter = newRateLimiter(cfg.FetchRate, cfg.FetchBurst)
+		s.limiter = ratelimit.New(cfg.FetchRate, cfg.FetchBurst)
 	}
 	return s, nil
 }
@@ -583,7 +584,7 @@ func (s *Server) readTile(ctx context.Context, t xtlog.Tile) ([]byte, error) {
 		return nil, fmt.Errorf("tile %s: the stored tile does not hold %d entries", read.Path(), read.W)
 	}
 	c := cachedTile{data: data, width: read.W, gen: gen}
-	s.tiles.put(key, c)
+	s.tiles.Put(key, c)
 	part, _ := tilePrefix(t, c)
 	return part, nil
 }
@@ -591,7 +592,7 @@ func (s *Server) readTile(ctx context.Context, t xtlog.Tile) ([]byte, error) {
 // cachedTile returns the content of tile t if the cache holds as many
 // entries of t's level and index.
 func (s *Server) cachedTile(t xtlog.Tile) ([]byte, bool) {
-	if cached, ok := s.tiles.get(tileKey{t.L, t.N}); ok && cached.gen == s.log.Generation() && s.log.Refusal() == nil {
+	if cached, ok := s.tiles.Get(tileKey{t.L, t.N}); ok && cached.gen == s.log.Generation() && s.log.Refusal() == nil {
 		if data, ok := tilePrefix(t, cached); ok {
 			s.metrics.tileCacheHits.Inc()
 			return data, true
@@ -658,7 +659,7 @@ func (s *Server) serveLookup(w http.ResponseWriter, r *http.Request, escaped str
 // record was read.
 func (s *Server) rememberRecord(path, version string, rec tlog.Record, head tlog.Head, gen uint64) {
 	if rec.Path == path && rec.Version == version && head.Size > rec.ID {
-		s.records.put(path+"@"+version, cachedRecord{rec.ID, rec.Text, gen})
+		s.records.Put(path+"@"+version, cachedRecord{rec.ID, rec.Text, gen})
 	}
 }
 
@@ -676,7 +677,7 @@ func (s *Server) answerLookup(w http.ResponseWriter, r *http.Request, path, vers
 // cachedRecord returns the record of path@version and a head that covers
 // it if the cache of records holds it.
 func (s *Server) cachedRecord(path, version string) (tlog.Record, tlog.Head, bool) {
-	c, ok := s.records.get(path + "@" + version)
+	c, ok := s.records.Get(path + "@" + version)
 	if !ok || c.gen != s.log.Generation() || s.log.Refusal() != nil {
 		// A record read before the log found that the store holds another
 		// tree may be of that tree.
@@ -806,7 +807,7 @@ func (s *Server) lookupMiss(ctx context.Context, client, path, version string) (
 		// concurrent first lookups of a version take one token between them
 		// and a lookup that can join a flight is never refused.
 		if s.limiter != nil {
-			if ok, wait := s.limiter.allow(client, s.now()); !ok {
+			if ok, wait := s.limiter.Allow(client, s.now()); !ok {
 				s.mu.Unlock()
 				return tlog.Record{}, tlog.Head{}, 0, &rateLimitError{retryAfter: wait}
 			}

@@ -4,6 +4,8 @@ import (
 	"bytes"
 
 	xtlog "golang.org/x/mod/sumdb/tlog"
+
+	"github.com/sumdb/sumdb/internal/lru"
 )
 
 // DefaultTileCacheSize is the default bound of the tile cache, in bytes:
@@ -21,7 +23,7 @@ type tileKey struct {
 // changes (the tree only grows, and a full tile covers a part of it that is
 // fixed), or of a partial one, whose prefixes never change either: the tile
 // of the next head is longer, and replaces it.
-type tileCache = lru[tileKey, cachedTile]
+type tileCache = lru.Cache[tileKey, cachedTile]
 
 // A cachedTile is the content of a tile and its width: the number of
 // hashes, or records, it holds.
@@ -34,7 +36,7 @@ type cachedTile struct {
 // newTileCache returns a cache of at most maxBytes, or nil (no cache) if
 // maxBytes is 0 or less.
 func newTileCache(maxBytes int64) *tileCache {
-	return newLRU[tileKey](maxBytes, func(t cachedTile) int64 { return int64(len(t.data)) })
+	return lru.New[tileKey](maxBytes, func(t cachedTile) int64 { return int64(len(t.data)) })
 }
 
 // DefaultLookupCacheSize is the default bound of the cache of logged
@@ -50,12 +52,12 @@ type cachedRecord struct {
 
 // A recordCache keeps logged records by path@version: a logged record never
 // changes.
-type recordCache = lru[string, cachedRecord]
+type recordCache = lru.Cache[string, cachedRecord]
 
 // newRecordCache returns a cache of at most maxBytes, or nil (no cache) if
 // maxBytes is 0 or less.
 func newRecordCache(maxBytes int64) *recordCache {
-	return newLRU[string](maxBytes, func(r cachedRecord) int64 {
+	return lru.New[string](maxBytes, func(r cachedRecord) int64 {
 		// The key, path@version, is about a third of the text.
 		return int64(len(r.text) + len(r.text)/3)
 	})

@@ -11,68 +11,12 @@ import (
 	"time"
 
 	xtlog "golang.org/x/mod/sumdb/tlog"
+
+	"github.com/sumdb/sumdb/internal/lru"
 )
 
 // cost returns the bytes a cached tile of data counts for.
-func cost(data []byte) int64 { return int64(len(data)) + lruEntryOverhead }
-
-func TestTileCacheEviction(t *testing.T) {
-	tile := func(b byte) []byte { return bytes.Repeat([]byte{b}, 8192) }
-	c := newTileCache(3 * cost(tile(0)))
-	for i := range 3 {
-		c.put(tileKey{0, int64(i)}, cachedTile{tile(byte(i)), 256, 0})
-	}
-	if c.len() != 3 || c.bytes() != 3*cost(tile(0)) {
-		t.Fatalf("after 3 puts: %d tiles, %d bytes; want 3, %d", c.len(), c.bytes(), 3*cost(tile(0)))
-	}
-	// Use tile 0, so that tile 1 is the least recently used.
-	if got, ok := c.get(tileKey{0, 0}); !ok || !bytes.Equal(got.data, tile(0)) {
-		t.Fatalf("get(0, 0) = %.8q, %v; want the tile of 0s", got.data, ok)
-	}
-	c.put(tileKey{0, 3}, cachedTile{tile(3), 256, 0})
-	if _, ok := c.get(tileKey{0, 1}); ok {
-		t.Error("tile 1, the least recently used, was not evicted")
-	}
-	for _, n := range []int64{0, 2, 3} {
-		if got, ok := c.get(tileKey{0, n}); !ok || !bytes.Equal(got.data, tile(byte(n))) {
-			t.Errorf("get(0, %d) = %.8q, %v; want the tile of %ds", n, got.data, ok, n)
-		}
-	}
-	if c.bytes() > c.max {
-		t.Errorf("cache holds %d bytes, more than its bound %d", c.bytes(), c.max)
-	}
-	// Same index, another level: another tile.
-	if _, ok := c.get(tileKey{-1, 0}); ok {
-		t.Error("get(-1, 0) found the hash tile 0/0")
-	}
-	// A second put of a cached tile changes nothing.
-	c.put(tileKey{0, 3}, cachedTile{tile(3), 256, 0})
-	if c.len() != 3 || c.bytes() != 3*cost(tile(0)) {
-		t.Errorf("after a second put: %d tiles, %d bytes; want 3, %d", c.len(), c.bytes(), 3*cost(tile(0)))
-	}
-	// A longer value replaces a shorter one; a shorter one does not
-	// replace a longer one.
-	c.put(tileKey{0, 4}, cachedTile{tile(4)[:4096], 128, 0})
-	c.put(tileKey{0, 4}, cachedTile{tile(4), 256, 0})
-	c.put(tileKey{0, 4}, cachedTile{tile(4)[:32], 1, 0})
-	if got, ok := c.get(tileKey{0, 4}); !ok || got.width != 256 || c.bytes() != 3*cost(tile(0)) {
-		t.Errorf("after a tile grew: width %d, %v, %d bytes held; want 256, true, %d", got.width, ok, c.bytes(), 3*cost(tile(0)))
-	}
-	// Content larger than the cache is not kept, and evicts nothing.
-	c.put(tileKey{0, 9}, cachedTile{make([]byte, 4*8192), 256, 0})
-	if _, ok := c.get(tileKey{0, 9}); ok || c.len() != 3 {
-		t.Errorf("a tile larger than the cache: cached %v, %d tiles held; want false, 3", ok, c.len())
-	}
-
-	var none *tileCache // newTileCache(0)
-	if newTileCache(0) != nil || newTileCache(-1) != nil {
-		t.Error("newTileCache(0 or less) is not nil")
-	}
-	none.put(tileKey{0, 0}, cachedTile{tile(0), 256, 0})
-	if _, ok := none.get(tileKey{0, 0}); ok || none.len() != 0 || none.bytes() != 0 {
-		t.Error("the nil cache holds a tile")
-	}
-}
+func cost(data []byte) int64 { return int64(len(data)) + lru.EntryOverhead }
 
 func TestTilePrefix(t *testing.T) {
 	var hashes []byte
@@ -146,7 +90,8 @@ func testServerTileCache(t *testing.T, b backend) {
 	// A cache of one full data tile and two full hash tiles: small enough
 	// to evict all along.
 	_, data := refGet("/tile/8/data/000")
-	cache := newTileCache(cost(data) + 2*cost(make([]byte, 8192)))
+	bound := cost(data) + 2*cost(make([]byte, 8192))
+	cache := newTileCache(bound)
 	e.srv.tiles = cache
 	e.srv.metrics.tiles.Store(cache)
 	check := func(path string, wantCode, wantTiles int) {
@@ -156,7 +101,7 @@ func testServerTileCache(t *testing.T, b backend) {
 		if code != wantCode || refCode != wantCode || wantCode == 200 && !bytes.Equal(got, want) {
 			t.Errorf("GET %s = %d, %d bytes; without a cache %d, %d bytes; want %d and the same bytes", path, code, len(got), refCode, len(want), wantCode)
 		}
-		if n := cache.len(); wantTiles >= 0 && n != wantTiles {
+		if n := cache.Len(); wantTiles >= 0 && n != wantTiles {
 			t.Errorf("after GET %s: %d tiles cached, want %d", path, n, wantTiles)
 		}
 	}
@@ -178,8 +123,8 @@ func testServerTileCache(t *testing.T, b backend) {
 	if hits := metric(t, e.reg, "sumdb_tile_cache_hits_total"); hits != 5 {
 		t.Errorf("sumdb_tile_cache_hits_total = %v, want 5", hits)
 	}
-	if size := metric(t, e.reg, "sumdb_tile_cache_bytes"); size != float64(cache.bytes()) || size == 0 {
-		t.Errorf("sumdb_tile_cache_bytes = %v, want %d", size, cache.bytes())
+	if size := metric(t, e.reg, "sumdb_tile_cache_bytes"); size != float64(cache.Bytes()) || size == 0 {
+		t.Errorf("sumdb_tile_cache_bytes = %v, want %d", size, cache.Bytes())
 	}
 
 	// Grow the tree past 0/001: the tile that was partial is now full, and
@@ -187,7 +132,7 @@ func testServerTileCache(t *testing.T, b backend) {
 	e.appendSynthetic("d", 300)
 	check("/tile/8/0/001.p/44", 200, -1)
 	check("/tile/8/0/001", 200, -1)
-	if c, ok := cache.get(tileKey{0, 1}); !ok || c.width != 256 {
+	if c, ok := cache.Get(tileKey{0, 1}); !ok || c.width != 256 {
 		t.Errorf("after the tree grew: tile 0/001 cached %v, of width %d; want the full tile", ok, c.width)
 	}
 
@@ -231,8 +176,8 @@ func testServerTileCache(t *testing.T, b backend) {
 		})
 	}
 	wg.Wait()
-	if cache.bytes() > cache.max {
-		t.Errorf("cache holds %d bytes, more than its bound %d", cache.bytes(), cache.max)
+	if cache.Bytes() > bound {
+		t.Errorf("cache holds %d bytes, more than its bound %d", cache.Bytes(), bound)
 	}
 }
 
@@ -270,12 +215,12 @@ func TestServerLookupCache(t *testing.T) {
 				if code != 200 || !bytes.Equal(again, want) || hits != 1 {
 					t.Errorf("store down: GET %s = %d %q, %v cache hits; want 200 %q from the cache", path, code, again, hits, want)
 				}
-				if n := metric(t, e.reg, "sumdb_lookup_cache_bytes"); n != float64(e.srv.records.bytes()) || n == 0 {
-					t.Errorf("sumdb_lookup_cache_bytes = %v, want %d", n, e.srv.records.bytes())
+				if n := metric(t, e.reg, "sumdb_lookup_cache_bytes"); n != float64(e.srv.records.Bytes()) || n == 0 {
+					t.Errorf("sumdb_lookup_cache_bytes = %v, want %d", n, e.srv.records.Bytes())
 				}
 				// Only logged records are kept: a miss is not.
-				if code, _, _ := e.get("/lookup/example.com/c/none@v1.0.0"); code != 404 || e.srv.records.len() != 1 {
-					t.Errorf("unknown module: %d, %d records cached; want 404, 1", code, e.srv.records.len())
+				if code, _, _ := e.get("/lookup/example.com/c/none@v1.0.0"); code != 404 || e.srv.records.Len() != 1 {
+					t.Errorf("unknown module: %d, %d records cached; want 404, 1", code, e.srv.records.Len())
 				}
 			}
 		})

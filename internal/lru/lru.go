@@ -1,20 +1,22 @@
-package sumdb
+// Package lru is a cache of values that never change for their key, kept in
+// least-recently-used order and bounded by the bytes they count for.
+package lru
 
 import (
 	"container/list"
 	"sync"
 )
 
-// lruEntryOverhead is what an lru counts for an entry besides its key and
+// EntryOverhead is what a Cache counts for an entry besides its key and
 // value: the map entry, the list element and the entry itself.
-const lruEntryOverhead = 128
+const EntryOverhead = 128
 
-// An lru keeps values that never change for their key, in
+// A Cache keeps values that never change for their key, in
 // least-recently-used order, bounded by the bytes they count for. It is
-// safe for concurrent use; a nil *lru holds nothing.
-type lru[K comparable, V any] struct {
+// safe for concurrent use; a nil *Cache holds nothing.
+type Cache[K comparable, V any] struct {
 	max  int64         // bytes; entries are evicted beyond it
-	cost func(V) int64 // the bytes of a value, without lruEntryOverhead
+	cost func(V) int64 // the bytes of a value, without EntryOverhead
 
 	mu    sync.Mutex
 	size  int64               // guarded by mu; bytes held, overhead included
@@ -27,17 +29,17 @@ type lruEntry[K comparable, V any] struct {
 	val V // never modified
 }
 
-// newLRU returns a cache of at most maxBytes, or nil (no cache) if
-// maxBytes is 0 or less.
-func newLRU[K comparable, V any](maxBytes int64, cost func(V) int64) *lru[K, V] {
+// New returns a cache of at most maxBytes, or nil (no cache) if
+// maxBytes is 0 or less. A value v counts for cost(v) bytes.
+func New[K comparable, V any](maxBytes int64, cost func(V) int64) *Cache[K, V] {
 	if maxBytes <= 0 {
 		return nil
 	}
-	return &lru[K, V]{max: maxBytes, cost: cost, byKey: make(map[K]*list.Element)}
+	return &Cache[K, V]{max: maxBytes, cost: cost, byKey: make(map[K]*list.Element)}
 }
 
-// get returns the value of k, if cached. The caller must not modify it.
-func (c *lru[K, V]) get(k K) (V, bool) {
+// Get returns the value of k, if cached. The caller must not modify it.
+func (c *Cache[K, V]) Get(k K) (V, bool) {
 	if c == nil {
 		var zero V
 		return zero, false
@@ -53,15 +55,15 @@ func (c *lru[K, V]) get(k K) (V, bool) {
 	return e.Value.(*lruEntry[K, V]).val, true
 }
 
-// put caches v, the value of k, which the caller must not modify
+// Put caches v, the value of k, which the caller must not modify
 // afterwards. A value larger than the whole cache is not kept. A cached
 // value is replaced only by one that costs more: the values of a key are
 // the same, or, for a tile, longer and longer prefixes of the same content.
-func (c *lru[K, V]) put(k K, v V) {
+func (c *Cache[K, V]) Put(k K, v V) {
 	if c == nil {
 		return
 	}
-	n := c.cost(v) + lruEntryOverhead
+	n := c.cost(v) + EntryOverhead
 	if n > c.max {
 		return
 	}
@@ -70,7 +72,7 @@ func (c *lru[K, V]) put(k K, v V) {
 	if e, ok := c.byKey[k]; ok {
 		c.order.MoveToFront(e)
 		entry := e.Value.(*lruEntry[K, V])
-		if old := c.cost(entry.val) + lruEntryOverhead; n > old {
+		if old := c.cost(entry.val) + EntryOverhead; n > old {
 			entry.val = v
 			c.size += n - old
 			c.evict()
@@ -84,16 +86,16 @@ func (c *lru[K, V]) put(k K, v V) {
 
 // evict removes the least recently used entries until the cache is within
 // its bound. The caller holds c.mu.
-func (c *lru[K, V]) evict() {
+func (c *Cache[K, V]) evict() {
 	for c.size > c.max {
 		old := c.order.Remove(c.order.Back()).(*lruEntry[K, V])
 		delete(c.byKey, old.key)
-		c.size -= c.cost(old.val) + lruEntryOverhead
+		c.size -= c.cost(old.val) + EntryOverhead
 	}
 }
 
-// bytes returns the bytes held, overhead included.
-func (c *lru[K, V]) bytes() int64 {
+// Bytes returns the bytes held, overhead included.
+func (c *Cache[K, V]) Bytes() int64 {
 	if c == nil {
 		return 0
 	}
@@ -102,8 +104,8 @@ func (c *lru[K, V]) bytes() int64 {
 	return c.size
 }
 
-// len returns the number of entries held.
-func (c *lru[K, V]) len() int {
+// Len returns the number of entries held.
+func (c *Cache[K, V]) Len() int {
 	if c == nil {
 		return 0
 	}

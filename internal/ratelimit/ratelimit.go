@@ -1,13 +1,10 @@
-package sumdb
+// Package ratelimit limits the rate of an operation per client: each client
+// has a token bucket, and the clients remembered are bounded.
+package ratelimit
 
 import (
 	"container/list"
-	"fmt"
 	"math"
-	"net"
-	"net/http"
-	"net/netip"
-	"strings"
 	"sync"
 	"time"
 
@@ -19,10 +16,10 @@ import (
 // bucket costs about 250 bytes.
 const maxRateClients = 1 << 16
 
-// A rateLimiter gives each client a token bucket of upstream fetches: a
-// lookup that needs a fetch takes a token, and a client without one is
-// refused until its bucket refills. It is safe for concurrent use.
-type rateLimiter struct {
+// A Limiter gives each client a token bucket: an operation takes a token,
+// and a client without one is refused until its bucket refills. It is safe
+// for concurrent use.
+type Limiter struct {
 	limit      rate.Limit
 	burst      int
 	maxClients int
@@ -44,16 +41,16 @@ type bucket struct {
 	last time.Time // last token request
 }
 
-// newRateLimiter returns a limiter granting each client perSecond fetches a
-// second on average, and burst at once.
-func newRateLimiter(perSecond float64, burst int) *rateLimiter {
+// New returns a limiter granting each client perSecond operations a second
+// on average, and burst at once.
+func New(perSecond float64, burst int) *Limiter {
 	// A bucket too slow to fill up in a time.Duration is never idle: the
 	// conversion would overflow to a negative idle, which every bucket is.
 	idle := time.Duration(math.MaxInt64)
 	if d := float64(burst) / perSecond * float64(time.Second); d < math.MaxInt64 {
 		idle = time.Duration(d)
 	}
-	return &rateLimiter{
+	return &Limiter{
 		limit:      rate.Limit(perSecond),
 		burst:      burst,
 		maxClients: maxRateClients,
@@ -62,9 +59,9 @@ func newRateLimiter(perSecond float64, burst int) *rateLimiter {
 	}
 }
 
-// allow takes a token from client's bucket at time now. If there is none,
+// Allow takes a token from client's bucket at time now. If there is none,
 // it returns false and how long until there is.
-func (rl *rateLimiter) allow(client string, now time.Time) (bool, time.Duration) {
+func (rl *Limiter) Allow(client string, now time.Time) (bool, time.Duration) {
 	rl.mu.Lock()
 	defer rl.mu.Unlock()
 	e := rl.clients[client]
@@ -88,7 +85,7 @@ func (rl *rateLimiter) allow(client string, now time.Time) (bool, time.Duration)
 // limiter is still full, the least recently used one. Both are at the front
 // of rl.order, so the cost is constant for each bucket ever added. rl.mu is
 // held.
-func (rl *rateLimiter) makeRoom(now time.Time) {
+func (rl *Limiter) makeRoom(now time.Time) {
 	for e := rl.order.Front(); e != nil && now.Sub(e.Value.(*bucket).last) >= rl.idle; e = rl.order.Front() {
 		rl.forget(e)
 	}
@@ -103,70 +100,13 @@ func (rl *rateLimiter) makeRoom(now time.Time) {
 }
 
 // forget removes the bucket of e. rl.mu is held.
-func (rl *rateLimiter) forget(e *list.Element) {
+func (rl *Limiter) forget(e *list.Element) {
 	delete(rl.clients, rl.order.Remove(e).(*bucket).key)
 }
 
-// len returns the number of buckets remembered.
-func (rl *rateLimiter) len() int {
+// Len returns the number of buckets remembered.
+func (rl *Limiter) Len() int {
 	rl.mu.Lock()
 	defer rl.mu.Unlock()
 	return len(rl.clients)
-}
-
-// A rateLimitError refuses a lookup whose client has no fetch left.
-type rateLimitError struct {
-	retryAfter time.Duration
-}
-
-func (e *rateLimitError) Error() string {
-	return fmt.Sprintf("too many new module versions requested from your address: retry in %d seconds", retrySeconds(e.retryAfter))
-}
-
-// retrySeconds returns d in whole seconds for Retry-After, rounded up, at
-// least 1.
-func retrySeconds(d time.Duration) int {
-	return max(1, int(math.Ceil(d.Seconds())))
-}
-
-// clientKey returns the key of r's client for rate limiting: its IP
-// address, or for IPv6 its /64 network, which a single subscriber usually
-// holds whole. The address is the connection's peer, or with trustProxy the
-// last address of the X-Forwarded-For header, the one the proxy in front of
-// the server appended (the earlier ones are whatever the client claimed).
-func clientKey(r *http.Request, trustProxy bool) string {
-	if trustProxy {
-		if xff := r.Header.Values("X-Forwarded-For"); len(xff) > 0 {
-			last := xff[len(xff)-1]
-			if i := strings.LastIndexByte(last, ','); i >= 0 {
-				last = last[i+1:]
-			}
-			if key, ok := addrKey(strings.TrimSpace(last)); ok {
-				return key
-			}
-		}
-	}
-	if key, ok := addrKey(r.RemoteAddr); ok {
-		return key
-	}
-	// Not an address (a handler called without a network connection):
-	// one bucket for all such requests, with a key of bounded size.
-	return "?" + clip(r.RemoteAddr, 64)
-}
-
-// addrKey returns the rate limiting key of an IP address, which may have a
-// port.
-func addrKey(s string) (string, bool) {
-	if host, _, err := net.SplitHostPort(s); err == nil {
-		s = host
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return "", false
-	}
-	a = a.Unmap().WithZone("")
-	if a.Is4() {
-		return a.String(), true
-	}
-	return netip.PrefixFrom(a, 64).Masked().String(), true
 }
