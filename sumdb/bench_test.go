@@ -41,6 +41,7 @@ import (
 	"github.com/sumdb/sumdb/internal/loadgen"
 	"github.com/sumdb/sumdb/store"
 	"github.com/sumdb/sumdb/store/storetest"
+	"github.com/sumdb/sumdb/sumdb/fetch"
 	"github.com/sumdb/sumdb/tlog"
 )
 
@@ -150,7 +151,7 @@ func benchText(path, version string) []byte {
 type benchNoFetch struct{}
 
 func (benchNoFetch) Fetch(ctx context.Context, path, version string) ([]byte, error) {
-	return nil, fmt.Errorf("%w: %s@%s: not a benchmark record", ErrNotFound, path, version)
+	return nil, fmt.Errorf("%w: %s@%s: not a benchmark record", fetch.ErrNotFound, path, version)
 }
 
 // newBenchServer returns a Server on a log of benchRecords records in a

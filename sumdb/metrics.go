@@ -1,7 +1,6 @@
 package sumdb
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"strconv"
@@ -10,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sumdb/sumdb/sumdb/fetch"
 	"github.com/sumdb/sumdb/tlog"
 )
 
@@ -34,33 +34,14 @@ var endpointNames = [numEndpoints]string{"lookup", "latest", "tile", "data_tile"
 // counter of its own per endpoint; others are counted by class ("3xx").
 var statusCodes = [...]int{200, 400, 404, 405, 429, 500, 502, 503, 504}
 
-// Results of upstream fetches, the values of the "result" label of
-// sumdb_upstream_fetches_total and of the "result" attribute of the fetch
-// log line.
-const (
-	resultOK            = "ok"
-	resultNotFound      = "not_found"      // 404 or 410, or nothing that can be logged
-	resultInvalid       = "invalid"        // not a possible module version; no request made
-	resultUpstreamError = "upstream_error" // 5xx, other 4xx, unreachable, malformed answer
-	resultTimeout       = "timeout"
-	resultError         = "error" // local, such as a full disk
-)
-
-// fetchResult classifies the outcome of a fetch.
+// fetchResult classifies the outcome of a fetch for the metrics, as the
+// fetcher's log line does (fetch.Result); a record that the server refused
+// is the upstream's error.
 func fetchResult(err error) string {
-	switch {
-	case err == nil:
-		return resultOK
-	case errors.Is(err, ErrInvalid):
-		return resultInvalid
-	case errors.Is(err, ErrNotFound):
-		return resultNotFound
-	case errors.Is(err, context.DeadlineExceeded):
-		return resultTimeout
-	case errors.Is(err, ErrUpstream), errors.Is(err, errBadRecord):
-		return resultUpstreamError
+	if errors.Is(err, errBadRecord) {
+		return fetch.ResultUpstreamError
 	}
-	return resultError
+	return fetch.Result(err)
 }
 
 // Metrics are the Prometheus metrics of a checksum database. Build them with
@@ -209,7 +190,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		m.latencyBy[e] = m.latency.WithLabelValues(endpointNames[e])
 	}
 	// Every result from the start, so that rates of rare results exist.
-	for _, r := range []string{resultOK, resultNotFound, resultInvalid, resultUpstreamError, resultTimeout, resultError} {
+	for _, r := range []string{fetch.ResultOK, fetch.ResultNotFound, fetch.ResultInvalid, fetch.ResultUpstreamError, fetch.ResultTimeout, fetch.ResultError} {
 		m.fetches.WithLabelValues(r)
 	}
 	for _, c := range []prometheus.Collector{

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/sumdb/sumdb/internal/modproxy"
+	"github.com/sumdb/sumdb/sumdb/fetch"
 	"github.com/sumdb/sumdb/tlog"
 )
 
@@ -225,7 +226,7 @@ func TestNotFoundCacheFull(t *testing.T) {
 	defer s.mu.Unlock()
 	remember := func(key string, wantLen int) {
 		t.Helper()
-		s.rememberNotFound(key, ErrNotFound)
+		s.rememberNotFound(key, fetch.ErrNotFound)
 		if n, m := len(s.notFound), s.notFoundOrder.Len(); n != wantLen || m != n {
 			t.Fatalf("after remembering %s: %d entries in the map and %d in the order, want %d", key, n, m, wantLen)
 		}
@@ -270,11 +271,11 @@ func BenchmarkRememberNotFoundFull(b *testing.B) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i := range maxNotFound {
-		s.rememberNotFound("fill"+strconv.Itoa(i), ErrNotFound)
+		s.rememberNotFound("fill"+strconv.Itoa(i), fetch.ErrNotFound)
 	}
 	i := 0
 	for b.Loop() {
-		s.rememberNotFound("new"+strconv.Itoa(i), ErrNotFound)
+		s.rememberNotFound("new"+strconv.Itoa(i), fetch.ErrNotFound)
 		i++
 	}
 	if n := len(s.notFound); n != maxNotFound {

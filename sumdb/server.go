@@ -1,3 +1,8 @@
+// Package sumdb is the checksum database server: it answers the go
+// command's lookups by finding a module version in the log or, the first
+// time, by fetching it from the upstream module proxy, hashing it and
+// appending it; and it serves the signed tree head and the tiles that prove
+// every answer, from caches where it can.
 package sumdb
 
 import (
@@ -21,20 +26,23 @@ import (
 	xtlog "golang.org/x/mod/sumdb/tlog"
 
 	"github.com/sumdb/sumdb/internal/ratelimit"
+	"github.com/sumdb/sumdb/sumdb/fetch"
 	"github.com/sumdb/sumdb/tlog"
 )
 
-// A Fetcher gets the go.sum lines of a module version from the upstream.
+// A Fetcher gets the go.sum lines of a module version from the upstream,
+// as a *fetch.Upstream does.
 //
 // Fetch returns the record text, exactly two lines:
 //
 //	<path> <version> h1:<zip hash>
 //	<path> <version>/go.mod h1:<go.mod hash>
 //
-// Its errors wrap ErrNotFound when the version does not exist or cannot be
-// logged, ErrInvalid when path@version is not a possible module version, and
-// ErrUpstream when the upstream failed (and the lookup may be retried). Fetch
-// must be safe for concurrent use and must return when ctx ends.
+// Its errors wrap fetch.ErrNotFound when the version does not exist or
+// cannot be logged, fetch.ErrInvalid when path@version is not a possible
+// module version, and fetch.ErrUpstream when the upstream failed (and the
+// lookup may be retried). Fetch must be safe for concurrent use and must
+// return when ctx ends.
 type Fetcher interface {
 	Fetch(ctx context.Context, path, version string) ([]byte, error)
 }
@@ -749,9 +757,9 @@ func (s *Server) lookupError(w http.ResponseWriter, r *http.Request, path, versi
 		s.metrics.rateLimited.Inc()
 		w.Header().Set("Retry-After", strconv.Itoa(retrySeconds(rlerr.retryAfter)))
 		s.fail(w, r, http.StatusTooManyRequests, cacheNone, rlerr.Error(), nil)
-	case errors.Is(err, ErrInvalid):
+	case errors.Is(err, fetch.ErrInvalid):
 		s.fail(w, r, http.StatusBadRequest, cacheBadRequest, err.Error(), err)
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, fetch.ErrNotFound):
 		cc := cacheNone
 		if s.notFoundTTL > 0 {
 			cc = "public, max-age=" + strconv.Itoa(max(1, int(s.notFoundTTL/time.Second)))
@@ -777,7 +785,7 @@ func (s *Server) lookupError(w http.ResponseWriter, r *http.Request, path, versi
 		s.fail(w, r, http.StatusBadGateway, cacheNone, "upstream error: "+mod+": invalid go.sum lines; try again later", err)
 	case errors.Is(err, context.DeadlineExceeded):
 		s.fail(w, r, http.StatusGatewayTimeout, cacheNone, "upstream timeout: "+mod+": try again later", err)
-	case errors.Is(err, ErrUpstream):
+	case errors.Is(err, fetch.ErrUpstream):
 		// The error may name the upstream's address: log it, do not show it.
 		s.fail(w, r, http.StatusBadGateway, cacheNone, "upstream unavailable: "+mod+": try again later", err)
 	default:
@@ -860,7 +868,7 @@ func (s *Server) fly(ctx context.Context, f *flight, key, path, version string) 
 	rec, head, err := s.fetchAndAppend(ctx, f, path, version)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if errors.Is(err, ErrNotFound) && s.notFoundTTL > 0 {
+	if errors.Is(err, fetch.ErrNotFound) && s.notFoundTTL > 0 {
 		// Remembered before the flight ends, so no lookup slips in between.
 		s.rememberNotFound(key, err)
 	}
@@ -932,7 +940,7 @@ func (s *Server) fetchAndAppend(ctx context.Context, f *flight, path, version st
 		return rec, head, err
 	}
 
-	// The Fetcher logs the fetch (Upstream does, with the proxy and the
+	// The Fetcher logs the fetch (fetch.Upstream does, with the proxy and the
 	// cause of a failure); the metrics are counted here, for any Fetcher.
 	start := time.Now()
 	text, err := s.fetcher.Fetch(ctx, path, version)

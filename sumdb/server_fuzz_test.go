@@ -14,6 +14,7 @@ import (
 	"golang.org/x/mod/module"
 	xtlog "golang.org/x/mod/sumdb/tlog"
 
+	"github.com/sumdb/sumdb/sumdb/fetch"
 	"github.com/sumdb/sumdb/tlog"
 )
 
@@ -32,7 +33,7 @@ func newFuzzServer(f *testing.F, logged []string, upstream ...string) (*Server, 
 		if slices.Contains(upstream, path+"@"+version) {
 			return synthText(path, version), nil
 		}
-		return nil, fmt.Errorf("%w: %s@%s: unknown revision", ErrNotFound, path, version)
+		return nil, fmt.Errorf("%w: %s@%s: unknown revision", fetch.ErrNotFound, path, version)
 	})
 	s, err := NewServer(ServerConfig{Log: l, Fetcher: fetcher})
 	if err != nil {

@@ -29,9 +29,11 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	xtlog "golang.org/x/mod/sumdb/tlog"
 
+	"github.com/sumdb/sumdb/internal/guard/guardtest"
 	"github.com/sumdb/sumdb/internal/modproxy"
 	"github.com/sumdb/sumdb/store"
 	"github.com/sumdb/sumdb/store/storetest"
+	"github.com/sumdb/sumdb/sumdb/fetch"
 	"github.com/sumdb/sumdb/tlog"
 )
 
@@ -102,7 +104,7 @@ type env struct {
 
 type envOptions struct {
 	cfg      ServerConfig // Log, Fetcher, Logger and Metrics are filled in
-	upstream UpstreamConfig
+	upstream fetch.Config
 	fetcher  Fetcher                     // instead of an Upstream on the proxy
 	logCfg   tlog.Config                 // Signer, Verifier and OnCommit are filled in
 	wrap     func(tlog.Store) tlog.Store // if set, wraps the store
@@ -134,7 +136,7 @@ func newEnv(t *testing.T, b backend, opts envOptions) *env {
 		if up.Logger == nil {
 			up.Logger = logger
 		}
-		u, err := NewUpstream(up)
+		u, err := fetch.New(up)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -701,7 +703,7 @@ func testNotFound(t *testing.T, b backend) {
 }
 
 func testUpstreamErrors(t *testing.T, b backend) {
-	e := newEnv(t, b, envOptions{upstream: UpstreamConfig{Timeout: 300 * time.Millisecond}})
+	e := newEnv(t, b, envOptions{upstream: fetch.Config{Timeout: 300 * time.Millisecond}})
 	e.add(modproxy.Module{Path: "example.com/ok", Version: "v1.0.0", Files: map[string]string{"ok.go": "package ok\n"}})
 	if code, _, _ := e.get("/lookup/example.com/ok@v1.0.0"); code != 200 {
 		t.Fatalf("lookup: %d", code)
@@ -740,14 +742,17 @@ func testUpstreamErrors(t *testing.T, b backend) {
 		if err := p.Add(modproxy.Module{Path: "example.com/ok", Version: "v1.0.0", Files: map[string]string{"ok.go": "package ok\n"}}); err != nil {
 			t.Fatal(err)
 		}
-		lab := newRedirectLab(t, p, redirectTo("https://proxy.example.com", "http://proxy.example.com"))
-		up := newTestUpstream(t, UpstreamConfig{Proxy: "https://proxy.example.com", Client: lab.client})
+		lab := guardtest.NewLab(t, p, guardtest.RedirectTo("https://proxy.example.com", "http://proxy.example.com"))
+		up, err := fetch.New(fetch.Config{Proxy: "https://proxy.example.com", Client: lab.Client})
+		if err != nil {
+			t.Fatal(err)
+		}
 		e := newEnv(t, b, envOptions{fetcher: up})
 		const want = "upstream unavailable: example.com/ok@v1.0.0: try again later\n"
 		if code, _, body := e.get("/lookup/example.com/ok@v1.0.0"); code != 502 || string(body) != want {
 			t.Errorf("lookup through a proxy redirecting to http = %d %q, want 502 %q", code, body, want)
 		}
-		if hits := lab.takeHits(); !slices.Equal(hits, []string{"https://proxy.example.com/example.com/ok/@v/v1.0.0.info"}) {
+		if hits := lab.TakeHits(); !slices.Equal(hits, []string{"https://proxy.example.com/example.com/ok/@v/v1.0.0.info"}) {
 			t.Errorf("proxy requests %q, want only the https one for .info", hits)
 		}
 		if size := e.log.Head().Size; size != 0 {
@@ -1098,10 +1103,10 @@ func TestLookupError(t *testing.T) {
 		body, cache string
 		retryAfter  string
 	}{
-		{fmt.Errorf("%w: %s: unknown revision", ErrNotFound, mod), 404, "not found: " + mod + ": unknown revision\n", "public, max-age=90", ""},
-		{fmt.Errorf("%w: %s: bad", ErrInvalid, mod), 400, "invalid module version: " + mod + ": bad\n", "public, max-age=60", ""},
-		{fmt.Errorf("%w: secret.internal:8080 said 500", ErrUpstream), 502, "upstream unavailable: " + mod + ": try again later\n", "no-store", ""},
-		{fmt.Errorf("%w: timed out: %w", ErrUpstream, context.DeadlineExceeded), 504, "upstream timeout: " + mod + ": try again later\n", "no-store", ""},
+		{fmt.Errorf("%w: %s: unknown revision", fetch.ErrNotFound, mod), 404, "not found: " + mod + ": unknown revision\n", "public, max-age=90", ""},
+		{fmt.Errorf("%w: %s: bad", fetch.ErrInvalid, mod), 400, "invalid module version: " + mod + ": bad\n", "public, max-age=60", ""},
+		{fmt.Errorf("%w: secret.internal:8080 said 500", fetch.ErrUpstream), 502, "upstream unavailable: " + mod + ": try again later\n", "no-store", ""},
+		{fmt.Errorf("%w: timed out: %w", fetch.ErrUpstream, context.DeadlineExceeded), 504, "upstream timeout: " + mod + ": try again later\n", "no-store", ""},
 		{fmt.Errorf("x: %w", errBadRecord), 502, "upstream error: " + mod + ": invalid go.sum lines; try again later\n", "no-store", ""},
 		{fmt.Errorf("append: %w", tlog.ErrPushback), 503, "server busy: too many new records waiting to be logged; retry in a second\n", "no-store", "1"},
 		{fmt.Errorf("x: %w: %w", errBusy, context.DeadlineExceeded), 503, "server busy: too many upstream fetches in progress; retry later\n", "no-store", "1"},

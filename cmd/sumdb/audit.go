@@ -14,8 +14,9 @@ import (
 	"github.com/spf13/cast"
 	"github.com/spf13/pflag"
 
-	"github.com/sumdb/sumdb/sumdb"
 	"github.com/sumdb/sumdb/sumdb/audit"
+	"github.com/sumdb/sumdb/sumdb/client"
+	"github.com/sumdb/sumdb/sumdb/fetch"
 )
 
 const auditUsage = `Usage: sumdb audit --state DIR [flags]
@@ -126,7 +127,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// only two idle per host, and would open and close the others.
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.MaxIdleConnsPerHost = cfg.Concurrency + 2
-	remote, err := sumdb.OpenRemote(ctx, sumdb.RemoteConfig{
+	remote, err := client.Open(ctx, client.Config{
 		GOSUMDB: cfg.GOSUMDB,
 		GOPROXY: cfg.GOPROXY,
 		Client:  &http.Client{Timeout: time.Minute, Transport: transport},
@@ -147,7 +148,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Logger:      logger,
 	}
 	if cfg.Rehash > 0 {
-		up, err := sumdb.NewUpstream(sumdb.UpstreamConfig{Proxy: cfg.Upstream, Logger: logger})
+		up, err := fetch.New(fetch.Config{Proxy: cfg.Upstream, Logger: logger})
 		if err != nil {
 			return usageErrorf("audit: --rehash needs a module proxy: %v (set --upstream)", err)
 		}

@@ -14,8 +14,8 @@ import (
 	"github.com/spf13/pflag"
 	"golang.org/x/mod/modfile"
 
-	"github.com/sumdb/sumdb/sumdb"
 	"github.com/sumdb/sumdb/sumdb/check"
+	"github.com/sumdb/sumdb/sumdb/client"
 )
 
 const checkUsage = `Usage: sumdb check [flags] [FILE...]
@@ -108,7 +108,7 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	for _, w := range cfg.Warnings {
 		fmt.Fprintf(stderr, "sumdb: check: %s\n", w)
 	}
-	remote, err := sumdb.OpenRemote(ctx, sumdb.RemoteConfig{GOSUMDB: cfg.GOSUMDB, GOPROXY: cfg.GOPROXY})
+	remote, err := client.Open(ctx, client.Config{GOSUMDB: cfg.GOSUMDB, GOPROXY: cfg.GOPROXY})
 	if err != nil {
 		return couldNotCheck(fmt.Errorf("check: %w", err))
 	}

@@ -23,6 +23,7 @@ import (
 	"golang.org/x/mod/zip"
 
 	"github.com/sumdb/sumdb/sumdb"
+	"github.com/sumdb/sumdb/sumdb/fetch"
 )
 
 // envPrefix prefixes the environment variable of every serve setting:
@@ -276,7 +277,7 @@ func loadServeConfig(ctx context.Context, fs *pflag.FlagSet, goEnv goEnvFunc) (*
 	}
 	// Parse the upstream list now, so that a mistake in it is reported as
 	// the setting's.
-	if _, err := sumdb.NewUpstream(sumdb.UpstreamConfig{Proxy: cfg.Upstream}); err != nil {
+	if _, err := fetch.New(fetch.Config{Proxy: cfg.Upstream}); err != nil {
 		if _, set := source("upstream"); !set {
 			return nil, fmt.Errorf("no upstream set, and go env GOPROXY %q: %w: set --upstream or %s to your module proxy URL", redactList(cfg.Upstream), err, envName("upstream"))
 		}
@@ -482,7 +483,7 @@ func (c *toolConfig) gosumdb() (string, error) {
 	return c.fromGo("GOSUMDB", "give --sumdb \"<verifier key> [URL]\"")
 }
 
-// reach returns the GOPROXY that sumdb.OpenRemote needs to reach the
+// reach returns the GOPROXY that client.Open needs to reach the
 // database gosumdb as the go command does, asking the go command for it
 // only for a database given without its URL, or when proxy is set
 // (proxyWhy says what to give instead).

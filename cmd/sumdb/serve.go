@@ -22,6 +22,7 @@ import (
 	"github.com/sumdb/sumdb/internal/durable"
 	"github.com/sumdb/sumdb/store"
 	"github.com/sumdb/sumdb/sumdb"
+	"github.com/sumdb/sumdb/sumdb/fetch"
 	"github.com/sumdb/sumdb/tlog"
 )
 
@@ -88,7 +89,7 @@ func serve(ctx context.Context, cfg *ServeConfig, stdout, stderr io.Writer) erro
 	}
 
 	// Check what needs no I/O first, so that a mistake there leaves no trace.
-	up, err := sumdb.NewUpstream(sumdb.UpstreamConfig{
+	up, err := fetch.New(fetch.Config{
 		Proxy:      cfg.Upstream,
 		Logger:     logger,
 		Timeout:    cfg.UpstreamTimeout,

@@ -28,6 +28,7 @@ import (
 	"github.com/sumdb/sumdb/internal/modproxy"
 	"github.com/sumdb/sumdb/store"
 	"github.com/sumdb/sumdb/sumdb"
+	"github.com/sumdb/sumdb/sumdb/fetch"
 	"github.com/sumdb/sumdb/tlog"
 )
 
@@ -63,7 +64,7 @@ func newTestServer(t *testing.T, upstream string) *testServer {
 		t.Fatal(err)
 	}
 	t.Cleanup(l.Close)
-	up, err := sumdb.NewUpstream(sumdb.UpstreamConfig{Proxy: upstream, TempDir: t.TempDir()})
+	up, err := fetch.New(fetch.Config{Proxy: upstream, TempDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}

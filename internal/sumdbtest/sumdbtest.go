@@ -30,6 +30,7 @@ import (
 	"github.com/sumdb/sumdb/internal/modproxy"
 	"github.com/sumdb/sumdb/store"
 	"github.com/sumdb/sumdb/sumdb"
+	"github.com/sumdb/sumdb/sumdb/fetch"
 	"github.com/sumdb/sumdb/tlog"
 )
 
@@ -135,7 +136,7 @@ func Start(t testing.TB, opts Options) (*DB, error) {
 		return nil, err
 	}
 	db.onStop(db.Log.Close)
-	up, err := sumdb.NewUpstream(sumdb.UpstreamConfig{Proxy: db.ProxyURL, TempDir: spool})
+	up, err := fetch.New(fetch.Config{Proxy: db.ProxyURL, TempDir: spool})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,7 @@
 //
 // Run fetches the log's signed head (/latest) and checks its signature with
 // the log's key, and its size: a head of more records than any log holds
-// (sumdb.MaxTreeSize) is refused before any proof is computed on it. A head
+// (client.MaxTreeSize) is refused before any proof is computed on it. A head
 // that is larger than the local clone is proven consistent with the newest
 // head verified before (through a tree proof built from the server's hash
 // tiles, authenticated by the new head), then the
@@ -93,13 +93,13 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	xtlog "golang.org/x/mod/sumdb/tlog"
 
-	"github.com/sumdb/sumdb/sumdb"
+	"github.com/sumdb/sumdb/sumdb/client"
 )
 
 // A Fetcher gets the go.sum lines of a module version from a module proxy,
-// as sumdb.Upstream does: exactly two lines, the zip hash and the go.mod hash.
-// Its errors wrap sumdb.ErrNotFound when the version does not exist and
-// sumdb.ErrUpstream when the proxy failed.
+// as fetch.Upstream does: exactly two lines, the zip hash and the go.mod hash.
+// Its errors wrap fetch.ErrNotFound when the version does not exist and
+// fetch.ErrUpstream when the proxy failed.
 type Fetcher interface {
 	Fetch(ctx context.Context, path, version string) ([]byte, error)
 }
@@ -107,7 +107,7 @@ type Fetcher interface {
 // Config configures Run.
 type Config struct {
 	// Remote is the checksum database to audit. Required.
-	Remote *sumdb.Remote
+	Remote *client.Remote
 	// Dir is the state directory (see the package doc), created if missing.
 	// Required.
 	Dir string
@@ -152,7 +152,7 @@ const (
 	// is not a tree head.
 	KindSignature Kind = "signature"
 	// KindSize: a signed head of more records than any log holds (more
-	// than sumdb.MaxTreeSize), refused before any proof is computed on it.
+	// than client.MaxTreeSize), refused before any proof is computed on it.
 	KindSize Kind = "size"
 	// KindFork: two signed heads that cannot both be true (the same size
 	// with different roots, or a head inconsistent with an earlier one),
@@ -386,11 +386,11 @@ func (a *auditor) poll(ctx context.Context) error {
 
 // openHead checks the signature of a head note from the server and parses it.
 func (a *auditor) openHead(msg []byte) (signedHead, *Violation) {
-	tree, err := sumdb.OpenTreeHead(msg, note.VerifierList(a.remote.Verifier))
+	tree, err := client.OpenTreeHead(msg, note.VerifierList(a.remote.Verifier))
 	switch {
-	case errors.Is(err, sumdb.ErrTreeTooLarge):
+	case errors.Is(err, client.ErrTreeTooLarge):
 		return signedHead{}, &Violation{Kind: KindSize, Heads: [][]byte{msg}, Message: err.Error()}
-	case errors.Is(err, sumdb.ErrNotTreeHead):
+	case errors.Is(err, client.ErrNotTreeHead):
 		return signedHead{}, &Violation{Kind: KindSignature, Heads: [][]byte{msg},
 			Message: fmt.Sprintf("the signed note is not a tree head: %v", err)}
 	case err != nil:

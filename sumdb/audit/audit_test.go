@@ -24,7 +24,8 @@ import (
 	"github.com/sumdb/sumdb/internal/modproxy"
 	"github.com/sumdb/sumdb/internal/sumdbtest"
 	"github.com/sumdb/sumdb/store"
-	"github.com/sumdb/sumdb/sumdb"
+	"github.com/sumdb/sumdb/sumdb/client"
+	"github.com/sumdb/sumdb/sumdb/fetch"
 )
 
 // audit runs an audit of the log at url into dir.
@@ -722,7 +723,7 @@ func TestAuditRehash(t *testing.T) {
 	db := sumdbtest.MustStart(t, sumdbtest.Options{})
 	lookup(db, realModules("alpha", "beta", "gamma")...)
 	db.AppendSynthetic("gone", 2) // not served by the upstream
-	up, err := sumdb.NewUpstream(sumdb.UpstreamConfig{Proxy: db.ProxyURL})
+	up, err := fetch.New(fetch.Config{Proxy: db.ProxyURL})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -823,7 +824,7 @@ func TestAuditFollowFailedPolls(t *testing.T) {
 	l.add(t, synthTexts("c", 100)...)
 	rf.on.Store(true)
 	rep, err = follow(t, k.VKey, f.URL, dir, polled)
-	if err == nil || !errors.Is(err, sumdb.ErrNotFound) || !rep.OK() || rep.Heads == 0 {
+	if err == nil || !errors.Is(err, client.ErrNotFound) || !rep.OK() || rep.Heads == 0 {
 		t.Errorf("follow, every poll refused: %v, ok %v, heads %d; want the refused tile's error, no violation, heads checked", err, rep.OK(), rep.Heads)
 	}
 	if latestSize(dir, k.Verifier) != 400 {

@@ -8,7 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sumdb/sumdb/sumdb"
+	"github.com/sumdb/sumdb/sumdb/client"
+	"github.com/sumdb/sumdb/sumdb/fetch"
 )
 
 // TestAuditPublic audits the first records of the public log the go command
@@ -39,15 +40,15 @@ func TestAuditPublic(t *testing.T) {
 	if env["GOSUMDB"] == "off" {
 		t.Skip("go env GOSUMDB is off")
 	}
-	remote, err := sumdb.OpenRemote(t.Context(), sumdb.RemoteConfig{GOSUMDB: env["GOSUMDB"], GOPROXY: env["GOPROXY"]})
+	remote, err := client.Open(t.Context(), client.Config{GOSUMDB: env["GOSUMDB"], GOPROXY: env["GOPROXY"]})
 	if err != nil {
 		t.Fatal(err)
 	}
-	up, err := sumdb.NewUpstream(sumdb.UpstreamConfig{Proxy: env["GOPROXY"]})
+	up, err := fetch.New(fetch.Config{Proxy: env["GOPROXY"]})
 	if err != nil {
 		t.Fatal(err)
 	}
-	run := func(remote *sumdb.Remote) (*Report, error) {
+	run := func(remote *client.Remote) (*Report, error) {
 		t.Logf("auditing the first %d records of %s at %s", limit, remote.Verifier.Name(), remote.Base)
 		var progress strings.Builder
 		rep, err := Run(t.Context(), Config{Remote: remote, Dir: t.TempDir(), Limit: limit, Rehash: 3, Upstream: up, Progress: &progress, ProgressInterval: 5 * time.Second})
@@ -64,7 +65,7 @@ func TestAuditPublic(t *testing.T) {
 		// serve data tiles. Go to the log itself, as the go command does
 		// for "direct".
 		t.Logf("Run through the proxy = %v", err)
-		direct, derr := sumdb.OpenRemote(t.Context(), sumdb.RemoteConfig{GOSUMDB: remote.Key + " https://" + remote.Verifier.Name()})
+		direct, derr := client.Open(t.Context(), client.Config{GOSUMDB: remote.Key + " https://" + remote.Verifier.Name()})
 		if derr != nil {
 			t.Fatal(derr)
 		}

@@ -8,7 +8,7 @@ import (
 
 	xtlog "golang.org/x/mod/sumdb/tlog"
 
-	"github.com/sumdb/sumdb/sumdb"
+	"github.com/sumdb/sumdb/internal/modver"
 )
 
 // splitDataTile splits the body of a data tile into the texts of its w
@@ -54,7 +54,7 @@ func (r *record) key() string { return r.path + "@" + r.version }
 //	<path> <version> h1:<base64 of 32 bytes>
 //	<path> <version>/go.mod h1:<base64 of 32 bytes>
 //
-// with a valid module path and canonical version (sumdb.CheckModule).
+// with a valid module path and canonical version (modver.Check).
 func parseRecord(text []byte) record {
 	r := record{text: text, leaf: xtlog.RecordHash(text)}
 	r.bad = r.check()
@@ -96,7 +96,7 @@ func (r *record) check() error {
 	if err := checkHash(hash2); err != nil {
 		return fmt.Errorf("line 2: %w", err)
 	}
-	if err := sumdb.CheckModule(path, version); err != nil {
+	if err := modver.Check(path, version); err != nil {
 		return err
 	}
 	return nil

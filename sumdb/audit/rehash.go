@@ -10,7 +10,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/sumdb/sumdb/sumdb"
+	"github.com/sumdb/sumdb/sumdb/fetch"
 )
 
 // rehash downloads n records picked at random from the clone again from the
@@ -38,7 +38,7 @@ func (a *auditor) rehashOne(ctx context.Context, id int64) error {
 	rec := recs[0]
 	text, err := a.cfg.Upstream.Fetch(ctx, rec.Path, rec.Version)
 	switch {
-	case errors.Is(err, sumdb.ErrNotFound) || errors.Is(err, sumdb.ErrInvalid):
+	case errors.Is(err, fetch.ErrNotFound) || errors.Is(err, fetch.ErrInvalid):
 		a.warn("rehash: record %d (%s): the upstream does not serve it: %v", id, rec.Key(), err)
 		return nil
 	case err != nil:

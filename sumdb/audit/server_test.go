@@ -16,7 +16,7 @@ import (
 
 	"github.com/sumdb/sumdb/internal/modproxy"
 	"github.com/sumdb/sumdb/internal/sumdbtest"
-	"github.com/sumdb/sumdb/sumdb"
+	"github.com/sumdb/sumdb/sumdb/client"
 	"github.com/sumdb/sumdb/tlog"
 )
 
@@ -145,9 +145,9 @@ func synthTexts(prefix string, n int) [][]byte {
 }
 
 // openRemote opens the log at url with verifier key vkey.
-func openRemote(t testing.TB, vkey, url string) *sumdb.Remote {
+func openRemote(t testing.TB, vkey, url string) *client.Remote {
 	t.Helper()
-	r, err := sumdb.OpenRemote(t.Context(), sumdb.RemoteConfig{GOSUMDB: vkey + " " + url, Retries: 1})
+	r, err := client.Open(t.Context(), client.Config{GOSUMDB: vkey + " " + url, Retries: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

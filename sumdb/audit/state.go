@@ -18,7 +18,7 @@ import (
 
 	"github.com/sumdb/sumdb/internal/durable"
 	"github.com/sumdb/sumdb/store"
-	"github.com/sumdb/sumdb/sumdb"
+	"github.com/sumdb/sumdb/sumdb/client"
 	"github.com/sumdb/sumdb/tlog"
 )
 
@@ -45,7 +45,7 @@ type signedHead struct {
 // also update, under mu.
 type auditor struct {
 	cfg    Config
-	remote *sumdb.Remote
+	remote *client.Remote
 	logger *slog.Logger
 	dir    string
 	st     *store.SQLite
@@ -166,9 +166,9 @@ func (a *auditor) reload(ctx context.Context) error {
 		return fmt.Errorf("read the clone's head: %w", err)
 	}
 	if h.Size > 0 {
-		tree, err := sumdb.OpenTreeHead(h.Note, a.verifiers)
+		tree, err := client.OpenTreeHead(h.Note, a.verifiers)
 		switch {
-		case errors.Is(err, sumdb.ErrNotTreeHead) || errors.Is(err, sumdb.ErrTreeTooLarge):
+		case errors.Is(err, client.ErrNotTreeHead) || errors.Is(err, client.ErrTreeTooLarge):
 			return fmt.Errorf("the clone's head of size %d does not match its note (%v): the state directory is damaged, start over in a new one", h.Size, err)
 		case err != nil:
 			return fmt.Errorf("the clone's head of size %d is signed neither by the log nor by this auditor (%v): the state directory is damaged, start over in a new one", h.Size, err)

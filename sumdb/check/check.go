@@ -25,13 +25,14 @@ import (
 	xsumdb "golang.org/x/mod/sumdb"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/sumdb/sumdb/sumdb"
+	"github.com/sumdb/sumdb/internal/modver"
+	"github.com/sumdb/sumdb/sumdb/client"
 )
 
 // Config configures Run.
 type Config struct {
 	// Remote is the checksum database. Required.
-	Remote *sumdb.Remote
+	Remote *client.Remote
 	// State is the file that keeps the newest tree head verified, a signed
 	// note, across runs: every head the log serves must be consistent with
 	// it, and it is replaced by newer heads as they are verified. It is
@@ -133,8 +134,8 @@ func Run(ctx context.Context, cfg Config, files []File) (*Report, error) {
 				same[l.Module()] = append(same[l.Module()], i)
 				continue
 			}
-			if err := sumdb.CheckModule(l.Path, l.Version); err != nil {
-				res.Kind, res.Message = Malformed, strings.TrimPrefix(err.Error(), sumdb.ErrInvalid.Error()+": ")
+			if err := modver.Check(l.Path, l.Version); err != nil {
+				res.Kind, res.Message = Malformed, strings.TrimPrefix(err.Error(), modver.ErrInvalid.Error()+": ")
 				continue
 			}
 			same[l.Module()] = append(same[l.Module()], i)
@@ -220,7 +221,7 @@ func (t *task) check(client *xsumdb.Client, ops *clientOps, results []Result) {
 	escPath, err1 := module.EscapePath(t.path)
 	escVersion, err2 := module.EscapeVersion(t.version)
 	if err := errors.Join(err1, err2); err != nil {
-		t.fail(results, Malformed, err.Error()) // CheckModule let it through: cannot happen
+		t.fail(results, Malformed, err.Error()) // modver.Check let it through: cannot happen
 		return
 	}
 	remotePath := "/lookup/" + escPath + "@" + escVersion

@@ -21,8 +21,8 @@ import (
 
 	"github.com/sumdb/sumdb/internal/modproxy"
 	"github.com/sumdb/sumdb/internal/sumdbtest"
-	"github.com/sumdb/sumdb/sumdb"
 	"github.com/sumdb/sumdb/sumdb/check"
+	"github.com/sumdb/sumdb/sumdb/client"
 )
 
 // modules are served by the test databases: an upper-case path, an
@@ -44,9 +44,9 @@ func mod(path, version string) modproxy.Module {
 }
 
 // remote opens db as a Remote that retries once.
-func remote(t *testing.T, gosumdb string) *sumdb.Remote {
+func remote(t *testing.T, gosumdb string) *client.Remote {
 	t.Helper()
-	r, err := sumdb.OpenRemote(t.Context(), sumdb.RemoteConfig{GOSUMDB: gosumdb, Retries: 1})
+	r, err := client.Open(t.Context(), client.Config{GOSUMDB: gosumdb, Retries: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -888,7 +888,7 @@ go.sum:3: corp.example/x v1.0.0: skipped: private module (GOPRIVATE=corp.example
 // past its deadline. The head must be refused before any proof, as evidence
 // against the log (exit status 1), naming its size, with or without an
 // earlier head in the state file; the state file must not take it. A head
-// of sumdb.MaxTreeSize records, the largest accepted, only fails for want
+// of client.MaxTreeSize records, the largest accepted, only fails for want
 // of tiles (could not check).
 func TestAbsurdTreeSize(t *testing.T) {
 	t.Parallel()

@@ -19,7 +19,7 @@ import (
 	xtlog "golang.org/x/mod/sumdb/tlog"
 
 	"github.com/sumdb/sumdb/internal/durable"
-	"github.com/sumdb/sumdb/sumdb"
+	"github.com/sumdb/sumdb/sumdb/client"
 )
 
 // tileHeight is the height of the log's tiles: 8, which the go command
@@ -45,7 +45,7 @@ type stateFile struct {
 // file, and a cache in memory for the length of one Run.
 type clientOps struct {
 	ctx    context.Context // of the Run; ClientOps methods take none
-	remote *sumdb.Remote
+	remote *client.Remote
 	name   string // the log's name: the client's config files are <name>/latest
 	state  string // the state file; "" keeps the head in memory
 	logger *slog.Logger
@@ -67,7 +67,7 @@ var _ xsumdb.ClientOps = (*clientOps)(nil)
 
 // newOps returns the client operations of a Run and the head of the state
 // file, after checking that the head is signed by the log's key.
-func newOps(ctx context.Context, remote *sumdb.Remote, state string, logger *slog.Logger) (*clientOps, *Head, error) {
+func newOps(ctx context.Context, remote *client.Remote, state string, logger *slog.Logger) (*clientOps, *Head, error) {
 	o := &clientOps{
 		ctx:        ctx,
 		remote:     remote,
@@ -120,7 +120,7 @@ func newOps(ctx context.Context, remote *sumdb.Remote, state string, logger *slo
 	// Only tiles that prove the state's own signed head are used; without
 	// the others the client asks the log for them, and verifies the log's
 	// against this head as it would these.
-	tree, err := sumdb.OpenTreeHead([]byte(st.Head), note.VerifierList(remote.Verifier))
+	tree, err := client.OpenTreeHead([]byte(st.Head), note.VerifierList(remote.Verifier))
 	if err != nil {
 		return nil, nil, corrupt(err) // parseHead opened it: cannot happen
 	}
@@ -183,7 +183,7 @@ func (r *stateTileReader) SaveTiles(tiles []xtlog.Tile, data [][]byte) {
 
 // parseHead verifies a signed tree note of the log and returns its head.
 func (o *clientOps) parseHead(msg []byte) (*Head, error) {
-	tree, err := sumdb.OpenTreeHead(msg, note.VerifierList(o.remote.Verifier))
+	tree, err := client.OpenTreeHead(msg, note.VerifierList(o.remote.Verifier))
 	if err != nil {
 		return nil, err
 	}
@@ -264,7 +264,7 @@ func (o *clientOps) ReadRemote(path string) ([]byte, error) {
 }
 
 // vetLookup refuses a lookup answer whose signed tree head is of more than
-// sumdb.MaxTreeSize records, before the client sees it: the client would
+// client.MaxTreeSize records, before the client sees it: the client would
 // prove the head with tree arithmetic that never ends on such sizes. All
 // else about the answer is the client's to verify, and it reads the tree
 // head of lookup answers only (tiles carry none, and the state's heads
@@ -274,7 +274,7 @@ func (o *clientOps) vetLookup(data []byte) error {
 	if err != nil {
 		return nil // the client refuses it
 	}
-	if _, err := sumdb.OpenTreeHead(msg, note.VerifierList(o.remote.Verifier)); errors.Is(err, sumdb.ErrTreeTooLarge) {
+	if _, err := client.OpenTreeHead(msg, note.VerifierList(o.remote.Verifier)); errors.Is(err, client.ErrTreeTooLarge) {
 		return err
 	}
 	return nil
@@ -426,7 +426,7 @@ func (o *clientOps) stateFailure() string {
 // level at most. They come from the cache (the client has just verified
 // them) or else from the log, and are verified against the head.
 func (o *clientOps) proofTiles(msg []byte) (map[string][]byte, error) {
-	tree, err := sumdb.OpenTreeHead(msg, note.VerifierList(o.remote.Verifier))
+	tree, err := client.OpenTreeHead(msg, note.VerifierList(o.remote.Verifier))
 	if err != nil {
 		return nil, err
 	}
@@ -590,10 +590,10 @@ func (o *clientOps) failure(err error, mod, path string) (Kind, string) {
 	}
 	o.mu.Unlock()
 	switch {
-	case errors.Is(lerr, sumdb.ErrTreeTooLarge):
+	case errors.Is(lerr, client.ErrTreeTooLarge):
 		return BadProof, lerr.Error() + ": do not trust its answers, and tell its operator"
-	case lerr != nil && errors.Is(lerr, sumdb.ErrNotFound):
-		return Unknown, strings.TrimPrefix(lerr.Error(), sumdb.ErrNotFound.Error()+": ")
+	case lerr != nil && errors.Is(lerr, client.ErrNotFound):
+		return Unknown, strings.TrimPrefix(lerr.Error(), client.ErrNotFound.Error()+": ")
 	case lerr != nil:
 		return Unchecked, lerr.Error() + " (try again later)"
 	case rerr != nil:

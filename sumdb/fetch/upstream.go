@@ -1,4 +1,4 @@
-package sumdb
+package fetch
 
 import (
 	stdzip "archive/zip"
@@ -25,6 +25,9 @@ import (
 	"golang.org/x/mod/module"
 	"golang.org/x/mod/sumdb/dirhash"
 	"golang.org/x/mod/zip"
+
+	"github.com/sumdb/sumdb/internal/guard"
+	"github.com/sumdb/sumdb/internal/modver"
 )
 
 // Limits on what the upstream may send. The zip limit is configurable.
@@ -34,9 +37,9 @@ const (
 	maxReasonSize = 200          // longest upstream 404 text shown to users
 )
 
-// An UpstreamConfig configures an Upstream. The zero value of every field
-// but Proxy means its default.
-type UpstreamConfig struct {
+// A Config configures an Upstream. The zero value of every field but
+// Proxy means its default.
+type Config struct {
 	// Proxy is a GOPROXY-style list of module proxy URLs (http or https).
 	// After an entry followed by ",", the next one is tried only when the
 	// entry answers 404 or 410; after one followed by "|", on any error.
@@ -77,7 +80,7 @@ type UpstreamConfig struct {
 // concurrent use.
 type Upstream struct {
 	proxies    []proxyEntry
-	client     *guardedClient
+	client     *guard.Client
 	timeout    time.Duration
 	maxZipSize int64
 	tempDir    string
@@ -87,7 +90,7 @@ type Upstream struct {
 // A proxyEntry is one usable entry of a GOPROXY list.
 type proxyEntry struct {
 	url             *url.URL      // without trailing slash and user information
-	user            *url.Userinfo // the entry's user information, if any (see setUserinfo)
+	user            *url.Userinfo // the entry's user information, if any (see guard.SetUserinfo)
 	fallBackOnError bool          // the entry was followed by "|"
 }
 
@@ -95,11 +98,11 @@ type proxyEntry struct {
 func (p *proxyEntry) String() string {
 	u := *p.url
 	u.User = p.user
-	return redacted(&u)
+	return guard.Redacted(&u)
 }
 
-// NewUpstream returns an Upstream for cfg, or an error if cfg is invalid.
-func NewUpstream(cfg UpstreamConfig) (*Upstream, error) {
+// New returns an Upstream for cfg, or an error if cfg is invalid.
+func New(cfg Config) (*Upstream, error) {
 	proxies, err := parseProxyList(cfg.Proxy)
 	if err != nil {
 		return nil, err
@@ -114,7 +117,7 @@ func NewUpstream(cfg UpstreamConfig) (*Upstream, error) {
 	if cfg.Client == nil {
 		cfg.Client = defaultClient()
 	}
-	u.client = guardRedirects(cfg.Client)
+	u.client = guard.NewClient(cfg.Client)
 	switch {
 	case u.timeout < 0:
 		return nil, fmt.Errorf("upstream config: negative timeout %v", u.timeout)
@@ -186,46 +189,13 @@ func parseProxyList(list string) ([]proxyEntry, error) {
 }
 
 // entryName returns how an error names entry n of a proxy list, parsed as
-// pu, without showing a password or a token: see shownURL, else its
+// pu, without showing a password or a token: see guard.ShownURL, else its
 // position.
 func entryName(entry string, pu *url.URL, n int) string {
-	if shown := shownURL(entry, pu); shown != "" {
+	if shown := guard.ShownURL(entry, pu); shown != "" {
 		return shown
 	}
 	return fmt.Sprintf("number %d of the list", n)
-}
-
-// shownURL returns how an error may show the URL raw, parsed as u: without
-// its user information if its only "@" ends that, else "" (a malformed URL
-// such as "http//user:password@host" has no user information that
-// url.Redacted would find).
-func shownURL(raw string, u *url.URL) string {
-	if at := strings.Count(raw, "@"); at == 0 || at == 1 && u.User != nil {
-		return redacted(u)
-	}
-	return ""
-}
-
-// redacted returns u with its user information, if any, masked whole: a
-// user name may be a token too.
-func redacted(u *url.URL) string {
-	if u.User == nil {
-		return u.String()
-	}
-	c := *u
-	c.User = url.User("xxxxx")
-	return c.String()
-}
-
-// setUserinfo makes req authenticate with user, the user information of a
-// URL (nil for none), as net/http does for a request URL that holds it.
-// Requested URLs are kept without it because net/http repeats the URL in
-// its errors, masking only a password: a user name may be a token too.
-func setUserinfo(req *http.Request, user *url.Userinfo) {
-	if user != nil {
-		password, _ := user.Password()
-		req.SetBasicAuth(user.Username(), password)
-	}
 }
 
 // defaultClient returns the HTTP client used when none is configured.
@@ -269,7 +239,7 @@ func (u *Upstream) Fetch(ctx context.Context, path, version string) ([]byte, err
 	attrs := []slog.Attr{
 		slog.String("module", path),
 		slog.String("version", version),
-		slog.String("result", fetchResult(err)),
+		slog.String("result", Result(err)),
 		slog.Duration("duration", time.Since(start)),
 	}
 	if proxy != nil {
@@ -295,10 +265,10 @@ func (u *Upstream) Fetch(ctx context.Context, path, version string) ([]byte, err
 // fetch implements Fetch, also returning the proxy that gave the answer, if
 // any.
 func (u *Upstream) fetch(ctx context.Context, path, version string) ([]byte, *proxyEntry, error) {
-	if err := CheckModule(path, version); err != nil {
+	if err := modver.Check(path, version); err != nil {
 		return nil, nil, err
 	}
-	// Paths and versions that passed CheckModule escape to URL-safe text.
+	// Paths and versions that passed modver.Check escape to URL-safe text.
 	escPath, err := module.EscapePath(path)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %w", ErrInvalid, err)
@@ -354,7 +324,7 @@ func (u *Upstream) fetchFrom(ctx context.Context, p *proxyEntry, path, version, 
 	}
 	if infoFields.Version != version {
 		resolved := "a different version"
-		if printable(infoFields.Version) {
+		if modver.Printable(infoFields.Version) {
 			resolved = infoFields.Version
 		}
 		return nil, f.notFound("upstream resolved to "+resolved, nil)
@@ -392,15 +362,15 @@ func (f *fileFetch) get(ext string) (*http.Response, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fetch %s%s: %w", f.mod, ext, err)
 	}
-	setUserinfo(req, f.user)
+	guard.SetUserinfo(req, f.user)
 	resp, err := f.u.client.Do(req)
 	if err != nil {
-		var rerr *redirectError
+		var rerr *guard.RedirectError
 		if errors.As(err, &rerr) {
 			// The redirect alone: net/http's error adds the Location
 			// again.
-			reason := fmt.Sprintf("proxy redirected %s more than %d times", ext, maxRedirects)
-			if rerr.downgrade {
+			reason := fmt.Sprintf("proxy redirected %s more than %d times", ext, guard.MaxRedirects)
+			if rerr.Downgrade {
 				reason = "proxy redirected " + ext + " from https to plain http: refused"
 			}
 			return nil, f.upstreamErr(reason, rerr)

@@ -1,9 +1,11 @@
-package sumdb
+// Package modver decides which module versions can be entries of a
+// checksum database, by the go command's rules, before anything touches an
+// upstream or a log.
+package modver
 
 import (
 	"errors"
 	"fmt"
-	"strings"
 
 	"golang.org/x/mod/module"
 	"golang.org/x/mod/semver"
@@ -11,13 +13,13 @@ import (
 
 // ErrInvalid marks an error meaning the request names no possible module
 // version: a malformed path, a non-canonical or mismatched version, or a bad
-// escape. Such a lookup is answered with 400 without asking the upstream.
-// Errors wrap it with the reason:
+// escape. The server answers such a lookup with 400 without asking the
+// upstream. Errors wrap it with the reason:
 //
 //	invalid module version: example.com/m@v1.2: invalid version: must be canonical (v1.2.0)
 var ErrInvalid = errors.New("invalid module version")
 
-// CheckModule reports whether path@version can be a checksum database entry,
+// Check reports whether path@version can be a checksum database entry,
 // before anything touches the upstream or the log. It applies the rules of
 // the go command: a valid module path (module.CheckPath), a canonical
 // semantic version (module.CanonicalVersion(version) == version, which admits
@@ -27,13 +29,13 @@ var ErrInvalid = errors.New("invalid module version")
 // version suffix.
 //
 // The error wraps ErrInvalid and is short enough to show to a user.
-func CheckModule(path, version string) error {
+func Check(path, version string) error {
 	if err := module.CheckPath(path); err != nil {
 		// The message is `malformed module path "p": reason`, path quoted.
 		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	mod := path + "@" + version
-	if !printable(version) {
+	if !Printable(version) {
 		mod = fmt.Sprintf("%s@%q", path, version)
 	}
 	if canon := module.CanonicalVersion(version); canon != version {
@@ -67,45 +69,9 @@ func CheckModule(path, version string) error {
 	return nil
 }
 
-// ParseLookup parses the module version named by a lookup request: escaped
-// is the part of the URL path after "/lookup/", such as
-// "github.com/!azure/x@v1.0.0". The path and version are case-escaped as in
-// the GOPROXY protocol (module.EscapePath, module.EscapeVersion); only the
-// canonical escape is accepted, so every module version has exactly one
-// lookup URL. The result has passed CheckModule.
-//
-// The error wraps ErrInvalid.
-func ParseLookup(escaped string) (path, version string, err error) {
-	i := strings.LastIndexByte(escaped, '@')
-	if i < 0 {
-		return "", "", fmt.Errorf("%w: %q: missing @version (want <module path>@<version>)", ErrInvalid, escaped)
-	}
-	escPath, escVersion := escaped[:i], escaped[i+1:]
-	path, err = module.UnescapePath(escPath)
-	if err != nil {
-		return "", "", fmt.Errorf("%w: %w", ErrInvalid, err)
-	}
-	version, err = module.UnescapeVersion(escVersion)
-	if err != nil {
-		return "", "", fmt.Errorf("%w: %w", ErrInvalid, err)
-	}
-	// Unescaping rejects every non-canonical form it knows of; re-escaping
-	// makes the one-URL-per-version property hold by construction.
-	if e, err := module.EscapePath(path); err != nil || e != escPath {
-		return "", "", fmt.Errorf("%w: %q: module path not escaped canonically", ErrInvalid, escaped)
-	}
-	if e, err := module.EscapeVersion(version); err != nil || e != escVersion {
-		return "", "", fmt.Errorf("%w: %q: version not escaped canonically", ErrInvalid, escaped)
-	}
-	if err := CheckModule(path, version); err != nil {
-		return "", "", err
-	}
-	return path, version, nil
-}
-
-// printable reports whether s is non-empty, at most 200 bytes, and made of
+// Printable reports whether s is non-empty, at most 200 bytes, and made of
 // printable ASCII, so that it can be shown to a user without quoting.
-func printable(s string) bool {
+func Printable(s string) bool {
 	if s == "" || len(s) > 200 {
 		return false
 	}

@@ -1,4 +1,4 @@
-package sumdb
+package fetch
 
 import (
 	"archive/zip"
@@ -23,6 +23,7 @@ import (
 	"time"
 	"unicode"
 
+	"golang.org/x/mod/modfile"
 	"golang.org/x/mod/sumdb/dirhash"
 
 	"github.com/sumdb/sumdb/internal/modproxy"
@@ -93,7 +94,7 @@ func (w *noLengthWriter) Write(p []byte) (int, error) {
 
 // newTestUpstream returns an Upstream for cfg whose TempDir is checked to
 // be empty at the end of the test.
-func newTestUpstream(t *testing.T, cfg UpstreamConfig) *Upstream {
+func newTestUpstream(t *testing.T, cfg Config) *Upstream {
 	t.Helper()
 	if cfg.TempDir == "" {
 		cfg.TempDir = t.TempDir()
@@ -102,9 +103,9 @@ func newTestUpstream(t *testing.T, cfg UpstreamConfig) *Upstream {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(t.Output(), nil))
 	}
-	u, err := NewUpstream(cfg)
+	u, err := New(cfg)
 	if err != nil {
-		t.Fatalf("NewUpstream(%+v) = %v", cfg, err)
+		t.Fatalf("New(%+v) = %v", cfg, err)
 	}
 	return u
 }
@@ -276,7 +277,7 @@ func TestUpstreamFetch(t *testing.T) {
 			if err := p.Add(tt.mod); err != nil {
 				t.Fatal(err)
 			}
-			u := newTestUpstream(t, UpstreamConfig{Proxy: p.URL})
+			u := newTestUpstream(t, Config{Proxy: p.URL})
 			m := tt.mod
 			got, err := u.Fetch(t.Context(), m.Path, m.Version)
 			if err != nil {
@@ -318,7 +319,7 @@ func TestUpstreamFetchErrors(t *testing.T) {
 	tests := []struct {
 		name       string
 		setup      func(p *testProxy)
-		cfg        UpstreamConfig
+		cfg        Config
 		chunked    bool
 		path       string // default path
 		version    string // default version
@@ -424,7 +425,7 @@ func TestUpstreamFetchErrors(t *testing.T) {
 					t.Fatal(err)
 				}
 			},
-			cfg:      UpstreamConfig{MaxZipSize: 4096},
+			cfg:      Config{MaxZipSize: 4096},
 			wantErr:  "not found: example.com/m@v1.0.0: module zip larger than 4096 bytes",
 			wantKind: ErrNotFound,
 		},
@@ -436,7 +437,7 @@ func TestUpstreamFetchErrors(t *testing.T) {
 				}
 			},
 			chunked:  true,
-			cfg:      UpstreamConfig{MaxZipSize: 4096},
+			cfg:      Config{MaxZipSize: 4096},
 			wantErr:  "not found: example.com/m@v1.0.0: module zip larger than 4096 bytes",
 			wantKind: ErrNotFound,
 		},
@@ -476,7 +477,7 @@ func TestUpstreamFetchErrors(t *testing.T) {
 				}
 				p.SetFault(path, modproxy.FaultStall)
 			},
-			cfg:      UpstreamConfig{Timeout: 100 * time.Millisecond},
+			cfg:      Config{Timeout: 100 * time.Millisecond},
 			wantErr:  "upstream unavailable: example.com/m@v1.0.0: timed out",
 			wantKind: context.DeadlineExceeded,
 		},
@@ -667,7 +668,7 @@ func TestUpstreamGoModConsistency(t *testing.T) {
 			p := startProxy(t, false)
 			p.AddRaw(path, version, infoJSON(version), []byte(tt.mod), makeZip(t, zipFiles))
 			var buf logBuffer
-			u := newTestUpstream(t, UpstreamConfig{Proxy: p.URL, Logger: slog.New(slog.NewJSONHandler(&buf, nil))})
+			u := newTestUpstream(t, Config{Proxy: p.URL, Logger: slog.New(slog.NewJSONHandler(&buf, nil))})
 			got, err := u.Fetch(t.Context(), path, version)
 			if tt.wantErr == "" {
 				want, gerr := p.GoSum(path, version)
@@ -730,7 +731,7 @@ func TestUpstreamNotFoundReason(t *testing.T) {
 				io.WriteString(w, tt.body)
 			}))
 			defer srv.Close()
-			u := newTestUpstream(t, UpstreamConfig{Proxy: srv.URL})
+			u := newTestUpstream(t, Config{Proxy: srv.URL})
 			_, err := u.Fetch(t.Context(), "example.com/m", "v1.0.0")
 			want := "not found: example.com/m@v1.0.0: " + tt.want
 			if err == nil || err.Error() != want || !errors.Is(err, ErrNotFound) {
@@ -743,7 +744,7 @@ func TestUpstreamNotFoundReason(t *testing.T) {
 func TestUpstreamCanceled(t *testing.T) {
 	p := startProxy(t, false)
 	p.SetFault("", modproxy.FaultStall)
-	u := newTestUpstream(t, UpstreamConfig{Proxy: p.URL})
+	u := newTestUpstream(t, Config{Proxy: p.URL})
 	ctx, cancel := context.WithCancel(t.Context())
 	time.AfterFunc(50*time.Millisecond, cancel)
 	_, err := u.Fetch(ctx, "example.com/m", "v1.0.0")
@@ -759,7 +760,7 @@ func TestUpstreamUnreachable(t *testing.T) {
 	srv := httptest.NewServer(http.NotFoundHandler())
 	url := srv.URL
 	srv.Close() // nothing listens there now
-	u := newTestUpstream(t, UpstreamConfig{Proxy: url})
+	u := newTestUpstream(t, Config{Proxy: url})
 	_, err := u.Fetch(t.Context(), "example.com/m", "v1.0.0")
 	if want := "upstream unavailable: example.com/m@v1.0.0: cannot reach proxy"; err == nil || err.Error() != want || !errors.Is(err, ErrUpstream) {
 		t.Fatalf("Fetch from closed server = %v, want %q", err, want)
@@ -869,7 +870,7 @@ func TestUpstreamProxyList(t *testing.T) {
 			a.SetFault("", tt.setup.aFault)
 			b.SetFault("", tt.setup.bFault)
 			list := strings.NewReplacer("A", a.URL, "B", b.URL).Replace(tt.list)
-			u := newTestUpstream(t, UpstreamConfig{Proxy: list, Timeout: tt.timeout})
+			u := newTestUpstream(t, Config{Proxy: list, Timeout: tt.timeout})
 			got, err := u.Fetch(t.Context(), path, version)
 			if tt.wantErr == "" {
 				if err != nil || string(got) != want {
@@ -898,47 +899,47 @@ func TestUpstreamProxyUnderPath(t *testing.T) {
 	mux.Handle("/goproxy/", http.StripPrefix("/goproxy", p))
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
-	u := newTestUpstream(t, UpstreamConfig{Proxy: srv.URL + "/goproxy/"})
+	u := newTestUpstream(t, Config{Proxy: srv.URL + "/goproxy/"})
 	got, err := u.Fetch(t.Context(), "example.com/m", "v1.0.0")
 	if want := wantRecord(t, "example.com/m", "v1.0.0", files); err != nil || string(got) != want {
 		t.Errorf("Fetch = %q, %v, want %q, nil", got, err, want)
 	}
 }
 
-func TestNewUpstreamErrors(t *testing.T) {
+func TestNewErrors(t *testing.T) {
 	tests := []struct {
 		name    string
-		cfg     UpstreamConfig
+		cfg     Config
 		wantErr string
 	}{
-		{"empty list", UpstreamConfig{Proxy: ""}, "has no http or https URL"},
-		{"direct only", UpstreamConfig{Proxy: "direct"}, "has no http or https URL"},
-		{"off only", UpstreamConfig{Proxy: "off"}, "has no http or https URL"},
-		{"off first", UpstreamConfig{Proxy: "off,http://proxy.test"}, "has no http or https URL"},
-		{"direct then off", UpstreamConfig{Proxy: "direct|off|http://proxy.test"}, "has no http or https URL"},
-		{"separators only", UpstreamConfig{Proxy: ",|,"}, "has no http or https URL"},
-		{"no scheme", UpstreamConfig{Proxy: "proxy.test"}, "want http:// or https://"},
-		{"file scheme", UpstreamConfig{Proxy: "file:///tmp/proxy"}, "want http:// or https://"},
-		{"no host", UpstreamConfig{Proxy: "http:///x"}, "want http:// or https://"},
-		{"query", UpstreamConfig{Proxy: "https://proxy.test/?a=b"}, "query and fragment not allowed"},
-		{"bad URL", UpstreamConfig{Proxy: "https://proxy.test/%zz"}, "proxy URL"},
-		{"password not shown", UpstreamConfig{Proxy: "ftp://user:secret@proxy.test"}, "ftp://xxxxx@proxy.test"},
-		{"token not shown", UpstreamConfig{Proxy: "ftp://secret@proxy.test"}, "ftp://xxxxx@proxy.test"},
-		{"password in a malformed URL", UpstreamConfig{Proxy: "direct,http//user:secret@proxy.test"}, "proxy URL number 2 of the list: want http://"},
-		{"password in a fragment", UpstreamConfig{Proxy: "#http://user:secret@proxy.test"}, "proxy URL number 1 of the list: want http://"},
-		{"password after off", UpstreamConfig{Proxy: "off,http://user:secret@proxy.test"}, "proxy list has no http or https URL"},
-		{"negative timeout", UpstreamConfig{Proxy: "https://proxy.test", Timeout: -time.Second}, "negative timeout"},
-		{"negative zip size", UpstreamConfig{Proxy: "https://proxy.test", MaxZipSize: -1}, "max zip size -1 out of range"},
-		{"zip size over the module limit", UpstreamConfig{Proxy: "https://proxy.test", MaxZipSize: 500<<20 + 1}, "out of range"},
+		{"empty list", Config{Proxy: ""}, "has no http or https URL"},
+		{"direct only", Config{Proxy: "direct"}, "has no http or https URL"},
+		{"off only", Config{Proxy: "off"}, "has no http or https URL"},
+		{"off first", Config{Proxy: "off,http://proxy.test"}, "has no http or https URL"},
+		{"direct then off", Config{Proxy: "direct|off|http://proxy.test"}, "has no http or https URL"},
+		{"separators only", Config{Proxy: ",|,"}, "has no http or https URL"},
+		{"no scheme", Config{Proxy: "proxy.test"}, "want http:// or https://"},
+		{"file scheme", Config{Proxy: "file:///tmp/proxy"}, "want http:// or https://"},
+		{"no host", Config{Proxy: "http:///x"}, "want http:// or https://"},
+		{"query", Config{Proxy: "https://proxy.test/?a=b"}, "query and fragment not allowed"},
+		{"bad URL", Config{Proxy: "https://proxy.test/%zz"}, "proxy URL"},
+		{"password not shown", Config{Proxy: "ftp://user:secret@proxy.test"}, "ftp://xxxxx@proxy.test"},
+		{"token not shown", Config{Proxy: "ftp://secret@proxy.test"}, "ftp://xxxxx@proxy.test"},
+		{"password in a malformed URL", Config{Proxy: "direct,http//user:secret@proxy.test"}, "proxy URL number 2 of the list: want http://"},
+		{"password in a fragment", Config{Proxy: "#http://user:secret@proxy.test"}, "proxy URL number 1 of the list: want http://"},
+		{"password after off", Config{Proxy: "off,http://user:secret@proxy.test"}, "proxy list has no http or https URL"},
+		{"negative timeout", Config{Proxy: "https://proxy.test", Timeout: -time.Second}, "negative timeout"},
+		{"negative zip size", Config{Proxy: "https://proxy.test", MaxZipSize: -1}, "max zip size -1 out of range"},
+		{"zip size over the module limit", Config{Proxy: "https://proxy.test", MaxZipSize: 500<<20 + 1}, "out of range"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			u, err := NewUpstream(tt.cfg)
+			u, err := New(tt.cfg)
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-				t.Fatalf("NewUpstream(%+v) = %v, %v, want error containing %q", tt.cfg, u, err, tt.wantErr)
+				t.Fatalf("New(%+v) = %v, %v, want error containing %q", tt.cfg, u, err, tt.wantErr)
 			}
 			if strings.Contains(err.Error(), "secret") {
-				t.Errorf("NewUpstream(%+v) = %v, shows the password", tt.cfg, err)
+				t.Errorf("New(%+v) = %v, shows the password", tt.cfg, err)
 			}
 		})
 	}
@@ -957,7 +958,7 @@ func TestUpstreamConcurrent(t *testing.T) {
 		}
 		mods, wants = append(mods, m), append(wants, wantRecord(t, m.path, m.version, files))
 	}
-	u := newTestUpstream(t, UpstreamConfig{Proxy: p.URL, Logger: slog.New(slog.DiscardHandler)})
+	u := newTestUpstream(t, Config{Proxy: p.URL, Logger: slog.New(slog.DiscardHandler)})
 	var wg sync.WaitGroup
 	for i, m := range mods {
 		wg.Go(func() {
@@ -997,7 +998,7 @@ func TestUpstreamLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	var buf logBuffer
-	u := newTestUpstream(t, UpstreamConfig{Proxy: p.URL, Logger: slog.New(slog.NewJSONHandler(&buf, nil))})
+	u := newTestUpstream(t, Config{Proxy: p.URL, Logger: slog.New(slog.NewJSONHandler(&buf, nil))})
 	u.Fetch(t.Context(), "example.com/m", "v1.0.0")
 	u.Fetch(t.Context(), "example.com/m", "v1.0.1")
 	u.Fetch(t.Context(), "example.com/m", "v1.0")
@@ -1036,7 +1037,7 @@ func TestUpstreamStallInZip(t *testing.T) {
 		<-r.Context().Done()
 	}))
 	defer srv.Close()
-	u := newTestUpstream(t, UpstreamConfig{Proxy: srv.URL, Timeout: 200 * time.Millisecond})
+	u := newTestUpstream(t, Config{Proxy: srv.URL, Timeout: 200 * time.Millisecond})
 	_, err := u.Fetch(t.Context(), "example.com/m", "v1.0.0")
 	if want := "upstream unavailable: example.com/m@v1.0.0: timed out"; err == nil || err.Error() != want ||
 		!errors.Is(err, ErrUpstream) || !errors.Is(err, context.DeadlineExceeded) {
@@ -1049,7 +1050,7 @@ func TestUpstreamLocalError(t *testing.T) {
 	if err := p.Add(modproxy.Module{Path: "example.com/m", Version: "v1.0.0", Files: map[string]string{"go.mod": "module example.com/m\n"}}); err != nil {
 		t.Fatal(err)
 	}
-	u := newTestUpstream(t, UpstreamConfig{Proxy: p.URL, TempDir: filepath.Join(t.TempDir(), "missing")})
+	u := newTestUpstream(t, Config{Proxy: p.URL, TempDir: filepath.Join(t.TempDir(), "missing")})
 	_, err := u.Fetch(t.Context(), "example.com/m", "v1.0.0")
 	if err == nil || errors.Is(err, ErrNotFound) || errors.Is(err, ErrUpstream) || !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("Fetch with a missing TempDir = %v, want a local error", err)
@@ -1074,12 +1075,12 @@ func TestUpstreamLogRedacts(t *testing.T) {
 	dead.Close()
 	withPassword := strings.Replace(p.URL, "http://", "http://user:hunter2@", 1)
 	var buf logBuffer
-	u := newTestUpstream(t, UpstreamConfig{Proxy: deadURL + "|" + withPassword, Logger: slog.New(slog.NewTextHandler(&buf, nil))})
+	u := newTestUpstream(t, Config{Proxy: deadURL + "|" + withPassword, Logger: slog.New(slog.NewTextHandler(&buf, nil))})
 	for _, m := range []string{"example.com/m@v1.0.0", "example.com/m@v1.0.1", "example.com/broken@v1.0.0"} {
 		path, version, _ := strings.Cut(m, "@")
 		u.Fetch(t.Context(), path, version)
 	}
-	u2 := newTestUpstream(t, UpstreamConfig{Proxy: deadURL, Logger: slog.New(slog.NewTextHandler(&buf, nil))})
+	u2 := newTestUpstream(t, Config{Proxy: deadURL, Logger: slog.New(slog.NewTextHandler(&buf, nil))})
 	_, err = u2.Fetch(t.Context(), "example.com/m", "v1.0.0")
 	if err == nil || strings.Contains(err.Error(), "hunter2") {
 		t.Errorf("Fetch from an unreachable proxy = %v, want an error without the password", err)
@@ -1151,4 +1152,59 @@ func FuzzParseProxyList(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestUpstreamGoModBlockOfTwoTokens checks this: the .mod check takes a .mod
+// and a zip go.mod that hold the same statements as one module version, as
+// the go command parses the go.mod of a dependency (modfile.ParseLax). A
+// block opened after two tokens ("require example.com/a (") or one of a
+// verb that may not open a block ("go (") is ignored by ParseLax (and
+// refused by Parse), but its lines are compared, the block's tokens first,
+// as if they were the statement of one line. The pair below is the same
+// to the check, yet the go command reads a requirement (or a go version)
+// in one file and none in the other: the log would vouch for two go.mod
+// files of different meaning for one module version.
+func TestUpstreamGoModBlockOfTwoTokens(t *testing.T) {
+	tests := []struct{ name, zipGoMod, mod string }{
+		{"require", "module example.com/m\n\nrequire example.com/a (\n\tv1.0.0\n)\n", "module example.com/m\n\nrequire example.com/a v1.0.0\n"},
+		{"go", "module example.com/m\n\ngo (\n\t1.21\n)\n", "module example.com/m\n\ngo 1.21\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			// What the go command reads in each: not the same.
+			z, err := modfile.ParseLax("go.mod", []byte(tt.zipGoMod), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, err := modfile.ParseLax("go.mod", []byte(tt.mod), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(z.Require) == len(m.Require) && (z.Go == nil) == (m.Go == nil) {
+				t.Fatalf("ParseLax reads the same in both files")
+			}
+
+			path, version := "example.com/m", "v1.0.0"
+			p := startProxy(t, false)
+			p.AddRaw(path, version, infoJSON(version), []byte(tt.mod), makeZip(t, map[string]string{
+				path + "@" + version + "/go.mod": tt.zipGoMod,
+				path + "@" + version + "/m.go":   "package m\n",
+			}))
+			u := newTestUpstream(t, Config{Proxy: p.URL})
+			got, err := u.Fetch(t.Context(), path, version)
+			if !errors.Is(err, ErrNotFound) {
+				t.Errorf("Fetch = %q, %v; want the .mod refused: ParseLax reads requirements %v and go %v in .mod, %v and %v in the zip's go.mod",
+					got, err, reqs(m), m.Go != nil, reqs(z), z.Go != nil)
+			}
+		})
+	}
+}
+
+func reqs(f *modfile.File) []string {
+	var list []string
+	for _, r := range f.Require {
+		list = append(list, r.Mod.String())
+	}
+	return slices.Clip(list)
 }

@@ -1,4 +1,9 @@
-package sumdb
+// Package client is the client of a checksum database: it reaches a
+// database as the go command does (at its URL, or through a module proxy
+// that serves it), and verifies the signed tree heads it reads before any
+// proof is computed on them. The tools that check go.sum files and audit
+// logs are built on it.
+package client
 
 import (
 	"context"
@@ -14,7 +19,19 @@ import (
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
+
+	"github.com/sumdb/sumdb/internal/guard"
 )
+
+// ErrNotFound marks an error meaning the database has nothing at the path
+// asked for (it answered 404 or 410): an unknown module version, or a tile
+// beyond its tree. Errors wrap it with the server's reason.
+var ErrNotFound = errors.New("not found")
+
+// ErrUpstream marks a failure to get an answer from the database (5xx,
+// another unexpected status, unreachable, timeout), after retries: the
+// request may succeed later.
+var ErrUpstream = errors.New("upstream unavailable")
 
 // A Remote is a checksum database reached over HTTP the way the go command
 // reaches one: at the URL given with its key, or through the first module
@@ -31,13 +48,13 @@ type Remote struct {
 	Base string
 
 	base    remoteURL // Base with the real user information
-	client  *guardedClient
+	client  *guard.Client
 	retries int
 	logger  *slog.Logger
 }
 
-// RemoteConfig configures OpenRemote.
-type RemoteConfig struct {
+// Config configures Open.
+type Config struct {
 	// GOSUMDB names the database as the go command's GOSUMDB does:
 	// "<verifier key> [URL]", or the bare name of the go command's built-in
 	// checksum database, whose key the go command knows. "off" is refused.
@@ -61,7 +78,7 @@ type RemoteConfig struct {
 // A remoteURL is a URL that a Remote requests.
 type remoteURL struct {
 	url   string        // without user information
-	user  *url.Userinfo // the user information, if any (see setUserinfo)
+	user  *url.Userinfo // the user information, if any (see guard.SetUserinfo)
 	shown string        // url as logs and errors show it: redacted
 }
 
@@ -72,7 +89,7 @@ func newRemoteURL(u *url.URL) remoteURL {
 	return remoteURL{
 		url:   strings.TrimSuffix(c.String(), "/"),
 		user:  u.User,
-		shown: strings.TrimSuffix(redacted(u), "/"),
+		shown: strings.TrimSuffix(guard.Redacted(u), "/"),
 	}
 }
 
@@ -85,9 +102,9 @@ func (e remoteURL) join(path string) remoteURL {
 // 8 KiB of hashes, a data tile 256 records; a lookup, one record and a note.
 const maxRemoteBody = 4 << 20
 
-// OpenRemote resolves cfg.GOSUMDB to a Remote. Finding the URL may ask the
+// Open resolves cfg.GOSUMDB to a Remote. Finding the URL may ask the
 // proxies in cfg.GOPROXY whether they serve the database.
-func OpenRemote(ctx context.Context, cfg RemoteConfig) (*Remote, error) {
+func Open(ctx context.Context, cfg Config) (*Remote, error) {
 	if cfg.Client == nil {
 		cfg.Client = &http.Client{Timeout: 30 * time.Second}
 	}
@@ -118,7 +135,7 @@ func OpenRemote(ctx context.Context, cfg RemoteConfig) (*Remote, error) {
 	if err != nil {
 		return nil, fmt.Errorf("invalid checksum database key %q: %w", key, err)
 	}
-	r := &Remote{Key: key, Verifier: v, client: guardRedirects(cfg.Client), retries: cfg.Retries, logger: cfg.Logger}
+	r := &Remote{Key: key, Verifier: v, client: guard.NewClient(cfg.Client), retries: cfg.Retries, logger: cfg.Logger}
 	name := v.Name()
 	if u, err := url.Parse("https://" + name); err != nil || u.Host == "" || u.Path != strings.TrimSuffix(u.Path, "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
 		return nil, fmt.Errorf("invalid checksum database name %q: must be host[/path]", name)
@@ -194,7 +211,7 @@ func (r *Remote) discover(ctx context.Context, proxies, name string) (remoteURL,
 }
 
 // parseHTTPURL parses raw, a URL of the configuration (what it is), as an
-// http or https URL with a host. Its errors name the URL as shownURL does,
+// http or https URL with a host. Its errors name the URL as guard.ShownURL does,
 // or else by position.
 func parseHTTPURL(raw, what, position string) (*url.URL, error) {
 	u, err := url.Parse(raw)
@@ -208,7 +225,7 @@ func parseHTTPURL(raw, what, position string) (*url.URL, error) {
 	}
 	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
 		name := position
-		if shown := shownURL(raw, u); shown != "" {
+		if shown := guard.ShownURL(raw, u); shown != "" {
 			name = strconv.Quote(shown)
 		}
 		return nil, fmt.Errorf("invalid %s %s: want http:// or https:// and a host", what, name)
@@ -262,10 +279,10 @@ func (r *Remote) getOnce(ctx context.Context, e remoteURL) (body []byte, retry b
 	if err != nil {
 		return nil, false, fmt.Errorf("GET %s: %w", u, err)
 	}
-	setUserinfo(req, e.user)
+	guard.SetUserinfo(req, e.user)
 	resp, err := r.client.Do(req)
 	if err != nil {
-		var rerr *redirectError
+		var rerr *guard.RedirectError
 		if errors.As(err, &rerr) {
 			// Not retried: the server would redirect the same way. The
 			// redirect alone: net/http's error adds the Location again.

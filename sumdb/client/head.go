@@ -1,4 +1,4 @@
-package sumdb
+package client
 
 import (
 	"errors"

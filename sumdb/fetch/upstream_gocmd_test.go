@@ -1,4 +1,4 @@
-package sumdb
+package fetch
 
 import (
 	"archive/zip"
@@ -124,7 +124,7 @@ func TestUpstreamGoModFromGoCommand(t *testing.T) {
 
 	p := startProxy(t, false)
 	p.AddRaw(path, version, info, mod, zipData)
-	u := newTestUpstream(t, UpstreamConfig{Proxy: p.URL})
+	u := newTestUpstream(t, Config{Proxy: p.URL})
 	got, err := u.Fetch(t.Context(), path, version)
 	want := fmt.Sprintf("%s %s %s\n%s %s/go.mod %s\n", path, version, dl.Sum, path, version, dl.GoModSum)
 	if err != nil || string(got) != want {

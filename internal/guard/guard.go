@@ -1,4 +1,8 @@
-package sumdb
+// Package guard keeps the credentials of configured URLs (a proxy's, a
+// checksum database's) from leaking: its HTTP client follows only the
+// redirects that cannot hand them, or the answer, to someone else, and
+// masks URLs in its errors; its helpers show URLs redacted.
+package guard
 
 import (
 	"errors"
@@ -9,38 +13,38 @@ import (
 	"strings"
 )
 
-// maxRedirects is how many redirects one request may follow: as many as
+// MaxRedirects is how many redirects one request may follow: as many as
 // the go command and net/http allow.
-const maxRedirects = 10
+const MaxRedirects = 10
 
-// A redirectError is a redirect that a client of this package refused to
-// follow. Its URLs are shown with user information and query masked.
-type redirectError struct {
+// A RedirectError is a redirect that a Client refused to follow. Its URLs
+// are shown with user information and query masked.
+type RedirectError struct {
 	from, to  string // the last URL requested and the one redirected to
-	downgrade bool   // from https to plain http; else too many redirects
+	Downgrade bool   // from https to plain http; else too many redirects
 }
 
-func (e *redirectError) Error() string {
-	if e.downgrade {
+func (e *RedirectError) Error() string {
+	if e.Downgrade {
 		return fmt.Sprintf("refused redirect from %s to %s: https must not redirect to plain http (have the server redirect to https, or give its final https URL)", e.from, e.to)
 	}
-	return fmt.Sprintf("stopped after %d redirects, at %s: the server redirects in a loop or too often (give its final URL)", maxRedirects, e.to)
+	return fmt.Sprintf("stopped after %d redirects, at %s: the server redirects in a loop or too often (give its final URL)", MaxRedirects, e.to)
 }
 
-// A guardedClient is an http.Client that follows redirects only as
-// checkRedirect allows, and whose errors show URLs as shownRedirect does.
-// Every request of this package goes through one: net/http's *url.Error
-// repeats the URL of the last request of a chain, the Location of a
-// redirect, masking only a password, so that a connection refused or a
-// timeout on a pre-signed storage URL would show its token.
-type guardedClient struct {
+// A Client is an http.Client that follows redirects only as checkRedirect
+// allows, and whose errors show URLs as shownRedirect does. Every request
+// to a configured URL goes through one: net/http's *url.Error repeats the
+// URL of the last request of a chain, the Location of a redirect, masking
+// only a password, so that a connection refused or a timeout on a
+// pre-signed storage URL would show its token.
+type Client struct {
 	c *http.Client
 }
 
-// guardRedirects returns a client sending with a copy of c that follows a
+// NewClient returns a client sending with a copy of c that follows a
 // redirect only as checkRedirect allows, and then as c's own
 // CheckRedirect, if any, does.
-func guardRedirects(c *http.Client) *guardedClient {
+func NewClient(c *http.Client) *Client {
 	g := *c
 	own := c.CheckRedirect
 	g.CheckRedirect = func(req *http.Request, via []*http.Request) error {
@@ -52,12 +56,12 @@ func guardRedirects(c *http.Client) *guardedClient {
 		}
 		return nil
 	}
-	return &guardedClient{c: &g}
+	return &Client{c: &g}
 }
 
 // Do sends req as http.Client.Do does; its error is masked by
 // maskURLError.
-func (g *guardedClient) Do(req *http.Request) (*http.Response, error) {
+func (g *Client) Do(req *http.Request) (*http.Response, error) {
 	resp, err := g.c.Do(req)
 	return resp, maskURLError(err)
 }
@@ -100,12 +104,12 @@ func maskURLError(err error) error {
 // subdomains, none of which the credentials were given for.
 func checkRedirect(req *http.Request, via []*http.Request) error {
 	last := via[len(via)-1].URL
-	if len(via) >= maxRedirects {
-		return &redirectError{from: shownRedirect(last), to: shownRedirect(req.URL)}
+	if len(via) >= MaxRedirects {
+		return &RedirectError{from: shownRedirect(last), to: shownRedirect(req.URL)}
 	}
 	for _, r := range via {
 		if r.URL.Scheme == "https" && req.URL.Scheme != "https" {
-			return &redirectError{from: shownRedirect(last), to: shownRedirect(req.URL), downgrade: true}
+			return &RedirectError{from: shownRedirect(last), to: shownRedirect(req.URL), Downgrade: true}
 		}
 	}
 	first := origin(via[0].URL)
@@ -149,4 +153,37 @@ func shownRedirect(u *url.URL) string {
 	}
 	c.Fragment, c.RawFragment = "", ""
 	return c.String()
+}
+
+// ShownURL returns how an error may show the URL raw, parsed as u: without
+// its user information if its only "@" ends that, else "" (a malformed URL
+// such as "http//user:password@host" has no user information that
+// url.Redacted would find).
+func ShownURL(raw string, u *url.URL) string {
+	if at := strings.Count(raw, "@"); at == 0 || at == 1 && u.User != nil {
+		return Redacted(u)
+	}
+	return ""
+}
+
+// Redacted returns u with its user information, if any, masked whole: a
+// user name may be a token too.
+func Redacted(u *url.URL) string {
+	if u.User == nil {
+		return u.String()
+	}
+	c := *u
+	c.User = url.User("xxxxx")
+	return c.String()
+}
+
+// SetUserinfo makes req authenticate with user, the user information of a
+// URL (nil for none), as net/http does for a request URL that holds it.
+// Requested URLs are kept without it because net/http repeats the URL in
+// its errors, masking only a password: a user name may be a token too.
+func SetUserinfo(req *http.Request, user *url.Userinfo) {
+	if user != nil {
+		password, _ := user.Password()
+		req.SetBasicAuth(user.Username(), password)
+	}
 }

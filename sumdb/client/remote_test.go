@@ -1,6 +1,7 @@
-package sumdb
+package client
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -80,7 +81,7 @@ func newVerifierKey(t *testing.T, name string) string {
 }
 
 // TestGoKey checks goKey against the go command's own copy of its built-in
-// key, in the sources of the Go installation running the test: OpenRemote
+// key, in the sources of the Go installation running the test: Open
 // never reads them, but a go command that changed its key would show here.
 func TestGoKey(t *testing.T) {
 	t.Parallel()
@@ -100,7 +101,7 @@ func TestGoKey(t *testing.T) {
 	}
 }
 
-func TestOpenRemote(t *testing.T) {
+func TestOpen(t *testing.T) {
 	t.Parallel()
 	const name = "sumdb.test"
 	vkey := newVerifierKey(t, name)
@@ -122,35 +123,35 @@ func TestOpenRemote(t *testing.T) {
 
 	tests := []struct {
 		name    string
-		cfg     RemoteConfig
+		cfg     Config
 		base    string // want
 		key     string // want; default vkey
 		wantErr string
 	}{
-		{name: "explicit URL", cfg: RemoteConfig{GOSUMDB: vkey + " " + yes.URL + "/db/", GOPROXY: no.URL}, base: yes.URL + "/db"},
-		{name: "explicit http URL skips discovery", cfg: RemoteConfig{GOSUMDB: vkey + " http://127.0.0.1:1", GOPROXY: broken.URL}, base: "http://127.0.0.1:1"},
-		{name: "proxy supports it", cfg: RemoteConfig{GOSUMDB: vkey, GOPROXY: yes.URL}, base: yes.URL + "/sumdb/" + name},
-		{name: "proxy with a trailing slash", cfg: RemoteConfig{GOSUMDB: vkey, GOPROXY: yes.URL + "/"}, base: yes.URL + "/sumdb/" + name},
-		{name: "404 falls through", cfg: RemoteConfig{GOSUMDB: vkey, GOPROXY: no.URL + "," + yes.URL}, base: yes.URL + "/sumdb/" + name},
-		{name: "410 falls through", cfg: RemoteConfig{GOSUMDB: vkey, GOPROXY: gone.URL + "," + yes.URL}, base: yes.URL + "/sumdb/" + name},
-		{name: "500 after | falls through", cfg: RemoteConfig{GOSUMDB: vkey, GOPROXY: broken.URL + "|" + yes.URL}, base: yes.URL + "/sumdb/" + name},
-		{name: "500 after , fails", cfg: RemoteConfig{GOSUMDB: vkey, GOPROXY: broken.URL + "," + yes.URL}, wantErr: "ask proxy whether it serves checksum database sumdb.test: upstream unavailable: GET " + broken.URL + supported + ": internal error"},
-		{name: "403 fails", cfg: RemoteConfig{GOSUMDB: vkey, GOPROXY: forbidden.URL + "," + yes.URL}, wantErr: "forbidden"},
-		{name: "500 after | then the end of the list fails", cfg: RemoteConfig{GOSUMDB: vkey, GOPROXY: broken.URL + "|" + no.URL}, wantErr: "internal error"},
-		{name: "500 after | then direct", cfg: RemoteConfig{GOSUMDB: vkey, GOPROXY: broken.URL + "|direct"}, base: "https://" + name},
-		{name: "direct", cfg: RemoteConfig{GOSUMDB: vkey, GOPROXY: no.URL + ",direct," + yes.URL}, base: "https://" + name},
-		{name: "off", cfg: RemoteConfig{GOSUMDB: vkey, GOPROXY: "off"}, base: "https://" + name},
-		{name: "no proxy", cfg: RemoteConfig{GOSUMDB: vkey}, base: "https://" + name},
-		{name: "end of the list", cfg: RemoteConfig{GOSUMDB: vkey, GOPROXY: no.URL + "," + gone.URL}, base: "https://" + name},
-		{name: "built-in name", cfg: RemoteConfig{GOSUMDB: goName, GOPROXY: "direct"}, base: "https://" + goName, key: goKey},
-		{name: "built-in name with URL", cfg: RemoteConfig{GOSUMDB: goName + " " + yes.URL}, base: yes.URL, key: goKey},
-		{name: "other name without key", cfg: RemoteConfig{GOSUMDB: name + " " + yes.URL}, wantErr: "GOSUMDB=" + name + " gives no key, and only the go command's built-in checksum database is known without one: give the full verifier key"},
-		{name: "unknown name", cfg: RemoteConfig{GOSUMDB: "unknown.test", GOPROXY: "direct"}, wantErr: "GOSUMDB=unknown.test gives no key"},
-		{name: "off refused", cfg: RemoteConfig{GOSUMDB: "off"}, wantErr: "GOSUMDB=off"},
-		{name: "empty", cfg: RemoteConfig{GOSUMDB: "  "}, wantErr: "no checksum database named"},
-		{name: "too many fields", cfg: RemoteConfig{GOSUMDB: vkey + " " + yes.URL + " x"}, wantErr: "too many fields"},
-		{name: "bad key", cfg: RemoteConfig{GOSUMDB: "sumdb.test+00000000+AAAA"}, wantErr: "invalid checksum database key"},
-		{name: "bad URL", cfg: RemoteConfig{GOSUMDB: vkey + " ftp://x"}, wantErr: "want http:// or https://"},
+		{name: "explicit URL", cfg: Config{GOSUMDB: vkey + " " + yes.URL + "/db/", GOPROXY: no.URL}, base: yes.URL + "/db"},
+		{name: "explicit http URL skips discovery", cfg: Config{GOSUMDB: vkey + " http://127.0.0.1:1", GOPROXY: broken.URL}, base: "http://127.0.0.1:1"},
+		{name: "proxy supports it", cfg: Config{GOSUMDB: vkey, GOPROXY: yes.URL}, base: yes.URL + "/sumdb/" + name},
+		{name: "proxy with a trailing slash", cfg: Config{GOSUMDB: vkey, GOPROXY: yes.URL + "/"}, base: yes.URL + "/sumdb/" + name},
+		{name: "404 falls through", cfg: Config{GOSUMDB: vkey, GOPROXY: no.URL + "," + yes.URL}, base: yes.URL + "/sumdb/" + name},
+		{name: "410 falls through", cfg: Config{GOSUMDB: vkey, GOPROXY: gone.URL + "," + yes.URL}, base: yes.URL + "/sumdb/" + name},
+		{name: "500 after | falls through", cfg: Config{GOSUMDB: vkey, GOPROXY: broken.URL + "|" + yes.URL}, base: yes.URL + "/sumdb/" + name},
+		{name: "500 after , fails", cfg: Config{GOSUMDB: vkey, GOPROXY: broken.URL + "," + yes.URL}, wantErr: "ask proxy whether it serves checksum database sumdb.test: upstream unavailable: GET " + broken.URL + supported + ": internal error"},
+		{name: "403 fails", cfg: Config{GOSUMDB: vkey, GOPROXY: forbidden.URL + "," + yes.URL}, wantErr: "forbidden"},
+		{name: "500 after | then the end of the list fails", cfg: Config{GOSUMDB: vkey, GOPROXY: broken.URL + "|" + no.URL}, wantErr: "internal error"},
+		{name: "500 after | then direct", cfg: Config{GOSUMDB: vkey, GOPROXY: broken.URL + "|direct"}, base: "https://" + name},
+		{name: "direct", cfg: Config{GOSUMDB: vkey, GOPROXY: no.URL + ",direct," + yes.URL}, base: "https://" + name},
+		{name: "off", cfg: Config{GOSUMDB: vkey, GOPROXY: "off"}, base: "https://" + name},
+		{name: "no proxy", cfg: Config{GOSUMDB: vkey}, base: "https://" + name},
+		{name: "end of the list", cfg: Config{GOSUMDB: vkey, GOPROXY: no.URL + "," + gone.URL}, base: "https://" + name},
+		{name: "built-in name", cfg: Config{GOSUMDB: goName, GOPROXY: "direct"}, base: "https://" + goName, key: goKey},
+		{name: "built-in name with URL", cfg: Config{GOSUMDB: goName + " " + yes.URL}, base: yes.URL, key: goKey},
+		{name: "other name without key", cfg: Config{GOSUMDB: name + " " + yes.URL}, wantErr: "GOSUMDB=" + name + " gives no key, and only the go command's built-in checksum database is known without one: give the full verifier key"},
+		{name: "unknown name", cfg: Config{GOSUMDB: "unknown.test", GOPROXY: "direct"}, wantErr: "GOSUMDB=unknown.test gives no key"},
+		{name: "off refused", cfg: Config{GOSUMDB: "off"}, wantErr: "GOSUMDB=off"},
+		{name: "empty", cfg: Config{GOSUMDB: "  "}, wantErr: "no checksum database named"},
+		{name: "too many fields", cfg: Config{GOSUMDB: vkey + " " + yes.URL + " x"}, wantErr: "too many fields"},
+		{name: "bad key", cfg: Config{GOSUMDB: "sumdb.test+00000000+AAAA"}, wantErr: "invalid checksum database key"},
+		{name: "bad URL", cfg: Config{GOSUMDB: vkey + " ftp://x"}, wantErr: "want http:// or https://"},
 	}
 	// The cases run in parallel in a group, so that the requests are
 	// counted once they are all done.
@@ -158,25 +159,25 @@ func TestOpenRemote(t *testing.T) {
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
 				t.Parallel()
-				r, err := OpenRemote(t.Context(), tt.cfg)
+				r, err := Open(t.Context(), tt.cfg)
 				if tt.wantErr != "" {
 					if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-						t.Fatalf("OpenRemote(%+v) = %v, want error containing %q", tt.cfg, err, tt.wantErr)
+						t.Fatalf("Open(%+v) = %v, want error containing %q", tt.cfg, err, tt.wantErr)
 					}
 					return
 				}
 				if err != nil {
-					t.Fatalf("OpenRemote(%+v): %v", tt.cfg, err)
+					t.Fatalf("Open(%+v): %v", tt.cfg, err)
 				}
 				if r.Base != tt.base {
-					t.Errorf("OpenRemote(%+v).Base = %q, want %q", tt.cfg, r.Base, tt.base)
+					t.Errorf("Open(%+v).Base = %q, want %q", tt.cfg, r.Base, tt.base)
 				}
 				key := tt.key
 				if key == "" {
 					key = vkey
 				}
 				if r.Key != key || r.Verifier.Name() != strings.SplitN(key, "+", 2)[0] {
-					t.Errorf("OpenRemote(%+v).Key = %q, want %q", tt.cfg, r.Key, key)
+					t.Errorf("Open(%+v).Key = %q, want %q", tt.cfg, r.Key, key)
 				}
 			})
 		}
@@ -199,7 +200,7 @@ func TestRemoteGet(t *testing.T) {
 	srv.answer("/db/gone", answer{410, ""})
 	srv.answer("/db/bad", answer{400, "bad request: malformed path"})
 	srv.answer("/db/huge", answer{200, strings.Repeat("x", maxRemoteBody+1)})
-	r, err := OpenRemote(t.Context(), RemoteConfig{GOSUMDB: vkey + " " + srv.URL + "/db", Retries: 3})
+	r, err := Open(t.Context(), Config{GOSUMDB: vkey + " " + srv.URL + "/db", Retries: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,7 +246,7 @@ func TestRemoteUnreachable(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	r, err := OpenRemote(t.Context(), RemoteConfig{GOSUMDB: newVerifierKey(t, "sumdb.test") + " http://" + addr, Retries: 1})
+	r, err := Open(t.Context(), Config{GOSUMDB: newVerifierKey(t, "sumdb.test") + " http://" + addr, Retries: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,7 +256,7 @@ func TestRemoteUnreachable(t *testing.T) {
 
 	// A canceled context ends the retries at once.
 	ctx, cancel := context.WithCancel(t.Context())
-	r, err = OpenRemote(ctx, RemoteConfig{GOSUMDB: newVerifierKey(t, "sumdb.test") + " http://" + addr, Retries: 100})
+	r, err = Open(ctx, Config{GOSUMDB: newVerifierKey(t, "sumdb.test") + " http://" + addr, Retries: 100})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -267,4 +268,22 @@ func TestRemoteUnreachable(t *testing.T) {
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("Get took %v after its context was canceled", d)
 	}
+}
+
+// A logBuffer is a bytes.Buffer safe for concurrent writes.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
