@@ -194,7 +194,7 @@ func (p *Postgres) Append(ctx context.Context, b *tlog.Batch) (err error) {
 }
 
 // AppendLocked commits the batch that prepare computes from the current
-// head, as documented by tlog.LockingStore.
+// head, as documented by tlog.Store.
 func (p *Postgres) AppendLocked(ctx context.Context, prepare func(tlog.Head) (*tlog.Batch, error)) (err error) {
 	defer markUnavailable(&err, pgUnavailable)
 	return p.append(ctx, func(h tlog.Head) (*tlog.Batch, error) {

@@ -253,7 +253,7 @@ func (s *SQLite) Append(ctx context.Context, b *tlog.Batch) (err error) {
 }
 
 // AppendLocked commits the batch that prepare computes from the current
-// head, as documented by tlog.LockingStore.
+// head, as documented by tlog.Store.
 func (s *SQLite) AppendLocked(ctx context.Context, prepare func(tlog.Head) (*tlog.Batch, error)) (err error) {
 	defer markUnavailable(&err, sqliteUnavailable)
 	return s.append(ctx, func(h tlog.Head) (*tlog.Batch, error) {

@@ -27,7 +27,7 @@ func TestCachesAfterFork(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
 			var sw *storetest.Switch
-			primary := b.open(t).(tlog.LockingStore)
+			primary := b.open(t)
 			e := newEnv(t, b, envOptions{
 				logCfg: tlog.Config{RefreshInterval: -1},
 				wrap: func(tlog.Store) tlog.Store {
@@ -46,7 +46,7 @@ func TestCachesAfterFork(t *testing.T) {
 			}
 			served := e.log.Head()
 
-			standby := b.open(t).(tlog.LockingStore)
+			standby := b.open(t)
 			signer, err := note.NewSigner(e.skey)
 			if err != nil {
 				t.Fatal(err)

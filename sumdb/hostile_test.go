@@ -313,10 +313,10 @@ const (
 type faultStore struct {
 	tlog.Store
 	mode       atomic.Int32 // of every call
-	appendMode atomic.Int32 // of Append
+	appendMode atomic.Int32 // of Append and AppendLocked
 
 	appends  callGate     // holds appends
-	appended atomic.Int32 // calls of Append
+	appended atomic.Int32 // calls of Append and AppendLocked
 }
 
 // A callGate holds the calls that pass it, once held, until released.
@@ -377,6 +377,22 @@ func (s *faultStore) ReadHead(ctx context.Context) (tlog.Head, error) {
 }
 
 func (s *faultStore) Append(ctx context.Context, b *tlog.Batch) error {
+	if err := s.appendFault(ctx); err != nil {
+		return err
+	}
+	return s.Store.Append(ctx, b)
+}
+
+func (s *faultStore) AppendLocked(ctx context.Context, prepare func(tlog.Head) (*tlog.Batch, error)) error {
+	if err := s.appendFault(ctx); err != nil {
+		return err
+	}
+	return s.Store.AppendLocked(ctx, prepare)
+}
+
+// appendFault counts an append, fails it as the modes say, and holds it
+// at the gate of appends.
+func (s *faultStore) appendFault(ctx context.Context) error {
 	s.appended.Add(1)
 	if err := s.fault(ctx); err != nil {
 		return err
@@ -384,10 +400,7 @@ func (s *faultStore) Append(ctx context.Context, b *tlog.Batch) error {
 	if err := faultOf(ctx, s.appendMode.Load()); err != nil {
 		return err
 	}
-	if err := s.appends.pass(ctx); err != nil {
-		return err
-	}
-	return s.Store.Append(ctx, b)
+	return s.appends.pass(ctx)
 }
 
 func (s *faultStore) Lookup(ctx context.Context, path, version string) (tlog.Record, error) {

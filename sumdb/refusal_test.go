@@ -61,7 +61,7 @@ func TestJoinedFlightKeepsGeneration(t *testing.T) {
 		t.Run(b.name, func(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
-			primary := b.open(t).(tlog.LockingStore)
+			primary := b.open(t)
 			hs := &lookupHookStore{Switch: storetest.NewSwitch(primary), path: "example.com/b/m0"}
 			e := newEnv(t, b, envOptions{
 				logCfg: tlog.Config{RefreshInterval: -1},
@@ -76,7 +76,7 @@ func TestJoinedFlightKeepsGeneration(t *testing.T) {
 			for i := range 10 {
 				appendOne(e.log, "a", i)
 			}
-			standby := b.open(t).(tlog.LockingStore)
+			standby := b.open(t)
 			signer, err := note.NewSigner(e.skey)
 			if err != nil {
 				t.Fatal(err)

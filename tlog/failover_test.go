@@ -22,7 +22,7 @@ func TestFailoverBelowAdoptedHead(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
 			k := newKeys(t)
-			primary := be.open(t).(tlog.LockingStore)
+			primary := be.open(t)
 			sw := storetest.NewSwitch(primary)
 			cfg := tlog.Config{Signer: k.signer, Verifier: k.verifier, RefreshInterval: -1}
 			a, err := tlog.Open(ctx, sw, cfg)
@@ -32,7 +32,7 @@ func TestFailoverBelowAdoptedHead(t *testing.T) {
 			defer a.Close()
 			appendInOrder(t, a, 0, 10)
 
-			standby := be.open(t).(tlog.LockingStore)
+			standby := be.open(t)
 			if h := fork(t, standby, k, 10, 0); h.Hash != a.Head().Hash {
 				t.Fatalf("standby head %d %v, want A's %d %v", h.Size, h.Hash, a.Head().Size, a.Head().Hash)
 			}
@@ -68,14 +68,14 @@ func TestFailoverBelowAdoptedHead(t *testing.T) {
 // A gateStore holds the first ReadTile after arm until release, as a slow
 // database does.
 type gateStore struct {
-	tlog.LockingStore
+	tlog.Store
 	armed   chan struct{} // closed by arm; nil: pass
 	held    chan struct{} // closed when a ReadTile is held
 	release chan struct{}
 }
 
-func newGateStore(s tlog.LockingStore) *gateStore {
-	return &gateStore{LockingStore: s, armed: make(chan struct{}), held: make(chan struct{}), release: make(chan struct{})}
+func newGateStore(s tlog.Store) *gateStore {
+	return &gateStore{Store: s, armed: make(chan struct{}), held: make(chan struct{}), release: make(chan struct{})}
 }
 
 func (g *gateStore) ReadTile(ctx context.Context, l int, i int64) ([]byte, error) {
@@ -89,7 +89,7 @@ func (g *gateStore) ReadTile(ctx context.Context, l int, i int64) ([]byte, error
 		}
 	default:
 	}
-	return g.LockingStore.ReadTile(ctx, l, i)
+	return g.Store.ReadTile(ctx, l, i)
 }
 
 // TestRefreshRacingCommitIsNoFork checks this: on healthy replicas sharing one
@@ -103,12 +103,12 @@ func TestRefreshRacingCommitIsNoFork(t *testing.T) {
 	for _, be := range backends {
 		t.Run(be.name, func(t *testing.T) {
 			t.Parallel()
-			refreshRaceWithCommit(t, be.open(t).(tlog.LockingStore))
+			refreshRaceWithCommit(t, be.open(t))
 		})
 	}
 }
 
-func refreshRaceWithCommit(t *testing.T, shared tlog.LockingStore) {
+func refreshRaceWithCommit(t *testing.T, shared tlog.Store) {
 	ctx := context.Background()
 	k := newKeys(t)
 	gs := newGateStore(shared)

@@ -177,7 +177,7 @@ func TestFailoverToTreeOfSameSize(t *testing.T) {
 			ctx := context.Background()
 			k := newKeys(t)
 			file := filepath.Join(t.TempDir(), "published-head")
-			primary := be.open(t).(tlog.LockingStore)
+			primary := be.open(t)
 			sw := storetest.NewSwitch(primary)
 			cfg := tlog.Config{Signer: k.signer, Verifier: k.verifier, RefreshInterval: -1, PublishedFile: file}
 			a, err := tlog.Open(ctx, sw, cfg)
@@ -188,7 +188,7 @@ func TestFailoverToTreeOfSameSize(t *testing.T) {
 			appendInOrder(t, a, 0, tlog.TileWidth)
 			served := a.Head()
 
-			standby := be.open(t).(tlog.LockingStore)
+			standby := be.open(t)
 			b := fork(t, standby, k, tlog.TileWidth-6, 6)
 			if b.Size != served.Size || b.Hash == served.Hash {
 				t.Fatalf("B's head has size %d, root %v; want size %d and a root other than A's", b.Size, b.Hash, served.Size)

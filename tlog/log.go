@@ -32,20 +32,6 @@ var ErrClosed = errors.New("log is closed")
 // to serve or extend it.
 var ErrFork = errors.New("the store's tree contradicts heads this server served")
 
-// A LockingStore is a Store that can compute a batch while it holds the lock
-// on the head, so that writers sharing it never conflict: each waits for the
-// lock, then extends the head it finds. A Log uses AppendLocked when its
-// store has it.
-type LockingStore interface {
-	Store
-	// AppendLocked locks the stored head (excluding every other append),
-	// calls prepare with it, and commits the batch prepare returns as
-	// Append does. prepare may read the store: what it reads cannot change
-	// while the lock is held. AppendLocked calls prepare at most once; if
-	// prepare returns an error, AppendLocked returns it and writes nothing.
-	AppendLocked(ctx context.Context, prepare func(Head) (*Batch, error)) error
-}
-
 // A BulkStore is a Store that loads a whole log faster into an empty store,
 // for an import. A Log never uses these methods; it refuses to open a store
 // in bulk-load mode.
@@ -832,8 +818,7 @@ func (l *Log) commit(ctx context.Context, batch []*request) {
 			err  error
 		)
 		seq, start := l.checks.Add(1), time.Now()
-		ls, locking := l.store.(LockingStore)
-		fast := locking && l.edgeServes()
+		fast := l.edgeServes()
 		if fast {
 			// Most likely the stored head is still the edge's: commit the
 			// batch computed from it with Append, whose check of the old
@@ -848,11 +833,11 @@ func (l *Log) commit(ctx context.Context, batch []*request) {
 			}
 			err = l.store.Append(ctx, b)
 		}
-		if locking && (!fast || errors.Is(err, ErrConflict)) {
+		if !fast || errors.Is(err, ErrConflict) {
 			// Compute the batch against the head the store has locked: a
 			// writer that waited for another one extends its head rather
 			// than conflict with it.
-			err = ls.AppendLocked(ctx, func(h Head) (*Batch, error) {
+			err = l.store.AppendLocked(ctx, func(h Head) (*Batch, error) {
 				if err := l.follow(ctx, h); err != nil {
 					return nil, err
 				}
@@ -860,22 +845,6 @@ func (l *Log) commit(ctx context.Context, batch []*request) {
 				b, next, err = l.prepare(recs)
 				return b, err
 			})
-		} else if !locking {
-			if !l.edgeServes() {
-				if err := l.reload(ctx); err != nil {
-					for _, r := range recs {
-						answer(r.Key(), result{err: err})
-					}
-					return
-				}
-			}
-			if b, next, err = l.prepare(recs); err != nil {
-				for _, r := range recs {
-					answer(r.Key(), result{err: err})
-				}
-				return
-			}
-			err = l.store.Append(ctx, b)
 		}
 		var dup *DuplicateError
 		switch {
@@ -901,9 +870,12 @@ func (l *Log) commit(ctx context.Context, batch []*request) {
 			l.committed <- c
 			return
 		case errors.Is(err, ErrConflict):
-			// Another process appended: reload its edge and try again, after
-			// a short random pause so that two busy writers take turns
-			// rather than keep invalidating each other.
+			// The locked batch did not extend the stored head, which only
+			// a writer outside the store's lock can cause: drop the edge,
+			// so that the next attempt follows the stored head from its
+			// tiles, and try again after a short random pause, so that two
+			// such writers take turns rather than keep invalidating each
+			// other.
 			l.edge = nil
 			pause := time.Duration(rand.Int64N(int64(time.Millisecond) << min(attempt, 6)))
 			select {
@@ -959,29 +931,9 @@ func (l *Log) edgeServes() bool {
 	return n > served.Size || n == served.Size && (n == 0 || l.edge.Root() == served.Hash)
 }
 
-// reload replaces the sequencer's edge with the one of the stored head.
-func (l *Log) reload(ctx context.Context) error {
-	before := l.known()
-	h, err := l.readHead(ctx)
-	if err != nil {
-		return err
-	}
-	if err := l.extends(ctx, h, before); err != nil {
-		return err
-	}
-	e, err := LoadEdge(ctx, l.store, h)
-	if err != nil {
-		return err
-	}
-	if err := l.adopt(ctx, h, before); err != nil {
-		return err
-	}
-	l.edge = e
-	return nil
-}
-
-// follow makes the sequencer's edge the one of h, the head a LockingStore
-// has locked for an append, reloading it if another process appended since.
+// follow makes the sequencer's edge the one of h, the head the store has
+// locked for an append (Store.AppendLocked), reloading it if another
+// process appended since.
 func (l *Log) follow(ctx context.Context, h Head) error {
 	if err := l.notBehind(h); err != nil {
 		return err

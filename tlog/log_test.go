@@ -252,29 +252,22 @@ func TestAppendSameModuleOnce(t *testing.T) {
 
 // TestTwoWritersNeverFork runs two Logs on one store, appending concurrently
 // as two server processes would, and checks that every head either of them
-// produced is consistent with the final tree and that every record is there
-// exactly once: with the stores' AppendLocked, and with Append alone, where
-// a writer that lost the race gets ErrConflict and retries.
+// produced is consistent with the final tree, that every record is there
+// exactly once, and that the appends computed under the store's lock
+// (AppendLocked), where a writer goes after its Append found the head
+// changed, never conflict.
 func TestTwoWritersNeverFork(t *testing.T) {
 	for _, b := range backends {
-		for _, mode := range []string{"locked", "conflict"} {
-			t.Run(b.name+"/"+mode, func(t *testing.T) {
-				t.Parallel()
-				testTwoWriters(t, b.open(t), mode == "locked")
-			})
-		}
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			testTwoWriters(t, b.open(t))
+		})
 	}
 }
 
-func testTwoWriters(t *testing.T, bs tlog.Store, locked bool) {
+func testTwoWriters(t *testing.T, bs tlog.Store) {
 	ctx := context.Background()
-	cs := &countingStore{Store: bs}
-	var s tlog.Store = cs
-	var lcs *lockingCountingStore
-	if locked {
-		lcs = &lockingCountingStore{countingStore: cs, ls: bs.(tlog.LockingStore)}
-		s = lcs
-	}
+	s := &countingStore{Store: bs}
 	k := newKeys(t)
 	l1, l2 := openLog(t, s, k), openLog(t, s, k)
 	const n = 600
@@ -335,13 +328,11 @@ func testTwoWriters(t *testing.T, bs tlog.Store, locked bool) {
 		}
 		seen[r.Key()] = true
 	}
-	conflicts := cs.conflicts.Load()
-	if locked {
-		if n := lcs.lockedConflicts.Load(); n > 0 {
-			t.Errorf("%d conflicts with AppendLocked, want none", n)
-		}
+	if n := s.lockedConflicts.Load(); n > 0 {
+		t.Errorf("%d conflicts with AppendLocked, want none", n)
 	}
-	t.Logf("%d commits, %d conflicts", cs.appends.Load()-conflicts, conflicts)
+	conflicts := s.conflicts.Load()
+	t.Logf("%d commits, %d conflicts", s.appends.Load()-conflicts, conflicts)
 }
 
 // storeTiles reads tiles straight from a store, for x/mod's TileHashReader.
@@ -511,16 +502,13 @@ func (s *regressingStore) Append(ctx context.Context, b *tlog.Batch) error {
 	return s.Store.Append(ctx, b)
 }
 
-// A regressingLockingStore is a regressingStore whose AppendLocked hands
-// the old head to prepare.
-type regressingLockingStore struct{ *regressingStore }
-
-func (s regressingLockingStore) AppendLocked(ctx context.Context, prepare func(tlog.Head) (*tlog.Batch, error)) error {
+// AppendLocked hands the old head to prepare, once old is set.
+func (s *regressingStore) AppendLocked(ctx context.Context, prepare func(tlog.Head) (*tlog.Batch, error)) error {
 	s.mu.Lock()
 	old := s.old
 	s.mu.Unlock()
 	if old == nil {
-		return s.Store.(tlog.LockingStore).AppendLocked(ctx, prepare)
+		return s.Store.AppendLocked(ctx, prepare)
 	}
 	if _, err := prepare(*old); err != nil {
 		return err
@@ -532,27 +520,21 @@ func (s regressingLockingStore) AppendLocked(ctx context.Context, prepare func(t
 // older than a head it has served: that would fork the log.
 func TestRefuseStoreGoneBack(t *testing.T) {
 	t.Parallel()
-	for _, locking := range []bool{false, true} {
-		rs := &regressingStore{Store: backends[0].open(t)}
-		var s tlog.Store = rs
-		if locking {
-			s = regressingLockingStore{rs}
-		}
-		l := openLog(t, s, newKeys(t))
-		appendN(t, l, 0, 10)
-		old := l.Head()
-		appendN(t, l, 10, 20)
-		rs.mu.Lock()
-		rs.old = &old
-		rs.mu.Unlock()
-		p, v, text := gosum(99)
-		_, _, err := l.Append(context.Background(), p, v, text)
-		if err == nil || !strings.Contains(err.Error(), "older than the head of size 20 this server has committed or served") {
-			t.Fatalf("locking store %v: Append after the store went back to size 10 = %v, want a refusal", locking, err)
-		}
-		if h := l.Head(); h.Size != 20 {
-			t.Fatalf("locking store %v: served head went from 20 to %d", locking, h.Size)
-		}
+	rs := &regressingStore{Store: backends[0].open(t)}
+	l := openLog(t, rs, newKeys(t))
+	appendN(t, l, 0, 10)
+	old := l.Head()
+	appendN(t, l, 10, 20)
+	rs.mu.Lock()
+	rs.old = &old
+	rs.mu.Unlock()
+	p, v, text := gosum(99)
+	_, _, err := l.Append(context.Background(), p, v, text)
+	if err == nil || !strings.Contains(err.Error(), "older than the head of size 20 this server has committed or served") {
+		t.Fatalf("Append after the store went back to size 10 = %v, want a refusal", err)
+	}
+	if h := l.Head(); h.Size != 20 {
+		t.Fatalf("served head went from 20 to %d", h.Size)
 	}
 }
 
@@ -595,7 +577,7 @@ func TestRefuseStoreGoneBackBeforePublish(t *testing.T) {
 			}
 		},
 	}
-	l, err := tlog.Open(context.Background(), regressingLockingStore{rs}, cfg)
+	l, err := tlog.Open(context.Background(), rs, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -620,28 +602,23 @@ func TestRefuseStoreGoneBackBeforePublish(t *testing.T) {
 // BenchmarkWriters appends records through one, two or three Logs sharing
 // one PostgreSQL store, as replicas do, from 64 goroutines each, and
 // reports the records appended per second: what conflicts between
-// replicas cost.
-//
-// "locked" is how a Log appends to the stores of package store: Append
-// first, then, after a conflict, each batch computed under the head lock
-// (tlog.LockingStore); "conflict" hides
-// AppendLocked, so that a writer that finds the head changed gets
-// ErrConflict, reloads and retries.
+// replicas cost. A Log appends with Append first and, after a conflict,
+// computes the batch under the head lock (AppendLocked).
 func BenchmarkWriters(b *testing.B) {
-	for _, mode := range []string{"locked", "conflict"} {
-		for _, writers := range []int{1, 2, 3} {
-			b.Run(fmt.Sprintf("%s/%d", mode, writers), func(b *testing.B) {
-				benchmarkWriters(b, mode == "locked", writers)
-			})
-		}
+	for _, writers := range []int{1, 2, 3} {
+		b.Run(fmt.Sprintf("%d", writers), func(b *testing.B) {
+			benchmarkWriters(b, writers)
+		})
 	}
 }
 
 // countingStore counts the commits a store is asked for and their
-// conflicts; as a plain Store, it hides AppendLocked.
+// conflicts, and those of AppendLocked apart: a Log tries Append first,
+// and a conflict there sends it to AppendLocked, which must have none.
 type countingStore struct {
 	tlog.Store
-	appends, conflicts atomic.Int64
+	appends, conflicts atomic.Int64 // of Append and AppendLocked
+	lockedConflicts    atomic.Int64 // of AppendLocked
 }
 
 func (s *countingStore) Append(ctx context.Context, b *tlog.Batch) error {
@@ -653,35 +630,23 @@ func (s *countingStore) Append(ctx context.Context, b *tlog.Batch) error {
 	return err
 }
 
-// lockingCountingStore is a countingStore that keeps AppendLocked, and
-// counts its conflicts apart: a Log tries Append first, and a conflict
-// there sends it to AppendLocked, which must have none.
-type lockingCountingStore struct {
-	*countingStore
-	ls              tlog.LockingStore
-	lockedConflicts atomic.Int64
-}
-
-func (s *lockingCountingStore) AppendLocked(ctx context.Context, prepare func(tlog.Head) (*tlog.Batch, error)) error {
+func (s *countingStore) AppendLocked(ctx context.Context, prepare func(tlog.Head) (*tlog.Batch, error)) error {
 	s.appends.Add(1)
-	err := s.ls.AppendLocked(ctx, prepare)
+	err := s.Store.AppendLocked(ctx, prepare)
 	if errors.Is(err, tlog.ErrConflict) {
+		s.conflicts.Add(1)
 		s.lockedConflicts.Add(1)
 	}
 	return err
 }
 
-func benchmarkWriters(b *testing.B, locked bool, writers int) {
+func benchmarkWriters(b *testing.B, writers int) {
 	ps, err := store.OpenPostgres(context.Background(), storetest.PostgresURL(b))
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer ps.Close()
-	cs := &countingStore{Store: ps}
-	var s tlog.Store = cs
-	if locked {
-		s = &lockingCountingStore{countingStore: cs, ls: ps}
-	}
+	s := &countingStore{Store: ps}
 	k := newKeys(b)
 	logs := make([]*tlog.Log, writers)
 	for i := range logs {
@@ -705,7 +670,7 @@ func benchmarkWriters(b *testing.B, locked bool, writers int) {
 		wg.Wait()
 	}
 	b.ReportMetric(float64(n.Load())/time.Since(start).Seconds(), "records/s")
-	commits := cs.appends.Load() - cs.conflicts.Load()
+	commits := s.appends.Load() - s.conflicts.Load()
 	b.ReportMetric(float64(n.Load())/float64(commits), "records/batch")
-	b.ReportMetric(float64(cs.conflicts.Load())/float64(commits), "conflicts/batch")
+	b.ReportMetric(float64(s.conflicts.Load())/float64(commits), "conflicts/batch")
 }

@@ -60,7 +60,7 @@ func TestRefreshDuringFastAppend(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
 			k := newKeys(t)
-			primary := be.open(t).(tlog.LockingStore)
+			primary := be.open(t)
 			hs := &hookStore{Switch: storetest.NewSwitch(primary)}
 			cfg := tlog.Config{Signer: k.signer, Verifier: k.verifier, RefreshInterval: -1}
 			a, err := tlog.Open(ctx, hs, cfg)
@@ -69,7 +69,7 @@ func TestRefreshDuringFastAppend(t *testing.T) {
 			}
 			defer a.Close()
 			appendInOrder(t, a, 0, 10)
-			standby := be.open(t).(tlog.LockingStore)
+			standby := be.open(t)
 			fork(t, standby, k, 10, 0)
 			b, err := tlog.Open(ctx, primary, cfg)
 			if err != nil {
@@ -109,45 +109,30 @@ func TestRefreshDuringFastAppend(t *testing.T) {
 // the primary, which A serves, and A's batch lands on the standby. The
 // publisher serves the batch's head, of size 13, at once, without proving
 // that its tree contains B's head of size 12 that A served while the batch
-// was on its way. So does a log on a store without AppendLocked (plain),
-// whose reload would refuse the standby at the next batch.
+// was on its way.
 func TestPublisherProvesCommittedHead(t *testing.T) {
 	t.Parallel()
 	for _, be := range backends {
-		for _, locking := range []bool{true, false} {
-			name := be.name
-			if !locking {
-				name += "/plain"
-			}
-			t.Run(name, func(t *testing.T) {
-				t.Parallel()
-				publisherServesUnprovenHead(t, be.open, locking)
-			})
-		}
+		t.Run(be.name, func(t *testing.T) {
+			t.Parallel()
+			publisherServesUnprovenHead(t, be.open)
+		})
 	}
 }
 
-// plainStore hides the AppendLocked of a store: the sequencer's path for a
-// store without one.
-type plainStore struct{ tlog.Store }
-
-func publisherServesUnprovenHead(t *testing.T, open func(*testing.T) tlog.Store, locking bool) {
+func publisherServesUnprovenHead(t *testing.T, open func(*testing.T) tlog.Store) {
 	ctx := context.Background()
 	k := newKeys(t)
-	primary := open(t).(tlog.LockingStore)
+	primary := open(t)
 	hs := &hookStore{Switch: storetest.NewSwitch(primary)}
 	cfg := tlog.Config{Signer: k.signer, Verifier: k.verifier, RefreshInterval: -1}
-	var s tlog.Store = hs
-	if !locking {
-		s = plainStore{hs}
-	}
-	a, err := tlog.Open(ctx, s, cfg)
+	a, err := tlog.Open(ctx, hs, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Close()
 	appendInOrder(t, a, 0, 10)
-	standby := open(t).(tlog.LockingStore)
+	standby := open(t)
 	fork(t, standby, k, 11, 0) // A's records 0 to 10
 	b, err := tlog.Open(ctx, primary, cfg)
 	if err != nil {

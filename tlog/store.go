@@ -128,6 +128,16 @@ type Store interface {
 	// at once); stores use their bulk-load path for those.
 	Append(ctx context.Context, b *Batch) error
 
+	// AppendLocked locks the stored head (excluding every other append, of
+	// this process or another sharing the database), calls prepare with
+	// it, and commits the batch prepare returns as Append does, with the
+	// same errors. Writers that compute their batch under the lock never
+	// conflict: each waits for the lock, then extends the head it finds.
+	// prepare may read the store: what it reads cannot change while the
+	// lock is held. AppendLocked calls prepare at most once; if prepare
+	// returns an error, AppendLocked returns it and writes nothing.
+	AppendLocked(ctx context.Context, prepare func(Head) (*Batch, error)) error
+
 	// Lookup returns the record for path@version, or ErrNotFound.
 	Lookup(ctx context.Context, path, version string) (Record, error)
 

@@ -191,13 +191,11 @@ func conflictSameSize(size int) func(t *testing.T, s tlog.Store) {
 			t.Fatalf("Append(batch at another tree of size %d) = %v, want ErrConflict", size, err)
 		}
 		checkNotWritten(t, s, m, b)
-		if ls, ok := s.(tlog.LockingStore); ok {
-			err := ls.AppendLocked(ctx, func(tlog.Head) (*tlog.Batch, error) { return b, nil })
-			if !errors.Is(err, tlog.ErrConflict) {
-				t.Fatalf("AppendLocked(batch at another tree of size %d) = %v, want ErrConflict", size, err)
-			}
-			checkNotWritten(t, s, m, b)
+		err := s.AppendLocked(ctx, func(tlog.Head) (*tlog.Batch, error) { return b, nil })
+		if !errors.Is(err, tlog.ErrConflict) {
+			t.Fatalf("AppendLocked(batch at another tree of size %d) = %v, want ErrConflict", size, err)
 		}
+		checkNotWritten(t, s, m, b)
 		appendOK(t, s, m.batch(t, keys("example.com/d", 2)...))
 		checkState(t, s, m)
 	}
@@ -621,20 +619,16 @@ func sizes(list []tlog.Head) []int64 {
 	return x
 }
 
-// testAppendLocked checks AppendLocked, for stores that have it: prepare
-// gets the stored head; its batch is committed as by Append; its error is
-// returned and nothing is written.
+// testAppendLocked checks AppendLocked: prepare gets the stored head; its
+// batch is committed as by Append; its error is returned and nothing is
+// written.
 func testAppendLocked(t *testing.T, s tlog.Store) {
-	ls, ok := s.(tlog.LockingStore)
-	if !ok {
-		t.Skip("the store has no AppendLocked")
-	}
 	ctx := t.Context()
 	m := newModel(t)
 	var got []tlog.Head
 	appendLocked := func(keys ...string) (*tlog.Batch, error) {
 		var b *tlog.Batch
-		err := ls.AppendLocked(ctx, func(h tlog.Head) (*tlog.Batch, error) {
+		err := s.AppendLocked(ctx, func(h tlog.Head) (*tlog.Batch, error) {
 			got = append(got, h)
 			b = m.clone().batch(t, keys...)
 			return b, nil
@@ -663,7 +657,7 @@ func testAppendLocked(t *testing.T, s tlog.Store) {
 
 	// prepare fails: its error, nothing written.
 	errPrepare := errors.New("prepare failed")
-	err := ls.AppendLocked(ctx, func(tlog.Head) (*tlog.Batch, error) { return nil, errPrepare })
+	err := s.AppendLocked(ctx, func(tlog.Head) (*tlog.Batch, error) { return nil, errPrepare })
 	if !errors.Is(err, errPrepare) {
 		t.Errorf("AppendLocked(prepare fails) = %v, want prepare's error", err)
 	}
@@ -671,7 +665,7 @@ func testAppendLocked(t *testing.T, s tlog.Store) {
 
 	// A batch not computed from the head prepare got.
 	stale := newModel(t)
-	err = ls.AppendLocked(ctx, func(tlog.Head) (*tlog.Batch, error) { return stale.batch(t, "example.com/c@v1.0.0"), nil })
+	err = s.AppendLocked(ctx, func(tlog.Head) (*tlog.Batch, error) { return stale.batch(t, "example.com/c@v1.0.0"), nil })
 	if !errors.Is(err, tlog.ErrConflict) {
 		t.Errorf("AppendLocked(batch at 0, store at 5) = %v, want ErrConflict", err)
 	}

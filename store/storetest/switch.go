@@ -7,27 +7,27 @@ import (
 	"github.com/sumdb/sumdb/tlog"
 )
 
-// A Switch is a locking store whose database can be replaced while it is
-// in use, as a failover replaces the database behind one address: every
-// call goes to the store of the moment. Close does not close it.
+// A Switch is a store whose database can be replaced while it is in use,
+// as a failover replaces the database behind one address: every call goes
+// to the store of the moment. Close does not close it.
 type Switch struct {
 	mu  sync.Mutex
-	cur tlog.LockingStore
+	cur tlog.Store
 }
 
-var _ tlog.LockingStore = (*Switch)(nil)
+var _ tlog.Store = (*Switch)(nil)
 
 // NewSwitch returns a Switch on s.
-func NewSwitch(s tlog.LockingStore) *Switch { return &Switch{cur: s} }
+func NewSwitch(s tlog.Store) *Switch { return &Switch{cur: s} }
 
 // Set makes s the store that calls go to from now on.
-func (s *Switch) Set(n tlog.LockingStore) {
+func (s *Switch) Set(n tlog.Store) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.cur = n
 }
 
-func (s *Switch) get() tlog.LockingStore {
+func (s *Switch) get() tlog.Store {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.cur
