@@ -237,6 +237,21 @@ func TestConfigErrors(t *testing.T) {
 		{name: "fetch burst", args: []string{"--fetch-burst", "0"}, want: "invalid --fetch-burst: want a number of fetches of at least 1", usage: true},
 		{name: "trust proxy", env: map[string]string{"SUMDB_TRUST_PROXY_HEADERS": "perhaps"}, want: "invalid SUMDB_TRUST_PROXY_HEADERS: want true or false"},
 		{name: "metrics listen", args: []string{"--metrics-listen", "9100"}, want: `invalid --metrics-listen: "9100" (want host:port`, usage: true},
+		{name: "tls cert alone", args: []string{"--tls-cert", "c.pem"}, want: "--tls-cert is set without --tls-key: give the private key", usage: true},
+		{name: "tls key alone env", env: map[string]string{"SUMDB_TLS_KEY": "k.pem"}, want: "SUMDB_TLS_KEY is set without --tls-cert"},
+		{name: "tls and acme", file: "tls-cert: c.pem\ntls-key: k.pem\nacme-host: sum.example.com\n", want: "acme-host in ", usage: false},
+		{name: "tls and acme flags", args: []string{"--tls-cert", "c.pem", "--tls-key", "k.pem", "--acme-host", "sum.example.com"}, want: "--acme-host and --tls-cert exclude each other", usage: true},
+		{name: "acme host ip", args: []string{"--acme-host", "192.0.2.1"}, want: "invalid --acme-host: \"192.0.2.1\" is an IP address", usage: true},
+		{name: "acme host no dot", env: map[string]string{"SUMDB_ACME_HOST": "sum.example.com,localhost"}, want: "invalid SUMDB_ACME_HOST: \"localhost\" has no dot"},
+		{name: "acme host upper", file: "acme-host: [Sum.Example.com]\n", want: "invalid acme-host in "},
+		{name: "acme host number", file: "acme-host: 3\n", want: "invalid acme-host in "},
+		{name: "acme host too many", env: map[string]string{"SUMDB_ACME_HOST": strings.Repeat("a.example.com,", 101)}, want: "101 names, want at most 100"},
+		{name: "acme email alone", args: []string{"--acme-email", "ops@example.com"}, want: "--acme-email is set without --acme-host", usage: true},
+		{name: "acme http alone env", env: map[string]string{"SUMDB_ACME_HTTP": ":80"}, want: "SUMDB_ACME_HTTP is set without --acme-host"},
+		{name: "acme directory alone", file: "acme-directory: https://acme.test/dir\n", want: "acme-directory in "},
+		{name: "acme email", args: []string{"--acme-host", "sum.example.com", "--acme-email", "Ops <ops@example.com>"}, want: "want a bare address", usage: true},
+		{name: "acme directory http", args: []string{"--acme-host", "sum.example.com", "--acme-directory", "http://u:hunter2@acme.test/dir"}, want: "invalid --acme-directory: http://xxxxx@acme.test/dir (want the https:// URL", usage: true},
+		{name: "acme http", args: []string{"--acme-host", "sum.example.com", "--acme-http", "80"}, want: "invalid --acme-http: \"80\" (want host:port", usage: true},
 		{name: "unknown file key", file: "listne: :8080\n", want: `unknown key "listne"`},
 		{name: "bad yaml", file: "listen: [\n", want: "want YAML"},
 		{name: "missing file", args: []string{"--config", "/nonexistent/sumdb.yaml"}, want: "read config file: open /nonexistent/sumdb.yaml"},
@@ -277,6 +292,80 @@ func TestConfigErrors(t *testing.T) {
 			var uerr *usageError
 			if got := errors.As(err, &uerr); got != tt.usage {
 				t.Errorf("error %q is a usage error: %v, want %v", err, got, tt.usage)
+			}
+		})
+	}
+}
+
+// TestConfigTLS checks the TLS settings from each source, --acme-host as
+// repeated flags, comma lists and YAML lists.
+func TestConfigTLS(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		file string
+		want ServeConfig // of the TLS fields
+	}{
+		{name: "none"},
+		{
+			name: "files from flags over env",
+			args: []string{"--tls-cert", "flag.pem", "--tls-key", "flag.key"},
+			env:  map[string]string{"SUMDB_TLS_CERT": "env.pem", "SUMDB_TLS_KEY": "env.key"},
+			want: ServeConfig{TLSCert: "flag.pem", TLSKey: "flag.key"},
+		},
+		{
+			name: "files from env over file",
+			env:  map[string]string{"SUMDB_TLS_CERT": "env.pem", "SUMDB_TLS_KEY": "env.key"},
+			file: "tls-cert: file.pem\ntls-key: file.key\n",
+			want: ServeConfig{TLSCert: "env.pem", TLSKey: "env.key"},
+		},
+		{
+			name: "acme flags",
+			args: []string{"--acme-host", "a.example.com,b.example.com", "--acme-host", "c.example.com", "--acme-email", "ops@example.com",
+				"--acme-directory", "https://acme.test/dir", "--acme-http", ":80"},
+			want: ServeConfig{ACMEHosts: []string{"a.example.com", "b.example.com", "c.example.com"}, ACMEEmail: "ops@example.com",
+				ACMEDirectory: "https://acme.test/dir", ACMEHTTP: ":80"},
+		},
+		{
+			name: "acme env",
+			env:  map[string]string{"SUMDB_ACME_HOST": " a.example.com, b.example.com ", "SUMDB_ACME_HTTP": "0.0.0.0:80"},
+			file: "acme-host: [file.example.com]\n",
+			want: ServeConfig{ACMEHosts: []string{"a.example.com", "b.example.com"}, ACMEHTTP: "0.0.0.0:80"},
+		},
+		{
+			name: "acme file list",
+			file: "acme-host:\n  - a.example.com\n  - b.example.com,c.example.com\nacme-email: ops@example.com\n",
+			want: ServeConfig{ACMEHosts: []string{"a.example.com", "b.example.com", "c.example.com"}, ACMEEmail: "ops@example.com"},
+		},
+		{
+			name: "acme file string",
+			file: "acme-host: a.example.com\n",
+			want: ServeConfig{ACMEHosts: []string{"a.example.com"}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clearEnv(t)
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			args := tt.args
+			if tt.file != "" {
+				args = append(args, "--config", writeFile(t, "sumdb.yaml", tt.file))
+			}
+			cfg, err := load(t, args, fixedGoEnv("http://proxy.test"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := ServeConfig{TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey, ACMEHosts: cfg.ACMEHosts, ACMEEmail: cfg.ACMEEmail,
+				ACMEDirectory: cfg.ACMEDirectory, ACMEHTTP: cfg.ACMEHTTP}
+			if got.TLSCert != tt.want.TLSCert || got.TLSKey != tt.want.TLSKey || !slices.Equal(got.ACMEHosts, tt.want.ACMEHosts) ||
+				got.ACMEEmail != tt.want.ACMEEmail || got.ACMEDirectory != tt.want.ACMEDirectory || got.ACMEHTTP != tt.want.ACMEHTTP {
+				t.Errorf("loadServeConfig(%q) TLS settings = %+v, want %+v", args, got, tt.want)
+			}
+			if len(cfg.Warnings) > 0 {
+				t.Errorf("warnings %q", cfg.Warnings)
 			}
 		})
 	}
@@ -459,7 +548,7 @@ func TestReadmeConfigTable(t *testing.T) {
 		if want := "`" + f.Name + "`"; f.Name != "config" && row[2] != want {
 			t.Errorf("README row of --%s: config key %s, want %s", f.Name, row[2], want)
 		}
-		if f.DefValue == "" {
+		if f.DefValue == "" || f.DefValue == "[]" {
 			return // the README says how the default is found
 		}
 		def := strings.Trim(row[3], "`")
