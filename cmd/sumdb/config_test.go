@@ -7,14 +7,12 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/spf13/pflag"
-	"go.yaml.in/yaml/v3"
 )
 
 // clearEnv unsets every SUMDB_* variable for the test, so that the
@@ -386,89 +384,6 @@ func TestCheckName(t *testing.T) {
 			t.Errorf("checkName(%q) = nil, want an error", name)
 		}
 	}
-}
-
-// TestDockerCompose checks that the environment docker-compose.yml gives the
-// sumdb service makes a valid configuration with the intended values.
-func TestDockerCompose(t *testing.T) {
-	clearEnv(t)
-	data, err := os.ReadFile(filepath.Join("..", "..", "docker-compose.yml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var compose struct {
-		Services map[string]struct {
-			Environment     yaml.Node `yaml:"environment"`
-			StopGracePeriod string    `yaml:"stop_grace_period"`
-		} `yaml:"services"`
-	}
-	if err := yaml.Unmarshal(data, &compose); err != nil {
-		t.Fatalf("parse docker-compose.yml: %v", err)
-	}
-	svc, ok := compose.Services["sumdb"]
-	if !ok {
-		t.Fatal("docker-compose.yml has no sumdb service")
-	}
-	env := composeEnv(t, &svc.Environment)
-	for k, v := range env {
-		t.Setenv(k, v)
-	}
-	cfg, err := load(t, nil, fixedGoEnv("http://goproxy.test"))
-	if err != nil {
-		t.Fatalf("docker-compose.yml's sumdb environment: %v", err)
-	}
-	if len(cfg.Warnings) > 0 {
-		t.Errorf("docker-compose.yml's sumdb environment: warnings %q", cfg.Warnings)
-	}
-	if cfg.Listen != "0.0.0.0:8080" {
-		t.Errorf("Listen = %q, want 0.0.0.0:8080 (reachable through the published port)", cfg.Listen)
-	}
-	if cfg.DatabaseURL == "" || !strings.Contains(cfg.DatabaseURL, "@postgres:5432/") {
-		t.Errorf("DatabaseURL = %q, want the postgres service", cfg.DatabaseURL)
-	}
-	if cfg.DataDir != "/data" || cfg.KeyFile != "/data/signer.key" {
-		t.Errorf("DataDir, KeyFile = %q, %q; want the /data volume", cfg.DataDir, cfg.KeyFile)
-	}
-	if cfg.Name != defaultName || cfg.Upstream != "http://goproxy.test" {
-		t.Errorf("Name, Upstream = %q, %q; want %q and go env GOPROXY", cfg.Name, cfg.Upstream, defaultName)
-	}
-	// Docker kills a container 10 s after SIGTERM unless told otherwise.
-	if d, err := time.ParseDuration(svc.StopGracePeriod); err != nil || d <= shutdownTimeout {
-		t.Errorf("stop_grace_period %q, want more than serve's shutdown timeout %v", svc.StopGracePeriod, shutdownTimeout)
-	}
-}
-
-// composeEnv returns a service's environment (a map or a list of
-// NAME=value), interpolating ${NAME:-default} as if the variable were unset.
-func composeEnv(t *testing.T, node *yaml.Node) map[string]string {
-	t.Helper()
-	env := make(map[string]string)
-	switch node.Kind {
-	case yaml.MappingNode:
-		var m map[string]string
-		if err := node.Decode(&m); err != nil {
-			t.Fatalf("sumdb environment: %v", err)
-		}
-		for k, v := range m {
-			env[k] = v
-		}
-	case yaml.SequenceNode:
-		var list []string
-		if err := node.Decode(&list); err != nil {
-			t.Fatalf("sumdb environment: %v", err)
-		}
-		for _, kv := range list {
-			k, v, _ := strings.Cut(kv, "=")
-			env[k] = v
-		}
-	default:
-		t.Fatal("sumdb service has no environment")
-	}
-	interp := regexp.MustCompile(`\$\{[A-Za-z_][A-Za-z0-9_]*(?::-([^}]*))?\}`)
-	for k, v := range env {
-		env[k] = interp.ReplaceAllString(v, "$1")
-	}
-	return env
 }
 
 // TestRunUsage checks the exit status and the one-line message of command
