@@ -21,6 +21,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -153,6 +154,18 @@ func keyBody(key []byte) string {
 	return lines[1]
 }
 
+// waitLog waits up to 10 seconds for the server's stderr, which reaches
+// the test through a pipe, to match the regular expression re, and returns
+// the match and its submatches, or nil.
+func waitLog(p *sumdbProcess, re string) []string {
+	rx := regexp.MustCompile(re)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if m := rx.FindStringSubmatch(p.stderr.String()); m != nil || time.Now().After(deadline) {
+			return m
+		}
+	}
+}
+
 // servedSerial connects to addr afresh, verifying the server's certificate
 // for serverName with roots, and returns the serial number of the
 // certificate served.
@@ -240,7 +253,7 @@ func TestServeTLS(t *testing.T) {
 	if got := servedSerial(t, addr, "127.0.0.1", ca.pool()); got.Cmp(renewed.serial) != 0 {
 		t.Fatalf("after a mismatched pair, serial %v served, want the renewed certificate's %v", got, renewed.serial)
 	}
-	if !regexp.MustCompile(`level=ERROR msg=.*TLS.*does not match`).MatchString(srv.stderr.String()) {
+	if waitLog(srv, `level=ERROR msg=.*TLS.*does not match`) == nil {
 		t.Errorf("no error logged for a key that does not match the certificate; stderr:\n%s", srv.stderr.String())
 	}
 	for _, k := range [][]byte{first.key, renewed.key, other.key} {
@@ -366,7 +379,7 @@ func TestServeACME(t *testing.T) {
 		t.Errorf("TLS connection for evil.example.test succeeded, want a refusal")
 	}
 
-	m := regexp.MustCompile(`acme_http_addr=(\S+)`).FindStringSubmatch(srv.stderr.String())
+	m := waitLog(srv, `acme_http_addr=(\S+)`)
 	if m == nil {
 		t.Fatalf("serve logged no acme_http_addr; stderr:\n%s", srv.stderr.String())
 	}
@@ -467,6 +480,42 @@ func TestCertReloader(t *testing.T) {
 			t.Fatalf("key material logged:\n%s", &logs)
 		}
 	}
+
+	// Handshakes go on while renewals are written: each gets a whole pair.
+	pairs := []testPair{ca.issue(t, loopback), ca.issue(t, loopback), ca.issue(t, loopback)}
+	known := map[string]bool{fourth.serial.String(): true}
+	for _, p := range pairs {
+		known[p.serial.String()] = true
+	}
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for range 200 {
+				cert, err := r.GetCertificate(&tls.ClientHelloInfo{})
+				if err != nil || cert == nil || !known[cert.Leaf.SerialNumber.String()] {
+					t.Errorf("GetCertificate() during renewals = %v, %v", cert, err)
+					return
+				}
+				if _, err := tls.X509KeyPair(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), pemKey(t, cert)); err != nil {
+					t.Errorf("GetCertificate() during renewals: %v", err)
+					return
+				}
+			}
+		})
+	}
+	for _, p := range pairs {
+		writePair(t, certFile, keyFile, p.cert, p.key)
+	}
+	wg.Wait()
+}
+
+// pemKey returns the private key of cert as PEM.
+func pemKey(t *testing.T, cert *tls.Certificate) []byte {
+	der, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+	if err != nil {
+		t.Error(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
 }
 
 // TestCertURLHost checks the host of the printed GOSUMDB URL: one the
