@@ -258,7 +258,7 @@ func serve(ctx context.Context, cfg *ServeConfig, stdout, stderr io.Writer) erro
 	}
 	logger.InfoContext(ctx, "serving", attrs...)
 	if !covered {
-		logger.WarnContext(ctx, "the TLS certificate covers neither the key's name nor the address listened on: clients will refuse the printed URL; give them a host name the certificate covers")
+		logger.WarnContext(ctx, "the TLS certificate names no host for the printed URL (neither the key's name, the address listened on, nor a name or address without a wildcard): clients will refuse it; point them at a name the certificate covers")
 	}
 
 	reqCtx, cancelRequests := context.WithCancel(context.WithoutCancel(ctx))

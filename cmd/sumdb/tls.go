@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -230,7 +231,7 @@ func (r *certReloader) current() *tls.Certificate { return r.loaded.Load().cert 
 // logged, once per change of the files, and the pair served before goes on
 // being served. Two stat calls per handshake cost little next to the
 // handshake itself.
-func (r *certReloader) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+func (r *certReloader) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	cur := r.loaded.Load()
 	st, err := r.stamp()
 	if err != nil || st == cur.stamp {
@@ -246,12 +247,20 @@ func (r *certReloader) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, e
 	cert, err := loadKeyPair(r.certFile, r.keyFile, r.now())
 	if err != nil {
 		r.failed = st
-		r.logger.Error("refusing the new TLS certificate, serving the previous one until the files change again", "err", err)
+		r.logger.ErrorContext(helloContext(hello), "refusing the new TLS certificate, serving the previous one until the files change again", "err", err)
 		return cur.cert, nil
 	}
 	r.loaded.Store(&loadedCert{cert: cert, stamp: st})
-	r.logger.Info("serving a new TLS certificate", certAttrs(cert.Leaf, r.certFile)...)
+	r.logger.InfoContext(helloContext(hello), "serving a new TLS certificate", certAttrs(cert.Leaf, r.certFile)...)
 	return cert, nil
+}
+
+// helloContext returns the context of the handshake of hello.
+func helloContext(hello *tls.ClientHelloInfo) context.Context {
+	if ctx := hello.Context(); ctx != nil {
+		return ctx
+	}
+	return context.Background()
 }
 
 // certAttrs returns log attributes describing the certificate leaf, read
