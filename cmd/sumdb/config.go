@@ -8,6 +8,7 @@ import (
 	"maps"
 	"math"
 	"net"
+	"net/mail"
 	"net/url"
 	"os"
 	"os/exec"
@@ -20,6 +21,7 @@ import (
 	"github.com/spf13/cast"
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
+	"golang.org/x/crypto/acme/autocert"
 	"golang.org/x/mod/zip"
 
 	"github.com/sumdb/sumdb/sumdb"
@@ -77,6 +79,12 @@ type ServeConfig struct {
 	MetricsListen   string        // separate host:port for /metrics, /healthz, /readyz; empty: the main listener
 	TileCacheSize   int64         // bytes of tiles kept in memory; 0 disables the cache
 	LookupCacheSize int64         // bytes of logged records kept in memory; 0 disables the cache
+	TLSCert         string        // PEM certificate chain file for HTTPS; empty: plain HTTP, or ACME
+	TLSKey          string        // PEM private key file of TLSCert; set exactly when TLSCert is
+	ACMEHosts       []string      // host names to get certificates for from an ACME CA; excludes TLSCert
+	ACMEEmail       string        // contact address given to the ACME CA; optional
+	ACMEDirectory   string        // ACME directory URL; empty: autocert's default (Let's Encrypt)
+	ACMEHTTP        string        // host:port answering HTTP-01 challenges; empty: TLS-ALPN-01 only
 	ConfigFile      string        // the config file read, if any
 	Warnings        []string      // things the user may want to fix, to log once a logger exists
 }
@@ -91,6 +99,7 @@ var serveKeys = []string{
 	"upstream", "upstream-timeout", "max-zip-size", "log-format", "log-level",
 	"max-fetches", "max-queue", "not-found-ttl", "fetch-rate", "fetch-burst",
 	"trust-proxy-headers", "metrics-listen", "tile-cache-size", "lookup-cache-size",
+	"tls-cert", "tls-key", "acme-host", "acme-email", "acme-directory", "acme-http",
 }
 
 // newServeFlags returns the flag set of serve.
@@ -117,6 +126,12 @@ func newServeFlags() *pflag.FlagSet {
 	fs.String("metrics-listen", "", "serve /metrics, /healthz and /readyz on this `host:port` instead of --listen")
 	fs.Int64("tile-cache-size", sumdb.DefaultTileCacheSize, "keep up to this many `bytes` of tiles in memory (0 disables the cache)")
 	fs.Int64("lookup-cache-size", sumdb.DefaultLookupCacheSize, "keep up to this many `bytes` of logged records in memory for lookups (0 disables the cache)")
+	fs.String("tls-cert", "", "serve HTTPS with the certificate chain in this PEM `file` (with --tls-key); reloaded when it changes")
+	fs.String("tls-key", "", "private key PEM `file` of --tls-cert; reloaded when it changes")
+	fs.StringSlice("acme-host", nil, "serve HTTPS with certificates for this public host `name` from an ACME CA, whose terms of service you accept (repeat, or separate names with commas)")
+	fs.String("acme-email", "", "contact `address` given to the ACME CA, for notices about the certificates")
+	fs.String("acme-directory", "", "ACME directory `URL` (default "+autocert.DefaultACMEDirectory+")")
+	fs.String("acme-http", "", "also answer ACME HTTP-01 challenges on this `host:port` (the CA asks on port 80); other requests there are redirected to https")
 	return fs
 }
 
@@ -342,8 +357,142 @@ func loadServeConfig(ctx context.Context, fs *pflag.FlagSet, goEnv goEnvFunc) (*
 		return nil, bad("lookup-cache-size", "want a number of bytes such as %d, or 0 to disable the cache", int64(sumdb.DefaultLookupCacheSize))
 	}
 
+	if err := loadTLSConfig(cfg, v, str, source, bad); err != nil {
+		return nil, err
+	}
+
 	cfg.Warnings = unknownEnv(os.Environ())
 	return cfg, nil
+}
+
+// maxACMEHosts bounds --acme-host: each name is one certificate to obtain
+// and renew.
+const maxACMEHosts = 100
+
+// loadTLSConfig reads and checks the TLS settings of serve into cfg: a
+// certificate from files or from an ACME CA, or neither (plain HTTP). The
+// files are read when serve starts, not here.
+func loadTLSConfig(cfg *ServeConfig, v *viper.Viper, str func(string) (string, error),
+	source func(string) (string, bool), bad func(key, format string, args ...any) error) error {
+	var err error
+	for _, s := range []struct {
+		key string
+		dst *string
+	}{
+		{"tls-cert", &cfg.TLSCert}, {"tls-key", &cfg.TLSKey}, {"acme-email", &cfg.ACMEEmail},
+		{"acme-directory", &cfg.ACMEDirectory}, {"acme-http", &cfg.ACMEHTTP},
+	} {
+		if *s.dst, err = str(s.key); err != nil {
+			return err
+		}
+	}
+	if cfg.ACMEHosts, err = toList(v.Get("acme-host")); err != nil {
+		return bad("acme-host", "want host names, as a list or separated by commas")
+	}
+
+	// conflict returns the error for key, set together with or without
+	// other: a usage error if key came from the command line.
+	conflict := func(key, format string, args ...any) error {
+		where, _ := source(key)
+		err := fmt.Errorf("%s %s", where, fmt.Sprintf(format, args...))
+		if strings.HasPrefix(where, "--") {
+			return &usageError{err}
+		}
+		return err
+	}
+	switch {
+	case cfg.TLSCert != "" && cfg.TLSKey == "":
+		return conflict("tls-cert", "is set without --tls-key: give the private key of the certificate with --tls-key or %s", envName("tls-key"))
+	case cfg.TLSKey != "" && cfg.TLSCert == "":
+		return conflict("tls-key", "is set without --tls-cert: give the certificate with --tls-cert or %s", envName("tls-cert"))
+	case cfg.TLSCert != "" && len(cfg.ACMEHosts) > 0:
+		return conflict("acme-host", "and --tls-cert exclude each other: serve a certificate from files, or from an ACME CA, not both")
+	}
+	if len(cfg.ACMEHosts) == 0 {
+		for _, key := range []string{"acme-email", "acme-directory", "acme-http"} {
+			if _, set := source(key); set {
+				return conflict(key, "is set without --acme-host: name the host to get certificates for with --acme-host, or unset it")
+			}
+		}
+		return nil
+	}
+
+	if len(cfg.ACMEHosts) > maxACMEHosts {
+		return bad("acme-host", "%d names, want at most %d", len(cfg.ACMEHosts), maxACMEHosts)
+	}
+	for _, h := range cfg.ACMEHosts {
+		if err := checkACMEHost(h); err != nil {
+			return bad("acme-host", "%v", err)
+		}
+	}
+	if cfg.ACMEEmail != "" {
+		// The CA gets "mailto:" and the address: nothing more.
+		if a, err := mail.ParseAddress(cfg.ACMEEmail); err != nil || a.Address != cfg.ACMEEmail || a.Name != "" {
+			return bad("acme-email", "%q (want a bare address such as ops@example.com)", cfg.ACMEEmail)
+		}
+	}
+	if cfg.ACMEDirectory != "" {
+		// RFC 8555, section 6.1: ACME runs over HTTPS.
+		u, err := url.Parse(cfg.ACMEDirectory)
+		if err != nil || u.Scheme != "https" || u.Host == "" {
+			return bad("acme-directory", "%s (want the https:// URL of an ACME directory, or nothing for %s)", redactURL(cfg.ACMEDirectory), autocert.DefaultACMEDirectory)
+		}
+	}
+	if cfg.ACMEHTTP != "" {
+		if err := checkListen(cfg.ACMEHTTP); err != nil {
+			return bad("acme-http", "%v", err)
+		}
+	}
+	return nil
+}
+
+// toList returns the names of a list setting: a list from a flag or the
+// config file, or a string from the environment, each item possibly a
+// comma-separated list itself. Empty items are dropped.
+func toList(v any) ([]string, error) {
+	var items []string
+	switch v := v.(type) {
+	case nil:
+	case string:
+		items = []string{v}
+	case []string:
+		items = v
+	case []any:
+		for _, e := range v {
+			s, err := cast.ToStringE(e)
+			if err != nil {
+				return nil, err
+			}
+			items = append(items, s)
+		}
+	default:
+		return nil, fmt.Errorf("%v is no list", v)
+	}
+	var list []string
+	for _, item := range items {
+		for _, s := range strings.Split(item, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				list = append(list, s)
+			}
+		}
+	}
+	return list, nil
+}
+
+// checkACMEHost checks a host name to get certificates for: a public DNS
+// name, which is all an ACME CA validates and all autocert serves (it
+// refuses a TLS server name without a dot).
+func checkACMEHost(h string) error {
+	if net.ParseIP(h) != nil {
+		return fmt.Errorf("%q is an IP address (want a public host name such as sum.example.com)", h)
+	}
+	if err := checkHostName(h); err != nil {
+		return err
+	}
+	if !strings.Contains(h, ".") {
+		return fmt.Errorf("%q has no dot (want a public host name such as sum.example.com)", h)
+	}
+	return nil
 }
 
 // toDuration returns the duration of a setting: a time.Duration from a
@@ -546,15 +695,8 @@ func checkName(name string) error {
 	if hostOnly == "" {
 		return fmt.Errorf("%q has no host (want host[/path], such as sum.example.com)", name)
 	}
-	for _, label := range strings.Split(hostOnly, ".") {
-		if label == "" || label[0] == '-' || label[len(label)-1] == '-' {
-			return fmt.Errorf("%q: host %q is not a clean host name (want lowercase labels of a-z, 0-9 and inner dashes, separated by dots)", name, hostOnly)
-		}
-		for _, c := range label {
-			if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') {
-				return fmt.Errorf("%q: host %q is not a clean host name (want lowercase labels of a-z, 0-9 and inner dashes, separated by dots)", name, hostOnly)
-			}
-		}
+	if err := checkHostName(hostOnly); err != nil {
+		return fmt.Errorf("%q: %w", name, err)
 	}
 	if strings.Contains(name, "/") {
 		for _, elem := range strings.Split(path, "/") {
@@ -572,6 +714,21 @@ func checkName(name string) error {
 	direct, err := url.Parse("https://" + name)
 	if err != nil || *direct != (url.URL{Scheme: "https", Host: direct.Host, Path: direct.Path}) {
 		return fmt.Errorf("%q is not a clean host[/path]", name)
+	}
+	return nil
+}
+
+// checkHostName checks a clean host name: lowercase labels of a-z, 0-9 and
+// inner dashes, separated by dots.
+func checkHostName(host string) error {
+	for _, label := range strings.Split(host, ".") {
+		ok := label != "" && label[0] != '-' && label[len(label)-1] != '-'
+		for _, c := range label {
+			ok = ok && ('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-')
+		}
+		if !ok {
+			return fmt.Errorf("host %q is not a clean host name (want lowercase labels of a-z, 0-9 and inner dashes, separated by dots)", host)
+		}
 	}
 	return nil
 }

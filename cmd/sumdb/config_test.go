@@ -7,14 +7,12 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/spf13/pflag"
-	"go.yaml.in/yaml/v3"
 )
 
 // clearEnv unsets every SUMDB_* variable for the test, so that the
@@ -237,6 +235,21 @@ func TestConfigErrors(t *testing.T) {
 		{name: "fetch burst", args: []string{"--fetch-burst", "0"}, want: "invalid --fetch-burst: want a number of fetches of at least 1", usage: true},
 		{name: "trust proxy", env: map[string]string{"SUMDB_TRUST_PROXY_HEADERS": "perhaps"}, want: "invalid SUMDB_TRUST_PROXY_HEADERS: want true or false"},
 		{name: "metrics listen", args: []string{"--metrics-listen", "9100"}, want: `invalid --metrics-listen: "9100" (want host:port`, usage: true},
+		{name: "tls cert alone", args: []string{"--tls-cert", "c.pem"}, want: "--tls-cert is set without --tls-key: give the private key", usage: true},
+		{name: "tls key alone env", env: map[string]string{"SUMDB_TLS_KEY": "k.pem"}, want: "SUMDB_TLS_KEY is set without --tls-cert"},
+		{name: "tls and acme", file: "tls-cert: c.pem\ntls-key: k.pem\nacme-host: sum.example.com\n", want: "acme-host in ", usage: false},
+		{name: "tls and acme flags", args: []string{"--tls-cert", "c.pem", "--tls-key", "k.pem", "--acme-host", "sum.example.com"}, want: "--acme-host and --tls-cert exclude each other", usage: true},
+		{name: "acme host ip", args: []string{"--acme-host", "192.0.2.1"}, want: "invalid --acme-host: \"192.0.2.1\" is an IP address", usage: true},
+		{name: "acme host no dot", env: map[string]string{"SUMDB_ACME_HOST": "sum.example.com,localhost"}, want: "invalid SUMDB_ACME_HOST: \"localhost\" has no dot"},
+		{name: "acme host upper", file: "acme-host: [Sum.Example.com]\n", want: "invalid acme-host in "},
+		{name: "acme host number", file: "acme-host: 3\n", want: "invalid acme-host in "},
+		{name: "acme host too many", env: map[string]string{"SUMDB_ACME_HOST": strings.Repeat("a.example.com,", 101)}, want: "101 names, want at most 100"},
+		{name: "acme email alone", args: []string{"--acme-email", "ops@example.com"}, want: "--acme-email is set without --acme-host", usage: true},
+		{name: "acme http alone env", env: map[string]string{"SUMDB_ACME_HTTP": ":80"}, want: "SUMDB_ACME_HTTP is set without --acme-host"},
+		{name: "acme directory alone", file: "acme-directory: https://acme.test/dir\n", want: "acme-directory in "},
+		{name: "acme email", args: []string{"--acme-host", "sum.example.com", "--acme-email", "Ops <ops@example.com>"}, want: "want a bare address", usage: true},
+		{name: "acme directory http", args: []string{"--acme-host", "sum.example.com", "--acme-directory", "http://u:hunter2@acme.test/dir"}, want: "invalid --acme-directory: http://xxxxx@acme.test/dir (want the https:// URL", usage: true},
+		{name: "acme http", args: []string{"--acme-host", "sum.example.com", "--acme-http", "80"}, want: "invalid --acme-http: \"80\" (want host:port", usage: true},
 		{name: "unknown file key", file: "listne: :8080\n", want: `unknown key "listne"`},
 		{name: "bad yaml", file: "listen: [\n", want: "want YAML"},
 		{name: "missing file", args: []string{"--config", "/nonexistent/sumdb.yaml"}, want: "read config file: open /nonexistent/sumdb.yaml"},
@@ -282,6 +295,80 @@ func TestConfigErrors(t *testing.T) {
 	}
 }
 
+// TestConfigTLS checks the TLS settings from each source, --acme-host as
+// repeated flags, comma lists and YAML lists.
+func TestConfigTLS(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		file string
+		want ServeConfig // of the TLS fields
+	}{
+		{name: "none"},
+		{
+			name: "files from flags over env",
+			args: []string{"--tls-cert", "flag.pem", "--tls-key", "flag.key"},
+			env:  map[string]string{"SUMDB_TLS_CERT": "env.pem", "SUMDB_TLS_KEY": "env.key"},
+			want: ServeConfig{TLSCert: "flag.pem", TLSKey: "flag.key"},
+		},
+		{
+			name: "files from env over file",
+			env:  map[string]string{"SUMDB_TLS_CERT": "env.pem", "SUMDB_TLS_KEY": "env.key"},
+			file: "tls-cert: file.pem\ntls-key: file.key\n",
+			want: ServeConfig{TLSCert: "env.pem", TLSKey: "env.key"},
+		},
+		{
+			name: "acme flags",
+			args: []string{"--acme-host", "a.example.com,b.example.com", "--acme-host", "c.example.com", "--acme-email", "ops@example.com",
+				"--acme-directory", "https://acme.test/dir", "--acme-http", ":80"},
+			want: ServeConfig{ACMEHosts: []string{"a.example.com", "b.example.com", "c.example.com"}, ACMEEmail: "ops@example.com",
+				ACMEDirectory: "https://acme.test/dir", ACMEHTTP: ":80"},
+		},
+		{
+			name: "acme env",
+			env:  map[string]string{"SUMDB_ACME_HOST": " a.example.com, b.example.com ", "SUMDB_ACME_HTTP": "0.0.0.0:80"},
+			file: "acme-host: [file.example.com]\n",
+			want: ServeConfig{ACMEHosts: []string{"a.example.com", "b.example.com"}, ACMEHTTP: "0.0.0.0:80"},
+		},
+		{
+			name: "acme file list",
+			file: "acme-host:\n  - a.example.com\n  - b.example.com,c.example.com\nacme-email: ops@example.com\n",
+			want: ServeConfig{ACMEHosts: []string{"a.example.com", "b.example.com", "c.example.com"}, ACMEEmail: "ops@example.com"},
+		},
+		{
+			name: "acme file string",
+			file: "acme-host: a.example.com\n",
+			want: ServeConfig{ACMEHosts: []string{"a.example.com"}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clearEnv(t)
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			args := tt.args
+			if tt.file != "" {
+				args = append(args, "--config", writeFile(t, "sumdb.yaml", tt.file))
+			}
+			cfg, err := load(t, args, fixedGoEnv("http://proxy.test"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := ServeConfig{TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey, ACMEHosts: cfg.ACMEHosts, ACMEEmail: cfg.ACMEEmail,
+				ACMEDirectory: cfg.ACMEDirectory, ACMEHTTP: cfg.ACMEHTTP}
+			if got.TLSCert != tt.want.TLSCert || got.TLSKey != tt.want.TLSKey || !slices.Equal(got.ACMEHosts, tt.want.ACMEHosts) ||
+				got.ACMEEmail != tt.want.ACMEEmail || got.ACMEDirectory != tt.want.ACMEDirectory || got.ACMEHTTP != tt.want.ACMEHTTP {
+				t.Errorf("loadServeConfig(%q) TLS settings = %+v, want %+v", args, got, tt.want)
+			}
+			if len(cfg.Warnings) > 0 {
+				t.Errorf("warnings %q", cfg.Warnings)
+			}
+		})
+	}
+}
+
 func TestCheckName(t *testing.T) {
 	good := []string{"sum.example.com", "sumdb.localhost", "localhost", "sum.example.com/sub/path", "sum.example.com:8443", "a-b.c9.io/x_y.z~w"}
 	for _, name := range good {
@@ -297,89 +384,6 @@ func TestCheckName(t *testing.T) {
 			t.Errorf("checkName(%q) = nil, want an error", name)
 		}
 	}
-}
-
-// TestDockerCompose checks that the environment docker-compose.yml gives the
-// sumdb service makes a valid configuration with the intended values.
-func TestDockerCompose(t *testing.T) {
-	clearEnv(t)
-	data, err := os.ReadFile(filepath.Join("..", "..", "docker-compose.yml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var compose struct {
-		Services map[string]struct {
-			Environment     yaml.Node `yaml:"environment"`
-			StopGracePeriod string    `yaml:"stop_grace_period"`
-		} `yaml:"services"`
-	}
-	if err := yaml.Unmarshal(data, &compose); err != nil {
-		t.Fatalf("parse docker-compose.yml: %v", err)
-	}
-	svc, ok := compose.Services["sumdb"]
-	if !ok {
-		t.Fatal("docker-compose.yml has no sumdb service")
-	}
-	env := composeEnv(t, &svc.Environment)
-	for k, v := range env {
-		t.Setenv(k, v)
-	}
-	cfg, err := load(t, nil, fixedGoEnv("http://goproxy.test"))
-	if err != nil {
-		t.Fatalf("docker-compose.yml's sumdb environment: %v", err)
-	}
-	if len(cfg.Warnings) > 0 {
-		t.Errorf("docker-compose.yml's sumdb environment: warnings %q", cfg.Warnings)
-	}
-	if cfg.Listen != "0.0.0.0:8080" {
-		t.Errorf("Listen = %q, want 0.0.0.0:8080 (reachable through the published port)", cfg.Listen)
-	}
-	if cfg.DatabaseURL == "" || !strings.Contains(cfg.DatabaseURL, "@postgres:5432/") {
-		t.Errorf("DatabaseURL = %q, want the postgres service", cfg.DatabaseURL)
-	}
-	if cfg.DataDir != "/data" || cfg.KeyFile != "/data/signer.key" {
-		t.Errorf("DataDir, KeyFile = %q, %q; want the /data volume", cfg.DataDir, cfg.KeyFile)
-	}
-	if cfg.Name != defaultName || cfg.Upstream != "http://goproxy.test" {
-		t.Errorf("Name, Upstream = %q, %q; want %q and go env GOPROXY", cfg.Name, cfg.Upstream, defaultName)
-	}
-	// Docker kills a container 10 s after SIGTERM unless told otherwise.
-	if d, err := time.ParseDuration(svc.StopGracePeriod); err != nil || d <= shutdownTimeout {
-		t.Errorf("stop_grace_period %q, want more than serve's shutdown timeout %v", svc.StopGracePeriod, shutdownTimeout)
-	}
-}
-
-// composeEnv returns a service's environment (a map or a list of
-// NAME=value), interpolating ${NAME:-default} as if the variable were unset.
-func composeEnv(t *testing.T, node *yaml.Node) map[string]string {
-	t.Helper()
-	env := make(map[string]string)
-	switch node.Kind {
-	case yaml.MappingNode:
-		var m map[string]string
-		if err := node.Decode(&m); err != nil {
-			t.Fatalf("sumdb environment: %v", err)
-		}
-		for k, v := range m {
-			env[k] = v
-		}
-	case yaml.SequenceNode:
-		var list []string
-		if err := node.Decode(&list); err != nil {
-			t.Fatalf("sumdb environment: %v", err)
-		}
-		for _, kv := range list {
-			k, v, _ := strings.Cut(kv, "=")
-			env[k] = v
-		}
-	default:
-		t.Fatal("sumdb service has no environment")
-	}
-	interp := regexp.MustCompile(`\$\{[A-Za-z_][A-Za-z0-9_]*(?::-([^}]*))?\}`)
-	for k, v := range env {
-		env[k] = interp.ReplaceAllString(v, "$1")
-	}
-	return env
 }
 
 // TestRunUsage checks the exit status and the one-line message of command
@@ -459,7 +463,7 @@ func TestReadmeConfigTable(t *testing.T) {
 		if want := "`" + f.Name + "`"; f.Name != "config" && row[2] != want {
 			t.Errorf("README row of --%s: config key %s, want %s", f.Name, row[2], want)
 		}
-		if f.DefValue == "" {
+		if f.DefValue == "" || f.DefValue == "[]" {
 			return // the README says how the default is found
 		}
 		def := strings.Trim(row[3], "`")

@@ -136,6 +136,7 @@ type sumdbProcess struct {
 	gosumdb string // the printed GOSUMDB value: "<vkey> http://<addr>"
 	vkey    string
 	url     string
+	client  *http.Client // for get; nil: http.DefaultClient
 	stdout  *lineBuffer
 	stderr  *syncBuffer
 	exited  chan struct{} // closed when the process has exited
@@ -239,8 +240,8 @@ func startSumdbEnv(t *testing.T, env []string, args ...string) (*sumdbProcess, e
 	}
 	p.gosumdb = value[1 : len(value)-1]
 	fields := strings.Fields(p.gosumdb)
-	if len(fields) != 2 || !strings.HasPrefix(fields[1], "http://127.0.0.1:") || strings.HasSuffix(fields[1], ":0") {
-		t.Fatalf("sumdb serve printed GOSUMDB=%q, want \"<vkey> http://127.0.0.1:<port>\"", p.gosumdb)
+	if len(fields) != 2 || !(strings.HasPrefix(fields[1], "http://127.0.0.1:") || strings.HasPrefix(fields[1], "https://")) || strings.HasSuffix(fields[1], ":0") {
+		t.Fatalf("sumdb serve printed GOSUMDB=%q, want \"<vkey> http://127.0.0.1:<port>\" or an https:// URL", p.gosumdb)
 	}
 	if _, err := note.NewVerifier(fields[0]); err != nil {
 		t.Fatalf("sumdb serve printed GOSUMDB=%q: %v", p.gosumdb, err)
@@ -281,7 +282,11 @@ func (p *sumdbProcess) stopWith(sig os.Signal) {
 // get fetches a path from the server.
 func (p *sumdbProcess) get(path string) (int, []byte) {
 	p.t.Helper()
-	resp, err := http.Get(p.url + path)
+	client := p.client
+	if client == nil {
+		client = http.DefaultClient
+	}
+	resp, err := client.Get(p.url + path)
 	if err != nil {
 		p.t.Fatalf("GET %s: %v", path, err)
 	}
@@ -355,6 +360,7 @@ type goUser struct {
 	gopath     string
 	gomodcache string
 	goproxy    string
+	env        []string // more variables, such as SSL_CERT_FILE
 }
 
 func newGoUser(t *testing.T, goproxy string) *goUser {
@@ -381,6 +387,7 @@ func (e *goUser) run(dir, gosumdb string, args ...string) (string, error) {
 		"GOENV=off",
 		"GOCACHE="+goCache(e.t),
 	)
+	cmd.Env = append(cmd.Env, e.env...)
 	out, err := cmd.CombinedOutput()
 	if ctx.Err() != nil {
 		e.t.Fatalf("go %s: timed out\n%s", strings.Join(args, " "), out)

@@ -41,7 +41,9 @@ const serveUsage = `Usage: sumdb serve [flags]
 
 Serve runs the checksum database. On start it prints one line to stdout,
 	GOSUMDB="<verifier key> http://<address>"
-for clients to use, then logs to stderr. It stops on SIGINT or SIGTERM.
+for clients to use (https://<host> with --tls-cert or --acme-host, the host
+a name the certificate covers), then logs to stderr. It stops on SIGINT or
+SIGTERM.
 
 Every flag can also be set in the environment as SUMDB_<FLAG> (dashes as
 underscores, such as SUMDB_DATABASE_URL) and as a key of the YAML --config
@@ -105,6 +107,12 @@ func serve(ctx context.Context, cfg *ServeConfig, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer lock.Close()
+
+	// Before the store, so that a certificate to fix leaves no new store.
+	tlsSetup, err := newTLSSetup(cfg, logger)
+	if err != nil {
+		return err
+	}
 
 	st, backend, err := openStore(ctx, cfg)
 	if err != nil {
@@ -183,41 +191,76 @@ func serve(ctx context.Context, cfg *ServeConfig, stdout, stderr io.Writer) erro
 	}))
 	mainHandler, opsHandler := routes(app, metricsHandler, cfg.MetricsListen != "")
 
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("%w: choose another --listen address", err)
-	}
-	servers := []*http.Server{newHTTPServer(mainHandler, logger, serveLimits(lookupTimeout))}
-	listeners := []net.Listener{ln}
-	var metricsAddr string
-	if cfg.MetricsListen != "" {
-		mln, err := net.Listen("tcp", cfg.MetricsListen)
-		if err != nil {
-			ln.Close()
-			return fmt.Errorf("%w: choose another --metrics-listen address", err)
-		}
-		metricsAddr = mln.Addr().String()
-		servers = append(servers, newHTTPServer(opsHandler, logger, opsLimits()))
-		listeners = append(listeners, mln)
-	}
-	addr := ln.Addr().String()
-	if _, err := fmt.Fprintf(stdout, "GOSUMDB=\"%s http://%s\"\n", k.VKey, addr); err != nil {
+	var listeners []net.Listener
+	closeAll := func() {
 		for _, l := range listeners {
 			l.Close()
 		}
+	}
+	listen := func(addr, flag string) (net.Listener, error) {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			closeAll()
+			return nil, fmt.Errorf("%w: choose another --%s address", err, flag)
+		}
+		listeners = append(listeners, ln)
+		return ln, nil
+	}
+	ln, err := listen(cfg.Listen, "listen")
+	if err != nil {
+		return err
+	}
+	mainServer := newHTTPServer(mainHandler, logger, serveLimits(lookupTimeout))
+	servers := []*http.Server{mainServer}
+	var metricsAddr, acmeHTTPAddr string
+	if cfg.MetricsListen != "" {
+		mln, err := listen(cfg.MetricsListen, "metrics-listen")
+		if err != nil {
+			return err
+		}
+		metricsAddr = mln.Addr().String()
+		servers = append(servers, newHTTPServer(opsHandler, logger, opsLimits()))
+	}
+	if tlsSetup != nil && tlsSetup.challenge != nil {
+		aln, err := listen(cfg.ACMEHTTP, "acme-http")
+		if err != nil {
+			return err
+		}
+		acmeHTTPAddr = aln.Addr().String()
+		servers = append(servers, newHTTPServer(tlsSetup.challenge, logger, opsLimits()))
+	}
+	addr := ln.Addr().String()
+	baseURL, covered := "http://"+addr, true
+	if tlsSetup != nil {
+		// net/http speaks HTTP/2 over TLS, offered in NextProtos.
+		mainServer.TLSConfig = tlsSetup.config
+		var host string
+		host, covered = tlsSetup.urlHost(k.Signer.Name(), addr)
+		baseURL = "https://" + host
+	}
+	if _, err := fmt.Fprintf(stdout, "GOSUMDB=\"%s %s\"\n", k.VKey, baseURL); err != nil {
+		closeAll()
 		return fmt.Errorf("print GOSUMDB line: %w", err)
 	}
 	attrs := []any{
 		"addr", addr,
+		"url", baseURL,
 		"name", k.Signer.Name(),
 		"store", backend,
 		"size", lg.Head().Size,
 		"upstream", redactList(cfg.Upstream),
 	}
+	attrs = append(attrs, tlsSetup.logAttrs()...)
 	if metricsAddr != "" {
 		attrs = append(attrs, "metrics_addr", metricsAddr)
 	}
+	if acmeHTTPAddr != "" {
+		attrs = append(attrs, "acme_http_addr", acmeHTTPAddr)
+	}
 	logger.InfoContext(ctx, "serving", attrs...)
+	if !covered {
+		logger.WarnContext(ctx, "the TLS certificate names no host for the printed URL (neither the key's name, the address listened on, nor a name or address without a wildcard): clients will refuse it; point them at a name the certificate covers")
+	}
 
 	reqCtx, cancelRequests := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelRequests()
@@ -227,7 +270,11 @@ func serve(ctx context.Context, cfg *ServeConfig, stdout, stderr io.Writer) erro
 	g, gctx := errgroup.WithContext(ctx)
 	for i, srv := range servers {
 		g.Go(func() error {
-			if err := srv.Serve(listeners[i]); !errors.Is(err, http.ErrServerClosed) {
+			serve := srv.Serve
+			if srv.TLSConfig != nil {
+				serve = func(l net.Listener) error { return srv.ServeTLS(l, "", "") }
+			}
+			if err := serve(listeners[i]); !errors.Is(err, http.ErrServerClosed) {
 				return fmt.Errorf("serve http: %w", err)
 			}
 			return nil

@@ -185,6 +185,86 @@ func TestServeStartErrors(t *testing.T) {
 			want:   []string{"choose another --listen address"},
 		},
 		{
+			name: "tls cert missing",
+			setup: func(t *testing.T, dir string) []string {
+				return []string{"--tls-cert", filepath.Join(dir, "none.pem"), "--tls-key", filepath.Join(dir, "none.key")}
+			},
+			status: 1,
+			want:   []string{"none.pem", "no such file or directory"},
+		},
+		{
+			name: "tls key of another certificate",
+			setup: func(t *testing.T, dir string) []string {
+				ca := newTestCA(t, "test CA")
+				a, b := ca.issue(t, loopback), ca.issue(t, loopback)
+				certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+				writePair(t, certFile, keyFile, a.cert, b.key)
+				return []string{"--tls-cert", certFile, "--tls-key", keyFile}
+			},
+			status: 1,
+			want:   []string{"key.pem", "does not match the certificate", "cert.pem"},
+			secret: "PRIVATE KEY",
+		},
+		{
+			name: "tls cert expired",
+			setup: func(t *testing.T, dir string) []string {
+				ca := newTestCA(t, "test CA")
+				p := ca.issue(t, certSpec{ips: loopback.ips, notBefore: time.Now().Add(-2 * time.Hour), notAfter: time.Now().Add(-time.Hour)})
+				certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+				writePair(t, certFile, keyFile, p.cert, p.key)
+				return []string{"--tls-cert", certFile, "--tls-key", keyFile}
+			},
+			status: 1,
+			want:   []string{"cert.pem", "expired"},
+		},
+		{
+			name: "tls cert not PEM",
+			setup: func(t *testing.T, dir string) []string {
+				ca := newTestCA(t, "test CA")
+				p := ca.issue(t, loopback)
+				certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+				// Switched: the key in the certificate file.
+				writePair(t, certFile, keyFile, p.key, p.cert)
+				return []string{"--tls-cert", certFile, "--tls-key", keyFile}
+			},
+			status: 1,
+			want:   []string{"cert.pem", "no PEM certificate"},
+			secret: "PRIVATE KEY",
+		},
+		{
+			name:   "tls cert without key",
+			setup:  func(t *testing.T, dir string) []string { return []string{"--tls-cert", filepath.Join(dir, "cert.pem")} },
+			status: 2,
+			want:   []string{"--tls-cert is set without --tls-key"},
+		},
+		{
+			name: "acme and tls cert",
+			setup: func(t *testing.T, dir string) []string {
+				return []string{"--acme-host", "sum.example.com", "--tls-cert", "c.pem", "--tls-key", "k.pem"}
+			},
+			status: 2,
+			want:   []string{"--acme-host and --tls-cert exclude each other"},
+		},
+		{
+			name: "acme cache readable by others",
+			setup: func(t *testing.T, dir string) []string {
+				if err := os.Mkdir(filepath.Join(dir, "acme"), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				return []string{"--acme-host", "sum.example.com"}
+			},
+			status: 1,
+			want:   []string{"run chmod 700 "},
+		},
+		{
+			name: "acme http address in use",
+			setup: func(*testing.T, string) []string {
+				return []string{"--acme-host", "sum.example.com", "--acme-http", busy.Addr().String()}
+			},
+			status: 1,
+			want:   []string{"choose another --acme-http address"},
+		},
+		{
 			name:   "bad upstream",
 			setup:  func(*testing.T, string) []string { return []string{"--upstream", "ftp://proxy.example.com"} },
 			status: 2,

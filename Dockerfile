@@ -1,0 +1,34 @@
+# The sumdb image: a static binary on a distroless base (CA certificates,
+# no shell), run as a non-root user, with the data directory (embedded
+# store, signer key, ACME cache, published head) as a volume.
+#
+#   docker build -t sumdb .
+#   docker run -v sumdb-data:/data -p 8080:8080 -e SUMDB_NAME=sum.example.com sumdb
+#
+# Every setting is a SUMDB_* variable (see the README's configuration
+# reference): the image sets only the address, the data directory and an
+# upstream, since there is no go command to ask for GOPROXY.
+
+FROM golang:1.26 AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+# No cgo (the embedded store is pure Go), so the binary needs no libc.
+RUN CGO_ENABLED=0 go build -trimpath -o /out/sumdb ./cmd/sumdb
+# A named volume takes the owner and mode of the directory it is mounted on.
+RUN mkdir -m 0700 /out/data
+
+FROM gcr.io/distroless/static-debian12:nonroot
+COPY --from=build /out/sumdb /usr/local/bin/sumdb
+COPY --from=build --chown=65532:65532 /out/data /data
+# Settings as variables rather than flags in CMD: a flag would win over
+# the variables and the config file an operator sets.
+ENV SUMDB_LISTEN=0.0.0.0:8080 \
+    SUMDB_DATA_DIR=/data \
+    SUMDB_UPSTREAM=https://proxy.golang.org
+VOLUME /data
+EXPOSE 8080
+USER 65532:65532
+ENTRYPOINT ["/usr/local/bin/sumdb"]
+CMD ["serve"]
