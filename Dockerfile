@@ -23,10 +23,11 @@ FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/sumdb /usr/local/bin/sumdb
 COPY --from=build --chown=65532:65532 /out/data /data
 # Settings as variables rather than flags in CMD: a flag would win over
-# the variables and the config file an operator sets.
+# the variables and the config file an operator sets. The image has no go
+# command to take the upstream from: give it as SUMDB_UPSTREAM, a GOPROXY
+# list such as your own go env GOPROXY.
 ENV SUMDB_LISTEN=0.0.0.0:8080 \
-    SUMDB_DATA_DIR=/data \
-    SUMDB_UPSTREAM=https://proxy.golang.org
+    SUMDB_DATA_DIR=/data
 VOLUME /data
 EXPOSE 8080
 USER 65532:65532

@@ -176,11 +176,18 @@ func TestDockerfile(t *testing.T) {
 	}
 
 	// The image's settings make a valid configuration, listening on all
-	// addresses at the exposed port, with the data directory the volume.
+	// addresses at the exposed port, with the data directory the volume,
+	// once the operator gives the upstream: the image has no go command
+	// to ask for GOPROXY, and names no proxy of its own.
 	env := final.env(t)
 	for k, v := range env {
 		t.Setenv(k, v)
 	}
+	noGo := func(context.Context, string) (string, error) { return "", os.ErrNotExist }
+	if _, err := load(t, nil, noGo); err == nil || !strings.Contains(err.Error(), "SUMDB_UPSTREAM") {
+		t.Errorf("Dockerfile ENV %v without SUMDB_UPSTREAM: %v, want an error saying to set it", env, err)
+	}
+	t.Setenv("SUMDB_UPSTREAM", "http://goproxy.test")
 	cfg, err := load(t, nil, func(context.Context, string) (string, error) {
 		t.Error("the image has no go command, but serve would run go env")
 		return "", os.ErrNotExist
@@ -246,7 +253,8 @@ func TestDockerCompose(t *testing.T) {
 
 	stages := readDockerfile(t)
 	env := stages[len(stages)-1].env(t)
-	for k, v := range composeEnv(t, &svc.Environment) {
+	// The shell of the operator who runs docker compose gives the upstream.
+	for k, v := range composeEnv(t, &svc.Environment, map[string]string{"SUMDB_UPSTREAM": "http://goproxy.test"}) {
 		env[k] = v
 	}
 	for k, v := range env {
@@ -262,8 +270,8 @@ func TestDockerCompose(t *testing.T) {
 	if cfg.DatabaseURL == "" || !strings.Contains(cfg.DatabaseURL, "@postgres:5432/") {
 		t.Errorf("DatabaseURL = %q, want the postgres service", cfg.DatabaseURL)
 	}
-	if cfg.Name != defaultName || cfg.Upstream != "https://proxy.golang.org" {
-		t.Errorf("Name, Upstream = %q, %q; want %q and https://proxy.golang.org", cfg.Name, cfg.Upstream, defaultName)
+	if cfg.Name != defaultName || cfg.Upstream != "http://goproxy.test" {
+		t.Errorf("Name, Upstream = %q, %q; want %q and the SUMDB_UPSTREAM of the shell", cfg.Name, cfg.Upstream, defaultName)
 	}
 	if !slices.Contains(svc.Volumes, "sumdb-data:"+cfg.DataDir) {
 		t.Errorf("docker-compose.yml: sumdb volumes %q, want sumdb-data on the data directory %s", svc.Volumes, cfg.DataDir)
@@ -283,8 +291,10 @@ func TestDockerCompose(t *testing.T) {
 }
 
 // composeEnv returns a service's environment (a map or a list of
-// NAME=value), interpolating ${NAME:-default} as if the variable were unset.
-func composeEnv(t *testing.T, node *yaml.Node) map[string]string {
+// NAME=value), interpolating ${NAME:-default} as if the variable were
+// unset, and ${NAME:?error}, which compose refuses to start without, with
+// shell[NAME], failing the test if shell has no value for it.
+func composeEnv(t *testing.T, node *yaml.Node, shell map[string]string) map[string]string {
 	t.Helper()
 	env := make(map[string]string)
 	switch node.Kind {
@@ -308,9 +318,19 @@ func composeEnv(t *testing.T, node *yaml.Node) map[string]string {
 	default:
 		t.Fatal("sumdb service has no environment")
 	}
-	interp := regexp.MustCompile(`\$\{[A-Za-z_][A-Za-z0-9_]*(?::-([^}]*))?\}`)
+	interp := regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([-?])([^}]*))?\}`)
 	for k, v := range env {
-		env[k] = interp.ReplaceAllString(v, "$1")
+		env[k] = interp.ReplaceAllStringFunc(v, func(ref string) string {
+			m := interp.FindStringSubmatch(ref)
+			if m[2] == "-" {
+				return m[3]
+			}
+			val, ok := shell[m[1]]
+			if !ok {
+				t.Errorf("docker-compose.yml needs %s from the shell (%s), which the test does not give", m[1], m[3])
+			}
+			return val
+		})
 	}
 	return env
 }
