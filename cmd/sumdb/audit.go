@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/spf13/cast"
 	"github.com/spf13/pflag"
 
 	"github.com/sumdb/sumdb/sumdb/audit"
@@ -83,17 +82,20 @@ func newAuditFlags() *pflag.FlagSet {
 	return fs
 }
 
-// An AuditConfig is the validated configuration of "sumdb audit".
+// An AuditConfig is the validated configuration of "sumdb audit". Viper
+// decodes the settings into the fields tagged with their keys.
 type AuditConfig struct {
-	GOSUMDB, GOPROXY string // which database, and how to reach it
-	State            string
-	Follow           bool
-	Interval         time.Duration
-	Rehash           int
-	Upstream         string // module proxies for Rehash
-	Concurrency      int
-	Limit            int64
-	Warnings         []string // things the user may want to fix, to log once a logger exists
+	GOSUMDB     string        `mapstructure:"sumdb"` // which database
+	State       string        `mapstructure:"state"`
+	Follow      bool          `mapstructure:"follow"`
+	Interval    time.Duration `mapstructure:"interval"`
+	Rehash      int           `mapstructure:"rehash"`
+	Upstream    string        `mapstructure:"upstream"` // module proxies for Rehash
+	Concurrency int           `mapstructure:"concurrency"`
+	Limit       int64         `mapstructure:"limit"`
+
+	GOPROXY  string   `mapstructure:"-"` // how to reach the database
+	Warnings []string `mapstructure:"-"` // things the user may want to fix, to log once a logger exists
 }
 
 // runAudit runs "sumdb audit". The report is on stdout; the error is an
@@ -177,39 +179,41 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // oneLine returns err's message on one line.
 func oneLine(err error) string { return strings.Join(strings.Fields(err.Error()), " ") }
 
-// loadAuditConfig merges the parsed flags fs, the SUMDB_AUDIT_* environment
-// and the go command's settings into a validated AuditConfig. A flag on
-// the command line wins over the environment, which wins over the default.
+// loadAuditConfig decodes the parsed flags fs, the SUMDB_AUDIT_*
+// environment and the go command's settings into a validated AuditConfig.
+// A flag on the command line wins over the environment, which wins over
+// the default.
 func loadAuditConfig(ctx context.Context, fs *pflag.FlagSet, goEnv goEnvFunc) (*AuditConfig, error) {
-	c, err := newToolConfig(ctx, "audit", fs, goEnv)
+	s, err := newToolSettings("audit", fs)
 	if err != nil {
 		return nil, err
 	}
 	cfg := &AuditConfig{}
-	if cfg.GOSUMDB, err = c.gosumdb(); err != nil {
+	rules := []rule{
+		{"interval", "want a duration of at least 1s, such as 1m", &cfg.Interval,
+			func() bool { return cfg.Interval >= time.Second }},
+		{"rehash", "want a number of records, 0 for none", &cfg.Rehash,
+			func() bool { return cfg.Rehash >= 0 }},
+		{"concurrency", fmt.Sprintf("want a number from 1 to %d", maxAuditConcurrency), &cfg.Concurrency,
+			func() bool { return cfg.Concurrency >= 1 && cfg.Concurrency <= maxAuditConcurrency }},
+		{"limit", "want a number of records, 0 for all", &cfg.Limit,
+			func() bool { return cfg.Limit >= 0 }},
+	}
+	if err := s.decode(cfg, rules); err != nil {
+		return nil, err
+	}
+	if cfg.GOSUMDB, err = gosumdb(ctx, s, cfg.GOSUMDB, goEnv); err != nil {
+		return nil, err
+	}
+	if cfg.State == "" {
+		return nil, usageErrorf("audit: --state is required: name the directory that keeps the clone (it can grow to several GB for a large log)")
+	}
+	if err := s.check(rules); err != nil {
 		return nil, err
 	}
 
-	if cfg.State = c.str("state"); cfg.State == "" {
-		return nil, usageErrorf("audit: --state is required: name the directory that keeps the clone (it can grow to several GB for a large log)")
-	}
-	cfg.Follow = cast.ToBool(c.get("follow"))
-	if cfg.Interval, err = toDuration(c.get("interval")); err != nil || cfg.Interval < time.Second {
-		return nil, c.bad("interval", "%q (want a duration of at least 1s, such as 1m)", cast.ToString(c.get("interval")))
-	}
-	if cfg.Rehash, err = cast.ToIntE(c.get("rehash")); err != nil || cfg.Rehash < 0 {
-		return nil, c.bad("rehash", "%q (want a number of records, 0 for none)", cast.ToString(c.get("rehash")))
-	}
-	if cfg.Concurrency, err = cast.ToIntE(c.get("concurrency")); err != nil || cfg.Concurrency < 1 || cfg.Concurrency > maxAuditConcurrency {
-		return nil, c.bad("concurrency", "%q (want a number from 1 to %d)", cast.ToString(c.get("concurrency")), maxAuditConcurrency)
-	}
-	if cfg.Limit, err = cast.ToInt64E(c.get("limit")); err != nil || cfg.Limit < 0 {
-		return nil, c.bad("limit", "%q (want a number of records, 0 for all)", cast.ToString(c.get("limit")))
-	}
-
 	// GOPROXY also serves as the upstream of --rehash.
-	cfg.Upstream = c.str("upstream")
-	if cfg.GOPROXY, err = c.reach(cfg.GOSUMDB, cfg.Rehash > 0 && cfg.Upstream == "",
+	if cfg.GOPROXY, err = reach(ctx, "audit", goEnv, cfg.GOSUMDB, cfg.Rehash > 0 && cfg.Upstream == "",
 		"give the database's URL with --sumdb \"<verifier key> <URL>\", and --upstream for --rehash"); err != nil {
 		return nil, err
 	}

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/spf13/cast"
 	"github.com/spf13/pflag"
 	"golang.org/x/mod/modfile"
 
@@ -76,17 +75,20 @@ func newCheckFlags() *pflag.FlagSet {
 	return fs
 }
 
-// A CheckConfig is the validated configuration of "sumdb check".
+// A CheckConfig is the validated configuration of "sumdb check". Viper
+// decodes the settings into the fields tagged with their keys.
 type CheckConfig struct {
-	GOSUMDB, GOPROXY string // which database, and how to reach it
-	NoSumDB, Private string // GONOSUMDB and GOPRIVATE
-	State            string // state file; "" with StateSet means none
-	StateSet         bool   // State was given, not the default
-	Format           check.Format
-	Concurrency      int
-	Files            []string // the files to check, by name to report
-	Paths            []string // the files to read, by path; parallel to Files
-	Warnings         []string // things the user may want to fix
+	GOSUMDB     string       `mapstructure:"sumdb"` // which database
+	State       string       `mapstructure:"state"` // state file; "" with StateSet means none
+	Format      check.Format `mapstructure:"format"`
+	Concurrency int          `mapstructure:"concurrency"`
+
+	GOPROXY          string   `mapstructure:"-"` // how to reach the database
+	NoSumDB, Private string   `mapstructure:"-"` // GONOSUMDB and GOPRIVATE
+	StateSet         bool     `mapstructure:"-"` // State was given, not the default
+	Files            []string `mapstructure:"-"` // the files to check, by name to report
+	Paths            []string `mapstructure:"-"` // the files to read, by path; parallel to Files
+	Warnings         []string `mapstructure:"-"` // things the user may want to fix
 }
 
 // runCheck runs "sumdb check". It returns an *exitError carrying the exit
@@ -153,26 +155,34 @@ func couldNotCheck(err error) error {
 	return &exitError{code: statusCouldNotCheck, err: err}
 }
 
-// loadCheckConfig merges the parsed flags fs, the SUMDB_CHECK_* environment
-// and the go command's settings into a validated CheckConfig. A flag on
-// the command line wins over the environment, which wins over the default.
+// loadCheckConfig decodes the parsed flags fs, the SUMDB_CHECK_*
+// environment and the go command's settings into a validated CheckConfig.
+// A flag on the command line wins over the environment, which wins over
+// the default.
 func loadCheckConfig(ctx context.Context, fs *pflag.FlagSet, goEnv goEnvFunc) (*CheckConfig, error) {
-	c, err := newToolConfig(ctx, "check", fs, goEnv)
+	s, err := newToolSettings("check", fs)
 	if err != nil {
 		return nil, err
 	}
 	cfg := &CheckConfig{}
-	if cfg.GOSUMDB, err = c.gosumdb(); err != nil {
+	rules := []rule{
+		{"concurrency", fmt.Sprintf("want a number from 1 to %d", maxCheckConcurrency), &cfg.Concurrency,
+			func() bool { return cfg.Concurrency >= 1 && cfg.Concurrency <= maxCheckConcurrency }},
+	}
+	if err := s.decode(cfg, rules); err != nil {
 		return nil, err
 	}
-	if cfg.GOPROXY, err = c.reach(cfg.GOSUMDB, false, "give the database's URL with --sumdb \"<verifier key> <URL>\""); err != nil {
+	if cfg.GOSUMDB, err = gosumdb(ctx, s, cfg.GOSUMDB, goEnv); err != nil {
+		return nil, err
+	}
+	if cfg.GOPROXY, err = reach(ctx, "check", goEnv, cfg.GOSUMDB, false, "give the database's URL with --sumdb \"<verifier key> <URL>\""); err != nil {
 		return nil, err
 	}
 	const privateWhy = "without it, private modules cannot be told from public ones, and must not be sent to the log"
-	if cfg.NoSumDB, err = c.fromGo("GONOSUMDB", privateWhy); err != nil {
+	if cfg.NoSumDB, err = fromGo(ctx, "check", goEnv, "GONOSUMDB", privateWhy); err != nil {
 		return nil, err
 	}
-	if cfg.Private, err = c.fromGo("GOPRIVATE", privateWhy); err != nil {
+	if cfg.Private, err = fromGo(ctx, "check", goEnv, "GOPRIVATE", privateWhy); err != nil {
 		return nil, err
 	}
 	if cfg.NoSumDB == cfg.Private {
@@ -181,14 +191,12 @@ func loadCheckConfig(ctx context.Context, fs *pflag.FlagSet, goEnv goEnvFunc) (*
 		cfg.NoSumDB = ""
 	}
 
-	cfg.State = c.str("state")
 	cfg.StateSet = cfg.State != "" || fs.Lookup("state").Changed
-
-	if cfg.Format, err = check.ParseFormat(cast.ToString(c.get("format"))); err != nil {
-		return nil, c.bad("format", "%v", err)
+	if cfg.Format, err = check.ParseFormat(string(cfg.Format)); err != nil {
+		return nil, s.invalid("format", "%v", err)
 	}
-	if cfg.Concurrency, err = cast.ToIntE(c.get("concurrency")); err != nil || cfg.Concurrency < 1 || cfg.Concurrency > maxCheckConcurrency {
-		return nil, c.bad("concurrency", "%q (want a number from 1 to %d)", cast.ToString(c.get("concurrency")), maxCheckConcurrency)
+	if err := s.check(rules); err != nil {
+		return nil, err
 	}
 
 	if fs.NArg() > 0 {

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -196,6 +198,49 @@ func TestConfigDurations(t *testing.T) {
 	}
 }
 
+// TestConfigSizes checks the byte sizes of each source: a plain number of
+// bytes, or a number with a unit, on the command line too.
+func TestConfigSizes(t *testing.T) {
+	clearEnv(t)
+	t.Setenv("SUMDB_LOOKUP_CACHE_SIZE", "1.5MB")
+	t.Setenv("SUMDB_TILE_CACHE_SIZE", "1")
+	file := writeFile(t, "sumdb.yaml", "max-zip-size: 100MB\ntile-cache-size: 2\n")
+	cfg, err := load(t, []string{"--config", file, "--tile-cache-size", "1GiB"}, fixedGoEnv("http://proxy.test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.TileCacheSize != 1<<30 || cfg.LookupCacheSize != 1_500_000 || cfg.MaxZipSize != 100_000_000 {
+		t.Errorf("tile cache %d, lookup cache %d, max zip size %d; want %d, %d, %d",
+			cfg.TileCacheSize, cfg.LookupCacheSize, cfg.MaxZipSize, 1<<30, 1_500_000, 100_000_000)
+	}
+	file = writeFile(t, "sumdb.yaml", "max-zip-size: 1000\n")
+	if cfg, err = load(t, []string{"--config", file}, fixedGoEnv("http://proxy.test")); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.MaxZipSize != 1000 || cfg.TileCacheSize != 1 {
+		t.Errorf("max zip size %d, tile cache %d; want 1000 from the file, 1 from the environment", cfg.MaxZipSize, cfg.TileCacheSize)
+	}
+}
+
+// TestConfigUnknownKey checks that a config file key that is no setting is
+// an error naming the file and the key, whether the key is a flag of
+// another command, --config itself, or a section.
+func TestConfigUnknownKey(t *testing.T) {
+	clearEnv(t)
+	for _, content := range []string{"listne: :8080\n", "state: /tmp/x\n", "config: other.yaml\n", "tls:\n  cert: c.pem\n"} {
+		file := writeFile(t, "sumdb.yaml", "listen: 127.0.0.1:0\n"+content)
+		key := strings.TrimSuffix(strings.Split(content, ":")[0], "\n")
+		if key == "tls" {
+			key = "tls.cert"
+		}
+		_, err := load(t, []string{"--config", file}, fixedGoEnv("http://proxy.test"))
+		want := fmt.Sprintf("config file %s: unknown key %q (known keys: listen, data-dir, ", file, key)
+		if err == nil || !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("loadServeConfig(file %q) error = %v, want %s...", content, err, want)
+		}
+	}
+}
+
 func TestConfigErrors(t *testing.T) {
 	tests := []struct {
 		name  string
@@ -251,6 +296,15 @@ func TestConfigErrors(t *testing.T) {
 		{name: "acme directory http", args: []string{"--acme-host", "sum.example.com", "--acme-directory", "http://u:hunter2@acme.test/dir"}, want: "invalid --acme-directory: http://xxxxx@acme.test/dir (want the https:// URL", usage: true},
 		{name: "acme http", args: []string{"--acme-host", "sum.example.com", "--acme-http", "80"}, want: "invalid --acme-http: \"80\" (want host:port", usage: true},
 		{name: "unknown file key", file: "listne: :8080\n", want: `unknown key "listne"`},
+		{name: "zip size unit", env: map[string]string{"SUMDB_MAX_ZIP_SIZE": "64M"}, want: `invalid SUMDB_MAX_ZIP_SIZE: want a number of bytes from 1 to 524288000 (500MiB) ("64M" has an unknown unit "M"`},
+		{name: "zip size fraction", file: "max-zip-size: 1.5\n", want: "invalid max-zip-size in "},
+		{name: "zip size flag range", args: []string{"--max-zip-size", "1GiB"}, want: "invalid --max-zip-size: want a number of bytes from 1 to 524288000 (500MiB), not 1GiB", usage: true},
+		{name: "tile cache negative", file: "tile-cache-size: -1MiB\n", want: "invalid tile-cache-size in "},
+		{name: "lookup cache env", env: map[string]string{"SUMDB_LOOKUP_CACHE_SIZE": "lots"}, want: "invalid SUMDB_LOOKUP_CACHE_SIZE: want a size in bytes such as 32MiB, or 0 to disable the cache"},
+		{name: "max fetches fraction", file: "max-fetches: 2.5\n", want: "invalid max-fetches in "},
+		{name: "max fetches hex", env: map[string]string{"SUMDB_MAX_FETCHES": "0x10"}, want: "invalid SUMDB_MAX_FETCHES: want a number from 1 to 4096"},
+		{name: "listen list", file: "listen: [a, b]\n", want: "want a string, not a list or map"},
+		{name: "log level number", file: "log-level: 4\n", want: "invalid log-level in "},
 		{name: "bad yaml", file: "listen: [\n", want: "want YAML"},
 		{name: "missing file", args: []string{"--config", "/nonexistent/sumdb.yaml"}, want: "read config file: open /nonexistent/sumdb.yaml"},
 		{
@@ -399,7 +453,7 @@ func TestRunUsage(t *testing.T) {
 		{[]string{"frob"}, 2, "sumdb: unknown command \"frob\" (want serve, keygen, check, audit, load, export or import; run sumdb help)\n"},
 		{[]string{"serve", "--frob"}, 2, "sumdb: serve: unknown flag: --frob (run sumdb serve --help)\n"},
 		{[]string{"serve", "extra"}, 2, "sumdb: serve: unexpected argument \"extra\" (run sumdb serve --help)\n"},
-		{[]string{"serve", "--max-zip-size", "lots"}, 2, "sumdb: serve: invalid argument \"lots\" for \"--max-zip-size\" flag: strconv.ParseInt: parsing \"lots\": invalid syntax (run sumdb serve --help)\n"},
+		{[]string{"serve", "--max-zip-size", "lots"}, 2, "sumdb: serve: invalid argument \"lots\" for \"--max-zip-size\" flag: \"lots\" is no size: give a number of bytes, or a number with a unit such as 64MiB (run sumdb serve --help)\n"},
 		{[]string{"keygen"}, 2, "sumdb: keygen: --name is required, such as --name sum.example.com\n"},
 		{[]string{"help"}, 0, ""},
 		{[]string{"serve", "--help"}, 0, ""},
@@ -481,11 +535,31 @@ func TestReadmeConfigTable(t *testing.T) {
 	for name := range rows {
 		t.Errorf("README has a row for --%s, which serve does not have", name)
 	}
-	for _, k := range serveKeys {
+	// Every field viper fills is a flag: viper reads no variable and no
+	// config key of a setting without one. (UnmarshalExact refuses a flag
+	// without a field.)
+	for _, k := range settingKeys(reflect.TypeFor[ServeConfig]()) {
 		if fs.Lookup(k) == nil {
-			t.Errorf("setting %q has no flag", k)
+			t.Errorf("ServeConfig has a setting %q, which has no flag", k)
 		}
 	}
+}
+
+// settingKeys returns the keys of the settings of the struct type st: the
+// mapstructure tags of its fields, and of the fields of the structs it
+// squashes.
+func settingKeys(st reflect.Type) []string {
+	var keys []string
+	for f := range st.Fields() {
+		tag := f.Tag.Get("mapstructure")
+		switch {
+		case tag == ",squash":
+			keys = append(keys, settingKeys(f.Type)...)
+		case tag != "" && tag != "-":
+			keys = append(keys, tag)
+		}
+	}
+	return keys
 }
 
 // toolFlags returns the flag sets of the commands with variables of their
@@ -496,7 +570,7 @@ var toolFlags = map[string]func() *pflag.FlagSet{"check": newCheckFlags, "audit"
 // of its command, and that no two settings share a variable.
 func TestToolEnvKeys(t *testing.T) {
 	owner := make(map[string]string) // setting by variable
-	for _, k := range append(slices.Clone(serveKeys), "config") {
+	for _, k := range append(serveKeys(), "config") {
 		owner[envName(k)] = "serve --" + k
 	}
 	for cmd, keys := range toolEnvKeys {

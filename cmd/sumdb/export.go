@@ -11,9 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/spf13/cast"
 	"github.com/spf13/pflag"
-	"github.com/spf13/viper"
 
 	"github.com/sumdb/sumdb/internal/durable"
 	"github.com/sumdb/sumdb/tlog/export"
@@ -50,43 +48,41 @@ func addStoreFlags(fs *pflag.FlagSet) {
 	fs.String("key-file", "", "signer key `file` (default <data-dir>/"+defaultKeyFileName+")")
 }
 
-// loadStoreConfig returns the store settings of the parsed flags fs and the
-// environment, in a ServeConfig as serve's openStore takes it. cmd names
-// the command, for errors.
-func loadStoreConfig(cmd string, fs *pflag.FlagSet) (*ServeConfig, error) {
-	v := viper.New()
-	if err := v.BindPFlags(fs); err != nil {
-		return nil, fmt.Errorf("bind flags: %w", err)
+// A storeConfig chooses a store and its key, as serve's settings do: the
+// settings export and import share. Viper decodes the settings into the
+// fields tagged with their keys.
+type storeConfig struct {
+	DataDir     string `mapstructure:"data-dir"`
+	DatabaseURL string `mapstructure:"database-url"`
+	KeyFile     string `mapstructure:"key-file"` // never empty once checked
+}
+
+// newStoreSettings returns the settings of export or import: their flags,
+// and serve's variables of the storeEnvKeys.
+func newStoreSettings(cmd string, fs *pflag.FlagSet) (*settings, error) {
+	return newSettings(cmd, fs, envPrefix, storeEnvKeys)
+}
+
+// check checks the store settings, and returns them as a ServeConfig, as
+// serve's openStore takes them.
+func (c *storeConfig) check(s *settings) (*ServeConfig, error) {
+	if c.DataDir == "" {
+		return nil, s.invalid("data-dir", "empty (name a directory)")
 	}
-	for _, k := range storeEnvKeys {
-		if err := v.BindEnv(k, envName(k)); err != nil {
-			return nil, fmt.Errorf("bind environment: %w", err)
-		}
+	if err := checkDatabaseURL(c.DatabaseURL); err != nil {
+		return nil, s.invalid("database-url", "%v", err)
 	}
-	bad := func(key, format string, args ...any) error {
-		where := "--" + key
-		if f := fs.Lookup(key); !f.Changed {
-			if val, ok := os.LookupEnv(envName(key)); ok && val != "" {
-				where = envName(key)
-			}
-		}
-		return usageErrorf("%s: invalid %s: %s", cmd, where, fmt.Sprintf(format, args...))
+	if c.KeyFile == "" {
+		c.KeyFile = filepath.Join(c.DataDir, defaultKeyFileName)
 	}
-	cfg := &ServeConfig{
-		DataDir:     strings.TrimSpace(cast.ToString(v.Get("data-dir"))),
-		DatabaseURL: strings.TrimSpace(cast.ToString(v.Get("database-url"))),
-		KeyFile:     strings.TrimSpace(cast.ToString(v.Get("key-file"))),
-	}
-	if cfg.DataDir == "" {
-		return nil, bad("data-dir", "empty (name a directory)")
-	}
-	if err := checkDatabaseURL(cfg.DatabaseURL); err != nil {
-		return nil, bad("database-url", "%v", err)
-	}
-	if cfg.KeyFile == "" {
-		cfg.KeyFile = filepath.Join(cfg.DataDir, defaultKeyFileName)
-	}
-	return cfg, nil
+	return &ServeConfig{DataDir: c.DataDir, DatabaseURL: c.DatabaseURL, KeyFile: c.KeyFile}, nil
+}
+
+// An exportConfig is the configuration of "sumdb export".
+type exportConfig struct {
+	Out         string `mapstructure:"out"`
+	VKey        string `mapstructure:"vkey"`
+	storeConfig `mapstructure:",squash"`
 }
 
 // storeName names the store of cfg for messages, without a password.
@@ -105,9 +101,9 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := pflag.NewFlagSet("export", pflag.ContinueOnError)
 	fs.SortFlags = false
 	fs.SetOutput(io.Discard)
-	out := fs.String("out", "", "write the export to this `file` (required; - for stdout)")
+	fs.String("out", "", "write the export to this `file` (required; - for stdout)")
 	addStoreFlags(fs)
-	vkey := fs.String("vkey", "", "the log's verifier `key`, instead of reading the signer key file")
+	fs.String("vkey", "", "the log's verifier `key`, instead of reading the signer key file")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			fmt.Fprint(stdout, exportUsage+fs.FlagUsages())
@@ -118,14 +114,22 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if fs.NArg() > 0 {
 		return usageErrorf("export: unexpected argument %q (run sumdb export --help)", fs.Arg(0))
 	}
-	if *out == "" {
-		return usageErrorf("export: --out is required: name the file to write (- for stdout)")
-	}
-	cfg, err := loadStoreConfig("export", fs)
+	s, err := newStoreSettings("export", fs)
 	if err != nil {
 		return err
 	}
-	key := strings.TrimSpace(*vkey)
+	var ec exportConfig
+	if err := s.decode(&ec, nil); err != nil {
+		return err
+	}
+	if ec.Out == "" {
+		return usageErrorf("export: --out is required: name the file to write (- for stdout)")
+	}
+	cfg, err := ec.storeConfig.check(s)
+	if err != nil {
+		return err
+	}
+	out, key := ec.Out, ec.VKey
 	if key == "" {
 		k, err := readKeyFile(cfg.KeyFile)
 		if err != nil {
@@ -149,10 +153,10 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	p := newProgress("export", stderr, start)
 	var w io.Writer = stdout
 	var f *os.File
-	if *out != "-" {
+	if out != "-" {
 		// A new file renamed into place: a failed export leaves no file
 		// that looks like one.
-		f, err = os.CreateTemp(filepath.Dir(*out), filepath.Base(*out)+".tmp*")
+		f, err = os.CreateTemp(filepath.Dir(out), filepath.Base(out)+".tmp*")
 		if err != nil {
 			return fmt.Errorf("export: %w", err)
 		}
@@ -174,14 +178,14 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if err := f.Close(); err != nil {
 			return fmt.Errorf("export: %w", err)
 		}
-		if err := os.Rename(f.Name(), *out); err != nil {
+		if err := os.Rename(f.Name(), out); err != nil {
 			return fmt.Errorf("export: %w", err)
 		}
-		if err := durable.SyncDir(filepath.Dir(*out)); err != nil {
+		if err := durable.SyncDir(filepath.Dir(out)); err != nil {
 			return fmt.Errorf("export: %w", err)
 		}
 	}
-	dest := *out
+	dest := out
 	if dest == "-" {
 		dest = "stdout"
 	}

@@ -44,13 +44,19 @@ SUMDB_DATA_DIR, SUMDB_DATABASE_URL and SUMDB_KEY_FILE.
 Flags:
 `
 
+// An importConfig is the configuration of "sumdb import".
+type importConfig struct {
+	BatchRecords int `mapstructure:"batch-records"`
+	storeConfig  `mapstructure:",squash"`
+}
+
 // runImport runs "sumdb import".
 func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := pflag.NewFlagSet("import", pflag.ContinueOnError)
 	fs.SortFlags = false
 	fs.SetOutput(io.Discard)
 	addStoreFlags(fs)
-	batch := fs.Int("batch-records", export.DefaultBatchRecords, "least `number` of records committed in one transaction")
+	fs.Int("batch-records", export.DefaultBatchRecords, "least `number` of records committed in one transaction")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			fmt.Fprint(stdout, importUsage+fs.FlagUsages())
@@ -61,10 +67,19 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if fs.NArg() != 1 {
 		return usageErrorf("import: want one export FILE (- for stdin) (run sumdb import --help)")
 	}
-	if *batch < 1 {
-		return usageErrorf("import: invalid --batch-records: want a number of at least 1")
+	s, err := newStoreSettings("import", fs)
+	if err != nil {
+		return err
 	}
-	cfg, err := loadStoreConfig("import", fs)
+	var ic importConfig
+	rules := []rule{{"batch-records", "want a number of at least 1", &ic.BatchRecords, func() bool { return ic.BatchRecords >= 1 }}}
+	if err := s.decode(&ic, rules); err != nil {
+		return err
+	}
+	if err := s.check(rules); err != nil {
+		return err
+	}
+	cfg, err := ic.storeConfig.check(s)
 	if err != nil {
 		return err
 	}
@@ -100,7 +115,7 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 	start := time.Now()
 	p := newProgress("import", stderr, start)
-	icfg := export.ImportConfig{BatchRecords: *batch, Progress: p.report}
+	icfg := export.ImportConfig{BatchRecords: ic.BatchRecords, Progress: p.report}
 	if key != nil {
 		icfg.Key = key.VKey
 	}

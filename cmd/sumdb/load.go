@@ -9,9 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/spf13/cast"
 	"github.com/spf13/pflag"
-	"github.com/spf13/viper"
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/sumdb/sumdb/internal/loadgen"
@@ -55,18 +53,21 @@ const (
 	defaultLoadFormat      = "text"
 )
 
-// A LoadConfig is the validated configuration of "sumdb load".
+// A LoadConfig is the validated configuration of "sumdb load". Viper
+// decodes the settings into the fields tagged with their keys.
 type LoadConfig struct {
-	Target      string        // base URL of the checksum database
-	Verifier    note.Verifier // verifies tree heads; nil: parsed only
-	Duration    time.Duration // how long requests are sent
-	MaxRequests int64         // 0: no limit
-	Rate        float64       // requests per second; 0: flat out
-	Concurrency int           // requests in flight at most
-	Mix         loadgen.Mix
-	ProxyListen string        // host:port of the module proxy serving misses
-	Timeout     time.Duration // bound on each request
-	Format      string        // "text" or "json"
+	Target      string        `mapstructure:"target"`       // base URL of the checksum database
+	Key         string        `mapstructure:"key"`          // verifier key; "" for none
+	Duration    time.Duration `mapstructure:"duration"`     // how long requests are sent
+	MaxRequests int64         `mapstructure:"max-requests"` // 0: no limit
+	Rate        float64       `mapstructure:"rate"`         // requests per second; 0: flat out
+	Concurrency int           `mapstructure:"concurrency"`  // requests in flight at most
+	Mix         loadgen.Mix   `mapstructure:"mix"`
+	ProxyListen string        `mapstructure:"proxy-listen"` // host:port of the module proxy serving misses
+	Timeout     time.Duration `mapstructure:"timeout"`      // bound on each request
+	Format      string        `mapstructure:"format"`       // "text" or "json"
+
+	Verifier note.Verifier `mapstructure:"-"` // verifies tree heads, from Key; nil: parsed only
 }
 
 // newLoadFlags returns the flag set of load.
@@ -107,61 +108,50 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	return loadTarget(ctx, cfg, stdout, stderr)
 }
 
-// loadLoadConfig reads the parsed flags fs into a validated LoadConfig.
+// loadLoadConfig decodes the parsed flags fs into a validated LoadConfig.
 func loadLoadConfig(fs *pflag.FlagSet) (*LoadConfig, error) {
 	// Flags only (see toolEnvKeys): a load is measured as its command
 	// line says, whatever the environment of a server or another tool.
-	v := viper.New()
-	if err := v.BindPFlags(fs); err != nil {
-		return nil, fmt.Errorf("bind flags: %w", err)
+	s, err := newSettings("load", fs, "", nil)
+	if err != nil {
+		return nil, err
 	}
-	bad := func(key, format string, args ...any) error {
-		return usageErrorf("load: invalid --%s: %s", key, fmt.Sprintf(format, args...))
+	cfg := &LoadConfig{}
+	rules := []rule{
+		{"duration", fmt.Sprintf("want a duration from 1s to %v, such as 30s", loadgen.MaxDuration), &cfg.Duration,
+			func() bool { return cfg.Duration > 0 && cfg.Duration <= loadgen.MaxDuration }},
+		{"max-requests", "want 0 (no limit) or a number of requests", &cfg.MaxRequests,
+			func() bool { return cfg.MaxRequests >= 0 }},
+		{"rate", fmt.Sprintf("want 0 (flat out) or requests per second up to %g", float64(loadgen.MaxRate)), &cfg.Rate,
+			func() bool { return cfg.Rate >= 0 && cfg.Rate <= loadgen.MaxRate }},
+		{"concurrency", fmt.Sprintf("want a number from 1 to %d", loadgen.MaxConcurrency), &cfg.Concurrency,
+			func() bool { return cfg.Concurrency >= 1 && cfg.Concurrency <= loadgen.MaxConcurrency }},
+		{"timeout", "want a positive duration such as 30s", &cfg.Timeout,
+			func() bool { return cfg.Timeout > 0 }},
 	}
-	str := func(key string) string { return strings.TrimSpace(v.GetString(key)) }
-
-	cfg := &LoadConfig{Target: str("target")}
+	if err := s.decode(cfg, rules); err != nil {
+		return nil, err
+	}
 	if cfg.Target == "" {
 		return nil, usageErrorf("load: --target is required, such as --target http://127.0.0.1:8080")
 	}
 	if err := loadgen.CheckTarget(cfg.Target); err != nil {
-		return nil, bad("target", "%v", err)
+		return nil, s.invalid("target", "%v", err)
 	}
-
-	if vkey := str("key"); vkey != "" {
-		verifier, err := note.NewVerifier(vkey)
-		if err != nil {
-			return nil, bad("key", "not a verifier key (want the <name>+<hash>+<key> of the server's GOSUMDB line)")
+	if cfg.Key != "" {
+		if cfg.Verifier, err = note.NewVerifier(cfg.Key); err != nil {
+			return nil, s.invalid("key", "not a verifier key (want the <name>+<hash>+<key> of the server's GOSUMDB line)")
 		}
-		cfg.Verifier = verifier
 	}
-
-	var err error
-	if cfg.Duration, err = toDuration(v.Get("duration")); err != nil || cfg.Duration <= 0 || cfg.Duration > loadgen.MaxDuration {
-		return nil, bad("duration", "want a duration from 1s to %v, such as 30s", loadgen.MaxDuration)
+	if err := s.check(rules); err != nil {
+		return nil, err
 	}
-	if cfg.MaxRequests, err = cast.ToInt64E(v.Get("max-requests")); err != nil || cfg.MaxRequests < 0 {
-		return nil, bad("max-requests", "want 0 (no limit) or a number of requests")
-	}
-	if cfg.Rate, err = cast.ToFloat64E(v.Get("rate")); err != nil || !(cfg.Rate >= 0 && cfg.Rate <= loadgen.MaxRate) {
-		return nil, bad("rate", "want 0 (flat out) or requests per second up to %g", float64(loadgen.MaxRate))
-	}
-	if cfg.Concurrency, err = cast.ToIntE(v.Get("concurrency")); err != nil || cfg.Concurrency < 1 || cfg.Concurrency > loadgen.MaxConcurrency {
-		return nil, bad("concurrency", "want a number from 1 to %d", loadgen.MaxConcurrency)
-	}
-	if cfg.Mix, err = loadgen.ParseMix(str("mix")); err != nil {
-		return nil, bad("mix", "%v", err)
-	}
-	cfg.ProxyListen = str("proxy-listen")
 	if err := checkListen(cfg.ProxyListen); err != nil {
-		return nil, bad("proxy-listen", "%v", err)
+		return nil, s.invalid("proxy-listen", "%v", err)
 	}
-	if cfg.Timeout, err = toDuration(v.Get("timeout")); err != nil || cfg.Timeout <= 0 {
-		return nil, bad("timeout", "want a positive duration such as 30s")
-	}
-	cfg.Format = strings.ToLower(str("format"))
+	cfg.Format = strings.ToLower(cfg.Format)
 	if cfg.Format != "text" && cfg.Format != "json" {
-		return nil, bad("format", "%q (want text or json)", cfg.Format)
+		return nil, s.invalid("format", "%q (want text or json)", cfg.Format)
 	}
 	return cfg, nil
 }

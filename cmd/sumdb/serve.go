@@ -95,7 +95,7 @@ func serve(ctx context.Context, cfg *ServeConfig, stdout, stderr io.Writer) erro
 		Proxy:      cfg.Upstream,
 		Logger:     logger,
 		Timeout:    cfg.UpstreamTimeout,
-		MaxZipSize: cfg.MaxZipSize,
+		MaxZipSize: int64(cfg.MaxZipSize),
 	})
 	if err != nil {
 		return fmt.Errorf("%w: check --upstream", err)
@@ -161,7 +161,7 @@ func serve(ctx context.Context, cfg *ServeConfig, stdout, stderr io.Writer) erro
 	if notFoundTTL == 0 {
 		notFoundTTL = -1 // 0 disables the cache here, and means the default there
 	}
-	tileCacheSize, lookupCacheSize := cfg.TileCacheSize, cfg.LookupCacheSize
+	tileCacheSize, lookupCacheSize := int64(cfg.TileCacheSize), int64(cfg.LookupCacheSize)
 	if tileCacheSize == 0 {
 		tileCacheSize = -1 // 0 disables the cache here, and means the default there
 	}
