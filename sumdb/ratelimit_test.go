@@ -174,10 +174,11 @@ func TestLookupStorm(t *testing.T) {
 
 func TestNewServerRateLimit(t *testing.T) {
 	for _, cfg := range []ServerConfig{
-		{FetchRate: -1, FetchBurst: 1},
-		{FetchRate: 1, FetchBurst: 0},
+		{FetchRate: 1, FetchBurst: -1},
+		{FetchBurst: -1},
 		{FetchRate: math.NaN(), FetchBurst: 1},
 		{FetchRate: math.Inf(1), FetchBurst: 1},
+		{FetchRate: math.Inf(-1), FetchBurst: 1},
 	} {
 		cfg.Log, cfg.Fetcher = new(tlog.Log), fetcherFunc(nil)
 		if _, err := NewServer(cfg); err == nil {

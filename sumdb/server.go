@@ -47,7 +47,27 @@ type Fetcher interface {
 	Fetch(ctx context.Context, path, version string) ([]byte, error)
 }
 
-// ServerConfig configures a Server.
+// Disabled, given to a ServerConfig knob that can be turned off (a cache,
+// the not-found TTL, the fetch rate limit), turns it off; so does any
+// negative value. The zero value of every knob means its default.
+const Disabled = -1
+
+// Defaults of the ServerConfig knobs, also the defaults of the serve
+// command's flags.
+const (
+	DefaultMaxFetches  = 16
+	DefaultNotFoundTTL = time.Minute
+	// A first download of a large project by one client needs one fetch
+	// per module version new to the log, and the go command fails on a
+	// 429: the burst is generous, the rate bounds a sustained storm.
+	DefaultFetchRate  = 10.0
+	DefaultFetchBurst = 1000
+)
+
+// ServerConfig configures a Server. The zero value of a field means its
+// default; a knob that can be turned off is turned off by Disabled. The
+// command line of sumdb serve, where 0 turns such a knob off, maps its 0
+// to Disabled.
 type ServerConfig struct {
 	// Log is the log the server answers from and appends to. Required.
 	Log *tlog.Log
@@ -58,29 +78,34 @@ type ServerConfig struct {
 	Logger *slog.Logger
 	// NotFoundTTL is how long an upstream "not found" is remembered, so that
 	// repeated lookups of an unknown version do not reach the upstream.
-	// Default 1m; negative disables the cache.
+	// Default DefaultNotFoundTTL; Disabled turns the cache off.
 	NotFoundTTL time.Duration
-	// MaxFetches caps the concurrent upstream fetches. Default 16. A first
-	// lookup waits for a free slot as long as one of its requesters waits.
+	// MaxFetches caps the concurrent upstream fetches. Default
+	// DefaultMaxFetches; it cannot be off. A first lookup waits for a free
+	// slot as long as one of its requesters waits.
 	MaxFetches int
 	// LookupTimeout bounds the work shared by the concurrent first lookups of
 	// one module version: waiting for a fetch slot, the fetch and the append.
-	// Default 5m.
+	// Default 5m; it cannot be off.
 	LookupTimeout time.Duration
 	// StoreTimeout bounds each store read a request makes. A store that does
 	// not answer in time, or whose error wraps tlog.ErrUnavailable, makes
-	// the request fail with 503 and Retry-After. Default 10s.
+	// the request fail with 503 and Retry-After. Default 10s; it cannot be
+	// off.
 	StoreTimeout time.Duration
-	// ReadyTimeout bounds the store check of /readyz. Default 2s.
+	// ReadyTimeout bounds the store check of /readyz. Default 2s; it cannot
+	// be off.
 	ReadyTimeout time.Duration
 	// FetchRate is the number of lookups needing an upstream fetch that one
 	// client may make per second, on average; beyond it, and beyond
 	// FetchBurst at once, such lookups are answered 429 with Retry-After.
 	// Lookups answered from the log are never limited. A client is an IP
-	// address, or an IPv6 /64 network. 0 disables the limit.
+	// address, or an IPv6 /64 network. Default DefaultFetchRate; Disabled
+	// turns the limit off.
 	FetchRate float64
 	// FetchBurst is the number of lookups needing a fetch that a client may
-	// make at once. Required (at least 1) when FetchRate is set.
+	// make at once. Default DefaultFetchBurst; unused when FetchRate is
+	// Disabled.
 	FetchBurst int
 	// TrustProxyHeaders makes the client of a request the last address of
 	// its X-Forwarded-For header rather than the connection's peer. Set it
@@ -91,14 +116,14 @@ type ServerConfig struct {
 	// memory, in least-recently-used order: a full tile never changes, so
 	// it is read from the store once; a partial tile is read up to the
 	// served head, and its prefixes are served from memory until a request
-	// asks for more. Default DefaultTileCacheSize; negative disables the
-	// cache.
+	// asks for more. Default DefaultTileCacheSize; Disabled turns the cache
+	// off.
 	TileCacheSize int64
 	// LookupCacheSize bounds the bytes of logged records kept in memory, in
 	// least-recently-used order, for lookups of the same module versions: a
 	// logged record never changes, so a lookup found in the cache does not
-	// ask the store. Default DefaultLookupCacheSize; negative disables the
-	// cache.
+	// ask the store. Default DefaultLookupCacheSize; Disabled turns the
+	// cache off.
 	LookupCacheSize int64
 	// Metrics receives the server's metrics. Default: metrics kept nowhere.
 	Metrics *Metrics
@@ -225,17 +250,23 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 			return nil, fmt.Errorf("new server: %s is %v, want a positive duration (0 for the default)", d.name, d.value)
 		}
 	}
-	if cfg.FetchRate < 0 || math.IsNaN(cfg.FetchRate) || math.IsInf(cfg.FetchRate, 0) {
-		return nil, fmt.Errorf("new server: FetchRate is %v, want a positive number of fetches per second (0 for no limit)", cfg.FetchRate)
+	if math.IsNaN(cfg.FetchRate) || math.IsInf(cfg.FetchRate, 0) {
+		return nil, fmt.Errorf("new server: FetchRate is %v, want a number of fetches per second (0 for the default, Disabled for no limit)", cfg.FetchRate)
 	}
-	if cfg.FetchRate > 0 && cfg.FetchBurst < 1 {
-		return nil, fmt.Errorf("new server: FetchBurst is %d, want at least 1 with a FetchRate", cfg.FetchBurst)
+	if cfg.FetchBurst < 0 {
+		return nil, fmt.Errorf("new server: FetchBurst is %d, want at least 1 (0 for the default)", cfg.FetchBurst)
 	}
 	if cfg.MaxFetches == 0 {
-		cfg.MaxFetches = 16
+		cfg.MaxFetches = DefaultMaxFetches
 	}
 	if cfg.NotFoundTTL == 0 {
-		cfg.NotFoundTTL = time.Minute
+		cfg.NotFoundTTL = DefaultNotFoundTTL
+	}
+	if cfg.FetchRate == 0 {
+		cfg.FetchRate = DefaultFetchRate
+	}
+	if cfg.FetchBurst == 0 {
+		cfg.FetchBurst = DefaultFetchBurst
 	}
 	if cfg.LookupTimeout == 0 {
 		cfg.LookupTimeout = 5 * time.Minute

@@ -1146,6 +1146,39 @@ func TestNewServerConfig(t *testing.T) {
 	if cap(s.slots) != 16 || s.notFoundTTL != time.Minute || s.lookupTimeout != 5*time.Minute {
 		t.Errorf("defaults: %d slots, NotFoundTTL %v, LookupTimeout %v", cap(s.slots), s.notFoundTTL, s.lookupTimeout)
 	}
+	if s.tiles == nil || s.records == nil {
+		t.Errorf("defaults: tile cache %v, lookup cache %v; want both", s.tiles != nil, s.records != nil)
+	}
+	// The zero FetchRate and FetchBurst are the defaults, as every zero
+	// is: 1000 fetches at once, then 10 a second.
+	if s.limiter == nil {
+		t.Fatal("defaults: no fetch rate limit")
+	}
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i := range DefaultFetchBurst {
+		if ok, _ := s.limiter.Allow("192.0.2.1", now); !ok {
+			t.Fatalf("defaults: fetch %d of a burst refused, want a burst of %d", i+1, DefaultFetchBurst)
+		}
+	}
+	if ok, wait := s.limiter.Allow("192.0.2.1", now); ok || wait != time.Second/DefaultFetchRate {
+		t.Errorf("defaults: fetch after the burst allowed %v, wait %v; want refused, %v", ok, wait, time.Second/DefaultFetchRate)
+	}
+}
+
+// TestNewServerDisabled checks that Disabled, and any negative value, turns
+// off each knob that can be off.
+func TestNewServerDisabled(t *testing.T) {
+	for _, off := range []int{Disabled, -7} {
+		s, err := NewServer(ServerConfig{Log: new(tlog.Log), Fetcher: fetcherFunc(nil),
+			NotFoundTTL: time.Duration(off), FetchRate: float64(off), TileCacheSize: int64(off), LookupCacheSize: int64(off)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.notFoundTTL > 0 || s.limiter != nil || s.tiles != nil || s.records != nil {
+			t.Errorf("NewServer(all %d): not-found TTL %v, rate limit %v, tile cache %v, lookup cache %v; want all off",
+				off, s.notFoundTTL, s.limiter != nil, s.tiles != nil, s.records != nil)
+		}
+	}
 }
 
 func TestInTree(t *testing.T) {

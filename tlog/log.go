@@ -54,23 +54,30 @@ type BulkStore interface {
 	BulkLoading(ctx context.Context) (bool, error)
 }
 
-// Config configures a Log.
+// DefaultMaxQueue is the default of Config.MaxQueue.
+const DefaultMaxQueue = 16384
+
+// Config configures a Log. The zero value of a field means its default; a
+// knob that can be turned off is turned off by a negative value.
 type Config struct {
 	// Signer signs every new tree head. Required.
 	Signer note.Signer
 	// Verifier checks the stored head on Open and on every refresh. It must
 	// verify Signer's signatures. Required.
 	Verifier note.Verifier
-	// MaxBatch caps the records committed in one transaction. Default 4096.
+	// MaxBatch caps the records committed in one transaction. Default 4096;
+	// it cannot be off.
 	MaxBatch int
 	// MaxQueue caps the appends waiting for the sequencer; when it is full,
-	// Append returns ErrPushback at once. Default 16384.
+	// Append returns ErrPushback at once. Default DefaultMaxQueue; it
+	// cannot be off.
 	MaxQueue int
-	// CommitTimeout bounds one batch commit, retries included. Default 30s.
+	// CommitTimeout bounds one batch commit, retries included. Default 30s;
+	// it cannot be off.
 	CommitTimeout time.Duration
 	// RefreshInterval is how often an idle log rereads the stored head, to
 	// serve heads that other processes sharing the store have committed.
-	// Default 1s; negative disables it.
+	// Default 1s; negative turns the rereading off.
 	RefreshInterval time.Duration
 	// Logger receives the log's messages. Default: discard.
 	Logger *slog.Logger
@@ -175,13 +182,16 @@ func Open(ctx context.Context, s Store, cfg Config) (*Log, error) {
 	if cfg.Signer.Name() != cfg.Verifier.Name() || cfg.Signer.KeyHash() != cfg.Verifier.KeyHash() {
 		return nil, fmt.Errorf("open log: signer key %s does not match verifier key %s", cfg.Signer.Name(), cfg.Verifier.Name())
 	}
-	if cfg.MaxBatch <= 0 {
+	if cfg.MaxBatch < 0 || cfg.MaxQueue < 0 || cfg.CommitTimeout < 0 {
+		return nil, fmt.Errorf("open log: MaxBatch %d, MaxQueue %d, CommitTimeout %v: want none negative (0 for the default)", cfg.MaxBatch, cfg.MaxQueue, cfg.CommitTimeout)
+	}
+	if cfg.MaxBatch == 0 {
 		cfg.MaxBatch = 4096
 	}
-	if cfg.MaxQueue <= 0 {
-		cfg.MaxQueue = 16384
+	if cfg.MaxQueue == 0 {
+		cfg.MaxQueue = DefaultMaxQueue
 	}
-	if cfg.CommitTimeout <= 0 {
+	if cfg.CommitTimeout == 0 {
 		cfg.CommitTimeout = 30 * time.Second
 	}
 	if cfg.RefreshInterval == 0 {

@@ -396,6 +396,32 @@ func TestReopenContinues(t *testing.T) {
 	}
 }
 
+// TestOpenConfig checks that a negative value of a knob that cannot be
+// turned off is refused rather than taken as the default, as zero is.
+func TestOpenConfig(t *testing.T) {
+	ctx := context.Background()
+	s, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "sumdb.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	k := newKeys(t)
+	for _, cfg := range []tlog.Config{{MaxBatch: -1}, {MaxQueue: -1}, {CommitTimeout: -time.Second}} {
+		cfg.Signer, cfg.Verifier = k.signer, k.verifier
+		if l, err := tlog.Open(ctx, s, cfg); err == nil || !strings.Contains(err.Error(), "want none negative") {
+			if l != nil {
+				l.Close()
+			}
+			t.Errorf("Open(MaxBatch %d, MaxQueue %d, CommitTimeout %v) = %v, want an error", cfg.MaxBatch, cfg.MaxQueue, cfg.CommitTimeout, err)
+		}
+	}
+	l, err := tlog.Open(ctx, s, tlog.Config{Signer: k.signer, Verifier: k.verifier, RefreshInterval: -1})
+	if err != nil {
+		t.Fatalf("Open with the defaults and no refresh: %v", err)
+	}
+	l.Close()
+}
+
 // TestPushback fills a tiny queue and expects ErrPushback rather than an
 // unbounded wait.
 func TestPushback(t *testing.T) {

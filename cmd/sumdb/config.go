@@ -24,6 +24,7 @@ import (
 
 	"github.com/sumdb/sumdb/sumdb"
 	"github.com/sumdb/sumdb/sumdb/fetch"
+	"github.com/sumdb/sumdb/tlog"
 )
 
 // envPrefix prefixes the environment variable of every serve setting:
@@ -32,22 +33,13 @@ const envPrefix = "SUMDB"
 
 // Defaults of the serve settings.
 const (
-	defaultListen          = "127.0.0.1:8080"
-	defaultDataDir         = "sumdb-data"
-	defaultKeyFileName     = "signer.key" // in the data directory
-	defaultDBFileName      = "sumdb.db"   // in the data directory
-	defaultUpstreamTimeout = 2 * time.Minute
-	defaultMaxZipSize      = zip.MaxZipFile
-	defaultLogFormat       = "text"
-	defaultLogLevel        = "info"
-	defaultMaxFetches      = 16
-	defaultMaxQueue        = 16384
-	defaultNotFoundTTL     = time.Minute
-	// A first download of a large project by one client needs one fetch
-	// per module version new to the log, and the go command fails on a
-	// 429: the burst is generous, the rate bounds a sustained storm.
-	defaultFetchRate  = 10.0
-	defaultFetchBurst = 1000
+	defaultListen      = "127.0.0.1:8080"
+	defaultDataDir     = "sumdb-data"
+	defaultKeyFileName = "signer.key" // in the data directory
+	defaultDBFileName  = "sumdb.db"   // in the data directory
+	defaultMaxZipSize  = zip.MaxZipFile
+	defaultLogFormat   = "text"
+	defaultLogLevel    = "info"
 
 	// defaultName is the key name of a log whose operator did not choose
 	// one. It is a clean host name that is not anybody's checksum database:
@@ -71,13 +63,13 @@ type ServeConfig struct {
 	LogLevel        slog.Level    `mapstructure:"log-level"`
 	MaxFetches      int           `mapstructure:"max-fetches"`         // concurrent upstream fetches
 	MaxQueue        int           `mapstructure:"max-queue"`           // appends waiting for the sequencer before 503
-	NotFoundTTL     time.Duration `mapstructure:"not-found-ttl"`       // how long an upstream not-found is remembered; 0 disables
-	FetchRate       float64       `mapstructure:"fetch-rate"`          // per client, per second; 0 disables the limit
+	NotFoundTTL     time.Duration `mapstructure:"not-found-ttl"`       // how long an upstream not-found is remembered; 0 disables (sumdb.Disabled)
+	FetchRate       float64       `mapstructure:"fetch-rate"`          // per client, per second; 0 disables the limit (sumdb.Disabled)
 	FetchBurst      int           `mapstructure:"fetch-burst"`         // per client, at once
 	TrustProxy      bool          `mapstructure:"trust-proxy-headers"` // take the client from X-Forwarded-For
 	MetricsListen   string        `mapstructure:"metrics-listen"`      // separate host:port for /metrics, /healthz, /readyz; empty: the main listener
-	TileCacheSize   byteSize      `mapstructure:"tile-cache-size"`     // tiles kept in memory; 0 disables the cache
-	LookupCacheSize byteSize      `mapstructure:"lookup-cache-size"`   // logged records kept in memory; 0 disables the cache
+	TileCacheSize   byteSize      `mapstructure:"tile-cache-size"`     // tiles kept in memory; 0 disables the cache (sumdb.Disabled)
+	LookupCacheSize byteSize      `mapstructure:"lookup-cache-size"`   // logged records kept in memory; 0 disables the cache (sumdb.Disabled)
 	TLSCert         string        `mapstructure:"tls-cert"`            // PEM certificate chain file for HTTPS; empty: plain HTTP, or ACME
 	TLSKey          string        `mapstructure:"tls-key"`             // PEM private key file of TLSCert; set exactly when TLSCert is
 	ACMEHosts       []string      `mapstructure:"acme-host"`           // host names to get certificates for from an ACME CA; excludes TLSCert
@@ -116,15 +108,15 @@ func newServeFlags() *pflag.FlagSet {
 	fs.String("key-file", "", "signer key `file` (default <data-dir>/"+defaultKeyFileName+", created on first start)")
 	fs.String("name", defaultName, "key `name` (host[/path]) of a key created on first start")
 	fs.String("upstream", "", "GOPROXY-style `list` of module proxies to fetch from (default: go env GOPROXY)")
-	fs.Duration("upstream-timeout", defaultUpstreamTimeout, "bound on fetching one module version from the upstream")
+	fs.Duration("upstream-timeout", fetch.DefaultTimeout, "bound on fetching one module version from the upstream")
 	sizeFlag(fs, "max-zip-size", defaultMaxZipSize, "largest module zip accepted, and largest total size of its files uncompressed, in bytes or with a unit (MiB, MB, ...)")
 	fs.String("log-format", defaultLogFormat, "log `format`: text or json")
 	fs.String("log-level", defaultLogLevel, "log `level`: debug, info, warn or error")
-	fs.Int("max-fetches", defaultMaxFetches, "most upstream fetches in progress at once")
-	fs.Int("max-queue", defaultMaxQueue, "most new records waiting to be logged; beyond it first lookups get 503")
-	fs.Duration("not-found-ttl", defaultNotFoundTTL, "how long an upstream \"not found\" is remembered (0 disables)")
-	fs.Float64("fetch-rate", defaultFetchRate, "lookups needing an upstream fetch allowed per client per second, a `number`; beyond it 429 (0 disables)")
-	fs.Int("fetch-burst", defaultFetchBurst, "lookups needing an upstream fetch allowed per client at once")
+	fs.Int("max-fetches", sumdb.DefaultMaxFetches, "most upstream fetches in progress at once")
+	fs.Int("max-queue", tlog.DefaultMaxQueue, "most new records waiting to be logged; beyond it first lookups get 503")
+	fs.Duration("not-found-ttl", sumdb.DefaultNotFoundTTL, "how long an upstream \"not found\" is remembered (0 disables)")
+	fs.Float64("fetch-rate", sumdb.DefaultFetchRate, "lookups needing an upstream fetch allowed per client per second, a `number`; beyond it 429 (0 disables)")
+	fs.Int("fetch-burst", sumdb.DefaultFetchBurst, "lookups needing an upstream fetch allowed per client at once")
 	fs.Bool("trust-proxy-headers", false, "identify clients by the last X-Forwarded-For address (only behind a proxy that sets it)")
 	fs.String("metrics-listen", "", "serve /metrics, /healthz and /readyz on this `host:port` instead of --listen")
 	sizeFlag(fs, "tile-cache-size", sumdb.DefaultTileCacheSize, "keep up to this size of tiles in memory (0 disables the cache)")

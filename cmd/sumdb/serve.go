@@ -157,17 +157,8 @@ func serve(ctx context.Context, cfg *ServeConfig, stdout, stderr io.Writer) erro
 	// A first lookup waits for the upstream fetch and the append; the
 	// server's write timeout must outlast it, or the answer is lost.
 	lookupTimeout := cfg.UpstreamTimeout + time.Minute
-	notFoundTTL := cfg.NotFoundTTL
-	if notFoundTTL == 0 {
-		notFoundTTL = -1 // 0 disables the cache here, and means the default there
-	}
-	tileCacheSize, lookupCacheSize := int64(cfg.TileCacheSize), int64(cfg.LookupCacheSize)
-	if tileCacheSize == 0 {
-		tileCacheSize = -1 // 0 disables the cache here, and means the default there
-	}
-	if lookupCacheSize == 0 {
-		lookupCacheSize = -1
-	}
+	// 0 on the command line turns the not-found TTL, the fetch rate limit
+	// and the caches off; to sumdb, 0 is the default and Disabled is off.
 	app, err := sumdb.NewServer(sumdb.ServerConfig{
 		Log:               lg,
 		Fetcher:           up,
@@ -175,12 +166,12 @@ func serve(ctx context.Context, cfg *ServeConfig, stdout, stderr io.Writer) erro
 		Metrics:           metrics,
 		LookupTimeout:     lookupTimeout,
 		MaxFetches:        cfg.MaxFetches,
-		NotFoundTTL:       notFoundTTL,
-		FetchRate:         cfg.FetchRate,
+		NotFoundTTL:       offIfZero(cfg.NotFoundTTL),
+		FetchRate:         offIfZero(cfg.FetchRate),
 		FetchBurst:        cfg.FetchBurst,
 		TrustProxyHeaders: cfg.TrustProxy,
-		TileCacheSize:     tileCacheSize,
-		LookupCacheSize:   lookupCacheSize,
+		TileCacheSize:     int64(offIfZero(cfg.TileCacheSize)),
+		LookupCacheSize:   int64(offIfZero(cfg.LookupCacheSize)),
 	})
 	if err != nil {
 		return fmt.Errorf("create server: %w", err)
@@ -302,6 +293,15 @@ func serve(ctx context.Context, cfg *ServeConfig, stdout, stderr io.Writer) erro
 	}
 	logger.InfoContext(ctx, "stopped")
 	return nil
+}
+
+// offIfZero returns sumdb.Disabled for 0, the value of a serve setting
+// that 0 turns off, and any other value as it is.
+func offIfZero[T ~int64 | ~float64](v T) T {
+	if v == 0 {
+		return sumdb.Disabled
+	}
+	return v
 }
 
 // routes returns the handler of the main listener and, for a separate

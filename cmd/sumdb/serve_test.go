@@ -19,11 +19,13 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/sumdb/sumdb/internal/durable"
+	"github.com/sumdb/sumdb/internal/modproxy"
 	"github.com/sumdb/sumdb/internal/sumdbtest"
 	"github.com/sumdb/sumdb/store/storetest"
 )
@@ -629,6 +631,112 @@ func TestServeObservability(t *testing.T) {
 			}
 			if n := strings.Count(srv.stderr.String(), `msg="upstream fetch"`); n != 1 {
 				t.Errorf("%d log lines for one upstream fetch, want 1:\n%s", n, srv.stderr)
+			}
+		})
+	}
+}
+
+// TestServeZeroDisables checks that 0 on serve's command line turns off
+// each knob it documents 0 for, as sumdb.Disabled does in the library,
+// whose own zero means the default: the tile cache, the lookup cache, the
+// not-found TTL and the fetch rate limit. With the defaults, each is on.
+func TestServeZeroDisables(t *testing.T) {
+	t.Parallel()
+	for _, zero := range []bool{false, true} {
+		t.Run(fmt.Sprintf("zero=%v", zero), func(t *testing.T) {
+			t.Parallel()
+			proxy := modproxy.New()
+			if err := proxy.Add(pkg("example.com/zero", "v1.0.0", "module example.com/zero\n")); err != nil {
+				t.Fatal(err)
+			}
+			var unknownAsked atomic.Int64 // requests for example.com/unknown
+			up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if strings.HasPrefix(r.URL.Path, "/example.com/unknown/") {
+					unknownAsked.Add(1)
+				}
+				proxy.ServeHTTP(w, r)
+			}))
+			defer up.Close()
+			// A burst of 2 covers the two fetches before the storm.
+			args := []string{"--data-dir", t.TempDir(), "--listen", "127.0.0.1:0", "--upstream", up.URL, "--fetch-burst", "2"}
+			if zero {
+				args = append(args, "--tile-cache-size", "0", "--lookup-cache-size", "0", "--not-found-ttl", "0", "--fetch-rate", "0")
+			}
+			srv, err := startSumdb(t, args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer srv.stop()
+			for _, path := range []string{
+				"/lookup/example.com/zero@v1.0.0", // fetched and logged
+				"/lookup/example.com/zero@v1.0.0", "/lookup/example.com/zero@v1.0.0",
+				"/tile/8/0/000.p/1", "/tile/8/0/000.p/1",
+			} {
+				if code, body := srv.get(path); code != 200 {
+					t.Fatalf("GET %s = %d %q", path, code, body)
+				}
+			}
+			for range 2 {
+				if code, body := srv.get("/lookup/example.com/unknown@v1.0.0"); code != 404 {
+					t.Fatalf("lookup of an unknown version = %d %q, want 404", code, body)
+				}
+			}
+			// A storm of first lookups from one client, beyond the burst.
+			const storm = 20
+			codes := make(chan int, storm)
+			for i := range storm {
+				go func() {
+					resp, err := http.Get(fmt.Sprintf("%s/lookup/example.com/unknown@v1.0.%d", srv.url, i+1))
+					if err != nil {
+						codes <- 0
+						return
+					}
+					resp.Body.Close()
+					codes <- resp.StatusCode
+				}()
+			}
+			limited := 0
+			for range storm {
+				switch code := <-codes; code {
+				case http.StatusTooManyRequests:
+					limited++
+				case http.StatusNotFound:
+				default:
+					t.Errorf("lookup in the storm = %d, want 404 or 429", code)
+				}
+			}
+
+			code, body := srv.get("/metrics")
+			if code != 200 {
+				t.Fatalf("GET /metrics = %d", code)
+			}
+			metric := func(name string) float64 {
+				t.Helper()
+				for line := range strings.Lines(string(body)) {
+					if v, ok := strings.CutPrefix(strings.TrimSpace(line), name+" "); ok {
+						f, err := strconv.ParseFloat(v, 64)
+						if err != nil {
+							t.Fatalf("/metrics: %s %q: %v", name, v, err)
+						}
+						return f
+					}
+				}
+				t.Fatalf("/metrics has no %s", name)
+				return 0
+			}
+			got := fmt.Sprintf("tile cache hits %v, bytes %v; lookup cache hits %v, bytes %v; upstream asked %d times for one unknown version; %d of %d first lookups limited",
+				metric("sumdb_tile_cache_hits_total"), metric("sumdb_tile_cache_bytes"),
+				metric("sumdb_lookup_cache_hits_total"), metric("sumdb_lookup_cache_bytes"),
+				unknownAsked.Load()-storm, limited, storm)
+			on := metric("sumdb_tile_cache_hits_total") > 0 && metric("sumdb_tile_cache_bytes") > 0 &&
+				metric("sumdb_lookup_cache_hits_total") > 0 && metric("sumdb_lookup_cache_bytes") > 0
+			off := metric("sumdb_tile_cache_hits_total") == 0 && metric("sumdb_tile_cache_bytes") == 0 &&
+				metric("sumdb_lookup_cache_hits_total") == 0 && metric("sumdb_lookup_cache_bytes") == 0
+			switch {
+			case zero && (!off || unknownAsked.Load()-int64(storm-limited) != 2 || limited != 0):
+				t.Errorf("with 0: %s; want no cache, 2 asks, none limited", got)
+			case !zero && (!on || unknownAsked.Load()-int64(storm-limited) != 1 || limited == 0):
+				t.Errorf("with the defaults: %s; want caches used, 1 ask, some limited", got)
 			}
 		})
 	}

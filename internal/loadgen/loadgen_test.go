@@ -68,7 +68,8 @@ func newTestServer(t *testing.T, upstream string) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := sumdb.NewServer(sumdb.ServerConfig{Log: l, Fetcher: up})
+	// No fetch rate limit: a load's misses all come from one client.
+	srv, err := sumdb.NewServer(sumdb.ServerConfig{Log: l, Fetcher: up, FetchRate: sumdb.Disabled})
 	if err != nil {
 		t.Fatal(err)
 	}

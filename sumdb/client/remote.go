@@ -53,7 +53,7 @@ type Remote struct {
 	logger  *slog.Logger
 }
 
-// Config configures Open.
+// Config configures Open. The zero value of a field means its default.
 type Config struct {
 	// GOSUMDB names the database as the go command's GOSUMDB does:
 	// "<verifier key> [URL]", or the bare name of the go command's built-in
@@ -69,7 +69,8 @@ type Config struct {
 	// CheckRedirect, if any, is asked after that.
 	Client *http.Client
 	// Retries is how often a request failing with a 5xx status or a
-	// network error is retried, with exponential backoff. Default 4.
+	// network error is retried, with exponential backoff. Zero means the
+	// default, 4; negative, none.
 	Retries int
 	// Logger receives one line per retried request. Default: discard.
 	Logger *slog.Logger

@@ -238,6 +238,30 @@ func TestRemoteGet(t *testing.T) {
 	}
 }
 
+// TestRemoteRetries checks that the zero Retries is the default and a
+// negative one means none.
+func TestRemoteRetries(t *testing.T) {
+	t.Parallel()
+	vkey := newVerifierKey(t, "sumdb.test")
+	for _, tt := range []struct{ retries, requests int }{{0, 5}, {-1, 1}, {1, 2}} {
+		t.Run(fmt.Sprint(tt.retries), func(t *testing.T) {
+			t.Parallel()
+			srv := newFakeServer(t)
+			srv.answer("/db/down", answer{502, "bad gateway"})
+			r, err := Open(t.Context(), Config{GOSUMDB: vkey + " " + srv.URL + "/db", Retries: tt.retries})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := r.Get(t.Context(), "down"); !errors.Is(err, ErrUpstream) {
+				t.Errorf("Retries %d: Get = %v, want an error wrapping ErrUpstream", tt.retries, err)
+			}
+			if n := srv.count("/db/down"); n != tt.requests {
+				t.Errorf("Retries %d: %d requests, want %d", tt.retries, n, tt.requests)
+			}
+		})
+	}
+}
+
 func TestRemoteUnreachable(t *testing.T) {
 	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

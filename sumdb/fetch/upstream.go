@@ -37,6 +37,9 @@ const (
 	maxReasonSize = 200          // longest upstream 404 text shown to users
 )
 
+// DefaultTimeout is the default of Config.Timeout.
+const DefaultTimeout = 2 * time.Minute
+
 // A Config configures an Upstream. The zero value of every field but
 // Proxy means its default.
 type Config struct {
@@ -57,7 +60,7 @@ type Config struct {
 	Client *http.Client
 
 	// Timeout bounds the fetch of one module version's three files from
-	// one proxy; default 2 minutes.
+	// one proxy; default DefaultTimeout. It cannot be off.
 	Timeout time.Duration
 
 	// MaxZipSize is the largest module zip accepted, in bytes, and also the
@@ -122,7 +125,7 @@ func New(cfg Config) (*Upstream, error) {
 	case u.timeout < 0:
 		return nil, fmt.Errorf("upstream config: negative timeout %v", u.timeout)
 	case u.timeout == 0:
-		u.timeout = 2 * time.Minute
+		u.timeout = DefaultTimeout
 	}
 	switch {
 	case u.maxZipSize < 0 || u.maxZipSize > zip.MaxZipFile:

@@ -45,7 +45,7 @@ type ImportConfig struct {
 	Key string
 	// BatchRecords is the least number of records committed in one
 	// transaction, which ends at the first head of the file after them.
-	// Default DefaultBatchRecords.
+	// Zero means DefaultBatchRecords; negative is an error.
 	BatchRecords int
 	// Progress, if set, is told of the records done.
 	Progress Progress
@@ -79,7 +79,10 @@ type Result struct {
 // it at the end; a store left in bulk-load mode by an import that did not
 // finish is refused by tlog.Open until an import finishes it.
 func Import(ctx context.Context, s tlog.Store, r io.Reader, cfg ImportConfig) (*Result, error) {
-	if cfg.BatchRecords <= 0 {
+	if cfg.BatchRecords < 0 {
+		return nil, fmt.Errorf("import: BatchRecords %d: want at least 1 (0 for the default)", cfg.BatchRecords)
+	}
+	if cfg.BatchRecords == 0 {
 		cfg.BatchRecords = DefaultBatchRecords
 	}
 	if cfg.Progress == nil {

@@ -111,6 +111,19 @@ func TestImportBatchBytes(t *testing.T) {
 	}
 }
 
+// TestImportNegativeBatch checks that a negative BatchRecords is refused
+// rather than taken as the default, as zero is.
+func TestImportNegativeBatch(t *testing.T) {
+	s := openCounting(t)
+	file := largeRecordsFile(t, 2, 10, true)
+	if _, err := Import(context.Background(), s, bytes.NewReader(file), ImportConfig{BatchRecords: -1}); err == nil || !strings.Contains(err.Error(), "BatchRecords -1") {
+		t.Errorf("Import(BatchRecords -1) = %v, want an error naming BatchRecords", err)
+	}
+	if n := s.appends.Load(); n != 0 {
+		t.Errorf("%d appends, want none", n)
+	}
+}
+
 // TestImportPendingBytes checks that records without a head are refused
 // once they pass maxPendingBytes, and nothing is stored.
 func TestImportPendingBytes(t *testing.T) {
