@@ -822,6 +822,15 @@ func (l *Log) commit(ctx context.Context, batch []*request) {
 			}
 			return
 		}
+		if err := l.Refusal(); err != nil {
+			// The store holds another tree or another log: extend
+			// nothing until a check finds it holding this one again.
+			err = fmt.Errorf("append %d records: %w", len(recs), err)
+			for _, r := range recs {
+				answer(r.Key(), result{err: err})
+			}
+			return
+		}
 		var (
 			b    *Batch
 			next *Edge
@@ -948,7 +957,7 @@ func (l *Log) follow(ctx context.Context, h Head) error {
 	if err := l.notBehind(h); err != nil {
 		return err
 	}
-	if l.edge != nil && l.edge.Size() == h.Size && (h.Size == 0 || l.edge.Root() == h.Hash) {
+	if l.edge != nil && l.edge.Size() == h.Size && (h.Size == 0 || l.edge.Root() == h.Hash) && l.edgeServes() {
 		return nil
 	}
 	if h.Size > 0 {

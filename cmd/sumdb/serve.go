@@ -455,6 +455,12 @@ func redactURL(s string) string {
 	if u.User != nil {
 		u.User = url.User("xxxxx")
 	}
+	if u.User == nil && strings.Contains(s, "@") {
+		// Not a URL with user information as written (https//user:pw@host,
+		// host/path without a scheme): whatever comes before an '@' may
+		// be a password all the same.
+		return maskAt(s)
+	}
 	if u.RawQuery != "" {
 		q, err := url.ParseQuery(u.RawQuery)
 		masked := false
@@ -486,6 +492,21 @@ func secretParam(name string) bool {
 	return false
 }
 
+// maskAt returns s with what comes before its last '@', after a scheme
+// separator if s has one before it, masked: the user information of a URL
+// written so that it does not parse as one.
+func maskAt(s string) string {
+	at := strings.LastIndex(s, "@")
+	if at < 0 {
+		return s
+	}
+	start := 0
+	if i := strings.Index(s, "://"); i >= 0 && i < at {
+		start = i + len("://")
+	}
+	return s[:start] + "xxxxx" + s[at:]
+}
+
 // redactList redacts each URL of a GOPROXY-style list.
 func redactList(list string) string {
 	var b strings.Builder
@@ -499,6 +520,8 @@ func redactList(list string) string {
 		}
 		if strings.Contains(entry, "://") {
 			entry = redactURL(entry)
+		} else {
+			entry = maskAt(entry)
 		}
 		b.WriteString(entry + sep)
 	}

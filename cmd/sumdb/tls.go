@@ -172,8 +172,9 @@ type certReloader struct {
 
 	loaded atomic.Pointer[loadedCert] // the pair served; swapped under mu
 
-	mu     sync.Mutex // held while reading the files again
-	failed fileStamp  // guarded by mu; the files as they were when last refused
+	mu       sync.Mutex // held while reading the files again
+	failed   fileStamp  // guarded by mu; the files as they were when last refused
+	failedAt time.Time  // guarded by mu; when they were refused
 }
 
 // A loadedCert is a certificate served, and its files as they were before
@@ -228,9 +229,12 @@ func (r *certReloader) current() *tls.Certificate { return r.loaded.Load().cert 
 
 // GetCertificate returns the certificate to serve, read again first if its
 // files have changed since it was read. A pair that cannot be served is
-// logged, once per change of the files, and the pair served before goes on
-// being served. Two stat calls per handshake cost little next to the
-// handshake itself.
+// logged, and the pair served before goes on being served; the refused
+// pair is read again when its files change, and at most every
+// certRetryInterval while they do not: a renewal not valid yet when it was
+// written becomes valid, a key's permissions are fixed after it is
+// written, a file table that was full has room again. Two stat calls per
+// handshake cost little next to the handshake itself.
 func (r *certReloader) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	cur := r.loaded.Load()
 	st, err := r.stamp()
@@ -241,19 +245,24 @@ func (r *certReloader) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certific
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if cur = r.loaded.Load(); st == cur.stamp || st == r.failed {
+	now := r.now()
+	if cur = r.loaded.Load(); st == cur.stamp || st == r.failed && now.Sub(r.failedAt) < certRetryInterval {
 		return cur.cert, nil
 	}
-	cert, err := loadKeyPair(r.certFile, r.keyFile, r.now())
+	cert, err := loadKeyPair(r.certFile, r.keyFile, now)
 	if err != nil {
-		r.failed = st
-		r.logger.ErrorContext(helloContext(hello), "refusing the new TLS certificate, serving the previous one until the files change again", "err", err)
+		r.failed, r.failedAt = st, now
+		r.logger.ErrorContext(helloContext(hello), "refusing the new TLS certificate, serving the previous one; it is read again when its files change, and every minute", "err", err)
 		return cur.cert, nil
 	}
 	r.loaded.Store(&loadedCert{cert: cert, stamp: st})
 	r.logger.InfoContext(helloContext(hello), "serving a new TLS certificate", certAttrs(cert.Leaf, r.certFile)...)
 	return cert, nil
 }
+
+// certRetryInterval is how often a refused certificate pair is read again
+// while its files do not change.
+const certRetryInterval = time.Minute
 
 // helloContext returns the context of the handshake of hello.
 func helloContext(hello *tls.ClientHelloInfo) context.Context {

@@ -48,7 +48,7 @@ func TestCertReloaderRenewalValidLater(t *testing.T) {
 	cert, err := r.GetCertificate(&tls.ClientHelloInfo{})
 	if err != nil || cert.Leaf.SerialNumber.Cmp(renewed.serial) != 0 {
 		t.Fatalf("GetCertificate() once the renewed pair on disk is valid = serial %v (expired %v: %v), %v; want the renewed pair's %v: "+
-			"a renewal refused once is never read again until the files change, and the expired pair is served meanwhile",
+			"a renewal refused once is never read again until the files change, and the expired pair served meanwhile",
 			cert.Leaf.SerialNumber, cert.Leaf.NotAfter.Before(clock()), cert.Leaf.NotAfter.Format(time.RFC3339), err, renewed.serial)
 	}
 }
