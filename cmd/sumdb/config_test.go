@@ -559,7 +559,7 @@ func TestOperatingConfigTable(t *testing.T) {
 
 // TestOperatingConfigExample loads the example config file of
 // docs/operating.md as serve would, and checks that every key of it is
-// read.
+// read, and that the README keeps no copy of the configuration table.
 func TestOperatingConfigExample(t *testing.T) {
 	clearEnv(t)
 	doc := readOperatingDoc(t)
@@ -594,6 +594,16 @@ func TestOperatingConfigExample(t *testing.T) {
 		}
 		if g, ok := got[key]; !ok || g != val {
 			t.Errorf("example config %s: %s, loaded as %q", key, val, g)
+		}
+	}
+
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(string(readme)) {
+		if strings.HasPrefix(line, "| `--") {
+			t.Errorf("README has a row of the configuration table (%q): keep the table in docs/operating.md only", strings.TrimSpace(line))
 		}
 	}
 }
