@@ -3,11 +3,12 @@
 # store, signer key, ACME cache, published head) as a volume.
 #
 #   docker build -t sumdb .
-#   docker run -v sumdb-data:/data -p 8080:8080 -e SUMDB_NAME=sum.example.com sumdb
+#   docker run -v sumdb-data:/data -p 8080:8080 -e SUMDB_NAME=sum.example.com -e SUMDB_UPSTREAM="$(go env GOPROXY)" sumdb
 #
-# Every setting is a SUMDB_* variable (see the README's configuration
-# reference): the image sets only the address, the data directory and an
-# upstream, since there is no go command to ask for GOPROXY.
+# Every setting is a SUMDB_* variable (see the configuration reference in
+# docs/operating.md): the image sets only the address and the data
+# directory; the upstream must be given, since there is no go command to ask
+# for GOPROXY.
 
 FROM golang:1.26 AS build
 WORKDIR /src

@@ -479,16 +479,28 @@ func TestRunUsage(t *testing.T) {
 	}
 }
 
-// TestReadmeConfigTable checks that the README's configuration table has a
-// row for every serve flag, with its environment variable, config key and
-// default, and no row for a flag that does not exist.
-func TestReadmeConfigTable(t *testing.T) {
-	data, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+// operatingDoc is the operators' guide, which holds the configuration
+// reference, relative to this package's directory.
+var operatingDoc = filepath.Join("..", "..", "docs", "operating.md")
+
+// readOperatingDoc returns the text of the operators' guide.
+func readOperatingDoc(t *testing.T) string {
+	t.Helper()
+	data, err := os.ReadFile(operatingDoc)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return string(data)
+}
+
+// TestOperatingConfigTable checks that the configuration table of
+// docs/operating.md has a row for every serve flag, with its environment
+// variable, config key and default, and no row for a flag that does not
+// exist.
+func TestOperatingConfigTable(t *testing.T) {
+	data := readOperatingDoc(t)
 	rows := make(map[string][]string) // by flag name
-	for line := range strings.Lines(string(data)) {
+	for line := range strings.Lines(data) {
 		if !strings.HasPrefix(line, "| `--") {
 			continue
 		}
@@ -498,7 +510,7 @@ func TestReadmeConfigTable(t *testing.T) {
 		}
 		name := strings.Trim(cells[0], "`-")
 		if len(cells) != 5 {
-			t.Errorf("README row of --%s has %d cells, want 5", name, len(cells))
+			t.Errorf("docs/operating.md row of --%s has %d cells, want 5", name, len(cells))
 			continue
 		}
 		rows[name] = cells
@@ -507,33 +519,33 @@ func TestReadmeConfigTable(t *testing.T) {
 	fs.VisitAll(func(f *pflag.Flag) {
 		row, ok := rows[f.Name]
 		if !ok {
-			t.Errorf("README has no row for --%s", f.Name)
+			t.Errorf("docs/operating.md has no row for --%s", f.Name)
 			return
 		}
 		delete(rows, f.Name)
 		if want := "`" + envName(f.Name) + "`"; row[1] != want {
-			t.Errorf("README row of --%s: environment %s, want %s", f.Name, row[1], want)
+			t.Errorf("docs/operating.md row of --%s: environment %s, want %s", f.Name, row[1], want)
 		}
 		if want := "`" + f.Name + "`"; f.Name != "config" && row[2] != want {
-			t.Errorf("README row of --%s: config key %s, want %s", f.Name, row[2], want)
+			t.Errorf("docs/operating.md row of --%s: config key %s, want %s", f.Name, row[2], want)
 		}
 		if f.DefValue == "" || f.DefValue == "[]" {
-			return // the README says how the default is found
+			return // the doc says how the default is found
 		}
 		def := strings.Trim(row[3], "`")
 		if f.Value.Type() == "duration" {
 			d, err := time.ParseDuration(def)
 			if err != nil || d.String() != f.DefValue {
-				t.Errorf("README row of --%s: default %s, want %s", f.Name, row[3], f.DefValue)
+				t.Errorf("docs/operating.md row of --%s: default %s, want %s", f.Name, row[3], f.DefValue)
 			}
 			return
 		}
 		if def != f.DefValue {
-			t.Errorf("README row of --%s: default %s, want `%s`", f.Name, row[3], f.DefValue)
+			t.Errorf("docs/operating.md row of --%s: default %s, want `%s`", f.Name, row[3], f.DefValue)
 		}
 	})
 	for name := range rows {
-		t.Errorf("README has a row for --%s, which serve does not have", name)
+		t.Errorf("docs/operating.md has a row for --%s, which serve does not have", name)
 	}
 	// Every field viper fills is a flag: viper reads no variable and no
 	// config key of a setting without one. (UnmarshalExact refuses a flag
@@ -541,6 +553,57 @@ func TestReadmeConfigTable(t *testing.T) {
 	for _, k := range settingKeys(reflect.TypeFor[ServeConfig]()) {
 		if fs.Lookup(k) == nil {
 			t.Errorf("ServeConfig has a setting %q, which has no flag", k)
+		}
+	}
+}
+
+// TestOperatingConfigExample loads the example config file of
+// docs/operating.md as serve would, and checks that every key of it is
+// read, and that the README keeps no copy of the configuration table.
+func TestOperatingConfigExample(t *testing.T) {
+	clearEnv(t)
+	doc := readOperatingDoc(t)
+	_, rest, ok := strings.Cut(doc, "Example config file")
+	if ok {
+		_, rest, ok = strings.Cut(rest, "```yaml\n")
+	}
+	example, _, ok2 := strings.Cut(rest, "```")
+	if !ok || !ok2 {
+		t.Fatal("docs/operating.md has no ```yaml block after \"Example config file\"")
+	}
+	file := writeFile(t, "sumdb.yaml", example)
+	cfg, err := load(t, []string{"--config", file}, func(context.Context, string) (string, error) {
+		return "", errors.New("the example sets the upstream: go env is not asked")
+	})
+	if err != nil {
+		t.Fatalf("load the example config file of docs/operating.md: %v", err)
+	}
+	got := map[string]string{
+		"listen":       cfg.Listen,
+		"data-dir":     cfg.DataDir,
+		"database-url": cfg.DatabaseURL,
+		"name":         cfg.Name,
+		"upstream":     cfg.Upstream,
+		"log-format":   cfg.LogFormat,
+	}
+	for line := range strings.Lines(example) {
+		key, val, ok := strings.Cut(strings.TrimSpace(line), ": ")
+		if !ok {
+			t.Errorf("example config line %q: want key: value", line)
+			continue
+		}
+		if g, ok := got[key]; !ok || g != val {
+			t.Errorf("example config %s: %s, loaded as %q", key, val, g)
+		}
+	}
+
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(string(readme)) {
+		if strings.HasPrefix(line, "| `--") {
+			t.Errorf("README has a row of the configuration table (%q): keep the table in docs/operating.md only", strings.TrimSpace(line))
 		}
 	}
 }
@@ -617,15 +680,12 @@ func TestUnknownEnv(t *testing.T) {
 	}
 }
 
-// TestReadmeToolEnvTable checks that the README's table of the variables of
-// the other commands has a row for each, and no other.
-func TestReadmeToolEnvTable(t *testing.T) {
-	data, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
+// TestOperatingToolEnvTable checks that the table of the variables of the
+// other commands in docs/operating.md has a row for each, and no other.
+func TestOperatingToolEnvTable(t *testing.T) {
+	data := readOperatingDoc(t)
 	rows := make(map[string]string) // variable by "cmd --flag"
-	for line := range strings.Lines(string(data)) {
+	for line := range strings.Lines(data) {
 		cells := strings.Split(strings.Trim(strings.TrimSpace(line), "|"), "|")
 		for i := range cells {
 			cells[i] = strings.Trim(strings.TrimSpace(cells[i]), "`")
@@ -634,7 +694,7 @@ func TestReadmeToolEnvTable(t *testing.T) {
 			continue
 		}
 		if len(cells) != 3 {
-			t.Errorf("README row %q has %d cells, want 3", strings.TrimSpace(line), len(cells))
+			t.Errorf("docs/operating.md row %q has %d cells, want 3", strings.TrimSpace(line), len(cells))
 			continue
 		}
 		rows[cells[0]+" "+cells[1]] = cells[2]
@@ -644,16 +704,16 @@ func TestReadmeToolEnvTable(t *testing.T) {
 			setting := cmd + " --" + k
 			env, ok := rows[setting]
 			if !ok {
-				t.Errorf("README has no row for %s", setting)
+				t.Errorf("docs/operating.md has no row for %s", setting)
 				continue
 			}
 			delete(rows, setting)
 			if want := toolEnvName(cmd, k); env != want {
-				t.Errorf("README row of %s: environment %s, want %s", setting, env, want)
+				t.Errorf("docs/operating.md row of %s: environment %s, want %s", setting, env, want)
 			}
 		}
 	}
 	for setting := range rows {
-		t.Errorf("README has a row for %s, which has no variable", setting)
+		t.Errorf("docs/operating.md has a row for %s, which has no variable", setting)
 	}
 }

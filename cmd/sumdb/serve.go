@@ -143,7 +143,7 @@ func serve(ctx context.Context, cfg *ServeConfig, stdout, stderr io.Writer) erro
 		Logger:   logger,
 		MaxQueue: cfg.MaxQueue,
 		OnCommit: metrics.ObserveCommit,
-		// The newest head served, outside the store: see "Backups and restore" in the README.
+		// The newest head served, outside the store: see "Backups and restore" in docs/operating.md.
 		PublishedFile: filepath.Join(cfg.DataDir, "published-head"),
 	})
 	if err != nil {

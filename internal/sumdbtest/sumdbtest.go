@@ -140,7 +140,10 @@ func Start(t testing.TB, opts Options) (*DB, error) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if db.Server, err = sumdb.NewServer(sumdb.ServerConfig{Log: db.Log, Fetcher: up}); err != nil {
+	// No per-client limit on fetches: every client of a test is on
+	// loopback, one address to the limit, and a load test fetches more
+	// module versions than the default burst.
+	if db.Server, err = sumdb.NewServer(sumdb.ServerConfig{Log: db.Log, Fetcher: up, FetchRate: sumdb.Disabled}); err != nil {
 		t.Fatal(err)
 	}
 	var hs *httptest.Server
