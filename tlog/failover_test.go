@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sumdb/sumdb/store"
 	"github.com/sumdb/sumdb/store/storetest"
 	"github.com/sumdb/sumdb/tlog"
 )
@@ -165,17 +166,29 @@ func refreshRaceWithCommit(t *testing.T, shared tlog.Store) {
 	}
 }
 
-// A slowHeadStore holds one ReadHead, once armed, after it has read the
-// head and before it returns it, as a slow network does.
-type slowHeadStore struct {
+// A heldHeadStore holds one ReadHead, once armed: before it reads the
+// head, as a query waiting for a free connection of the pool does, or
+// after it has read it and before it returns it, as a slow network does.
+type heldHeadStore struct {
 	*storetest.Switch
+	before  bool
 	armed   chan struct{}
 	held    chan struct{}
 	release chan struct{}
 }
 
-func (s *slowHeadStore) ReadHead(ctx context.Context) (tlog.Head, error) {
+func (s *heldHeadStore) ReadHead(ctx context.Context) (tlog.Head, error) {
+	if s.before {
+		s.hold()
+		return s.Switch.ReadHead(ctx)
+	}
 	h, err := s.Switch.ReadHead(ctx)
+	s.hold()
+	return h, err
+}
+
+// hold holds the first call once s is armed, until s is released.
+func (s *heldHeadStore) hold() {
 	select {
 	case <-s.armed:
 		select {
@@ -186,7 +199,23 @@ func (s *slowHeadStore) ReadHead(ctx context.Context) (tlog.Head, error) {
 		}
 	default:
 	}
-	return h, err
+}
+
+// openHeld opens a log of 10 records on a heldHeadStore that holds its
+// reads before or after it reads the head, and returns it with a store
+// that forks from it after 8 records, to fail over to.
+func openHeld(t *testing.T, before bool) (*tlog.Log, *heldHeadStore, *store.SQLite) {
+	t.Helper()
+	k := newKeys(t)
+	s := &heldHeadStore{Switch: storetest.NewSwitch(openSQLiteIn(t)), before: before,
+		armed: make(chan struct{}), held: make(chan struct{}), release: make(chan struct{})}
+	a, err := tlog.Open(context.Background(), s, tlog.Config{Signer: k.signer, Verifier: k.verifier, RefreshInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.Close)
+	appendInOrder(t, a, 0, 10)
+	return a, s, forkedStore(t, k, 8, 2)
 }
 
 // TestStaleCheckKeepsRefusal checks this: a readiness check reads the head before
@@ -196,22 +225,13 @@ func (s *slowHeadStore) ReadHead(ctx context.Context) (tlog.Head, error) {
 func TestStaleCheckKeepsRefusal(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	k := newKeys(t)
-	sw := storetest.NewSwitch(openSQLiteIn(t))
-	s := &slowHeadStore{Switch: sw, armed: make(chan struct{}), held: make(chan struct{}), release: make(chan struct{})}
-	a, err := tlog.Open(ctx, s, tlog.Config{Signer: k.signer, Verifier: k.verifier, RefreshInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	appendInOrder(t, a, 0, 10)
-	forked := forkedStore(t, k, 8, 2)
+	a, s, forked := openHeld(t, false)
 
 	close(s.armed)
 	ready := make(chan error, 1)
 	go func() { ready <- a.Ready(ctx) }()
 	<-s.held
-	sw.Set(forked)
+	s.Set(forked)
 	if _, err := a.Refresh(ctx); !errors.Is(err, tlog.ErrFork) {
 		t.Fatalf("Refresh on the forked store = %v, want ErrFork", err)
 	}

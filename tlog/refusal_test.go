@@ -193,29 +193,6 @@ func publisherServesUnprovenHead(t *testing.T, open func(*testing.T) tlog.Store)
 	}
 }
 
-// A waitHeadStore holds one ReadHead, once armed, before it reads the
-// head, as a query waiting for a free connection of the pool does.
-type waitHeadStore struct {
-	*storetest.Switch
-	armed   chan struct{}
-	held    chan struct{}
-	release chan struct{}
-}
-
-func (s *waitHeadStore) ReadHead(ctx context.Context) (tlog.Head, error) {
-	select {
-	case <-s.armed:
-		select {
-		case <-s.held:
-		default:
-			close(s.held)
-			<-s.release
-		}
-	default:
-	}
-	return s.Switch.ReadHead(ctx)
-}
-
 // TestLaterReadRefusalKept checks this: a refresh is numbered, then
 // waits for a connection; a readiness check, numbered after it, reads the
 // healthy database and passes; the database fails over to a forked one,
@@ -225,16 +202,7 @@ func (s *waitHeadStore) ReadHead(ctx context.Context) (tlog.Head, error) {
 func TestLaterReadRefusalKept(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	k := newKeys(t)
-	sw := storetest.NewSwitch(openSQLiteIn(t))
-	s := &waitHeadStore{Switch: sw, armed: make(chan struct{}), held: make(chan struct{}), release: make(chan struct{})}
-	a, err := tlog.Open(ctx, s, tlog.Config{Signer: k.signer, Verifier: k.verifier, RefreshInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	appendInOrder(t, a, 0, 10)
-	forked := forkedStore(t, k, 8, 2)
+	a, s, forked := openHeld(t, true)
 
 	close(s.armed)
 	refreshed := make(chan error, 1)
@@ -243,7 +211,7 @@ func TestLaterReadRefusalKept(t *testing.T) {
 	if err := a.Ready(ctx); err != nil {
 		t.Fatalf("Ready on the healthy database = %v", err)
 	}
-	sw.Set(forked)
+	s.Set(forked)
 	close(s.release)
 	if err := <-refreshed; !errors.Is(err, tlog.ErrFork) {
 		t.Fatalf("Refresh that read the forked database = %v, want ErrFork", err)
