@@ -35,39 +35,7 @@ func TestCachesAfterFork(t *testing.T) {
 					return sw
 				},
 			})
-			appendOne := func(l *tlog.Log, prefix string, i int) {
-				path := fmt.Sprintf("example.com/%s/m%d", prefix, i)
-				if _, _, err := l.Append(ctx, path, "v1.0.0", synthText(path, "v1.0.0")); err != nil {
-					t.Fatal(err)
-				}
-			}
-			for i := range 10 {
-				appendOne(e.log, "a", i)
-			}
-			served := e.log.Head()
-
-			standby := b.open(t)
-			signer, err := note.NewSigner(e.skey)
-			if err != nil {
-				t.Fatal(err)
-			}
-			verifier, err := note.NewVerifier(e.vkey)
-			if err != nil {
-				t.Fatal(err)
-			}
-			other, err := tlog.Open(ctx, standby, tlog.Config{Signer: signer, Verifier: verifier, RefreshInterval: -1})
-			if err != nil {
-				t.Fatal(err)
-			}
-			for i := range 8 {
-				appendOne(other, "a", i)
-			}
-			appendOne(other, "b", 0)
-			appendOne(other, "b", 1)
-			if h := other.Head(); h.Size != served.Size || h.Hash == served.Hash {
-				t.Fatalf("standby head %d %v, want size %d and another root", h.Size, h.Hash, served.Size)
-			}
-			other.Close()
+			_, standby := forkedStandby(t, e, b)
 
 			const lookup, tile = "/lookup/example.com/b/m0@v1.0.0", "/tile/8/0/000.p/10"
 			goodTile, err := primary.ReadTile(ctx, 0, 0)
@@ -104,4 +72,45 @@ func TestCachesAfterFork(t *testing.T) {
 			}
 		})
 	}
+}
+
+// forkedStandby logs example.com/a/m0 to m9 in e's log, and returns the
+// head it serves then, and a standby store of backend b that holds another
+// tree of that size: a/m0 to m7, then b/m0 and b/m1, signed by the same key.
+func forkedStandby(t *testing.T, e *env, b backend) (tlog.Head, tlog.Store) {
+	t.Helper()
+	ctx := context.Background()
+	appendOne := func(l *tlog.Log, prefix string, i int) {
+		path := fmt.Sprintf("example.com/%s/m%d", prefix, i)
+		if _, _, err := l.Append(ctx, path, "v1.0.0", synthText(path, "v1.0.0")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 10 {
+		appendOne(e.log, "a", i)
+	}
+	served := e.log.Head()
+	standby := b.open(t)
+	signer, err := note.NewSigner(e.skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifier, err := note.NewVerifier(e.vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := tlog.Open(ctx, standby, tlog.Config{Signer: signer, Verifier: verifier, RefreshInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	for i := range 8 {
+		appendOne(other, "a", i)
+	}
+	appendOne(other, "b", 0)
+	appendOne(other, "b", 1)
+	if h := other.Head(); h.Size != served.Size || h.Hash == served.Hash {
+		t.Fatalf("standby head %d %v, want size %d and another root", h.Size, h.Hash, served.Size)
+	}
+	return served, standby
 }

@@ -3,11 +3,8 @@ package sumdb
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"testing"
-
-	"golang.org/x/mod/sumdb/note"
 
 	"github.com/sumdb/sumdb/store/storetest"
 	"github.com/sumdb/sumdb/tlog"
@@ -67,34 +64,7 @@ func TestJoinedFlightKeepsGeneration(t *testing.T) {
 				logCfg: tlog.Config{RefreshInterval: -1},
 				wrap:   func(tlog.Store) tlog.Store { return hs },
 			})
-			appendOne := func(l *tlog.Log, prefix string, i int) {
-				path := fmt.Sprintf("example.com/%s/m%d", prefix, i)
-				if _, _, err := l.Append(ctx, path, "v1.0.0", synthText(path, "v1.0.0")); err != nil {
-					t.Fatal(err)
-				}
-			}
-			for i := range 10 {
-				appendOne(e.log, "a", i)
-			}
-			standby := b.open(t)
-			signer, err := note.NewSigner(e.skey)
-			if err != nil {
-				t.Fatal(err)
-			}
-			verifier, err := note.NewVerifier(e.vkey)
-			if err != nil {
-				t.Fatal(err)
-			}
-			other, err := tlog.Open(ctx, standby, tlog.Config{Signer: signer, Verifier: verifier, RefreshInterval: -1})
-			if err != nil {
-				t.Fatal(err)
-			}
-			for i := range 8 {
-				appendOne(other, "a", i)
-			}
-			appendOne(other, "b", 0)
-			appendOne(other, "b", 1)
-			other.Close()
+			_, standby := forkedStandby(t, e, b)
 
 			const lookup = "/lookup/example.com/b/m0@v1.0.0"
 			flightWaits, flightRead, flightGo := make(chan struct{}), make(chan struct{}), make(chan struct{})
