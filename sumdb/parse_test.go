@@ -63,26 +63,8 @@ func TestParseLookup(t *testing.T) {
 	}
 }
 
-// lookupSeeds returns lookup strings, valid and not, to start fuzzing from.
-func lookupSeeds() []string {
-	return []string{
-		"example.com/m@v1.2.3",
-		"github.com/!azure/x@v1.0.0",
-		"example.com/m@v1.0.0-!r!c1",
-		"example.com/m@v2.0.0+incompatible",
-		"example.com/m/v2@v2.0.0+incompatible",
-		"gopkg.in/yaml.v2@v2.4.0",
-		"golang.org/toolchain@v0.0.1-go1.21.0.linux-amd64",
-		"example.com/m@v1.2.4-0.20191109021931-daa7c04131f5",
-		"github.com/Azure/x@v1.0.0",
-		"example.com/m@v1.2",
-		"example.com/m@@v1.0.0",
-		"",
-	}
-}
-
 func FuzzParseLookup(f *testing.F) {
-	for _, s := range lookupSeeds() {
+	for _, s := range modver.Examples() {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, in string) {
@@ -116,7 +98,7 @@ func FuzzParseLookup(f *testing.F) {
 // FuzzLookupURL checks that every module version that modver.Check admits
 // has a lookup URL, its escaped path and version, which parses back to it.
 func FuzzLookupURL(f *testing.F) {
-	for _, s := range lookupSeeds() {
+	for _, s := range modver.Examples() {
 		escPath, escVersion, _ := strings.Cut(s, "@")
 		path, err1 := module.UnescapePath(escPath)
 		version, err2 := module.UnescapeVersion(escVersion)

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/mod/module"
 	xtlog "golang.org/x/mod/sumdb/tlog"
 
+	"github.com/sumdb/sumdb/internal/modver"
 	"github.com/sumdb/sumdb/sumdb/fetch"
 	"github.com/sumdb/sumdb/tlog"
 )
@@ -209,7 +210,7 @@ func FuzzLookup(f *testing.F) {
 	for _, m := range inLog {
 		logged[m] = true
 	}
-	for _, seed := range lookupSeeds() {
+	for _, seed := range modver.Examples() {
 		f.Add(seed)
 	}
 	f.Add("example.com/log@v1.0.0")

@@ -76,27 +76,8 @@ func TestCheck(t *testing.T) {
 	}
 }
 
-// seeds returns module versions, valid and not, as path@version, to start
-// fuzzing from (some escaped, as in a lookup URL).
-func seeds() []string {
-	return []string{
-		"example.com/m@v1.2.3",
-		"github.com/!azure/x@v1.0.0",
-		"example.com/m@v1.0.0-!r!c1",
-		"example.com/m@v2.0.0+incompatible",
-		"example.com/m/v2@v2.0.0+incompatible",
-		"gopkg.in/yaml.v2@v2.4.0",
-		"golang.org/toolchain@v0.0.1-go1.21.0.linux-amd64",
-		"example.com/m@v1.2.4-0.20191109021931-daa7c04131f5",
-		"github.com/Azure/x@v1.0.0",
-		"example.com/m@v1.2",
-		"example.com/m@@v1.0.0",
-		"",
-	}
-}
-
 func FuzzCheck(f *testing.F) {
-	for _, s := range seeds() {
+	for _, s := range Examples() {
 		path, version, _ := strings.Cut(s, "@")
 		f.Add(path, version)
 	}
