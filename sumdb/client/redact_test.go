@@ -25,8 +25,8 @@ func TestRemoteRedactsUserinfo(t *testing.T) {
 	addr := guardtest.ClosedAddr(t)
 
 	for _, userinfo := range guardtest.SecretUserinfos {
-		newLog := func() (*logBuffer, *slog.Logger) {
-			buf := new(logBuffer)
+		newLog := func() (*guardtest.Logs, *slog.Logger) {
+			buf := new(guardtest.Logs)
 			return buf, slog.New(slog.NewTextHandler(buf, nil))
 		}
 

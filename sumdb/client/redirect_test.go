@@ -86,7 +86,7 @@ func TestRemoteRedirects(t *testing.T) {
 			cfg := tt.cfg
 			cfg.GOSUMDB = strings.TrimSpace(vkey + " " + cfg.GOSUMDB)
 			cfg.Client = lab.Client
-			var buf logBuffer
+			var buf guardtest.Logs
 			cfg.Logger = slog.New(slog.NewTextHandler(&buf, nil))
 			r, err := Open(t.Context(), cfg)
 			var body []byte

@@ -23,7 +23,7 @@ func TestRemoteRedirectTokenNotShown(t *testing.T) {
 		http.Redirect(w, r, gone, http.StatusFound)
 	}))
 	t.Cleanup(srv.Close)
-	var buf logBuffer
+	var buf guardtest.Logs
 	r, err := Open(t.Context(), Config{
 		GOSUMDB: newVerifierKey(t, "sumdb.test") + " " + srv.URL,
 		Retries: -1,

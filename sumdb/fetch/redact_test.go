@@ -17,7 +17,7 @@ import (
 func TestUpstreamRedactsUserinfo(t *testing.T) {
 	addr := guardtest.ClosedAddr(t)
 	for _, userinfo := range guardtest.SecretUserinfos {
-		var buf logBuffer
+		var buf guardtest.Logs
 		u := newTestUpstream(t, Config{Proxy: guardtest.WithUserinfo("http://"+addr, userinfo), Logger: slog.New(slog.NewTextHandler(&buf, nil))})
 		_, err := u.Fetch(t.Context(), "example.com/m", "v1.0.0")
 		if !errors.Is(err, ErrUpstream) {

@@ -124,7 +124,7 @@ func TestUpstreamRedirects(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			lab := guardtest.NewLab(t, p, tt.route)
-			var buf logBuffer
+			var buf guardtest.Logs
 			u := newTestUpstream(t, Config{
 				Proxy:  guardtest.WithUserinfo(tt.proxy, guardtest.SecretUser+":"+guardtest.SecretPass),
 				Client: lab.Client,

@@ -35,7 +35,7 @@ func TestUpstreamRedirectTokenNotShown(t *testing.T) {
 		p.ServeHTTP(w, r)
 	}))
 	t.Cleanup(srv.Close)
-	var buf logBuffer
+	var buf guardtest.Logs
 	u := newTestUpstream(t, Config{Proxy: srv.URL, Logger: slog.New(slog.NewJSONHandler(&buf, nil))})
 	_, err := u.Fetch(t.Context(), path, version)
 	if err == nil {

@@ -26,6 +26,7 @@ import (
 	"golang.org/x/mod/modfile"
 	"golang.org/x/mod/sumdb/dirhash"
 
+	"github.com/sumdb/sumdb/internal/guard/guardtest"
 	"github.com/sumdb/sumdb/internal/modproxy"
 )
 
@@ -667,7 +668,7 @@ func TestUpstreamGoModConsistency(t *testing.T) {
 			}
 			p := startProxy(t, false)
 			p.AddRaw(path, version, infoJSON(version), []byte(tt.mod), makeZip(t, zipFiles))
-			var buf logBuffer
+			var buf guardtest.Logs
 			u := newTestUpstream(t, Config{Proxy: p.URL, Logger: slog.New(slog.NewJSONHandler(&buf, nil))})
 			got, err := u.Fetch(t.Context(), path, version)
 			if tt.wantErr == "" {
@@ -974,30 +975,12 @@ func TestUpstreamConcurrent(t *testing.T) {
 	}
 }
 
-// A logBuffer is a bytes.Buffer safe for concurrent writes.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func TestUpstreamLog(t *testing.T) {
 	p := startProxy(t, false)
 	if err := p.Add(modproxy.Module{Path: "example.com/m", Version: "v1.0.0", Files: map[string]string{"go.mod": "module example.com/m\n"}}); err != nil {
 		t.Fatal(err)
 	}
-	var buf logBuffer
+	var buf guardtest.Logs
 	u := newTestUpstream(t, Config{Proxy: p.URL, Logger: slog.New(slog.NewJSONHandler(&buf, nil))})
 	u.Fetch(t.Context(), "example.com/m", "v1.0.0")
 	u.Fetch(t.Context(), "example.com/m", "v1.0.1")
@@ -1074,7 +1057,7 @@ func TestUpstreamLogRedacts(t *testing.T) {
 	deadURL := "http://user:hunter2@" + dead.Addr().String()
 	dead.Close()
 	withPassword := strings.Replace(p.URL, "http://", "http://user:hunter2@", 1)
-	var buf logBuffer
+	var buf guardtest.Logs
 	u := newTestUpstream(t, Config{Proxy: deadURL + "|" + withPassword, Logger: slog.New(slog.NewTextHandler(&buf, nil))})
 	for _, m := range []string{"example.com/m@v1.0.0", "example.com/m@v1.0.1", "example.com/broken@v1.0.0"} {
 		path, version, _ := strings.Cut(m, "@")

@@ -263,3 +263,24 @@ func Shows(s string, secrets ...string) bool {
 	}
 	return false
 }
+
+// A Logs is a buffer of log lines, safe for concurrent writes, for a
+// logger under test whose lines are then checked.
+type Logs struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (b *Logs) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf = append(b.buf, p...)
+	return len(p), nil
+}
+
+// String returns the lines written so far.
+func (b *Logs) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return string(b.buf)
+}
