@@ -3,33 +3,11 @@ package tlog_test
 import (
 	"context"
 	"errors"
-	"sync"
 	"testing"
 
 	"github.com/sumdb/sumdb/store/storetest"
 	"github.com/sumdb/sumdb/tlog"
 )
-
-// An afterAppendStore runs a function once, armed, when an Append of the
-// sequencer has committed and before it returns: what happens between a
-// batch's commit and the sequencer learning of it.
-type afterAppendStore struct {
-	*storetest.Switch
-	mu    sync.Mutex
-	after func()
-}
-
-func (s *afterAppendStore) Append(ctx context.Context, b *tlog.Batch) error {
-	err := s.Switch.Append(ctx, b)
-	s.mu.Lock()
-	f := s.after
-	s.after = nil
-	s.mu.Unlock()
-	if err == nil && f != nil {
-		f()
-	}
-	return err
-}
 
 // TestFailbackNeverExtendsRefusedTree checks this: replica A commits its
 // record 10 on the primary (head E11) with its fast path; before the
@@ -51,23 +29,20 @@ func TestFailbackNeverExtendsRefusedTree(t *testing.T) {
 			k := newKeys(t)
 			primary, standby := be.open(t), be.open(t)
 			hPrime := fork(t, standby, k, 10, 1) // A's records 0 to 9, then another
-			sw := storetest.NewSwitch(primary)
-			as := &afterAppendStore{Switch: sw}
-			a, err := tlog.Open(ctx, as, tlog.Config{Signer: k.signer, Verifier: k.verifier, RefreshInterval: -1})
+			sw := &hookStore{Switch: storetest.NewSwitch(primary)}
+			a, err := tlog.Open(ctx, sw, tlog.Config{Signer: k.signer, Verifier: k.verifier, RefreshInterval: -1})
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer a.Close()
 			appendInOrder(t, a, 0, 10)
 
-			as.mu.Lock()
-			as.after = func() {
+			sw.armAfter(func() {
 				sw.Set(standby) // the failover loses E11
 				if _, err := a.Refresh(ctx); err != nil {
 					t.Errorf("A's Refresh on the standby = %v", err)
 				}
-			}
-			as.mu.Unlock()
+			})
 			p, v, text := gosum(10)
 			if _, _, err := a.Append(ctx, p, v, text); !errors.Is(err, tlog.ErrFork) {
 				t.Fatalf("append of record 10, committed on the primary while A served the standby's head = %v, want ErrFork", err)

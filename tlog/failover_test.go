@@ -23,26 +23,11 @@ func TestFailoverBelowAdoptedHead(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
 			k := newKeys(t)
-			primary := be.open(t)
-			sw := storetest.NewSwitch(primary)
-			cfg := tlog.Config{Signer: k.signer, Verifier: k.verifier, RefreshInterval: -1}
-			a, err := tlog.Open(ctx, sw, cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer a.Close()
-			appendInOrder(t, a, 0, 10)
-
+			a, b, sw, _ := replicas(t, be.open, k)
 			standby := be.open(t)
 			if h := fork(t, standby, k, 10, 0); h.Hash != a.Head().Hash {
 				t.Fatalf("standby head %d %v, want A's %d %v", h.Size, h.Hash, a.Head().Size, a.Head().Hash)
 			}
-
-			b, err := tlog.Open(ctx, primary, cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer b.Close()
 			appendInOrder(t, b, 100, 106)
 			if h, err := a.Refresh(ctx); err != nil || h.Size != 16 {
 				t.Fatalf("A's Refresh = head %d, %v; want B's head 16", h.Size, err)

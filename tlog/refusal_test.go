@@ -12,12 +12,14 @@ import (
 )
 
 // A hookStore runs a function once, armed, when the sequencer calls Append
-// or AppendLocked, before the call reaches the store: what other
-// goroutines and the database do while a batch is on its way.
+// or AppendLocked, before the call reaches the store (arm), or after an
+// Append committed and before the sequencer learns of it (armAfter): what
+// other goroutines and the database do while a batch is on its way.
 type hookStore struct {
 	*storetest.Switch
-	mu   sync.Mutex
-	hook func()
+	mu    sync.Mutex
+	hook  func()
+	after func()
 }
 
 func (s *hookStore) arm(f func()) {
@@ -26,24 +28,59 @@ func (s *hookStore) arm(f func()) {
 	s.hook = f
 }
 
-func (s *hookStore) fire() {
+func (s *hookStore) armAfter(f func()) {
 	s.mu.Lock()
-	f := s.hook
-	s.hook = nil
-	s.mu.Unlock()
-	if f != nil {
+	defer s.mu.Unlock()
+	s.after = f
+}
+
+// take returns *f and clears it.
+func (s *hookStore) take(f *func()) func() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g := *f
+	*f = nil
+	return g
+}
+
+func (s *hookStore) fire() {
+	if f := s.take(&s.hook); f != nil {
 		f()
 	}
 }
 
 func (s *hookStore) Append(ctx context.Context, b *tlog.Batch) error {
 	s.fire()
-	return s.Switch.Append(ctx, b)
+	err := s.Switch.Append(ctx, b)
+	if f := s.take(&s.after); err == nil && f != nil {
+		f()
+	}
+	return err
 }
 
 func (s *hookStore) AppendLocked(ctx context.Context, p func(tlog.Head) (*tlog.Batch, error)) error {
 	s.fire()
 	return s.Switch.AppendLocked(ctx, p)
+}
+
+// replicas opens replica A, through a hookStore on primary, a new store of
+// open, with records 0 to 9, and replica B on primary itself.
+func replicas(t *testing.T, open func(*testing.T) tlog.Store, k keys) (a, b *tlog.Log, hs *hookStore, primary tlog.Store) {
+	t.Helper()
+	primary = open(t)
+	hs = &hookStore{Switch: storetest.NewSwitch(primary)}
+	cfg := tlog.Config{Signer: k.signer, Verifier: k.verifier, RefreshInterval: -1}
+	a, err := tlog.Open(context.Background(), hs, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.Close)
+	appendInOrder(t, a, 0, 10)
+	if b, err = tlog.Open(context.Background(), primary, cfg); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	return a, b, hs, primary
 }
 
 // TestRefreshDuringFastAppend checks this: replica A's sequencer
@@ -60,22 +97,9 @@ func TestRefreshDuringFastAppend(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
 			k := newKeys(t)
-			primary := be.open(t)
-			hs := &hookStore{Switch: storetest.NewSwitch(primary)}
-			cfg := tlog.Config{Signer: k.signer, Verifier: k.verifier, RefreshInterval: -1}
-			a, err := tlog.Open(ctx, hs, cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer a.Close()
-			appendInOrder(t, a, 0, 10)
+			a, b, hs, _ := replicas(t, be.open, k)
 			standby := be.open(t)
 			fork(t, standby, k, 10, 0)
-			b, err := tlog.Open(ctx, primary, cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer b.Close()
 			appendInOrder(t, b, 100, 101)
 
 			var served tlog.Head
@@ -123,22 +147,9 @@ func TestPublisherProvesCommittedHead(t *testing.T) {
 func publisherServesUnprovenHead(t *testing.T, open func(*testing.T) tlog.Store) {
 	ctx := context.Background()
 	k := newKeys(t)
-	primary := open(t)
-	hs := &hookStore{Switch: storetest.NewSwitch(primary)}
-	cfg := tlog.Config{Signer: k.signer, Verifier: k.verifier, RefreshInterval: -1}
-	a, err := tlog.Open(ctx, hs, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	appendInOrder(t, a, 0, 10)
+	a, b, hs, _ := replicas(t, open, k)
 	standby := open(t)
 	fork(t, standby, k, 11, 0) // A's records 0 to 10
-	b, err := tlog.Open(ctx, primary, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
 
 	var served tlog.Head
 	entered := make(chan struct{})
