@@ -22,6 +22,7 @@ import (
 	"golang.org/x/crypto/acme/autocert"
 	"golang.org/x/mod/zip"
 
+	"github.com/sumdb/sumdb/internal/guard"
 	"github.com/sumdb/sumdb/sumdb"
 	"github.com/sumdb/sumdb/sumdb/fetch"
 	"github.com/sumdb/sumdb/tlog"
@@ -293,7 +294,7 @@ func (cfg *ServeConfig) loadUpstream(ctx context.Context, s *settings, goEnv goE
 	// the setting's.
 	if _, err := fetch.New(fetch.Config{Proxy: cfg.Upstream}); err != nil {
 		if _, set := s.origin("upstream"); !set {
-			return fmt.Errorf("no upstream set, and go env GOPROXY %q: %w: set --upstream or %s to your module proxy URL", redactList(cfg.Upstream), err, envName("upstream"))
+			return fmt.Errorf("no upstream set, and go env GOPROXY %q: %w: set --upstream or %s to your module proxy URL", guard.RedactList(cfg.Upstream), err, envName("upstream"))
 		}
 		return s.invalid("upstream", "%v", err)
 	}
@@ -349,7 +350,7 @@ func (cfg *ServeConfig) checkTLS(s *settings) error {
 		// RFC 8555, section 6.1: ACME runs over HTTPS.
 		u, err := url.Parse(cfg.ACMEDirectory)
 		if err != nil || u.Scheme != "https" || u.Host == "" {
-			return s.invalid("acme-directory", "%s (want the https:// URL of an ACME directory, or nothing for %s)", redactURL(cfg.ACMEDirectory), autocert.DefaultACMEDirectory)
+			return s.invalid("acme-directory", "%s (want the https:// URL of an ACME directory, or nothing for %s)", guard.RedactURL(cfg.ACMEDirectory), autocert.DefaultACMEDirectory)
 		}
 	}
 	if cfg.ACMEHTTP != "" {

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/sumdb/sumdb/internal/durable"
+	"github.com/sumdb/sumdb/internal/guard"
 	"github.com/sumdb/sumdb/tlog/export"
 )
 
@@ -89,7 +90,7 @@ type exportConfig struct {
 func storeName(cfg *ServeConfig) string {
 	if cfg.DatabaseURL != "" {
 		if strings.Contains(cfg.DatabaseURL, "://") {
-			return "PostgreSQL database " + redactURL(cfg.DatabaseURL)
+			return "PostgreSQL database " + guard.RedactURL(cfg.DatabaseURL)
 		}
 		return "PostgreSQL database"
 	}

@@ -267,6 +267,9 @@ var byteUnits = map[string]int64{
 // parseByteSize parses a byte size: a whole number of bytes ("67108864"),
 // or a number with a unit of byteUnits, in any case, perhaps with a space
 // before it ("64MiB", "1.5 GB"), that comes to a whole number of bytes.
+// go-humanize's ParseBytes, the library at hand, reads a bare "64M" as
+// 64 MB and computes in floating point, truncating what is not a whole
+// byte: a setting must not silently mean another size than was written.
 func parseByteSize(s string) (byteSize, error) {
 	s = strings.TrimSpace(s)
 	i := len(s)

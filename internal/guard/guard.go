@@ -187,3 +187,87 @@ func SetUserinfo(req *http.Request, user *url.Userinfo) {
 		req.SetBasicAuth(user.Username(), password)
 	}
 }
+
+// RedactURL returns s without its user information, for messages: a user
+// name may be a token too. The values of query parameters that may hold a
+// secret (a PostgreSQL URL's password=, a token=) are masked as well.
+func RedactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	if u.User != nil {
+		u.User = url.User("xxxxx")
+	}
+	if u.User == nil && strings.Contains(s, "@") {
+		// Not a URL with user information as written (https//user:pw@host,
+		// host/path without a scheme): whatever comes before an '@' may
+		// be a password all the same.
+		return maskAt(s)
+	}
+	if u.RawQuery != "" {
+		q, err := url.ParseQuery(u.RawQuery)
+		masked := false
+		for name := range q {
+			if secretParam(name) {
+				q[name] = []string{"xxxxx"}
+				masked = true
+			}
+		}
+		switch {
+		case err != nil:
+			u.RawQuery = "xxxxx" // unparsable: show none of it
+		case masked:
+			u.RawQuery = q.Encode()
+		}
+	}
+	return u.String()
+}
+
+// secretParam reports whether a URL query parameter of this name may hold
+// a secret.
+func secretParam(name string) bool {
+	name = strings.ToLower(name)
+	for _, s := range []string{"pass", "token", "secret", "key", "auth"} {
+		if strings.Contains(name, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// maskAt returns s with what comes before its last '@', after a scheme
+// separator if s has one before it, masked: the user information of a URL
+// written so that it does not parse as one.
+func maskAt(s string) string {
+	at := strings.LastIndex(s, "@")
+	if at < 0 {
+		return s
+	}
+	start := 0
+	if i := strings.Index(s, "://"); i >= 0 && i < at {
+		start = i + len("://")
+	}
+	return s[:start] + "xxxxx" + s[at:]
+}
+
+// RedactList redacts each URL of a GOPROXY-style list.
+func RedactList(list string) string {
+	var b strings.Builder
+	rest := list
+	for rest != "" {
+		entry, sep := rest, ""
+		if i := strings.IndexAny(rest, ",|"); i >= 0 {
+			entry, sep, rest = rest[:i], rest[i:i+1], rest[i+1:]
+		} else {
+			rest = ""
+		}
+		if strings.Contains(entry, "://") {
+			entry = RedactURL(entry)
+		} else {
+			entry = maskAt(entry)
+		}
+		b.WriteString(entry + sep)
+	}
+	return b.String()
+}
