@@ -32,7 +32,7 @@ var endpointNames = [numEndpoints]string{"lookup", "latest", "tile", "data_tile"
 
 // statusCodes are the status codes the server writes, each with a request
 // counter of its own per endpoint; others are counted by class ("3xx").
-var statusCodes = [...]int{200, 400, 404, 405, 429, 500, 502, 503, 504}
+var statusCodes = [...]int{200, 400, 401, 403, 404, 405, 429, 500, 502, 503, 504}
 
 // fetchResult classifies the outcome of a fetch for the metrics, as the
 // fetcher's log line does (fetch.Result); a record that the server refused
@@ -190,7 +190,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		m.latencyBy[e] = m.latency.WithLabelValues(endpointNames[e])
 	}
 	// Every result from the start, so that rates of rare results exist.
-	for _, r := range []string{fetch.ResultOK, fetch.ResultNotFound, fetch.ResultInvalid, fetch.ResultUpstreamError, fetch.ResultTimeout, fetch.ResultError} {
+	for _, r := range []string{fetch.ResultOK, fetch.ResultNotFound, fetch.ResultInvalid, fetch.ResultForbidden, fetch.ResultRetryLater, fetch.ResultUpstreamError, fetch.ResultTimeout, fetch.ResultError} {
 		m.fetches.WithLabelValues(r)
 	}
 	for _, c := range []prometheus.Collector{

@@ -790,6 +790,11 @@ func (s *Server) lookupError(w http.ResponseWriter, r *http.Request, path, versi
 		s.fail(w, r, http.StatusTooManyRequests, cacheNone, rlerr.Error(), nil)
 	case errors.Is(err, fetch.ErrInvalid):
 		s.fail(w, r, http.StatusBadRequest, cacheBadRequest, err.Error(), err)
+	case errors.Is(err, fetch.ErrRetryLater):
+		w.Header().Set("Retry-After", "10")
+		s.fail(w, r, http.StatusServiceUnavailable, cacheNone, err.Error(), err)
+	case errors.Is(err, fetch.ErrForbidden):
+		s.fail(w, r, http.StatusForbidden, cacheNone, err.Error(), err)
 	case errors.Is(err, fetch.ErrNotFound):
 		cc := cacheNone
 		if s.notFoundTTL > 0 {

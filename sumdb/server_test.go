@@ -1112,6 +1112,8 @@ func TestLookupError(t *testing.T) {
 		{fmt.Errorf("x: %w: %w", errBusy, context.DeadlineExceeded), 503, "server busy: too many upstream fetches in progress; retry later\n", "no-store", "1"},
 		{fmt.Errorf("x: %w: %w", errSlowAppend, context.DeadlineExceeded), 503, "server busy: the record was not logged in time; retry\n", "no-store", "1"},
 		{tlog.ErrClosed, 503, "server shutting down: retry\n", "no-store", "1"},
+		{fmt.Errorf("%w: %s: the public checksum database does not answer", fetch.ErrRetryLater, mod), 503, "retry later: " + mod + ": the public checksum database does not answer\n", "no-store", "10"},
+		{fmt.Errorf("%w: %s: credentials refused", fetch.ErrForbidden, mod), 403, "forbidden: " + mod + ": credentials refused\n", "no-store", ""},
 		{errors.New("query at 10.1.2.3: connection refused"), 500, "internal error\n", "no-store", ""},
 	} {
 		w := httptest.NewRecorder()
@@ -1124,8 +1126,8 @@ func TestLookupError(t *testing.T) {
 	if !strings.Contains(logs.String(), "level=ERROR") || !strings.Contains(logs.String(), "connection refused") {
 		t.Errorf("internal error not logged:\n%s", logs)
 	}
-	if n := strings.Count(logs.String(), "request rejected"); n != 9 {
-		t.Errorf("%d lines for rejected requests, want 9:\n%s", n, logs)
+	if n := strings.Count(logs.String(), "request rejected"); n != 11 {
+		t.Errorf("%d lines for rejected requests, want 11:\n%s", n, logs)
 	}
 }
 

@@ -24,6 +24,18 @@ var ErrNotFound = errors.New("not found")
 // may be retried.
 var ErrUpstream = errors.New("upstream unavailable")
 
+// ErrForbidden marks an error meaning the source of the module version
+// refused the server's credentials, or the server has none for it: the
+// server answers the lookup 403 with the error's message, which must name
+// no secret.
+var ErrForbidden = errors.New("forbidden")
+
+// ErrRetryLater marks an error meaning the version cannot be logged now
+// but may be later, such as when the public checksum database it must be
+// cross-checked with cannot be reached: the server answers the lookup 503
+// with Retry-After and the error's message, which must name no secret.
+var ErrRetryLater = errors.New("retry later")
+
 // ErrInvalid marks an error meaning path@version names no possible module
 // version (a malformed path, a non-canonical or mismatched version): Fetch
 // makes no request for it, and the server answers 400.
@@ -37,6 +49,8 @@ const (
 	ResultNotFound      = "not_found"      // 404 or 410, or nothing that can be logged
 	ResultInvalid       = "invalid"        // not a possible module version; no request made
 	ResultUpstreamError = "upstream_error" // 5xx, other 4xx, unreachable, malformed answer
+	ResultForbidden     = "forbidden"      // the source refused the server's credentials
+	ResultRetryLater    = "retry_later"    // a check the version needs cannot be made now
 	ResultTimeout       = "timeout"
 	ResultError         = "error" // local, such as a full disk
 )
@@ -48,6 +62,10 @@ func Result(err error) string {
 		return ResultOK
 	case errors.Is(err, ErrInvalid):
 		return ResultInvalid
+	case errors.Is(err, ErrRetryLater):
+		return ResultRetryLater
+	case errors.Is(err, ErrForbidden):
+		return ResultForbidden
 	case errors.Is(err, ErrNotFound):
 		return ResultNotFound
 	case errors.Is(err, context.DeadlineExceeded):
