@@ -77,6 +77,10 @@ type ServeConfig struct {
 	ACMEEmail       string        `mapstructure:"acme-email"`          // contact address given to the ACME CA; optional
 	ACMEDirectory   string        `mapstructure:"acme-directory"`      // ACME directory URL; empty: autocert's default (Let's Encrypt)
 	ACMEHTTP        string        `mapstructure:"acme-http"`           // host:port answering HTTP-01 challenges; empty: TLS-ALPN-01 only
+	PublicSumDB     string        `mapstructure:"public-sumdb"`        // GOSUMDB of the public log to cross-check public modules with, or "off"; default go env GOSUMDB
+	Private         string        `mapstructure:"private"`             // GOPRIVATE-style patterns of private module paths; default go env GONOSUMDB, else GOPRIVATE
+	PrivateUpstream string        `mapstructure:"private-upstream"`    // GOPROXY-style list the private modules come from, "direct" for version control
+	AuthFile        string        `mapstructure:"auth-file"`           // users and tokens who may read the log; empty: anyone may
 
 	NameSet  bool     `mapstructure:"-"` // Name was given by the user, not the default
 	Warnings []string `mapstructure:"-"` // things the user may want to fix, to log once a logger exists
@@ -128,6 +132,10 @@ func newServeFlags() *pflag.FlagSet {
 	fs.String("acme-email", "", "contact `address` given to the ACME CA, for notices about the certificates")
 	fs.String("acme-directory", "", "ACME directory `URL` (default "+autocert.DefaultACMEDirectory+")")
 	fs.String("acme-http", "", "also answer ACME HTTP-01 challenges on this `host:port` (the CA asks on port 80); other requests there are redirected to https")
+	fs.String("public-sumdb", "", "cross-check new public module versions with this checksum `database`, \"<verifier key> [URL]\" as in GOSUMDB, or off (default: go env GOSUMDB)")
+	fs.String("private", "", "GOPRIVATE-style `patterns` of private module paths, never sent to the public checksum database or the upstream (default: go env GONOSUMDB, else GOPRIVATE)")
+	fs.String("private-upstream", "direct", "GOPROXY-style `list` the private modules come from; direct runs the go command, which fetches from version control with this process's credentials")
+	fs.String("auth-file", "", "only the users and tokens in this `file` may read the log (see docs/organization.md); reloaded when it changes")
 	return fs
 }
 
@@ -256,6 +264,9 @@ func loadServeConfig(ctx context.Context, fs *pflag.FlagSet, goEnv goEnvFunc) (*
 	}
 	_, cfg.NameSet = s.origin("name")
 	if err := cfg.loadUpstream(ctx, s, goEnv); err != nil {
+		return nil, err
+	}
+	if err := cfg.loadOrganization(ctx, s, goEnv); err != nil {
 		return nil, err
 	}
 	cfg.LogFormat = strings.ToLower(cfg.LogFormat)

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,6 +16,9 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/sumdb/sumdb/sumdb/client"
 )
 
 // clearEnv unsets every SUMDB_* variable for the test, so that the
@@ -30,13 +34,21 @@ func clearEnv(t *testing.T) {
 	}
 }
 
-// fixedGoEnv is a goEnvFunc that answers GOPROXY with proxy.
+// fixedGoEnv is a goEnvFunc that answers GOPROXY with proxy, GOSUMDB
+// with off, and GONOSUMDB and GOPRIVATE with nothing.
 func fixedGoEnv(proxy string) goEnvFunc {
+	return mapGoEnv(map[string]string{"GOPROXY": proxy, "GOSUMDB": "off", "GONOSUMDB": "", "GOPRIVATE": ""})
+}
+
+// mapGoEnv is a goEnvFunc that answers the variables of env, and fails
+// for any other.
+func mapGoEnv(env map[string]string) goEnvFunc {
 	return func(_ context.Context, name string) (string, error) {
-		if name != "GOPROXY" {
+		v, ok := env[name]
+		if !ok {
 			return "", errors.New("unexpected go env " + name)
 		}
-		return proxy, nil
+		return v, nil
 	}
 }
 
@@ -167,8 +179,10 @@ func TestConfigEnv(t *testing.T) {
 	t.Setenv("SUMDB_UPSTREAM", "http://a.test|http://b.test")
 	t.Setenv("SUMDB_UPSTREAM_TIMEOUT", "45s")
 	t.Setenv("SUMDB_LSTEN", "typo")
-	cfg, err := load(t, nil, func(context.Context, string) (string, error) {
-		t.Error("go env called although SUMDB_UPSTREAM is set")
+	t.Setenv("SUMDB_PUBLIC_SUMDB", "off")
+	t.Setenv("SUMDB_PRIVATE", "*.corp.example.com")
+	cfg, err := load(t, nil, func(_ context.Context, name string) (string, error) {
+		t.Errorf("go env %s called although every setting it gives is set", name)
 		return "", errors.New("no go")
 	})
 	if err != nil {
@@ -572,19 +586,22 @@ func TestOperatingConfigExample(t *testing.T) {
 		t.Fatal("docs/operating.md has no ```yaml block after \"Example config file\"")
 	}
 	file := writeFile(t, "sumdb.yaml", example)
-	cfg, err := load(t, []string{"--config", file}, func(context.Context, string) (string, error) {
-		return "", errors.New("the example sets the upstream: go env is not asked")
-	})
+	// The example sets the upstream and the private paths: go env is
+	// asked for the public checksum database only.
+	cfg, err := load(t, []string{"--config", file}, mapGoEnv(map[string]string{"GOSUMDB": "off"}))
 	if err != nil {
 		t.Fatalf("load the example config file of docs/operating.md: %v", err)
 	}
 	got := map[string]string{
-		"listen":       cfg.Listen,
-		"data-dir":     cfg.DataDir,
-		"database-url": cfg.DatabaseURL,
-		"name":         cfg.Name,
-		"upstream":     cfg.Upstream,
-		"log-format":   cfg.LogFormat,
+		"listen":           cfg.Listen,
+		"data-dir":         cfg.DataDir,
+		"database-url":     cfg.DatabaseURL,
+		"name":             cfg.Name,
+		"upstream":         cfg.Upstream,
+		"log-format":       cfg.LogFormat,
+		"private":          `"` + cfg.Private + `"`,
+		"private-upstream": cfg.PrivateUpstream,
+		"auth-file":        cfg.AuthFile,
 	}
 	for line := range strings.Lines(example) {
 		key, val, ok := strings.Cut(strings.TrimSpace(line), ": ")
@@ -715,5 +732,60 @@ func TestOperatingToolEnvTable(t *testing.T) {
 	}
 	for setting := range rows {
 		t.Errorf("docs/operating.md has a row for %s, which has no variable", setting)
+	}
+}
+
+// TestConfigOrganization checks the settings of an organization's log:
+// their defaults from the go command's settings, and their errors.
+func TestConfigOrganization(t *testing.T) {
+	_, vkey, err := note.GenerateKey(rand.Reader, "sum.example.net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	goEnv := func(sumdb, nosumdb, private string) goEnvFunc {
+		return mapGoEnv(map[string]string{"GOPROXY": "http://proxy.test", "GOSUMDB": sumdb, "GONOSUMDB": nosumdb, "GOPRIVATE": private})
+	}
+	for _, tt := range []struct {
+		name      string
+		args      []string
+		goEnv     goEnvFunc
+		public    string
+		private   string
+		privateUp string
+		wantErr   string
+	}{
+		{name: "from go env", goEnv: goEnv(vkey, "", "*.corp.example.com"), public: vkey, private: "*.corp.example.com", privateUp: "direct"},
+		{name: "GONOSUMDB over GOPRIVATE", goEnv: goEnv("off", "a.example.com", "b.example.com"), public: "off", private: "a.example.com", privateUp: "direct"},
+		{name: "empty GOSUMDB is the built-in database", goEnv: goEnv("", "", ""), public: client.DefaultGOSUMDB(), privateUp: "direct"},
+		{name: "flags over go env", args: []string{"--public-sumdb", vkey + " https://sum.example.net", "--private", "x.example.com", "--private-upstream", "https://proxy.corp.example.com,direct"},
+			goEnv: goEnv("off", "a.example.com", ""), public: vkey + " https://sum.example.net", private: "x.example.com", privateUp: "https://proxy.corp.example.com,direct"},
+		{name: "bad key", args: []string{"--public-sumdb", "sum.example.net+bad"}, goEnv: goEnv("off", "", ""), wantErr: "invalid --public-sumdb"},
+		{name: "unknown bare name", goEnv: goEnv("sum.example.net", "", ""), wantErr: "no --public-sumdb set, and go env GOSUMDB"},
+		{name: "go env fails with a public log", args: []string{"--public-sumdb", vkey},
+			goEnv: mapGoEnv(map[string]string{"GOPROXY": "http://proxy.test"}), wantErr: "no --private set and cannot read the go command's GONOSUMDB"},
+		{name: "go env fails without a public log", args: []string{"--public-sumdb", "off"},
+			goEnv: mapGoEnv(map[string]string{"GOPROXY": "http://proxy.test"}), public: "off", privateUp: "direct"},
+		{name: "bad pattern", args: []string{"--private", "a.example.com,[x"}, goEnv: goEnv("off", "", ""), wantErr: `invalid --private: pattern "[x"`},
+		{name: "empty private upstream", args: []string{"--private-upstream", " "}, goEnv: goEnv("off", "", ""), wantErr: "invalid --private-upstream: empty"},
+		{name: "bad private upstream", args: []string{"--private-upstream", "ftp://x.example.com,direct"}, goEnv: goEnv("off", "", ""), wantErr: "invalid --private-upstream"},
+		{name: "private upstream password not shown", args: []string{"--private-upstream", "ftp://u:hunter2@x.example.com"}, goEnv: goEnv("off", "", ""), wantErr: "invalid --private-upstream"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			clearEnv(t)
+			cfg, err := load(t, tt.args, tt.goEnv)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || strings.Contains(err.Error(), "hunter2") {
+					t.Fatalf("loadServeConfig(%q) error = %v, want one containing %q and no password", tt.args, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.PublicSumDB != tt.public || cfg.Private != tt.private || cfg.PrivateUpstream != tt.privateUp {
+				t.Errorf("loadServeConfig(%q) = public %q, private %q, private upstream %q; want %q, %q, %q",
+					tt.args, cfg.PublicSumDB, cfg.Private, cfg.PrivateUpstream, tt.public, tt.private, tt.privateUp)
+			}
+		})
 	}
 }

@@ -116,9 +116,12 @@ func fileExists(name string) bool {
 }
 
 // environ returns the environment without the variables that configure
-// sumdb or the go command, so that the user's settings cannot leak in.
+// sumdb or the go command, so that the user's settings cannot leak in. It
+// turns serve's cross-check with the public checksum database off, for
+// the tests have no network: those of the cross-check turn it on again
+// (a later variable of the same name wins).
 func environ() []string {
-	var env []string
+	env := []string{envName("public-sumdb") + "=off"}
 	for _, kv := range os.Environ() {
 		name, _, _ := strings.Cut(kv, "=")
 		if strings.HasPrefix(name, "SUMDB_") || (strings.HasPrefix(name, "GO") && name != "GOCACHE" && name != "GOROOT") {
