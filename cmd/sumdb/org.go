@@ -125,3 +125,69 @@ func splitDirect(list string) (direct, proxies bool) {
 	}
 	return direct, proxies
 }
+
+// publicRetry is how long a failure to reach the public checksum database
+// is answered without trying again.
+const publicRetry = 10 * time.Second
+
+// A publicLog is the cross-check with the public checksum database, set up
+// on first use: finding the database may need the network (a proxy's
+// /sumdb/<name>/supported), and a server must start, and answer from its
+// log, while the network is down.
+type publicLog struct {
+	gosumdb  string // the --public-sumdb setting
+	goproxy  string // the proxies through which to find it
+	next     fetch.Fetcher
+	private  string
+	state    public.StateStore
+	logger   *slog.Logger
+	register prometheus.Registerer
+	now      func() time.Time
+
+	mu      sync.Mutex         // held while setting up
+	cc      *public.CrossCheck // guarded by mu; nil until set up
+	err     error              // guarded by mu; the last failure to set up
+	errTime time.Time          // guarded by mu; when it failed
+}
+
+// Fetch fetches path@version through the cross-check.
+func (p *publicLog) Fetch(ctx context.Context, path, version string) ([]byte, error) {
+	cc, err := p.crossCheck(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s@%s: the public checksum database cannot be reached; retry later", fetch.ErrRetryLater, path, version)
+	}
+	return cc.Fetch(ctx, path, version)
+}
+
+// crossCheck returns the cross-check, setting it up if this is the first
+// use, or if the last try failed more than publicRetry ago.
+func (p *publicLog) crossCheck(ctx context.Context) (*public.CrossCheck, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cc != nil {
+		return p.cc, nil
+	}
+	if p.err != nil && p.now().Sub(p.errTime) < publicRetry {
+		return nil, p.err
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	remote, err := client.Open(ctx, client.Config{GOSUMDB: p.gosumdb, GOPROXY: p.goproxy, Logger: p.logger})
+	if err == nil {
+		p.cc, err = public.New(public.Config{
+			Remote:     remote,
+			Next:       p.next,
+			Private:    p.private,
+			State:      p.state,
+			Logger:     p.logger,
+			Registerer: p.register,
+		})
+	}
+	if err != nil {
+		p.err, p.errTime = err, p.now()
+		p.logger.ErrorContext(ctx, "cannot reach the public checksum database: new public module versions are refused until it can be reached", "public_sumdb", guard.RedactList(p.gosumdb), "err", err)
+		return nil, err
+	}
+	p.logger.InfoContext(ctx, "public checksum database reached", "name", remote.Verifier.Name(), "url", remote.Base)
+	return p.cc, nil
+}
