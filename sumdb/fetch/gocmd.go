@@ -402,21 +402,28 @@ func (r *goRun) run(dir, name string, args ...string) (stdout, stderr *limitedBu
 
 // A limitedBuffer keeps the first limit bytes written to it and drops the
 // rest, so that a command printing without end neither blocks nor grows
-// memory.
+// memory. It has no ReadFrom (as an embedded bytes.Buffer would give it)
+// for io.Copy to bypass Write with.
 type limitedBuffer struct {
-	bytes.Buffer
+	buf       bytes.Buffer
 	limit     int
 	truncated bool
 }
 
 func (b *limitedBuffer) Write(p []byte) (int, error) {
-	if room := b.limit - b.Len(); len(p) > room {
+	if room := b.limit - b.buf.Len(); len(p) > room {
 		b.truncated = true
-		b.Buffer.Write(p[:max(room, 0)])
+		b.buf.Write(p[:max(room, 0)])
 		return len(p), nil
 	}
-	return b.Buffer.Write(p)
+	return b.buf.Write(p)
 }
+
+// Bytes returns the bytes kept.
+func (b *limitedBuffer) Bytes() []byte { return b.buf.Bytes() }
+
+// String returns the bytes kept as a string.
+func (b *limitedBuffer) String() string { return b.buf.String() }
 
 // The texts of the go command's and git's errors that tell what failed,
 // matched lower-cased. The refusals of credentials come first: a fetch

@@ -367,3 +367,116 @@ func TestRedactURLs(t *testing.T) {
 		}
 	}
 }
+
+// fakeGoScript is a go command that "downloads" the files of $FAKE_DIR
+// into the module cache and prints $FAKE_DIR/json with @D@ replaced by
+// their directory, or misbehaves as $FAKE_STDERR, $FAKE_EXIT and
+// $FAKE_FLOOD say: the answers the real go command should never give.
+const fakeGoScript = `#!/bin/sh
+d="$GOMODCACHE/cache/download/vcs.test/repo.git/@v"
+mkdir -p "$d"
+cp "$FAKE_DIR/mod" "$d/v1.0.0.mod"
+cp "$FAKE_DIR/zip" "$d/v1.0.0.zip"
+if [ -n "$FAKE_STDERR" ]; then printf '%s\n' "$FAKE_STDERR" >&2; fi
+if [ -n "$FAKE_EXIT" ]; then exit "$FAKE_EXIT"; fi
+if [ -n "$FAKE_FLOOD" ]; then yes '{}' | head -c 3000000; exit 0; fi
+sed -e "s|@D@|$d|g" "$FAKE_DIR/json"
+`
+
+// TestGoCommandChecks runs a fake go command to check what GoCommand
+// verifies of the real one's answer: the version it resolved, the files'
+// place, the zip and .mod, its hashes against those computed here, the
+// bounds on its output, and the redaction of its errors.
+func TestGoCommandChecks(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("the fake go command is a shell script")
+	}
+	bin := filepath.Join(t.TempDir(), "go")
+	if err := os.WriteFile(bin, []byte(fakeGoScript), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mod := []byte(privFiles["go.mod"])
+	inZip := func(prefix string, files map[string]string) []byte {
+		named := make(map[string]string)
+		for name, data := range files {
+			named[prefix+"/"+name] = data
+		}
+		return makeZip(t, named)
+	}
+	goodZip := inZip(privPath+"@"+privVersion, privFiles)
+	otherMod := inZip(privPath+"@"+privVersion, map[string]string{"go.mod": "module " + privPath + "\n\ngo 1.22\n"})
+	badZip := inZip("vcs.test/other.git@"+privVersion, privFiles)
+	record := wantRecord(t, privPath, privVersion, privFiles)
+	zipHash, modHash, _ := strings.Cut(strings.TrimSuffix(record, "\n"), "\n")
+	zipHash = zipHash[strings.LastIndex(zipHash, " ")+1:]
+	modHash = modHash[strings.LastIndex(modHash, " ")+1:]
+	jsonOf := func(version, zipName, sum, modSum string) string {
+		return fmt.Sprintf(`{"Path": %q, "Version": %q, "Info": "@D@/v1.0.0.info", "GoMod": "@D@/v1.0.0.mod", "Zip": %q, "Sum": %q, "GoModSum": %q}`,
+			privPath, version, zipName, sum, modSum)
+	}
+	secretURL := "https://" + guardtest.SecretUser + ":" + guardtest.SecretPass + "@git.example/repo"
+	for _, tc := range []struct {
+		name     string
+		zip      []byte
+		json     string
+		env      []string
+		want     string // the record, or the start of the error
+		errLevel bool   // logged at ERROR
+	}{
+		{"agrees", goodZip, jsonOf(privVersion, "@D@/v1.0.0.zip", zipHash, modHash), nil, record, false},
+		{"another version", goodZip, jsonOf("v1.1.0", "@D@/v1.0.0.zip", zipHash, modHash), nil,
+			"not found: " + privPath + "@" + privVersion + ": the go command resolved it to v1.1.0", false},
+		{"zip hash differs", goodZip, jsonOf(privVersion, "@D@/v1.0.0.zip", "h1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", modHash), nil,
+			"upstream unavailable: " + privPath + "@" + privVersion + ": the hashes computed by the checksum database differ from the go command's", true},
+		{"go.mod hash differs", goodZip, jsonOf(privVersion, "@D@/v1.0.0.zip", zipHash, "h1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="), nil,
+			"upstream unavailable: " + privPath + "@" + privVersion + ": the hashes computed by the checksum database differ from the go command's", true},
+		{"zip outside the module cache", goodZip, jsonOf(privVersion, "/etc/passwd", zipHash, modHash), nil,
+			"upstream unavailable: " + privPath + "@" + privVersion + ": the go command reported files outside its module cache", false},
+		{"invalid zip", badZip, jsonOf(privVersion, "@D@/v1.0.0.zip", zipHash, modHash), nil,
+			"not found: " + privPath + "@" + privVersion + ": invalid module zip", false},
+		{".mod is not the zip's go.mod", otherMod, jsonOf(privVersion, "@D@/v1.0.0.zip", zipHash, modHash), nil,
+			"not found: " + privPath + "@" + privVersion + ": .mod differs from the zip's go.mod", true},
+		{"unknown error", goodZip, `{"Path": "` + privPath + `", "Version": "v1.0.0", "Error": "` + privPath + `@v1.0.0: reading ` + secretURL + `: 500 Internal Server Error\nsecond line"}`, nil,
+			"upstream unavailable: " + privPath + "@" + privVersion + ": go command failed: reading https://xxxxx@git.example/repo: 500 Internal Server Error", false},
+		{"no JSON", goodZip, "", []string{"FAKE_EXIT=2", "FAKE_STDERR=go: cannot fetch " + secretURL + "\nsecond line"},
+			"upstream unavailable: " + privPath + "@" + privVersion + ": go command failed: cannot fetch https://xxxxx@git.example/repo", false},
+		{"endless output", goodZip, "", []string{"FAKE_FLOOD=1"},
+			"upstream unavailable: " + privPath + "@" + privVersion + ": go command printed more than 1048576 bytes", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			for name, data := range map[string][]byte{"mod": mod, "zip": tc.zip, "json": []byte(tc.json)} {
+				if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			logs := &guardtest.Logs{}
+			tmp := t.TempDir()
+			g, err := NewGoCommand(GoCommandConfig{
+				GoBin:   bin,
+				Env:     append([]string{"PATH=" + os.Getenv("PATH"), "FAKE_DIR=" + dir}, tc.env...),
+				TempDir: tmp,
+				Logger:  slog.New(slog.NewTextHandler(io.MultiWriter(logs, t.Output()), nil)),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := g.Fetch(t.Context(), privPath, privVersion)
+			if err != nil {
+				if !strings.HasPrefix(err.Error(), tc.want) {
+					t.Errorf("Fetch(%q, %q) = %v; want %q", privPath, privVersion, err, tc.want)
+				}
+				guardtest.CheckNoSecret(t, "Fetch", err, logs.String())
+				if strings.Contains(err.Error(), "second line") {
+					t.Errorf("Fetch(%q, %q) = %v; shows more than the first line", privPath, privVersion, err)
+				}
+			} else if string(got) != tc.want {
+				t.Errorf("Fetch(%q, %q) = %q; want %q", privPath, privVersion, got, tc.want)
+			}
+			if gotLevel := strings.Contains(logs.String(), "level=ERROR"); gotLevel != tc.errLevel {
+				t.Errorf("Fetch(%q, %q) logged %q; want at ERROR: %v", privPath, privVersion, logs.String(), tc.errLevel)
+			}
+			checkEmptyDir(t, tmp)
+		})
+	}
+}
