@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"golang.org/x/mod/module"
-	"golang.org/x/mod/zip"
 
 	"github.com/sumdb/sumdb/internal/guard"
 	"github.com/sumdb/sumdb/internal/modver"
@@ -119,17 +118,8 @@ func NewGoCommand(cfg GoCommandConfig) (*GoCommand, error) {
 	if strings.ContainsAny(g.private, "\x00\n\r") {
 		return nil, fmt.Errorf("go command config: private patterns %q hold a control character", g.private)
 	}
-	switch {
-	case g.timeout < 0:
-		return nil, fmt.Errorf("go command config: negative timeout %v", g.timeout)
-	case g.timeout == 0:
-		g.timeout = DefaultTimeout
-	}
-	switch {
-	case g.maxZipSize < 0 || g.maxZipSize > zip.MaxZipFile:
-		return nil, fmt.Errorf("go command config: max zip size %d out of range (0 for the default, at most %d)", g.maxZipSize, int64(zip.MaxZipFile))
-	case g.maxZipSize == 0:
-		g.maxZipSize = zip.MaxZipFile
+	if g.timeout, g.maxZipSize, err = limits("go command config", g.timeout, g.maxZipSize); err != nil {
+		return nil, err
 	}
 	if g.tempDir == "" {
 		g.tempDir = os.TempDir()
@@ -216,27 +206,7 @@ func goEnv(base []string, private string) []string {
 func (g *GoCommand) Fetch(ctx context.Context, path, version string) ([]byte, error) {
 	start := time.Now()
 	text, err := g.fetch(ctx, path, version)
-	attrs := []slog.Attr{
-		slog.String("module", path),
-		slog.String("version", version),
-		slog.String("result", Result(err)),
-		slog.Duration("duration", time.Since(start)),
-		slog.String("proxy", "direct"),
-	}
-	if err != nil {
-		attrs = append(attrs, slog.Any("err", err))
-		var ferr *fetchError
-		if errors.As(err, &ferr) && ferr.cause != nil {
-			attrs = append(attrs, slog.String("cause", ferr.cause.Error()))
-		}
-	}
-	level := slog.LevelInfo
-	if errors.Is(err, errInconsistentMod) || errors.Is(err, errSumMismatch) {
-		// The go command made both files, and agreed with itself: a
-		// disagreement here is a fault of this machine for the operator.
-		level = slog.LevelError
-	}
-	g.logger.LogAttrs(ctx, level, "go command fetch", attrs...)
+	logFetch(ctx, g.logger, "go command fetch", path, version, "direct", start, err)
 	return text, err
 }
 

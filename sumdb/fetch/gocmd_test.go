@@ -7,15 +7,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -50,34 +47,6 @@ func testGoBin(t *testing.T) string {
 	return bin
 }
 
-// A recorder is an HTTP server that records every request and answers
-// 404: a public module proxy or checksum database that must hear nothing.
-type recorder struct {
-	URL string
-
-	mu   sync.Mutex
-	reqs []string // guarded by mu
-}
-
-func startRecorder(t *testing.T) *recorder {
-	rec := &recorder{}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rec.mu.Lock()
-		rec.reqs = append(rec.reqs, r.URL.Path)
-		rec.mu.Unlock()
-		http.NotFound(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	rec.URL = srv.URL
-	return rec
-}
-
-func (rec *recorder) requests() []string {
-	rec.mu.Lock()
-	defer rec.mu.Unlock()
-	return slices.Clone(rec.reqs)
-}
-
 // gitFixture is a git server holding the private module, a GoCommand
 // reaching it with the server's credentials, and a public proxy and
 // checksum database, named in the GoCommand's environment, which must
@@ -85,8 +54,8 @@ func (rec *recorder) requests() []string {
 type gitFixture struct {
 	git    *gittest.Server
 	gocmd  *GoCommand
-	env    []string // the GoCommand's base environment
-	public *recorder
+	env    []string   // the GoCommand's base environment
+	public *testProxy // an empty proxy: answers 404, records requests
 	logs   *guardtest.Logs
 	tmp    string // the GoCommand's TempDir
 }
@@ -95,7 +64,7 @@ func newGitFixture(t *testing.T) *gitFixture {
 	t.Helper()
 	s := gittest.NewServer(t, guardtest.SecretUser, guardtest.SecretPass)
 	s.NewRepo(t, "repo", privFiles, privVersion, "v1.1.0")
-	public := startRecorder(t)
+	public := startProxy(t, false)
 	env := append(s.ClientEnv(t, "vcs.test", true),
 		// What the server's own environment may say; none of it may
 		// apply to a private module.
@@ -106,7 +75,7 @@ func newGitFixture(t *testing.T) *gitFixture {
 	f := &gitFixture{git: s, env: env, public: public, logs: &guardtest.Logs{}, tmp: t.TempDir()}
 	f.gocmd = f.newGoCommand(t, GoCommandConfig{})
 	t.Cleanup(func() {
-		if reqs := public.requests(); len(reqs) > 0 {
+		if reqs := public.requested(); len(reqs) > 0 {
 			t.Errorf("the public proxy and checksum database were asked for %q", reqs)
 		}
 		checkEmptyDir(t, f.tmp)

@@ -132,22 +132,32 @@ func New(cfg Config) (*Upstream, error) {
 		cfg.Client = defaultClient()
 	}
 	u.client = guard.NewClient(cfg.Client)
-	switch {
-	case u.timeout < 0:
-		return nil, fmt.Errorf("upstream config: negative timeout %v", u.timeout)
-	case u.timeout == 0:
-		u.timeout = DefaultTimeout
-	}
-	switch {
-	case u.maxZipSize < 0 || u.maxZipSize > zip.MaxZipFile:
-		return nil, fmt.Errorf("upstream config: max zip size %d out of range (0 for the default, at most %d)", u.maxZipSize, int64(zip.MaxZipFile))
-	case u.maxZipSize == 0:
-		u.maxZipSize = zip.MaxZipFile
+	if u.timeout, u.maxZipSize, err = limits("upstream config", u.timeout, u.maxZipSize); err != nil {
+		return nil, err
 	}
 	if u.logger == nil {
 		u.logger = slog.New(slog.DiscardHandler)
 	}
 	return u, nil
+}
+
+// limits returns the per-fetch timeout and the zip size limit of a
+// fetcher's configuration, with their defaults for zero values, or an
+// error starting with what if either is out of range.
+func limits(what string, timeout time.Duration, maxZipSize int64) (time.Duration, int64, error) {
+	switch {
+	case timeout < 0:
+		return 0, 0, fmt.Errorf("%s: negative timeout %v", what, timeout)
+	case timeout == 0:
+		timeout = DefaultTimeout
+	}
+	switch {
+	case maxZipSize < 0 || maxZipSize > zip.MaxZipFile:
+		return 0, 0, fmt.Errorf("%s: max zip size %d out of range (0 for the default, at most %d)", what, maxZipSize, int64(zip.MaxZipFile))
+	case maxZipSize == 0:
+		maxZipSize = zip.MaxZipFile
+	}
+	return timeout, maxZipSize, nil
 }
 
 // parseProxyList parses a GOPROXY-style list the way the go command does
@@ -256,14 +266,25 @@ func defaultClient() *http.Client {
 func (u *Upstream) Fetch(ctx context.Context, path, version string) ([]byte, error) {
 	start := time.Now()
 	text, proxy, err := u.fetch(ctx, path, version)
+	shown := ""
+	if proxy != nil {
+		shown = proxy.String()
+	}
+	logFetch(ctx, u.logger, "upstream fetch", path, version, shown, start, err)
+	return text, err
+}
+
+// logFetch logs the line of a fetch of path@version from proxy ("" if
+// none was asked) that started at start and ended with err.
+func logFetch(ctx context.Context, logger *slog.Logger, msg, path, version, proxy string, start time.Time, err error) {
 	attrs := []slog.Attr{
 		slog.String("module", path),
 		slog.String("version", version),
 		slog.String("result", Result(err)),
 		slog.Duration("duration", time.Since(start)),
 	}
-	if proxy != nil {
-		attrs = append(attrs, slog.String("proxy", proxy.String()))
+	if proxy != "" {
+		attrs = append(attrs, slog.String("proxy", proxy))
 	}
 	if err != nil {
 		attrs = append(attrs, slog.Any("err", err))
@@ -273,13 +294,14 @@ func (u *Upstream) Fetch(ctx context.Context, path, version string) ([]byte, err
 		}
 	}
 	level := slog.LevelInfo
-	if errors.Is(err, errInconsistentMod) {
+	if errors.Is(err, errInconsistentMod) || errors.Is(err, errSumMismatch) {
 		// Not a module that does not exist: a proxy that is broken, or
-		// tampered with, for the operator to look into.
+		// tampered with, or (the go command made both files, and agreed
+		// with itself) a fault of this machine, for the operator to look
+		// into.
 		level = slog.LevelError
 	}
-	u.logger.LogAttrs(ctx, level, "upstream fetch", attrs...)
-	return text, err
+	logger.LogAttrs(ctx, level, msg, attrs...)
 }
 
 // fetch implements Fetch, also returning the proxy that gave the answer, if
