@@ -46,10 +46,15 @@ type Config struct {
 	// Proxy is a GOPROXY-style list of module proxy URLs (http or https).
 	// After an entry followed by ",", the next one is tried only when the
 	// entry answers 404 or 410; after one followed by "|", on any error.
-	// "direct" entries are skipped (a checksum database fetches from
-	// proxies only) and "off" ends the list. A list without a usable URL is
-	// an error.
+	// "direct" entries are served by Direct, whose ErrNotFound counts as a
+	// 404; without Direct they are skipped. "off" ends the list. A list
+	// with no URL and no direct entry served by Direct is an error.
 	Proxy string
+
+	// Direct, if not nil, fetches for the "direct" entries of Proxy,
+	// usually a GoCommand fetching from version control. It bounds its
+	// own fetches.
+	Direct Fetcher
 
 	// Client makes the requests; by default a client with connection
 	// timeouts and no overall timeout (Timeout bounds each fetch). Whatever
@@ -83,6 +88,7 @@ type Config struct {
 // concurrent use.
 type Upstream struct {
 	proxies    []proxyEntry
+	direct     Fetcher // serves the direct entries of proxies
 	client     *guard.Client
 	timeout    time.Duration
 	maxZipSize int64
@@ -92,6 +98,7 @@ type Upstream struct {
 
 // A proxyEntry is one usable entry of a GOPROXY list.
 type proxyEntry struct {
+	direct          bool          // a "direct" entry: url and user are nil
 	url             *url.URL      // without trailing slash and user information
 	user            *url.Userinfo // the entry's user information, if any (see guard.SetUserinfo)
 	fallBackOnError bool          // the entry was followed by "|"
@@ -99,6 +106,9 @@ type proxyEntry struct {
 
 // String returns the entry's URL as logs show it: redacted.
 func (p *proxyEntry) String() string {
+	if p.direct {
+		return "direct"
+	}
 	u := *p.url
 	u.User = p.user
 	return guard.Redacted(&u)
@@ -106,12 +116,13 @@ func (p *proxyEntry) String() string {
 
 // New returns an Upstream for cfg, or an error if cfg is invalid.
 func New(cfg Config) (*Upstream, error) {
-	proxies, err := parseProxyList(cfg.Proxy)
+	proxies, err := parseProxyList(cfg.Proxy, cfg.Direct != nil)
 	if err != nil {
 		return nil, err
 	}
 	u := &Upstream{
 		proxies:    proxies,
+		direct:     cfg.Direct,
 		timeout:    cfg.Timeout,
 		maxZipSize: cfg.MaxZipSize,
 		tempDir:    cfg.TempDir,
@@ -121,17 +132,8 @@ func New(cfg Config) (*Upstream, error) {
 		cfg.Client = defaultClient()
 	}
 	u.client = guard.NewClient(cfg.Client)
-	switch {
-	case u.timeout < 0:
-		return nil, fmt.Errorf("upstream config: negative timeout %v", u.timeout)
-	case u.timeout == 0:
-		u.timeout = DefaultTimeout
-	}
-	switch {
-	case u.maxZipSize < 0 || u.maxZipSize > zip.MaxZipFile:
-		return nil, fmt.Errorf("upstream config: max zip size %d out of range (0 for the default, at most %d)", u.maxZipSize, int64(zip.MaxZipFile))
-	case u.maxZipSize == 0:
-		u.maxZipSize = zip.MaxZipFile
+	if u.timeout, u.maxZipSize, err = limits("upstream config", u.timeout, u.maxZipSize); err != nil {
+		return nil, err
 	}
 	if u.logger == nil {
 		u.logger = slog.New(slog.DiscardHandler)
@@ -139,9 +141,29 @@ func New(cfg Config) (*Upstream, error) {
 	return u, nil
 }
 
+// limits returns the per-fetch timeout and the zip size limit of a
+// fetcher's configuration, with their defaults for zero values, or an
+// error starting with what if either is out of range.
+func limits(what string, timeout time.Duration, maxZipSize int64) (time.Duration, int64, error) {
+	switch {
+	case timeout < 0:
+		return 0, 0, fmt.Errorf("%s: negative timeout %v", what, timeout)
+	case timeout == 0:
+		timeout = DefaultTimeout
+	}
+	switch {
+	case maxZipSize < 0 || maxZipSize > zip.MaxZipFile:
+		return 0, 0, fmt.Errorf("%s: max zip size %d out of range (0 for the default, at most %d)", what, maxZipSize, int64(zip.MaxZipFile))
+	case maxZipSize == 0:
+		maxZipSize = zip.MaxZipFile
+	}
+	return timeout, maxZipSize, nil
+}
+
 // parseProxyList parses a GOPROXY-style list the way the go command does
-// (cmd/go/internal/modfetch.proxyList), keeping only the URLs.
-func parseProxyList(list string) ([]proxyEntry, error) {
+// (cmd/go/internal/modfetch.proxyList), keeping only the URLs, and the
+// direct entries if direct.
+func parseProxyList(list string, direct bool) ([]proxyEntry, error) {
 	var proxies []proxyEntry
 	rest := list
 	for n := 1; rest != ""; n++ {
@@ -154,7 +176,12 @@ func parseProxyList(list string) ([]proxyEntry, error) {
 		}
 		entry = strings.TrimSpace(entry)
 		switch entry {
-		case "", "direct":
+		case "":
+			continue
+		case "direct":
+			if direct {
+				proxies = append(proxies, proxyEntry{direct: true, fallBackOnError: fallBackOnError})
+			}
 			continue
 		case "off":
 			rest = ""
@@ -239,14 +266,25 @@ func defaultClient() *http.Client {
 func (u *Upstream) Fetch(ctx context.Context, path, version string) ([]byte, error) {
 	start := time.Now()
 	text, proxy, err := u.fetch(ctx, path, version)
+	shown := ""
+	if proxy != nil {
+		shown = proxy.String()
+	}
+	logFetch(ctx, u.logger, "upstream fetch", path, version, shown, start, err)
+	return text, err
+}
+
+// logFetch logs the line of a fetch of path@version from proxy ("" if
+// none was asked) that started at start and ended with err.
+func logFetch(ctx context.Context, logger *slog.Logger, msg, path, version, proxy string, start time.Time, err error) {
 	attrs := []slog.Attr{
 		slog.String("module", path),
 		slog.String("version", version),
 		slog.String("result", Result(err)),
 		slog.Duration("duration", time.Since(start)),
 	}
-	if proxy != nil {
-		attrs = append(attrs, slog.String("proxy", proxy.String()))
+	if proxy != "" {
+		attrs = append(attrs, slog.String("proxy", proxy))
 	}
 	if err != nil {
 		attrs = append(attrs, slog.Any("err", err))
@@ -256,13 +294,14 @@ func (u *Upstream) Fetch(ctx context.Context, path, version string) ([]byte, err
 		}
 	}
 	level := slog.LevelInfo
-	if errors.Is(err, errInconsistentMod) {
+	if errors.Is(err, errInconsistentMod) || errors.Is(err, errSumMismatch) {
 		// Not a module that does not exist: a proxy that is broken, or
-		// tampered with, for the operator to look into.
+		// tampered with, or (the go command made both files, and agreed
+		// with itself) a fault of this machine, for the operator to look
+		// into.
 		level = slog.LevelError
 	}
-	u.logger.LogAttrs(ctx, level, "upstream fetch", attrs...)
-	return text, err
+	logger.LogAttrs(ctx, level, msg, attrs...)
 }
 
 // fetch implements Fetch, also returning the proxy that gave the answer, if
@@ -287,7 +326,13 @@ func (u *Upstream) fetch(ctx context.Context, path, version string) ([]byte, *pr
 	var bestProxy *proxyEntry
 	for i := range u.proxies {
 		p := &u.proxies[i]
-		text, err := u.fetchFrom(ctx, p, path, version, escPath, escVersion)
+		var text []byte
+		var err error
+		if p.direct {
+			text, err = u.direct.Fetch(ctx, path, version)
+		} else {
+			text, err = u.fetchFrom(ctx, p, path, version, escPath, escVersion)
+		}
 		if err == nil {
 			return text, p, nil
 		}
@@ -297,8 +342,11 @@ func (u *Upstream) fetch(ctx context.Context, path, version string) ([]byte, *pr
 		if ctx.Err() != nil {
 			break // the caller gave up: no next proxy
 		}
+		// What the go command calls not found from direct is what a
+		// proxy answers 404 for.
 		var ferr *fetchError
-		if !p.fallBackOnError && !(errors.As(err, &ferr) && ferr.missing) {
+		missing := errors.As(err, &ferr) && ferr.missing || p.direct && errors.Is(err, ErrNotFound)
+		if !p.fallBackOnError && !missing {
 			break
 		}
 	}
@@ -474,21 +522,25 @@ func (f *fileFetch) hashZip(m module.Version, mod []byte) (hash string, err erro
 	if err := tmp.Close(); err != nil {
 		return "", fmt.Errorf("spool zip of %s: %w", f.mod, err)
 	}
-
-	if _, err := zip.CheckZip(m, tmp.Name()); err != nil {
-		return "", f.notFound("invalid module zip: "+firstLine(err), err)
-	}
-	return f.hashChecked(tmp.Name(), m, mod)
+	return hashZipFile(tmp.Name(), m, mod, limit)
 }
 
-// hashChecked returns the dirhash of the zip file name of module version m,
-// which passed zip.CheckZip, after checking the declared sizes of its files
-// against the size limit and its go.mod against mod. It opens the zip once
-// for the three, and reads go.mod before hashing anything.
-func (f *fileFetch) hashChecked(name string, m module.Version, mod []byte) (string, error) {
+// hashZipFile checks the module zip file name of module version m with
+// zip.CheckZip, the declared sizes of its files against maxSize and its
+// go.mod against mod, the version's .mod file, and returns its dirhash. It
+// opens the zip once for the three, and reads go.mod before hashing
+// anything. Its errors for a zip that cannot be logged are *fetchError of
+// kind ErrNotFound. Both the proxies' zips and the go command's go
+// through it, so that a module version is logged on the same terms
+// whatever its source.
+func hashZipFile(name string, m module.Version, mod []byte, maxSize int64) (string, error) {
+	mv := m.Path + "@" + m.Version
+	if _, err := zip.CheckZip(m, name); err != nil {
+		return "", notFoundErr(mv, "invalid module zip: "+firstLine(err), err)
+	}
 	zr, err := stdzip.OpenReader(name)
 	if err != nil {
-		return "", f.notFound("invalid module zip: "+firstLine(err), err)
+		return "", notFoundErr(mv, "invalid module zip: "+firstLine(err), err)
 	}
 	defer zr.Close()
 
@@ -506,14 +558,14 @@ func (f *fileFetch) hashChecked(name string, m module.Version, mod []byte) (stri
 		names[i] = zf.Name
 		files[zf.Name] = zf // CheckZip refused duplicate names
 	}
-	if limit := f.u.maxZipSize; total > uint64(limit) {
-		return "", f.notFound(fmt.Sprintf("module zip expands to more than %d bytes", limit), nil)
+	if total > uint64(maxSize) {
+		return "", notFoundErr(mv, fmt.Sprintf("module zip expands to more than %d bytes", maxSize), nil)
 	}
 
 	// CheckZip refused a go.mod anywhere but at the module root, or in
 	// another case: this is the only file the go command reads as the
 	// module's go.mod once the zip is extracted.
-	if err := f.checkGoMod(files[m.Path+"@"+m.Version+"/go.mod"], m.Path, mod); err != nil {
+	if err := checkGoMod(files[mv+"/go.mod"], m, mod); err != nil {
 		return "", err
 	}
 
@@ -521,7 +573,7 @@ func (f *fileFetch) hashChecked(name string, m module.Version, mod []byte) (stri
 	hash, err := dirhash.Hash1(names, func(name string) (io.ReadCloser, error) { return files[name].Open() })
 	if err != nil {
 		// CheckZip reads only the directory; a corrupt file shows here.
-		return "", f.notFound("invalid module zip: "+firstLine(err), err)
+		return "", notFoundErr(mv, "invalid module zip: "+firstLine(err), err)
 	}
 	return hash, nil
 }
@@ -530,7 +582,7 @@ func (f *fileFetch) hashChecked(name string, m module.Version, mod []byte) (stri
 // .mod file is not the go.mod of its zip.
 var errInconsistentMod = errors.New(".mod is not the module zip's go.mod")
 
-// checkGoMod checks that mod, the .mod file of the module at path, is the
+// checkGoMod checks that mod, the .mod file of module version m, is the
 // go.mod file zf of its zip or, if the zip has none (zf is nil), the one
 // the go command synthesizes for it (cmd/go/internal/modfetch.LegacyGoMod).
 // The go command reads .mod to build the module graph and the zip's go.mod
@@ -538,34 +590,35 @@ var errInconsistentMod = errors.New(".mod is not the module zip's go.mod")
 // database that logs the hashes of two different files vouches for a
 // module version that no source ever held, which the public one cannot do
 // since its proxy makes both from the same source.
-func (f *fileFetch) checkGoMod(zf *stdzip.File, path string, mod []byte) error {
+func checkGoMod(zf *stdzip.File, m module.Version, mod []byte) error {
 	const next = ": the upstream proxy serves an inconsistent module version; ask its operator to fix it"
+	mv := m.Path + "@" + m.Version
 	if zf == nil {
-		want := "module " + modfile.AutoQuote(path) + "\n"
+		want := "module " + modfile.AutoQuote(m.Path) + "\n"
 		if string(mod) == want {
 			return nil
 		}
 		modHash, _ := hashGoMod(mod)
-		return f.notFound(fmt.Sprintf("the zip has no go.mod, so .mod must be %q%s", want, next),
+		return notFoundErr(mv, fmt.Sprintf("the zip has no go.mod, so .mod must be %q%s", want, next),
 			fmt.Errorf("%w: .mod %s, and the zip has no go.mod", errInconsistentMod, modHash))
 	}
 	rc, err := zf.Open()
 	if err != nil {
-		return f.notFound("invalid module zip: "+firstLine(err), err)
+		return notFoundErr(mv, "invalid module zip: "+firstLine(err), err)
 	}
 	defer rc.Close()
 	// CheckZip bounded its declared size by MaxGoMod, which archive/zip
 	// holds it to; the limit is for a zip that lies all the same.
 	data, err := io.ReadAll(io.LimitReader(rc, maxModSize+1))
 	if err != nil {
-		return f.notFound("invalid module zip: "+firstLine(err), err)
+		return notFoundErr(mv, "invalid module zip: "+firstLine(err), err)
 	}
 	if bytes.Equal(data, mod) || sameStatements(data, mod) {
 		return nil
 	}
 	modHash, _ := hashGoMod(mod)
 	zipHash, _ := hashGoMod(data)
-	return f.notFound(".mod differs from the zip's go.mod"+next,
+	return notFoundErr(mv, ".mod differs from the zip's go.mod"+next,
 		fmt.Errorf("%w: .mod %s, go.mod in the zip %s", errInconsistentMod, modHash, zipHash))
 }
 
@@ -666,7 +719,13 @@ func (e *fetchError) Unwrap() []error {
 
 // notFound returns an ErrNotFound error with the given reason.
 func (f *fileFetch) notFound(reason string, cause error) *fetchError {
-	return &fetchError{kind: ErrNotFound, mod: f.mod, reason: reason, cause: cause}
+	return notFoundErr(f.mod, reason, cause)
+}
+
+// notFoundErr returns an ErrNotFound error for mod, path@version, with the
+// given reason.
+func notFoundErr(mod, reason string, cause error) *fetchError {
+	return &fetchError{kind: ErrNotFound, mod: mod, reason: reason, cause: cause}
 }
 
 // upstreamErr returns an ErrUpstream error with the given reason.

@@ -1112,7 +1112,7 @@ func FuzzParseProxyList(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, prefix, password, suffix string) {
 		list := prefix + "http://u:" + password + "@" + suffix
-		proxies, err := parseProxyList(list)
+		proxies, err := parseProxyList(list, false)
 		if err != nil {
 			secret := len(password) >= 8 && !strings.Contains(prefix+suffix, password) && !strings.Contains(
 				"upstream config: proxy URL want http:// or https:// and a host query and fragment not allowed has no http or https URL (direct and off cannot serve a checksum database) invalid port after host", password)
