@@ -669,3 +669,24 @@ func (p *Postgres) duplicateKeys(ctx context.Context) error {
 	}
 	return duplicateTexts(texts)
 }
+
+// ReadState returns the value of state name, or nil and no error if it is
+// unset.
+func (p *Postgres) ReadState(ctx context.Context, name string) (_ []byte, err error) {
+	defer markUnavailable(&err, pgUnavailable)
+	if err := checkStateArgs(name); err != nil {
+		return nil, fmt.Errorf("read %w", err)
+	}
+	return stateRow(name, p.pool.QueryRow(ctx, readStateQuery, name).Scan, pgx.ErrNoRows)
+}
+
+// SwapState sets state name to new if it holds old, atomically; nil old
+// means unset, and nil new unsets it. If name does not hold old, it returns
+// an error wrapping tlog.ErrConflict. A value is 1 byte to 1 MiB.
+func (p *Postgres) SwapState(ctx context.Context, name string, old, new []byte) (err error) {
+	defer markUnavailable(&err, pgUnavailable)
+	return swapState(name, old, new, func(query string, args ...any) (int64, error) {
+		tag, err := p.pool.Exec(ctx, query, args...)
+		return tag.RowsAffected(), err
+	}, func() ([]byte, error) { return p.ReadState(ctx, name) })
+}

@@ -682,3 +682,27 @@ func (s *SQLite) exclusive(ctx context.Context, what string, f func(tx *sql.Tx) 
 	}
 	return nil
 }
+
+// ReadState returns the value of state name, or nil and no error if it is
+// unset.
+func (s *SQLite) ReadState(ctx context.Context, name string) (_ []byte, err error) {
+	defer markUnavailable(&err, sqliteUnavailable)
+	if err := checkStateArgs(name); err != nil {
+		return nil, fmt.Errorf("read %w", err)
+	}
+	return stateRow(name, s.db.QueryRowContext(ctx, readStateQuery, name).Scan, sql.ErrNoRows)
+}
+
+// SwapState sets state name to new if it holds old, atomically; nil old
+// means unset, and nil new unsets it. If name does not hold old, it returns
+// an error wrapping tlog.ErrConflict. A value is 1 byte to 1 MiB.
+func (s *SQLite) SwapState(ctx context.Context, name string, old, new []byte) (err error) {
+	defer markUnavailable(&err, sqliteUnavailable)
+	return swapState(name, old, new, func(query string, args ...any) (int64, error) {
+		res, err := s.db.ExecContext(ctx, query, args...)
+		if err != nil {
+			return 0, err
+		}
+		return res.RowsAffected()
+	}, func() ([]byte, error) { return s.ReadState(ctx, name) })
+}

@@ -9,6 +9,7 @@ package storetest
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -25,10 +26,7 @@ import (
 // it may register cleanups on the t it is given (to drop the database, say).
 // Run closes the stores it opens.
 func Run(t *testing.T, open func(t *testing.T) tlog.Store) {
-	for _, tt := range []struct {
-		name string
-		f    func(t *testing.T, s tlog.Store)
-	}{
+	runChecks(t, open, []check[tlog.Store]{
 		{"Empty", testEmpty},
 		{"AppendAndRead", testAppendAndRead},
 		{"TileGrowth", testTileGrowth},
@@ -49,8 +47,20 @@ func Run(t *testing.T, open func(t *testing.T) tlog.Store) {
 		{"InvalidHistory", testInvalidHistory},
 		{"BulkLoad", testBulkLoad},
 		{"BulkLoadDuplicate", testBulkLoadDuplicate},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
+	})
+}
+
+// A check is one check of a conformance suite on a store of type S.
+type check[S any] struct {
+	name string
+	f    func(t *testing.T, s S)
+}
+
+// runChecks runs each check in a parallel subtest of its own, on a store
+// from open, which it closes.
+func runChecks[S interface{ Close() error }](t *testing.T, open func(t *testing.T) S, checks []check[S]) {
+	for _, c := range checks {
+		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			s := open(t)
 			t.Cleanup(func() {
@@ -58,7 +68,7 @@ func Run(t *testing.T, open func(t *testing.T) tlog.Store) {
 					t.Errorf("Close() = %v", err)
 				}
 			})
-			tt.f(t, s)
+			c.f(t, s)
 		})
 	}
 }
@@ -832,4 +842,145 @@ func testBulkLoadDuplicate(t *testing.T, s tlog.Store) {
 		t.Errorf("EndBulk() with a record stored twice = %v, want *DuplicateError for example.com/bd@v1.0.1", err)
 	}
 	checkLoading(t, bs, true)
+}
+
+// A StateStore keeps small named values shared by every process of a
+// server, each change a compare-and-swap: the state store that package
+// sumdb/public declares, which both stores implement. (The suite declares
+// it again: a store's tests cannot import the package that uses it.)
+type StateStore interface {
+	ReadState(ctx context.Context, name string) ([]byte, error)
+	SwapState(ctx context.Context, name string, old, new []byte) error
+	Close() error
+}
+
+// RunState runs the conformance suite of a StateStore, each check in a
+// parallel subtest of its own. open must return a store on a new, empty
+// database each time it is called; RunState closes the stores it opens.
+func RunState(t *testing.T, open func(t *testing.T) StateStore) {
+	runChecks(t, open, []check[StateStore]{
+		{"SetReadSwap", testStateSetReadSwap},
+		{"Invalid", testStateInvalid},
+		{"ConcurrentSwap", testStateConcurrentSwap},
+	})
+}
+
+// checkStateValue fails t unless state name holds want (nil: unset).
+func checkStateValue(t *testing.T, s StateStore, name string, want []byte) {
+	t.Helper()
+	got, err := s.ReadState(t.Context(), name)
+	if err != nil || !bytes.Equal(got, want) || (got == nil) != (want == nil) {
+		t.Errorf("ReadState(%q) = %q, %v, want %q, nil", name, got, err, want)
+	}
+}
+
+func testStateSetReadSwap(t *testing.T, s StateStore) {
+	ctx := t.Context()
+	const a, b = "public/sum.test/latest", "public/sum.test/fork"
+	v1, v2 := []byte("go.sum database tree\n1\n"), []byte("go.sum database tree\n2\n")
+	checkStateValue(t, s, a, nil)
+	for _, step := range []struct {
+		old, new []byte
+		conflict bool
+		want     []byte // the value afterwards
+	}{
+		{nil, nil, false, nil}, // unset, and it is
+		{v2, v1, true, nil},    // from a value it does not hold
+		{nil, v1, false, v1},   // set
+		{nil, v2, true, v1},    // set again as if unset
+		{nil, nil, true, v1},   // "it is unset", but it is set
+		{v2, v1, true, v1},     // from the wrong value
+		{v1, v1, false, v1},    // to the same value
+		{v1, v2, false, v2},    // swap
+		{v1, nil, true, v2},    // unset from the wrong value
+		{v2, nil, false, nil},  // unset
+		{nil, v2, false, v2},   // set again
+	} {
+		err := s.SwapState(ctx, a, step.old, step.new)
+		switch {
+		case step.conflict && !errors.Is(err, tlog.ErrConflict):
+			t.Errorf("SwapState(%q, %q, %q) = %v, want ErrConflict", a, step.old, step.new, err)
+		case !step.conflict && err != nil:
+			t.Errorf("SwapState(%q, %q, %q) = %v, want nil", a, step.old, step.new, err)
+		}
+		checkStateValue(t, s, a, step.want)
+	}
+	// Names are independent.
+	checkStateValue(t, s, b, nil)
+	if err := s.SwapState(ctx, b, nil, v1); err != nil {
+		t.Errorf("SwapState(%q, nil, %q) = %v, want nil", b, v1, err)
+	}
+	checkStateValue(t, s, a, v2)
+	checkStateValue(t, s, b, v1)
+	// The largest value round-trips byte for byte.
+	big := bytes.Repeat([]byte{0, 0xff, '\n'}, 1<<20/3)
+	big = append(big, make([]byte, 1<<20-len(big))...)
+	if err := s.SwapState(ctx, b, v1, big); err != nil {
+		t.Errorf("SwapState(%q, %q, 1 MiB) = %v, want nil", b, v1, err)
+	}
+	checkStateValue(t, s, b, big)
+}
+
+func testStateInvalid(t *testing.T, s StateStore) {
+	ctx := t.Context()
+	v := []byte("v")
+	for _, tt := range []struct {
+		desc     string
+		name     string
+		old, new []byte
+	}{
+		{"empty name", "", nil, v},
+		{"long name", string(bytes.Repeat([]byte("n"), 201)), nil, v},
+		{"empty new value", "n", nil, []byte{}},
+		{"empty old value", "n", []byte{}, v},
+		{"value over 1 MiB", "n", nil, make([]byte, 1<<20+1)},
+	} {
+		t.Run(tt.desc, func(t *testing.T) {
+			err := s.SwapState(ctx, tt.name, tt.old, tt.new)
+			if err == nil || errors.Is(err, tlog.ErrConflict) {
+				t.Errorf("SwapState(%s) = %v, want an error other than ErrConflict", tt.desc, err)
+			}
+			if tt.name != "" && len(tt.name) <= 200 {
+				checkStateValue(t, s, tt.name, nil)
+			}
+		})
+	}
+	if _, err := s.ReadState(ctx, ""); err == nil {
+		t.Errorf("ReadState(\"\") = nil error, want one")
+	}
+}
+
+// testStateConcurrentSwap checks that of swaps racing from the same value,
+// exactly one wins, whether from unset or from a value, as replicas of a
+// server would race.
+func testStateConcurrentSwap(t *testing.T, s StateStore) {
+	ctx := t.Context()
+	const name, n = "race", 8
+	var old []byte
+	for round := range 3 {
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				errs[i] = s.SwapState(ctx, name, old, fmt.Appendf(nil, "round %d writer %d", round, i))
+			})
+		}
+		wg.Wait()
+		winner := -1
+		for i, err := range errs {
+			switch {
+			case err == nil && winner >= 0:
+				t.Errorf("round %d: SwapState() by writers %d and %d both succeeded, want one", round, winner, i)
+			case err == nil:
+				winner = i
+			case !errors.Is(err, tlog.ErrConflict):
+				t.Errorf("round %d: SwapState() by writer %d = %v, want nil or ErrConflict", round, i, err)
+			}
+		}
+		if winner < 0 {
+			t.Fatalf("round %d: no SwapState() succeeded, want one", round)
+		}
+		old = fmt.Appendf(nil, "round %d writer %d", round, winner)
+		checkStateValue(t, s, name, old)
+	}
 }
