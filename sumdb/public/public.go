@@ -455,6 +455,17 @@ func (c *CrossCheck) Fork(ctx context.Context) (string, error) {
 	return c.forkEvidence(ctx, true)
 }
 
+// ReadFork returns the evidence that the public checksum database named
+// name (as in its key) forked, as st holds it, or "" if there is none: what
+// Fork returns, for a command that shows it without reaching the database.
+func ReadFork(ctx context.Context, st StateStore, name string) (string, error) {
+	v, err := st.ReadState(ctx, stateName(name, "fork"))
+	if err != nil {
+		return "", fmt.Errorf("read fork evidence of %s: %w", name, err)
+	}
+	return string(v), nil
+}
+
 // ClearFork removes the evidence that the public checksum database named
 // name (as in its key, such as "sum.golang.org") forked from st, after an
 // operator investigated it. Every replica sharing st logs public module

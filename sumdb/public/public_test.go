@@ -536,6 +536,9 @@ func TestFork(t *testing.T) {
 	if ev, err := restarted.Fork(ctx); ev != string(evidence) || err != nil {
 		t.Errorf("Fork() = %q, %v, want the stored evidence", ev, err)
 	}
+	if ev, err := ReadFork(ctx, e.st, pubName); ev != string(evidence) || err != nil {
+		t.Errorf("ReadFork() = %q, %v, want the stored evidence", ev, err)
+	}
 
 	// The replica sees the fork once its re-check is due.
 	replicaClock.Add(int64(forkRecheck))
@@ -549,6 +552,9 @@ func TestFork(t *testing.T) {
 	}
 	if ev, err := restarted.Fork(ctx); ev != "" || err != nil {
 		t.Errorf("Fork() after ClearFork = %q, %v, want no fork", ev, err)
+	}
+	if ev, err := ReadFork(ctx, e.st, pubName); ev != "" || err != nil {
+		t.Errorf("ReadFork() after ClearFork = %q, %v, want no fork", ev, err)
 	}
 	fakeClock(e.cc).Add(int64(forkRecheck))
 	replicaClock.Add(int64(forkRecheck))
