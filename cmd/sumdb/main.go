@@ -106,6 +106,7 @@ Usage:
 	sumdb audit --state DIR [flags]   clone a checksum database's log and verify all of it
 	sumdb export --out FILE [flags]   write the whole log (records, signed heads) to one file
 	sumdb import [flags] FILE         rebuild a log from an export file in another store
+	sumdb public-fork [--clear]       show or clear a fork of the public checksum database
 
 Run "sumdb <command> --help" for a command's flags.
 `
@@ -114,7 +115,7 @@ Run "sumdb <command> --help" for a command's flags.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
-		return usageErrorf("missing command (want serve, keygen, check, audit, load, export or import)")
+		return usageErrorf("missing command (want serve, keygen, check, audit, load, export, import or public-fork)")
 	}
 	switch cmd, rest := args[0], args[1:]; cmd {
 	case "serve":
@@ -131,10 +132,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runExport(ctx, rest, stdout, stderr)
 	case "import":
 		return runImport(ctx, rest, stdout, stderr)
+	case "public-fork":
+		return runPublicFork(ctx, rest, stdout, stderr, goEnv)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
 	default:
-		return usageErrorf("unknown command %q (want serve, keygen, check, audit, load, export or import; run sumdb help)", cmd)
+		return usageErrorf("unknown command %q (want serve, keygen, check, audit, load, export, import or public-fork; run sumdb help)", cmd)
 	}
 }

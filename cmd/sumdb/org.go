@@ -3,13 +3,20 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os/exec"
 	"path"
 	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sumdb/sumdb/internal/guard"
+	"github.com/sumdb/sumdb/sumdb"
 	"github.com/sumdb/sumdb/sumdb/client"
 	"github.com/sumdb/sumdb/sumdb/fetch"
+	"github.com/sumdb/sumdb/sumdb/public"
 )
 
 // loadOrganization checks the settings of an organization's log: the
@@ -185,9 +192,65 @@ func (p *publicLog) crossCheck(ctx context.Context) (*public.CrossCheck, error) 
 	}
 	if err != nil {
 		p.err, p.errTime = err, p.now()
-		p.logger.ErrorContext(ctx, "cannot reach the public checksum database: new public module versions are refused until it can be reached", "public_sumdb", guard.RedactList(p.gosumdb), "err", err)
+		p.logger.ErrorContext(ctx, "cannot reach the public checksum database: new public module versions are refused until it can be reached", "public_sumdb", shownGOSUMDB(p.gosumdb), "err", err)
 		return nil, err
 	}
 	p.logger.InfoContext(ctx, "public checksum database reached", "name", remote.Verifier.Name(), "url", remote.Base)
 	return p.cc, nil
+}
+
+// shownGOSUMDB returns a GOSUMDB value as logs show it: its URL redacted.
+func shownGOSUMDB(v string) string {
+	f := strings.Fields(v)
+	if len(f) == 2 {
+		f[1] = guard.RedactURL(f[1])
+	}
+	return strings.Join(f, " ")
+}
+
+// newFetcher returns the fetcher of the server cfg describes: the public
+// upstream up, behind the cross-check with the public checksum database
+// unless it is off, and the private upstream for the private paths. st
+// keeps the cross-check's newest verified public head.
+func newFetcher(cfg *ServeConfig, up *fetch.Upstream, st public.StateStore, logger *slog.Logger, reg prometheus.Registerer) (sumdb.Fetcher, error) {
+	var fetcher fetch.Fetcher = up
+	if cfg.PublicSumDB != "off" {
+		fetcher = &publicLog{
+			gosumdb:  cfg.PublicSumDB,
+			goproxy:  cfg.Upstream,
+			next:     up,
+			private:  cfg.Private,
+			state:    st,
+			logger:   logger,
+			register: reg,
+			now:      time.Now,
+		}
+	}
+	if cfg.Private == "" {
+		return fetcher, nil
+	}
+	var direct fetch.Fetcher
+	if hasDirect, _ := splitDirect(cfg.PrivateUpstream); hasDirect {
+		gc, err := fetch.NewGoCommand(fetch.GoCommandConfig{
+			Private:    cfg.Private,
+			Timeout:    cfg.UpstreamTimeout,
+			MaxZipSize: int64(cfg.MaxZipSize),
+			Logger:     logger,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("%w: check --private-upstream", err)
+		}
+		direct = gc
+	}
+	priv, err := fetch.New(fetch.Config{
+		Proxy:      cfg.PrivateUpstream,
+		Direct:     direct,
+		Timeout:    cfg.UpstreamTimeout,
+		MaxZipSize: int64(cfg.MaxZipSize),
+		Logger:     logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: check --private-upstream", err)
+	}
+	return &fetch.Route{Private: cfg.Private, PrivateFetcher: priv, PublicFetcher: fetcher}, nil
 }

@@ -17,11 +17,13 @@ import (
 	"github.com/spf13/pflag"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/sumdb/sumdb/internal/authfile"
 	"github.com/sumdb/sumdb/internal/durable"
 	"github.com/sumdb/sumdb/internal/guard"
 	"github.com/sumdb/sumdb/store"
 	"github.com/sumdb/sumdb/sumdb"
 	"github.com/sumdb/sumdb/sumdb/fetch"
+	"github.com/sumdb/sumdb/sumdb/public"
 	"github.com/sumdb/sumdb/tlog"
 )
 
@@ -113,6 +115,21 @@ func serve(ctx context.Context, cfg *ServeConfig, stdout, stderr io.Writer) erro
 		return err
 	}
 
+	// The process's own registry, never the global default one.
+	reg := prometheus.NewRegistry()
+	var auth *authfile.Auth
+	if cfg.AuthFile != "" {
+		auth, err = authfile.New(authfile.Config{
+			File:              cfg.AuthFile,
+			Logger:            logger,
+			Registerer:        reg,
+			TrustProxyHeaders: cfg.TrustProxy,
+		})
+		if err != nil {
+			return fmt.Errorf("%w: check --auth-file", err)
+		}
+	}
+
 	st, backend, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
@@ -128,8 +145,6 @@ func serve(ctx context.Context, cfg *ServeConfig, stdout, stderr io.Writer) erro
 		return err
 	}
 
-	// The process's own registry, never the global default one.
-	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics, err := sumdb.NewMetrics(reg)
 	if err != nil {
@@ -153,6 +168,15 @@ func serve(ctx context.Context, cfg *ServeConfig, stdout, stderr io.Writer) erro
 	}
 	defer lg.Close()
 
+	state, ok := st.(public.StateStore)
+	if !ok {
+		return fmt.Errorf("the %s store keeps no state for the cross-check with the public checksum database", backend)
+	}
+	fetcher, err := newFetcher(cfg, up, state, logger, reg)
+	if err != nil {
+		return err
+	}
+
 	// A first lookup waits for the upstream fetch and the append; the
 	// server's write timeout must outlast it, or the answer is lost.
 	lookupTimeout := cfg.UpstreamTimeout + time.Minute
@@ -160,7 +184,7 @@ func serve(ctx context.Context, cfg *ServeConfig, stdout, stderr io.Writer) erro
 	// and the caches off; to sumdb, 0 is the default and Disabled is off.
 	app, err := sumdb.NewServer(sumdb.ServerConfig{
 		Log:               lg,
-		Fetcher:           up,
+		Fetcher:           fetcher,
 		Logger:            logger,
 		Metrics:           metrics,
 		LookupTimeout:     lookupTimeout,
@@ -180,6 +204,11 @@ func serve(ctx context.Context, cfg *ServeConfig, stdout, stderr io.Writer) erro
 		Registry: reg,
 	}))
 	mainHandler, opsHandler := routes(app, metricsHandler, cfg.MetricsListen != "")
+	if auth != nil {
+		// The metrics listener, if separate, stays open: it serves no part
+		// of the log.
+		mainHandler = auth.Wrap(mainHandler)
+	}
 
 	var listeners []net.Listener
 	closeAll := func() {
@@ -239,6 +268,14 @@ func serve(ctx context.Context, cfg *ServeConfig, stdout, stderr io.Writer) erro
 		"store", backend,
 		"size", lg.Head().Size,
 		"upstream", guard.RedactList(cfg.Upstream),
+		"public_sumdb", shownGOSUMDB(cfg.PublicSumDB),
+	}
+	if cfg.Private != "" {
+		attrs = append(attrs, "private", cfg.Private, "private_upstream", guard.RedactList(cfg.PrivateUpstream))
+	}
+	if auth != nil {
+		users, tokens := auth.Users()
+		attrs = append(attrs, "auth_file", cfg.AuthFile, "auth_users", users, "auth_tokens", tokens)
 	}
 	attrs = append(attrs, tlsSetup.logAttrs()...)
 	if metricsAddr != "" {

@@ -69,7 +69,7 @@ func newGitFixture(t *testing.T) *gitFixture {
 		// What the server's own environment may say; none of it may
 		// apply to a private module.
 		"GOPROXY="+public.URL,
-		"GOSUMDB=sum.golang.org "+public.URL,
+		"GOSUMDB=sum.public.test "+public.URL,
 		"GONOSUMDB=", "GOPRIVATE=", "GOFLAGS=-insecure", "GOINSECURE=*",
 	)
 	f := &gitFixture{git: s, env: env, public: public, logs: &guardtest.Logs{}, tmp: t.TempDir()}

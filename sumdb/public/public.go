@@ -1,5 +1,5 @@
 // Package public cross-checks the module versions that a checksum database
-// logs with the public checksum database (sum.golang.org, or any log named
+// logs with the public checksum database (the go command's built-in one, or any log named
 // by a verifier key): a version whose path is not private is logged only if
 // the public log holds the same two go.sum lines as the ones hashed from the
 // upstream's files. An organization that points GOSUMDB at its own log thus
@@ -467,7 +467,7 @@ func ReadFork(ctx context.Context, st StateStore, name string) (string, error) {
 }
 
 // ClearFork removes the evidence that the public checksum database named
-// name (as in its key, such as "sum.golang.org") forked from st, after an
+// name (as in its key, such as "sum.example.com") forked from st, after an
 // operator investigated it. Every replica sharing st logs public module
 // versions again within seconds. The newest verified public head is kept:
 // if the public log still contradicts it, the next lookup finds the fork
