@@ -486,4 +486,3 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
-
