@@ -111,7 +111,7 @@ func TestRemoteAuth(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = r.Get(t.Context(), "latest")
-	if err == nil || !errors.Is(err, ErrUpstream) || !strings.Contains(err.Error(), "who are you?: the checksum database is readable only by its users: give your credentials in .netrc") {
+	if err == nil || !errors.Is(err, ErrUpstream) || !strings.Contains(err.Error(), "401 Unauthorized: who are you?; the checksum database is readable only by its users: give your credentials in .netrc (machine "+host+" login USER password PASSWORD)") {
 		t.Errorf("Get without credentials: %v, want the server's reason and what to do", err)
 	}
 }

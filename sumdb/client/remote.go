@@ -325,14 +325,7 @@ func (r *Remote) getOnce(ctx context.Context, e remoteURL) (body []byte, retry b
 	case resp.StatusCode == http.StatusOK:
 		return body, false, nil
 	case resp.StatusCode == http.StatusUnauthorized:
-		hint := "the checksum database is readable only by its users: give your credentials in .netrc (machine host[:port] login USER password PASSWORD), or through GOAUTH"
-		if strings.HasPrefix(e.url, "http:") {
-			hint = "the checksum database is readable only by its users, and credentials are sent only over https: give its https URL"
-		}
-		if authErr != nil {
-			hint += " (" + authErr.Error() + ")"
-		}
-		return nil, false, fmt.Errorf("%w: GET %s: %s: %s", ErrUpstream, u, reason(body, resp.Status), hint)
+		return nil, false, fmt.Errorf("%w: GET %s: %s; %s", ErrUpstream, u, refusal(body, resp.Status), credentialsHint(e.url, authErr))
 	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone:
 		return nil, false, fmt.Errorf("%w: %s", ErrNotFound, reason(body, resp.Status))
 	case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests:
@@ -367,6 +360,31 @@ func (r *Remote) send(ctx context.Context, e remoteURL) (*http.Response, bool, e
 		return nil, true, fmt.Errorf("%w: GET %s: %w", ErrUpstream, u, err)
 	}
 	return resp, false, nil
+}
+
+// refusal returns the status of a refusal and the server's reason, if it
+// gives one.
+func refusal(body []byte, status string) string {
+	if r := reason(body, status); r != status {
+		return status + ": " + r
+	}
+	return status
+}
+
+// credentialsHint tells the user of a checksum database at rawURL that
+// refused them for want of credentials how to give them; authErr, if not
+// nil, is why none were found.
+func credentialsHint(rawURL string, authErr error) string {
+	var hint string
+	if u, err := url.Parse(rawURL); err == nil && u.Scheme == "https" {
+		hint = fmt.Sprintf("the checksum database is readable only by its users: give your credentials in .netrc (machine %s login USER password PASSWORD), or through GOAUTH", u.Host)
+	} else {
+		hint = "the checksum database is readable only by its users, and credentials are sent only over https: give its https URL"
+	}
+	if authErr != nil {
+		hint += " (" + authErr.Error() + ")"
+	}
+	return hint
 }
 
 // reason returns the first line of a text error body if it is short and
