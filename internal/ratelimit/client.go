@@ -29,8 +29,15 @@ func ClientKey(r *http.Request, trustProxy bool) string {
 		return key
 	}
 	// Not an address (a handler called without a network connection):
-	// one bucket for all such requests, with a key of bounded size.
-	return "?" + clip(r.RemoteAddr, 64)
+	// one bucket for all such requests, with a key of bounded size that
+	// logs can show.
+	s := r.RemoteAddr[:min(len(r.RemoteAddr), 64)]
+	return "?" + strings.Map(func(c rune) rune {
+		if c < 0x20 || c > 0x7e {
+			return '?'
+		}
+		return c
+	}, s)
 }
 
 // addrKey returns the rate limiting key of an IP address, which may have a
@@ -48,19 +55,4 @@ func addrKey(s string) (string, bool) {
 		return a.String(), true
 	}
 	return netip.PrefixFrom(a, 64).Masked().String(), true
-}
-
-// clip returns s with every byte that is not printable ASCII replaced by
-// '?', shortened to at most n bytes by cutting out its middle.
-func clip(s string, n int) string {
-	if len(s) > n {
-		s = s[:n*2/3] + "..." + s[len(s)-(n-n*2/3-3):]
-	}
-	b := []byte(s)
-	for i, c := range b {
-		if c < 0x20 || c > 0x7e {
-			b[i] = '?'
-		}
-	}
-	return string(b)
 }

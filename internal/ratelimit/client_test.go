@@ -30,7 +30,8 @@ func TestClientKey(t *testing.T) {
 		{"192.0.2.1", nil, false, "192.0.2.1"},
 		{"pipe", nil, false, "?pipe"},
 		{"", nil, false, "?"},
-		{strings.Repeat("x", 1000), nil, false, "?" + clip(strings.Repeat("x", 1000), 64)},
+		{strings.Repeat("x", 1000), nil, false, "?" + strings.Repeat("x", 64)},
+		{"é\x00\xff", nil, false, "????"},
 	}
 	for _, tt := range tests {
 		r := httptest.NewRequest("GET", "/lookup/example.com/m@v1.0.0", nil)
