@@ -682,7 +682,7 @@ func (s *Server) serveLookup(w http.ResponseWriter, r *http.Request, escaped str
 			return err
 		})
 		if errors.Is(err, tlog.ErrNotFound) {
-			rec, head, gen, err = s.lookupMiss(r.Context(), clientKey(r, s.trustProxy), path, version)
+			rec, head, gen, err = s.lookupMiss(r.Context(), ratelimit.ClientKey(r, s.trustProxy), path, version)
 		}
 		if err != nil {
 			s.lookupError(w, r, path, version, err)
@@ -1059,7 +1059,7 @@ func (s *Server) okHeaders(w http.ResponseWriter, contentType, cacheControl []st
 // fail answers a rejected request with one short printable line, which the
 // go command shows its user, and logs it.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, code int, cacheControl, msg string, err error) {
-	attrs := []any{"method", r.Method, "path", clip(r.URL.Path, 200), "status", code, "client", clientKey(r, s.trustProxy)}
+	attrs := []any{"method", r.Method, "path", clip(r.URL.Path, 200), "status", code, "client", ratelimit.ClientKey(r, s.trustProxy)}
 	if err != nil {
 		attrs = append(attrs, "err", err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/sumdb/sumdb/internal/goauth"
 	"github.com/sumdb/sumdb/sumdb/audit"
 	"github.com/sumdb/sumdb/sumdb/client"
 	"github.com/sumdb/sumdb/sumdb/fetch"
@@ -30,7 +31,9 @@ stopped and verifies the new heads against the ones kept in DIR.
 
 The database is --sumdb, else the go command's GOSUMDB, reached as the go
 command reaches it: at the URL given with the key, else through the first
-proxy of GOPROXY that serves it, else at https://<name>.
+proxy of GOPROXY that serves it, else at https://<name>, with the
+credentials that GOAUTH gives (.netrc by default; the netrc and git modes;
+over https only).
 
 --follow keeps polling the log and verifying its new heads until interrupted
 or a violation is found. --rehash N downloads N records picked at random
@@ -94,8 +97,9 @@ type AuditConfig struct {
 	Concurrency int           `mapstructure:"concurrency"`
 	Limit       int64         `mapstructure:"limit"`
 
-	GOPROXY  string   `mapstructure:"-"` // how to reach the database
-	Warnings []string `mapstructure:"-"` // things the user may want to fix, to log once a logger exists
+	GOPROXY  string              `mapstructure:"-"` // how to reach the database
+	Auth     *goauth.Credentials `mapstructure:"-"` // the database's credentials, from GOAUTH
+	Warnings []string            `mapstructure:"-"` // things the user may want to fix, to log once a logger exists
 }
 
 // runAudit runs "sumdb audit". The report is on stdout; the error is an
@@ -134,6 +138,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		GOPROXY: cfg.GOPROXY,
 		Client:  &http.Client{Timeout: time.Minute, Transport: transport},
 		Logger:  logger,
+		Auth:    cfg.Auth,
 	})
 	if err != nil {
 		return &exitError{code: statusIncomplete, err: fmt.Errorf("audit: %w", err)}
@@ -219,6 +224,9 @@ func loadAuditConfig(ctx context.Context, fs *pflag.FlagSet, goEnv goEnvFunc) (*
 	}
 	if cfg.Upstream == "" {
 		cfg.Upstream = cfg.GOPROXY
+	}
+	if cfg.Auth, err = goAuth(ctx, "audit", goEnv); err != nil {
+		return nil, err
 	}
 	cfg.Warnings = unknownEnv(os.Environ())
 	return cfg, nil

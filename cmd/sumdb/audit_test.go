@@ -226,6 +226,12 @@ func TestAuditConfig(t *testing.T) {
 			errMsg: "cannot read the go command's GOSUMDB",
 		},
 		{
+			name:   "invalid GOAUTH",
+			args:   []string{"--sumdb", vkey + " https://sum.example.com", "--state", "d"},
+			goEnv:  map[string]string{"GOAUTH": "git relative/dir"},
+			errMsg: "audit: GOAUTH: the git method wants an absolute path",
+		},
+		{
 			name:   "negative limit",
 			args:   []string{"--sumdb", vkey + " https://sum.example.com", "--state", "d", "--limit", "-1"},
 			errMsg: "invalid --limit",
@@ -244,6 +250,9 @@ func TestAuditConfig(t *testing.T) {
 			goEnv := func(_ context.Context, name string) (string, error) {
 				if v, ok := tt.goEnv[name]; ok {
 					return v, nil
+				}
+				if name == "GOAUTH" {
+					return "off", nil // asked by every audit
 				}
 				return "", errors.New("unexpected go env " + name)
 			}

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 	"golang.org/x/mod/modfile"
 
+	"github.com/sumdb/sumdb/internal/goauth"
 	"github.com/sumdb/sumdb/sumdb/check"
 	"github.com/sumdb/sumdb/sumdb/client"
 )
@@ -30,7 +31,9 @@ workspace, to the go.work.sum and the go.sum of each module of the workspace.
 
 The database is --sumdb, else the go command's GOSUMDB, reached as the go
 command reaches it: at the URL given with the key, else through the first
-proxy of GOPROXY that serves it, else at https://<name>. Lines of modules
+proxy of GOPROXY that serves it, else at https://<name>, with the
+credentials that GOAUTH gives (.netrc by default; the netrc and git modes;
+over https only). Lines of modules
 matching GONOSUMDB (or GOPRIVATE, when GONOSUMDB is empty) are skipped and
 never sent. These are read with "go env", so the environment and the go env
 file both count.
@@ -83,12 +86,13 @@ type CheckConfig struct {
 	Format      check.Format `mapstructure:"format"`
 	Concurrency int          `mapstructure:"concurrency"`
 
-	GOPROXY          string   `mapstructure:"-"` // how to reach the database
-	NoSumDB, Private string   `mapstructure:"-"` // GONOSUMDB and GOPRIVATE
-	StateSet         bool     `mapstructure:"-"` // State was given, not the default
-	Files            []string `mapstructure:"-"` // the files to check, by name to report
-	Paths            []string `mapstructure:"-"` // the files to read, by path; parallel to Files
-	Warnings         []string `mapstructure:"-"` // things the user may want to fix
+	GOPROXY          string              `mapstructure:"-"` // how to reach the database
+	Auth             *goauth.Credentials `mapstructure:"-"` // the database's credentials, from GOAUTH
+	NoSumDB, Private string              `mapstructure:"-"` // GONOSUMDB and GOPRIVATE
+	StateSet         bool                `mapstructure:"-"` // State was given, not the default
+	Files            []string            `mapstructure:"-"` // the files to check, by name to report
+	Paths            []string            `mapstructure:"-"` // the files to read, by path; parallel to Files
+	Warnings         []string            `mapstructure:"-"` // things the user may want to fix
 }
 
 // runCheck runs "sumdb check". It returns an *exitError carrying the exit
@@ -110,7 +114,7 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	for _, w := range cfg.Warnings {
 		fmt.Fprintf(stderr, "sumdb: check: %s\n", w)
 	}
-	remote, err := client.Open(ctx, client.Config{GOSUMDB: cfg.GOSUMDB, GOPROXY: cfg.GOPROXY})
+	remote, err := client.Open(ctx, client.Config{GOSUMDB: cfg.GOSUMDB, GOPROXY: cfg.GOPROXY, Auth: cfg.Auth})
 	if err != nil {
 		return couldNotCheck(fmt.Errorf("check: %w", err))
 	}
@@ -176,6 +180,9 @@ func loadCheckConfig(ctx context.Context, fs *pflag.FlagSet, goEnv goEnvFunc) (*
 		return nil, err
 	}
 	if cfg.GOPROXY, err = reach(ctx, "check", goEnv, cfg.GOSUMDB, false, "give the database's URL with --sumdb \"<verifier key> <URL>\""); err != nil {
+		return nil, err
+	}
+	if cfg.Auth, err = goAuth(ctx, "check", goEnv); err != nil {
 		return nil, err
 	}
 	const privateWhy = "without it, private modules cannot be told from public ones, and must not be sent to the log"
@@ -337,4 +344,18 @@ func isTerminal(w io.Writer) bool {
 	}
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// goAuth returns the credentials that the go command's GOAUTH gives, for
+// the database that command cmd reads.
+func goAuth(ctx context.Context, cmd string, goEnv goEnvFunc) (*goauth.Credentials, error) {
+	val, err := fromGo(ctx, cmd, goEnv, "GOAUTH", "it says which credentials to send to a checksum database that only its users may read")
+	if err != nil {
+		return nil, err
+	}
+	auth, err := goauth.New(val, os.Getenv)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", cmd, err)
+	}
+	return auth, nil
 }

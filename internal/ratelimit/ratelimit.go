@@ -110,3 +110,22 @@ func (rl *Limiter) Len() int {
 	defer rl.mu.Unlock()
 	return len(rl.clients)
 }
+
+// Wait returns how long client must wait for a token at time now: 0 if its
+// bucket has one. Unlike Allow, it takes none and remembers no new client,
+// so that a caller can refuse a client that has run out before doing the
+// work whose failure would cost it a token.
+func (rl *Limiter) Wait(client string, now time.Time) time.Duration {
+	rl.mu.Lock()
+	defer rl.mu.Unlock()
+	e := rl.clients[client]
+	if e == nil {
+		return 0
+	}
+	b := e.Value.(*bucket)
+	missing := 1 - b.lim.TokensAt(now)
+	if missing <= 0 {
+		return 0
+	}
+	return time.Duration(math.Ceil(missing / float64(rl.limit) * float64(time.Second)))
+}

@@ -164,3 +164,29 @@ func BenchmarkRateLimiterFull(b *testing.B) {
 		})
 	}
 }
+
+// TestRateLimiterWait checks that Wait tells how long a client waits for a
+// token without taking one.
+func TestRateLimiterWait(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	rl := New(2, 2)
+	if d := rl.Wait("a", t0); d != 0 || rl.Len() != 0 {
+		t.Errorf("Wait(new client) = %v with %d buckets, want 0 with none", d, rl.Len())
+	}
+	rl.Allow("a", t0)
+	for range 3 {
+		if d := rl.Wait("a", t0); d != 0 {
+			t.Errorf("Wait(a, one token left) = %v, want 0", d)
+		}
+	}
+	rl.Allow("a", t0)
+	if d := rl.Wait("a", t0); d != 500*time.Millisecond {
+		t.Errorf("Wait(a, empty) = %v, want 500ms", d)
+	}
+	if d := rl.Wait("a", t0.Add(200*time.Millisecond)); d != 300*time.Millisecond {
+		t.Errorf("Wait(a, 200ms later) = %v, want 300ms", d)
+	}
+	if ok, _ := rl.Allow("a", t0.Add(500*time.Millisecond)); !ok {
+		t.Error("Allow(a) after the wait: refused")
+	}
+}

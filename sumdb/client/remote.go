@@ -49,6 +49,7 @@ type Remote struct {
 
 	base    remoteURL // Base with the real user information
 	client  *guard.Client
+	auth    Authenticator // nil: none
 	retries int
 	logger  *slog.Logger
 }
@@ -74,6 +75,24 @@ type Config struct {
 	Retries int
 	// Logger receives one line per retried request. Default: discard.
 	Logger *slog.Logger
+	// Auth, if not nil, gives every request its credentials, as the go
+	// command's GOAUTH does (see internal/goauth). They win over those of
+	// the URL's user information, as in the go command; both are sent only
+	// to the URL's own scheme, host and port (see Client).
+	Auth Authenticator
+}
+
+// An Authenticator gives requests credentials. Its methods may be called
+// concurrently.
+type Authenticator interface {
+	// Apply sets the credentials of req, if it has any for its URL.
+	Apply(req *http.Request)
+	// Refresh looks for credentials again after the server refused
+	// resp.Request with 401 or 403. It reports whether Apply would now set
+	// other credentials than were sent, so that the request is worth
+	// repeating once; if not, err, if not nil, tells why none were found,
+	// naming no secret.
+	Refresh(resp *http.Response) (retry bool, err error)
 }
 
 // A remoteURL is a URL that a Remote requests.
@@ -136,7 +155,7 @@ func Open(ctx context.Context, cfg Config) (*Remote, error) {
 	if err != nil {
 		return nil, fmt.Errorf("invalid checksum database key %q: %w", key, err)
 	}
-	r := &Remote{Key: key, Verifier: v, client: guard.NewClient(cfg.Client), retries: cfg.Retries, logger: cfg.Logger}
+	r := &Remote{Key: key, Verifier: v, client: guard.NewClient(cfg.Client), auth: cfg.Auth, retries: cfg.Retries, logger: cfg.Logger}
 	name := v.Name()
 	if u, err := url.Parse("https://" + name); err != nil || u.Host == "" || u.Path != strings.TrimSuffix(u.Path, "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
 		return nil, fmt.Errorf("invalid checksum database name %q: must be host[/path]", name)
@@ -273,23 +292,26 @@ func (r *Remote) get(ctx context.Context, u remoteURL, retries int) ([]byte, err
 	}
 }
 
-// getOnce makes one request and says whether a failure is worth retrying.
+// getOnce makes one request, repeated once if the server refused its
+// credentials and the Authenticator found others, and says whether a
+// failure is worth retrying.
 func (r *Remote) getOnce(ctx context.Context, e remoteURL) (body []byte, retry bool, err error) {
 	u := e.shown // for errors
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.url, nil)
+	resp, retry, err := r.send(ctx, e)
 	if err != nil {
-		return nil, false, fmt.Errorf("GET %s: %w", u, err)
+		return nil, retry, err
 	}
-	guard.SetUserinfo(req, e.user)
-	resp, err := r.client.Do(req)
-	if err != nil {
-		var rerr *guard.RedirectError
-		if errors.As(err, &rerr) {
-			// Not retried: the server would redirect the same way. The
-			// redirect alone: net/http's error adds the Location again.
-			return nil, false, fmt.Errorf("%w: GET %s: %w", ErrUpstream, u, rerr)
+	var authErr error // why no other credentials were found
+	if r.auth != nil && (resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden) {
+		again, aerr := r.auth.Refresh(resp)
+		if again {
+			resp.Body.Close()
+			if resp, retry, err = r.send(ctx, e); err != nil {
+				return nil, retry, err
+			}
+		} else {
+			authErr = aerr
 		}
-		return nil, true, fmt.Errorf("%w: GET %s: %w", ErrUpstream, u, err)
 	}
 	defer resp.Body.Close()
 	body, err = io.ReadAll(io.LimitReader(resp.Body, maxRemoteBody+1))
@@ -302,6 +324,8 @@ func (r *Remote) getOnce(ctx context.Context, e remoteURL) (body []byte, retry b
 	switch {
 	case resp.StatusCode == http.StatusOK:
 		return body, false, nil
+	case resp.StatusCode == http.StatusUnauthorized:
+		return nil, false, fmt.Errorf("%w: GET %s: %s; %s", ErrUpstream, u, refusal(body, resp.Status), credentialsHint(e.url, authErr))
 	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone:
 		return nil, false, fmt.Errorf("%w: %s", ErrNotFound, reason(body, resp.Status))
 	case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests:
@@ -309,6 +333,58 @@ func (r *Remote) getOnce(ctx context.Context, e remoteURL) (body []byte, retry b
 	default:
 		return nil, false, fmt.Errorf("%w: GET %s: %s", ErrUpstream, u, reason(body, resp.Status))
 	}
+}
+
+// send makes one request of e, with its credentials, and says whether a
+// failure is worth retrying.
+func (r *Remote) send(ctx context.Context, e remoteURL) (*http.Response, bool, error) {
+	u := e.shown // for errors
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.url, nil)
+	if err != nil {
+		return nil, false, fmt.Errorf("GET %s: %w", u, err)
+	}
+	if r.auth != nil {
+		r.auth.Apply(req)
+	}
+	if req.Header.Get("Authorization") == "" {
+		guard.SetUserinfo(req, e.user)
+	}
+	resp, err := r.client.Do(req)
+	if err != nil {
+		var rerr *guard.RedirectError
+		if errors.As(err, &rerr) {
+			// Not retried: the server would redirect the same way. The
+			// redirect alone: net/http's error adds the Location again.
+			return nil, false, fmt.Errorf("%w: GET %s: %w", ErrUpstream, u, rerr)
+		}
+		return nil, true, fmt.Errorf("%w: GET %s: %w", ErrUpstream, u, err)
+	}
+	return resp, false, nil
+}
+
+// refusal returns the status of a refusal and the server's reason, if it
+// gives one.
+func refusal(body []byte, status string) string {
+	if r := reason(body, status); r != status {
+		return status + ": " + r
+	}
+	return status
+}
+
+// credentialsHint tells the user of a checksum database at rawURL that
+// refused them for want of credentials how to give them; authErr, if not
+// nil, is why none were found.
+func credentialsHint(rawURL string, authErr error) string {
+	var hint string
+	if u, err := url.Parse(rawURL); err == nil && u.Scheme == "https" {
+		hint = fmt.Sprintf("the checksum database is readable only by its users: give your credentials in .netrc (machine %s login USER password PASSWORD), or through GOAUTH", u.Host)
+	} else {
+		hint = "the checksum database is readable only by its users, and credentials are sent only over https: give its https URL"
+	}
+	if authErr != nil {
+		hint += " (" + authErr.Error() + ")"
+	}
+	return hint
 }
 
 // reason returns the first line of a text error body if it is short and
