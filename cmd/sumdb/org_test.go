@@ -2,6 +2,10 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"fmt"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -136,6 +140,26 @@ func testOrganization(t *testing.T, storeArgs []string) {
 	// from version control, and nothing is kept out of the checksum
 	// database.
 	devEnv := envValues(git.ClientEnv(t, "vcs.test", true), "HOME", "NETRC", "GIT_CONFIG_GLOBAL", "GIT_CONFIG_NOSYSTEM")
+	srv.client = &http.Client{Transport: basicAuth{gitUser, gitPassword, &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.pool()}}}}
+
+	// The go command matches a .netrc machine with the port of the URL,
+	// git (curl) without it: one line for each.
+	u, err := url.Parse(srv.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kv := range devEnv {
+		if file, ok := strings.CutPrefix(kv, "NETRC="); ok {
+			f, err := os.OpenFile(file, os.O_APPEND|os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprintf(f, "machine %s login %s password %s\n", u.Host, gitUser, gitPassword)
+			if err := f.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 	trusting := []string{"SSL_CERT_FILE=" + caFile, "SSL_CERT_DIR=" + t.TempDir()}
 	dev := newGoUser(t, ps.URL)
 	dev.env = slices.Concat(devEnv, trusting, []string{"GONOPROXY=vcs.test", "GOAUTH=netrc"})
@@ -198,6 +222,7 @@ func testOrganization(t *testing.T, storeArgs []string) {
 			t.Errorf("tree size %d after the refused version, want %d: it was logged", got, size)
 		}
 		waitLog(srv, `level=ERROR.*example.com/org/changed`)
+		t.Logf("go get:\n%s", out)
 	})
 
 	t.Run("not in the public log", func(t *testing.T) {
@@ -206,6 +231,26 @@ func testOrganization(t *testing.T, storeArgs []string) {
 		if err == nil || !strings.Contains(out, "not in the public checksum database") || !strings.Contains(out, "--private") {
 			t.Errorf("go get of a public path the public log lacks: %v, want a failure saying so:\n%s", err, out)
 		}
+		t.Logf("go get:\n%s", out)
+	})
+
+	t.Run("public log down", func(t *testing.T) {
+		later := pkg("example.com/org/later", "v1.0.0", "module example.com/org/later\n")
+		pub.Add(later)
+		pub.GoSum(later)
+		if err := orgProxy.Add(later); err != nil {
+			t.Fatal(err)
+		}
+		pub.SetStatus(http.StatusServiceUnavailable)
+		mod := newMainModule(t, later.Path)
+		out, err := dev.run(mod, srv.gosumdb, "get", later.Path+"@v1.0.0")
+		if err == nil || !strings.Contains(out, "503 Service Unavailable") || !strings.Contains(out, "retry later") {
+			t.Errorf("go get while the public log is down: %v, want the 503 answer:\n%s", err, out)
+		}
+		t.Logf("go get:\n%s", out)
+		// Back up: the same version is logged.
+		pub.SetStatus(0)
+		dev.mustRun(mod, srv.gosumdb, "get", later.Path+"@v1.0.0")
 	})
 
 	t.Run("no credentials", func(t *testing.T) {
@@ -216,6 +261,7 @@ func testOrganization(t *testing.T, storeArgs []string) {
 		if err == nil || !strings.Contains(out, "401 Unauthorized") {
 			t.Errorf("go get without credentials: %v, want the go command's 401 message:\n%s", err, out)
 		}
+		t.Logf("go get:\n%s", out)
 		if out, err := check("NETRC=" + filepath.Join(t.TempDir(), "none")); err == nil || !strings.Contains(out, "401") {
 			t.Errorf("sumdb check without credentials: %v, want a failure naming 401:\n%s", err, out)
 		}
@@ -252,4 +298,16 @@ func testOrganization(t *testing.T, storeArgs []string) {
 			t.Errorf("the server's log shows the password %q", secret)
 		}
 	}
+}
+
+// basicAuth is a RoundTripper that sends a user and password.
+type basicAuth struct {
+	user, password string
+	next           http.RoundTripper
+}
+
+func (b basicAuth) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.SetBasicAuth(b.user, b.password)
+	return b.next.RoundTrip(r)
 }
