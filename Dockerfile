@@ -3,12 +3,15 @@
 # store, signer key, ACME cache, published head) as a volume.
 #
 #   docker build -t sumdb .
-#   docker run -v sumdb-data:/data -p 8080:8080 -e SUMDB_NAME=sum.example.com -e SUMDB_UPSTREAM="$(go env GOPROXY)" sumdb
+#   docker run -v sumdb-data:/data -p 8080:8080 -e SUMDB_NAME=sum.example.com \
+#     -e SUMDB_UPSTREAM="$(go env GOPROXY)" -e SUMDB_PUBLIC_SUMDB="$(go env GOSUMDB)" -e SUMDB_PRIVATE=off sumdb
 #
 # Every setting is a SUMDB_* variable (see the configuration reference in
 # docs/operating.md): the image sets only the address and the data
-# directory; the upstream must be given, since there is no go command to ask
-# for GOPROXY.
+# directory; the upstream, the public checksum database and the private
+# paths must be given, since there is no go command to ask for GOPROXY,
+# GOSUMDB and GONOSUMDB. Private modules need SUMDB_PRIVATE_UPSTREAM, an
+# internal proxy: there is no go command to fetch them from version control.
 
 FROM golang:1.26 AS build
 WORKDIR /src

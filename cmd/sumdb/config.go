@@ -133,7 +133,7 @@ func newServeFlags() *pflag.FlagSet {
 	fs.String("acme-directory", "", "ACME directory `URL` (default "+autocert.DefaultACMEDirectory+")")
 	fs.String("acme-http", "", "also answer ACME HTTP-01 challenges on this `host:port` (the CA asks on port 80); other requests there are redirected to https")
 	fs.String("public-sumdb", "", "cross-check new public module versions with this checksum `database`, \"<verifier key> [URL]\" as in GOSUMDB, or off (default: go env GOSUMDB)")
-	fs.String("private", "", "GOPRIVATE-style `patterns` of private module paths, never sent to the public checksum database or the upstream (default: go env GONOSUMDB, else GOPRIVATE)")
+	fs.String("private", "", "GOPRIVATE-style `patterns` of private module paths, never sent to the public checksum database or the upstream, or off for none (default: go env GONOSUMDB, else GOPRIVATE)")
 	fs.String("private-upstream", "direct", "GOPROXY-style `list` the private modules come from; direct runs the go command, which fetches from version control with this process's credentials")
 	fs.String("auth-file", "", "only the users and tokens in this `file` may read the log (see docs/organization.md); reloaded when it changes")
 	return fs

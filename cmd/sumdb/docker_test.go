@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"debug/elf"
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -16,6 +18,7 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+	"golang.org/x/mod/sumdb/note"
 )
 
 // No Docker engine runs where the tests run: these tests read the
@@ -177,8 +180,9 @@ func TestDockerfile(t *testing.T) {
 
 	// The image's settings make a valid configuration, listening on all
 	// addresses at the exposed port, with the data directory the volume,
-	// once the operator gives the upstream: the image has no go command
-	// to ask for GOPROXY, and names no proxy of its own.
+	// once the operator gives the upstream, the public checksum database
+	// and the private paths: the image has no go command to ask for
+	// GOPROXY, GOSUMDB and GONOSUMDB, and names no proxy of its own.
 	env := final.env(t)
 	for k, v := range env {
 		t.Setenv(k, v)
@@ -188,6 +192,18 @@ func TestDockerfile(t *testing.T) {
 		t.Errorf("Dockerfile ENV %v without SUMDB_UPSTREAM: %v, want an error saying to set it", env, err)
 	}
 	t.Setenv("SUMDB_UPSTREAM", "http://goproxy.test")
+	if _, err := load(t, nil, noGo); err == nil || !strings.Contains(err.Error(), "SUMDB_PUBLIC_SUMDB") {
+		t.Errorf("Dockerfile ENV %v without SUMDB_PUBLIC_SUMDB: %v, want an error saying to set it", env, err)
+	}
+	_, vkey, err := note.GenerateKey(rand.Reader, "sum.public.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SUMDB_PUBLIC_SUMDB", vkey)
+	if _, err := load(t, nil, noGo); err == nil || !strings.Contains(err.Error(), "SUMDB_PRIVATE") {
+		t.Errorf("Dockerfile ENV %v without SUMDB_PRIVATE: %v, want an error saying to set it", env, err)
+	}
+	t.Setenv("SUMDB_PRIVATE", "off")
 	cfg, err := load(t, nil, func(context.Context, string) (string, error) {
 		t.Error("the image has no go command, but serve would run go env")
 		return "", os.ErrNotExist
@@ -253,14 +269,22 @@ func TestDockerCompose(t *testing.T) {
 
 	stages := readDockerfile(t)
 	env := stages[len(stages)-1].env(t)
-	// The shell of the operator who runs docker compose gives the upstream.
-	for k, v := range composeEnv(t, &svc.Environment, map[string]string{"SUMDB_UPSTREAM": "http://goproxy.test"}) {
+	// The shell of the operator who runs docker compose gives the upstream
+	// and the public checksum database; the image has no go command.
+	_, vkey, err := note.GenerateKey(rand.Reader, "sum.public.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	shell := map[string]string{"SUMDB_UPSTREAM": "http://goproxy.test", "SUMDB_PUBLIC_SUMDB": vkey}
+	for k, v := range composeEnv(t, &svc.Environment, shell) {
 		env[k] = v
 	}
 	for k, v := range env {
 		t.Setenv(k, v)
 	}
-	cfg, err := load(t, nil, fixedGoEnv("http://goproxy.test"))
+	cfg, err := load(t, nil, func(_ context.Context, name string) (string, error) {
+		return "", fmt.Errorf("no go command in the image to ask for %s", name)
+	})
 	if err != nil {
 		t.Fatalf("docker-compose.yml's sumdb environment: %v", err)
 	}
@@ -269,6 +293,9 @@ func TestDockerCompose(t *testing.T) {
 	}
 	if cfg.DatabaseURL == "" || !strings.Contains(cfg.DatabaseURL, "@postgres:5432/") {
 		t.Errorf("DatabaseURL = %q, want the postgres service", cfg.DatabaseURL)
+	}
+	if cfg.PublicSumDB != vkey || cfg.Private != "" {
+		t.Errorf("PublicSumDB, Private = %q, %q; want the SUMDB_PUBLIC_SUMDB of the shell and none", cfg.PublicSumDB, cfg.Private)
 	}
 	if cfg.Name != defaultName || cfg.Upstream != "http://goproxy.test" {
 		t.Errorf("Name, Upstream = %q, %q; want %q and the SUMDB_UPSTREAM of the shell", cfg.Name, cfg.Upstream, defaultName)

@@ -54,12 +54,17 @@ func (cfg *ServeConfig) loadOrganization(ctx context.Context, s *settings, goEnv
 		switch {
 		case err != nil && cfg.PublicSumDB != "off":
 			// Guessing "none" could send private paths to the public log.
-			return fmt.Errorf("no --private set and %v: set --private or %s to the patterns of your private module paths (GOPRIVATE syntax; --private \"\" for none)", err, envName("private"))
+			return fmt.Errorf("no --private set and %v: set --private or %s to the patterns of your private module paths (GOPRIVATE syntax), or off for none", err, envName("private"))
 		case err == nil:
 			cfg.Private = p
 		}
 	}
 	cfg.Private = strings.TrimSpace(cfg.Private)
+	if cfg.Private == "off" {
+		// No private paths, said where an empty value cannot be (an
+		// environment variable set to nothing counts as unset).
+		cfg.Private = ""
+	}
 	if err := checkPatterns(cfg.Private); err != nil {
 		return s.invalid("private", "%v", err)
 	}
