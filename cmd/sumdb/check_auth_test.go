@@ -151,6 +151,9 @@ func TestCheckAuth(t *testing.T) {
 				t.Errorf("sumdb %q: exit status %d, stdout %q; want %d, %q\nstderr:\n%s", args, status, stdout, tt.status, tt.stdout, stderr)
 			}
 			wantOutput(t, stdout+stderr, tt.output...)
+			if tt.status != 0 && strings.Contains(stdout+stderr, "try again later") {
+				t.Errorf("the output tells to try again later, which changes nothing without other credentials:\n%s\n%s", stdout, stderr)
+			}
 			if strings.Contains(stdout+stderr, "wonderland") || strings.Contains(stdout+stderr, "looking-glass") {
 				t.Errorf("the output shows a password:\n%s\n%s", stdout, stderr)
 			}

@@ -592,6 +592,9 @@ func (o *clientOps) failure(err error, mod, path string) (Kind, string) {
 	switch {
 	case errors.Is(lerr, client.ErrTreeTooLarge):
 		return BadProof, lerr.Error() + ": do not trust its answers, and tell its operator"
+	case errors.Is(lerr, client.ErrUnauthorized):
+		// Trying again later changes nothing: the credentials must.
+		return Unchecked, lerr.Error()
 	case lerr != nil && errors.Is(lerr, client.ErrNotFound):
 		return Unknown, strings.TrimPrefix(lerr.Error(), client.ErrNotFound.Error()+": ")
 	case lerr != nil:

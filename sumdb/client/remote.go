@@ -33,6 +33,12 @@ var ErrNotFound = errors.New("not found")
 // request may succeed later.
 var ErrUpstream = errors.New("upstream unavailable")
 
+// ErrUnauthorized marks a failure whose cause is the database's refusal of
+// the credentials sent, or of their absence (it answered 401 or 403): the
+// request fails the same way until the credentials change. Errors wrap it
+// and ErrUpstream both.
+var ErrUnauthorized = errors.New("credentials refused")
+
 // A Remote is a checksum database reached over HTTP the way the go command
 // reaches one: at the URL given with its key, or through the first module
 // proxy that supports it (GOPROXY's /sumdb/<name>/ path), or else directly at
@@ -325,7 +331,9 @@ func (r *Remote) getOnce(ctx context.Context, e remoteURL) (body []byte, retry b
 	case resp.StatusCode == http.StatusOK:
 		return body, false, nil
 	case resp.StatusCode == http.StatusUnauthorized:
-		return nil, false, fmt.Errorf("%w: GET %s: %s; %s", ErrUpstream, u, refusal(body, resp.Status), credentialsHint(e.url, authErr))
+		return nil, false, fmt.Errorf("%w: GET %s: %s; %s%w", ErrUpstream, u, refusal(body, resp.Status), credentialsHint(e.url, authErr), unauthorized{})
+	case resp.StatusCode == http.StatusForbidden:
+		return nil, false, fmt.Errorf("%w: GET %s: %s%w", ErrUpstream, u, reason(body, resp.Status), unauthorized{})
 	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone:
 		return nil, false, fmt.Errorf("%w: %s", ErrNotFound, reason(body, resp.Status))
 	case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests:
@@ -402,3 +410,10 @@ func reason(body []byte, status string) string {
 	}
 	return line
 }
+
+// unauthorized marks an error with ErrUnauthorized without adding to its
+// message.
+type unauthorized struct{}
+
+func (unauthorized) Error() string        { return "" }
+func (unauthorized) Is(target error) bool { return target == ErrUnauthorized }
