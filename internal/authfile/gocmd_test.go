@@ -81,7 +81,7 @@ func TestGoCommand(t *testing.T) {
 	// goDownload runs go mod download of m as a user whose home holds
 	// netrc ("" for no .netrc), with a module cache of its own, so that
 	// the database is asked every time.
-	goDownload := func(m modproxy.Module, netrc string) (string, error) {
+	goDownload := func(m modproxy.Module, netrc string, extra ...string) (string, error) {
 		t.Helper()
 		home := t.TempDir()
 		if netrc != "" {
@@ -110,6 +110,7 @@ func TestGoCommand(t *testing.T) {
 			"SSL_CERT_FILE=" + certFile,
 			"SSL_CERT_DIR=" + t.TempDir(),
 		}
+		cmd.Env = append(cmd.Env, extra...)
 		out, err := cmd.CombinedOutput()
 		return string(out), err
 	}
@@ -130,6 +131,30 @@ func TestGoCommand(t *testing.T) {
 			t.Errorf("go mod download, %s: %v, want the go command's 401 message:\n%s", tt.name, err, out)
 		}
 	}
+
+	// GOAUTH's git mode: the go command asks git's credential helpers,
+	// here git's own store of credentials, for the database's host.
+	t.Run("GOAUTH git", func(t *testing.T) {
+		if _, err := exec.LookPath("git"); err != nil {
+			if os.Getenv("CI") != "" {
+				t.Fatal("git is not installed")
+			}
+			t.Skip("git is not installed")
+		}
+		dir := t.TempDir()
+		store := filepath.Join(dir, "credentials")
+		if err := os.WriteFile(store, []byte("https://alice:wonderland@"+host+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		gitconfig := filepath.Join(dir, "gitconfig")
+		if err := os.WriteFile(gitconfig, []byte("[credential]\n\thelper = store --file="+store+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		git := []string{"GOAUTH=git " + dir, "GIT_CONFIG_GLOBAL=" + gitconfig, "GIT_CONFIG_NOSYSTEM=1", "GIT_TERMINAL_PROMPT=0"}
+		if out, err := goDownload(mods[1], "", git...); err != nil {
+			t.Errorf("go mod download with GOAUTH=git and git's stored credentials: %v\n%s", err, out)
+		}
+	})
 
 	// The password changes in the file, the server runs on.
 	writeUsers(t, authFile, "alice", "new-password")
