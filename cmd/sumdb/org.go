@@ -171,6 +171,21 @@ func (p *publicLog) Fetch(ctx context.Context, path, version string) ([]byte, er
 	return cc.Fetch(ctx, path, version)
 }
 
+// start sets the cross-check up at once, in the background, so that its
+// metrics and a fork found before the restart show without waiting for the
+// first new public module version.
+func (p *publicLog) start(ctx context.Context) {
+	go func() {
+		cc, err := p.crossCheck(ctx)
+		if err != nil {
+			return // logged; the first lookup tries again
+		}
+		if evidence, err := cc.Fork(ctx); err == nil && evidence != "" {
+			p.logger.ErrorContext(ctx, "the public checksum database showed a fork: every new public module version is refused until an operator investigates and runs sumdb public-fork --clear", "evidence", evidence)
+		}
+	}()
+}
+
 // crossCheck returns the cross-check, setting it up if this is the first
 // use, or if the last try failed more than publicRetry ago.
 func (p *publicLog) crossCheck(ctx context.Context) (*public.CrossCheck, error) {
@@ -217,10 +232,10 @@ func shownGOSUMDB(v string) string {
 // upstream up, behind the cross-check with the public checksum database
 // unless it is off, and the private upstream for the private paths. st
 // keeps the cross-check's newest verified public head.
-func newFetcher(cfg *ServeConfig, up *fetch.Upstream, st public.StateStore, logger *slog.Logger, reg prometheus.Registerer) (sumdb.Fetcher, error) {
+func newFetcher(ctx context.Context, cfg *ServeConfig, up *fetch.Upstream, st public.StateStore, logger *slog.Logger, reg prometheus.Registerer) (sumdb.Fetcher, error) {
 	var fetcher fetch.Fetcher = up
 	if cfg.PublicSumDB != "off" {
-		fetcher = &publicLog{
+		pl := &publicLog{
 			gosumdb:  cfg.PublicSumDB,
 			goproxy:  cfg.Upstream,
 			next:     up,
@@ -230,6 +245,8 @@ func newFetcher(cfg *ServeConfig, up *fetch.Upstream, st public.StateStore, logg
 			register: reg,
 			now:      time.Now,
 		}
+		pl.start(ctx)
+		fetcher = pl
 	}
 	if cfg.Private == "" {
 		return fetcher, nil

@@ -172,7 +172,7 @@ func serve(ctx context.Context, cfg *ServeConfig, stdout, stderr io.Writer) erro
 	if !ok {
 		return fmt.Errorf("the %s store keeps no state for the cross-check with the public checksum database", backend)
 	}
-	fetcher, err := newFetcher(cfg, up, state, logger, reg)
+	fetcher, err := newFetcher(ctx, cfg, up, state, logger, reg)
 	if err != nil {
 		return err
 	}
