@@ -28,7 +28,6 @@
 package goauth
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -43,6 +42,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/sumdb/sumdb/internal/limitbuf"
 )
 
 // Bounds of a run of git credential fill.
@@ -232,8 +233,8 @@ func askGit(dir string, u *url.URL) (prefix, header string, err error) {
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "GCM_INTERACTIVE=never")
 	cmd.Stdin = strings.NewReader("protocol=https\nhost=" + u.Host + "\n\n")
-	stdout := &limitedBuffer{max: maxGitOutput}
-	stderr := &limitedBuffer{max: 4 << 10}
+	stdout := limitbuf.New(maxGitOutput)
+	stderr := limitbuf.New(4 << 10)
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	cmd.WaitDelay = time.Second
 	what := fmt.Sprintf("GOAUTH git %s: git credential fill for https://%s", dir, u.Host)
@@ -244,7 +245,7 @@ func askGit(dir string, u *url.URL) (prefix, header string, err error) {
 		// Stderr only: stdout would hold the password.
 		return "", "", fmt.Errorf("%s: %w%s", what, err, lastLine(stderr.Bytes()))
 	}
-	if stdout.over {
+	if stdout.Truncated() {
 		return "", "", fmt.Errorf("%s: more than %d bytes of output: check the credential helper", what, maxGitOutput)
 	}
 	prefix, user, password := parseGitAuth(stdout.Bytes())
@@ -312,27 +313,6 @@ func lastLine(b []byte) string {
 
 // userinfo matches the user information of a URL in a message.
 var userinfo = regexp.MustCompile(`://[^/\s'"@]*@`)
-
-// A limitedBuffer keeps the first max bytes written to it, and notes
-// whether there were more. It is no io.ReaderFrom (a bytes.Buffer is, and
-// io.Copy would read through it without a bound).
-type limitedBuffer struct {
-	buf  bytes.Buffer
-	max  int
-	over bool
-}
-
-func (b *limitedBuffer) Write(p []byte) (int, error) {
-	if room := b.max - b.buf.Len(); len(p) > room {
-		b.over = true
-		b.buf.Write(p[:max(room, 0)])
-		return len(p), nil
-	}
-	return b.buf.Write(p)
-}
-
-// Bytes returns the bytes kept.
-func (b *limitedBuffer) Bytes() []byte { return b.buf.Bytes() }
 
 // A netrcLine is a machine entry of a netrc file.
 type netrcLine struct {

@@ -1,7 +1,6 @@
 package fetch
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -19,6 +18,7 @@ import (
 	"golang.org/x/mod/module"
 
 	"github.com/sumdb/sumdb/internal/guard"
+	"github.com/sumdb/sumdb/internal/limitbuf"
 	"github.com/sumdb/sumdb/internal/modver"
 )
 
@@ -264,7 +264,7 @@ func (g *GoCommand) fetch(ctx context.Context, path, version string) ([]byte, er
 		return nil, r.ctxErr("go command", err)
 	}
 	var dl goDownload
-	if stdout.truncated {
+	if stdout.Truncated() {
 		return nil, r.upstreamErr(fmt.Sprintf("go command printed more than %d bytes", maxGoStdout), nil)
 	}
 	if err := json.Unmarshal(stdout.Bytes(), &dl); err != nil {
@@ -355,9 +355,9 @@ func readFileMax(name string, limit int64) ([]byte, error) {
 // and environment, and returns what it printed, bounded, and the error of
 // its run. When the context ends, the command and every process it
 // started are killed.
-func (r *goRun) run(dir, name string, args ...string) (stdout, stderr *limitedBuffer, err error) {
-	stdout = &limitedBuffer{limit: maxGoStdout}
-	stderr = &limitedBuffer{limit: maxGoStderr}
+func (r *goRun) run(dir, name string, args ...string) (stdout, stderr *limitbuf.Buffer, err error) {
+	stdout = limitbuf.New(maxGoStdout)
+	stderr = limitbuf.New(maxGoStderr)
 	cmd := exec.CommandContext(r.ctx, name, args...)
 	cmd.Dir, cmd.Env = dir, r.env
 	cmd.Stdin = nil
@@ -369,31 +369,6 @@ func (r *goRun) run(dir, name string, args ...string) (stdout, stderr *limitedBu
 	err = cmd.Run()
 	return stdout, stderr, err
 }
-
-// A limitedBuffer keeps the first limit bytes written to it and drops the
-// rest, so that a command printing without end neither blocks nor grows
-// memory. It has no ReadFrom (as an embedded bytes.Buffer would give it)
-// for io.Copy to bypass Write with.
-type limitedBuffer struct {
-	buf       bytes.Buffer
-	limit     int
-	truncated bool
-}
-
-func (b *limitedBuffer) Write(p []byte) (int, error) {
-	if room := b.limit - b.buf.Len(); len(p) > room {
-		b.truncated = true
-		b.buf.Write(p[:max(room, 0)])
-		return len(p), nil
-	}
-	return b.buf.Write(p)
-}
-
-// Bytes returns the bytes kept.
-func (b *limitedBuffer) Bytes() []byte { return b.buf.Bytes() }
-
-// String returns the bytes kept as a string.
-func (b *limitedBuffer) String() string { return b.buf.String() }
 
 // The texts of the go command's and git's errors that tell what failed,
 // matched lower-cased. The refusals of credentials come first: a fetch
