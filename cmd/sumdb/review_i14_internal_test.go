@@ -145,3 +145,22 @@ func newTestVKey(t *testing.T, name string) (skey, vkey string) {
 	}
 	return skey, vkey
 }
+
+// TestPrivateDefaultEmptyIsSilent shows that with the cross-check on and
+// neither GONOSUMDB nor GOPRIVATE set in the server's go env (as
+// docs/organization.md tells developers and CI to leave them), serve
+// starts with no private patterns at all, without an error or a warning:
+// every private path a developer looks up then goes to --upstream and to
+// the public checksum database. The guard against guessing "none" covers
+// only a go env that fails.
+func TestPrivateDefaultEmptyIsSilent(t *testing.T) {
+	clearEnv(t)
+	_, vkey := newTestVKey(t, "sum.public.test")
+	cfg, err := load(t, []string{"--public-sumdb", vkey}, fixedGoEnv("http://proxy.test"))
+	if err != nil {
+		return // refused: the operator must say --private off
+	}
+	if cfg.Private == "" && len(cfg.Warnings) == 0 {
+		t.Errorf("loadServeConfig with the cross-check on and empty GONOSUMDB and GOPRIVATE = private %q, no warning; want an error asking for --private (or off), or a warning", cfg.Private)
+	}
+}
