@@ -1,6 +1,7 @@
 package fetch
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -28,5 +29,30 @@ func TestGoCommandAncestorGoMod(t *testing.T) {
 	got, err := g.Fetch(t.Context(), privPath, privVersion)
 	if err != nil || !strings.HasPrefix(string(got), privPath+" "+privVersion+" h1:") {
 		t.Errorf("Fetch(%q, %q) with a go.mod above TempDir = %q, %v; want the record, the planted go.mod ignored", privPath, privVersion, got, err)
+	}
+}
+
+// A sideFetcher records the paths it was asked for.
+type sideFetcher struct{ asked []string }
+
+func (s *sideFetcher) Fetch(_ context.Context, path, version string) ([]byte, error) {
+	s.asked = append(s.asked, path+"@"+version)
+	return nil, ErrNotFound
+}
+
+// TestRouteCaseVariantIsPublic shows that a path that differs from a
+// private pattern only in case (which the server's lookup accepts in its
+// escaped form, /lookup/github.com/!corp-!private/...) is routed to the
+// public upstream, and from there to the public checksum database, though
+// hosts such as github.com name the same private repository whatever the
+// case. The go command matches GOPRIVATE the same case-sensitive way.
+func TestRouteCaseVariantIsPublic(t *testing.T) {
+	for _, path := range []string{"github.com/Corp-Private/secret", "GitHub.com/corp-private/secret"} {
+		priv, pub := &sideFetcher{}, &sideFetcher{}
+		r := &Route{Private: "github.com/corp-private", PrivateFetcher: priv, PublicFetcher: pub}
+		r.Fetch(t.Context(), path, "v1.0.0")
+		if len(pub.asked) != 0 {
+			t.Errorf("Route{Private: github.com/corp-private}.Fetch(%s) asked the public fetcher %q; want the private one", path, pub.asked)
+		}
 	}
 }
