@@ -284,7 +284,7 @@ func loadServeConfig(ctx context.Context, fs *pflag.FlagSet, goEnv goEnvFunc) (*
 	if err := cfg.checkTLS(s); err != nil {
 		return nil, err
 	}
-	cfg.Warnings = unknownEnv(os.Environ())
+	cfg.Warnings = append(cfg.Warnings, unknownEnv(os.Environ())...)
 	return cfg, nil
 }
 

@@ -181,6 +181,7 @@ func TestConfigEnv(t *testing.T) {
 	t.Setenv("SUMDB_LSTEN", "typo")
 	t.Setenv("SUMDB_PUBLIC_SUMDB", "off")
 	t.Setenv("SUMDB_PRIVATE", "*.corp.example.com")
+	t.Setenv("SUMDB_AUTH_FILE", "/etc/sumdb/users")
 	cfg, err := load(t, nil, func(_ context.Context, name string) (string, error) {
 		t.Errorf("go env %s called although every setting it gives is set", name)
 		return "", errors.New("no go")
@@ -767,6 +768,7 @@ func TestConfigOrganization(t *testing.T) {
 			goEnv: mapGoEnv(map[string]string{"GOPROXY": "http://proxy.test"}), public: vkey, privateUp: "direct"},
 		{name: "go env fails without a public log", args: []string{"--public-sumdb", "off"},
 			goEnv: mapGoEnv(map[string]string{"GOPROXY": "http://proxy.test"}), public: "off", privateUp: "direct"},
+		{name: "patterns trimmed", args: []string{"--private", " a.example.com , ,\tb.example.com/x "}, goEnv: goEnv("off", "", ""), public: "off", private: "a.example.com,b.example.com/x", privateUp: "direct"},
 		{name: "off is none", args: []string{"--private", "off"}, goEnv: goEnv("off", "a.example.com", ""), public: "off", privateUp: "direct"},
 		{name: "bad pattern", args: []string{"--private", "a.example.com,[x"}, goEnv: goEnv("off", "", ""), wantErr: `invalid --private: pattern "[x"`},
 		{name: "empty private upstream", args: []string{"--private-upstream", " "}, goEnv: goEnv("off", "", ""), wantErr: "invalid --private-upstream: empty"},
@@ -784,6 +786,9 @@ func TestConfigOrganization(t *testing.T) {
 			}
 			if err != nil {
 				t.Fatal(err)
+			}
+			if tt.private != "" && !slices.ContainsFunc(cfg.Warnings, func(w string) bool { return strings.Contains(w, "--private is set but --auth-file is not") }) {
+				t.Errorf("loadServeConfig(%q) warnings %q, want one about --private without --auth-file", tt.args, cfg.Warnings)
 			}
 			if cfg.PublicSumDB != tt.public || cfg.Private != tt.private || cfg.PrivateUpstream != tt.privateUp {
 				t.Errorf("loadServeConfig(%q) = public %q, private %q, private upstream %q; want %q, %q, %q",

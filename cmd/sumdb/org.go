@@ -68,6 +68,17 @@ func (cfg *ServeConfig) loadOrganization(ctx context.Context, s *settings, goEnv
 	if err := checkPatterns(cfg.Private); err != nil {
 		return s.invalid("private", "%v", err)
 	}
+	// module.MatchPrefixPatterns, which every matcher of private paths
+	// uses, trims nothing: " example.com/x" would match no path, and the
+	// path would go to the public services.
+	cfg.Private = normalPatterns(cfg.Private)
+	if _, set := s.origin("private"); !set && cfg.Private == "" && cfg.PublicSumDB != "off" {
+		cfg.Warnings = append(cfg.Warnings, fmt.Sprintf("no private module paths (go env GONOSUMDB and GOPRIVATE are empty): every new module version is cross-checked with the public checksum database, and a private path would be sent to it and to the upstream; set --private (%s) to your private patterns, or to off if there are none", envName("private")))
+	}
+
+	if cfg.Private != "" && cfg.AuthFile == "" {
+		cfg.Warnings = append(cfg.Warnings, fmt.Sprintf("--private is set but --auth-file is not: anyone who reaches the server can read the log, whose data tiles list every private module path it holds, and have the server look up private repositories with its own credentials; set --auth-file (%s) to the users who may read it", envName("auth-file")))
+	}
 
 	cfg.PrivateUpstream = strings.TrimSpace(cfg.PrivateUpstream)
 	if cfg.PrivateUpstream == "" {
@@ -85,6 +96,18 @@ func (cfg *ServeConfig) loadOrganization(ctx context.Context, s *settings, goEnv
 		}
 	}
 	return nil
+}
+
+// normalPatterns returns the GOPRIVATE-style list with each pattern
+// trimmed of spaces and the empty ones dropped.
+func normalPatterns(list string) string {
+	var out []string
+	for _, p := range strings.Split(list, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return strings.Join(out, ",")
 }
 
 // privateFromGo returns the patterns of private module paths that the go
@@ -112,7 +135,7 @@ func checkPatterns(list string) error {
 			continue
 		}
 		if strings.ContainsAny(p, " \t\n\"'") {
-			return fmt.Errorf("pattern %q holds a space or a quote (want glob patterns of module path prefixes separated by commas, such as *.corp.example.com,github.com/org/private)", p)
+			return fmt.Errorf("pattern %q holds a space or a quote (want glob patterns of module path prefixes separated by commas, such as *.corp.example.com,code.example.com/org/private)", p)
 		}
 		if _, err := path.Match(p, "x"); err != nil {
 			return fmt.Errorf("pattern %q: %v", p, err)
@@ -145,10 +168,13 @@ const publicRetry = 10 * time.Second
 // A publicLog is the cross-check with the public checksum database, set up
 // on first use: finding the database may need the network (a proxy's
 // /sumdb/<name>/supported), and a server must start, and answer from its
-// log, while the network is down.
+// log, while the network is down. The set-up runs in the background, under
+// its own bound: a lookup waits for it only as long as the lookup's own
+// context lasts, and a client that goes away fails no other.
 type publicLog struct {
-	gosumdb  string // the --public-sumdb setting
-	goproxy  string // the proxies through which to find it
+	ctx      context.Context // of the server: the set-up ends with it
+	gosumdb  string          // the --public-sumdb setting
+	goproxy  string          // the proxies through which to find it
 	next     fetch.Fetcher
 	private  string
 	state    public.StateStore
@@ -156,52 +182,85 @@ type publicLog struct {
 	register prometheus.Registerer
 	now      func() time.Time
 
-	mu      sync.Mutex         // held while setting up
+	mu      sync.Mutex
 	cc      *public.CrossCheck // guarded by mu; nil until set up
+	setup   chan struct{}      // guarded by mu; closed when the set-up in progress ends; nil if none is
 	err     error              // guarded by mu; the last failure to set up
 	errTime time.Time          // guarded by mu; when it failed
 }
+
+// publicSetupTimeout bounds the set-up of the cross-check: finding the
+// database through the proxies.
+const publicSetupTimeout = time.Minute
 
 // Fetch fetches path@version through the cross-check.
 func (p *publicLog) Fetch(ctx context.Context, path, version string) ([]byte, error) {
 	cc, err := p.crossCheck(ctx)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil, err
+		}
 		return nil, fmt.Errorf("%w: %s@%s: the public checksum database cannot be reached; retry later", fetch.ErrRetryLater, path, version)
 	}
 	return cc.Fetch(ctx, path, version)
 }
 
-// start sets the cross-check up at once, in the background, so that its
-// metrics and a fork found before the restart show without waiting for the
-// first new public module version.
-func (p *publicLog) start(ctx context.Context) {
+// start sets the cross-check up at once, so that its metrics and a fork
+// found before the restart show without waiting for the first new public
+// module version.
+func (p *publicLog) start() {
 	go func() {
-		cc, err := p.crossCheck(ctx)
+		cc, err := p.crossCheck(p.ctx)
 		if err != nil {
 			return // logged; the first lookup tries again
 		}
-		if evidence, err := cc.Fork(ctx); err == nil && evidence != "" {
-			p.logger.ErrorContext(ctx, "the public checksum database showed a fork: every new public module version is refused until an operator investigates and runs sumdb public-fork --clear", "evidence", evidence)
+		if evidence, err := cc.Fork(p.ctx); err == nil && evidence != "" {
+			p.logger.ErrorContext(p.ctx, "the public checksum database showed a fork: every new public module version is refused until an operator investigates and runs sumdb public-fork --clear", "evidence", evidence)
 		}
 	}()
 }
 
-// crossCheck returns the cross-check, setting it up if this is the first
-// use, or if the last try failed more than publicRetry ago.
+// crossCheck returns the cross-check once it is set up, starting the
+// set-up if none is in progress and the last one did not fail less than
+// publicRetry ago. It waits for the set-up as long as ctx lasts.
 func (p *publicLog) crossCheck(ctx context.Context) (*public.CrossCheck, error) {
+	p.mu.Lock()
+	if p.cc != nil {
+		p.mu.Unlock()
+		return p.cc, nil
+	}
+	if p.setup == nil {
+		if p.err != nil && p.now().Sub(p.errTime) < publicRetry {
+			err := p.err
+			p.mu.Unlock()
+			return nil, err
+		}
+		p.setup = make(chan struct{})
+		go p.open(p.setup)
+	}
+	done := p.setup
+	p.mu.Unlock()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.cc != nil {
 		return p.cc, nil
 	}
-	if p.err != nil && p.now().Sub(p.errTime) < publicRetry {
-		return nil, p.err
-	}
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	return nil, p.err
+}
+
+// open sets the cross-check up and closes done.
+func (p *publicLog) open(done chan struct{}) {
+	ctx, cancel := context.WithTimeout(p.ctx, publicSetupTimeout)
 	defer cancel()
 	remote, err := client.Open(ctx, client.Config{GOSUMDB: p.gosumdb, GOPROXY: p.goproxy, Logger: p.logger})
+	var cc *public.CrossCheck
 	if err == nil {
-		p.cc, err = public.New(public.Config{
+		cc, err = public.New(public.Config{
 			Remote:     remote,
 			Next:       p.next,
 			Private:    p.private,
@@ -211,12 +270,17 @@ func (p *publicLog) crossCheck(ctx context.Context) (*public.CrossCheck, error) 
 		})
 	}
 	if err != nil {
-		p.err, p.errTime = err, p.now()
 		p.logger.ErrorContext(ctx, "cannot reach the public checksum database: new public module versions are refused until it can be reached", "public_sumdb", shownGOSUMDB(p.gosumdb), "err", err)
-		return nil, err
+	} else {
+		p.logger.InfoContext(ctx, "public checksum database reached", "name", remote.Verifier.Name(), "url", remote.Base)
 	}
-	p.logger.InfoContext(ctx, "public checksum database reached", "name", remote.Verifier.Name(), "url", remote.Base)
-	return p.cc, nil
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cc, p.setup = cc, nil
+	if err != nil {
+		p.err, p.errTime = err, p.now()
+	}
+	close(done)
 }
 
 // shownGOSUMDB returns a GOSUMDB value as logs show it: its URL redacted.
@@ -236,6 +300,7 @@ func newFetcher(ctx context.Context, cfg *ServeConfig, up *fetch.Upstream, st pu
 	var fetcher fetch.Fetcher = up
 	if cfg.PublicSumDB != "off" {
 		pl := &publicLog{
+			ctx:      ctx,
 			gosumdb:  cfg.PublicSumDB,
 			goproxy:  cfg.Upstream,
 			next:     up,
@@ -245,7 +310,7 @@ func newFetcher(ctx context.Context, cfg *ServeConfig, up *fetch.Upstream, st pu
 			register: reg,
 			now:      time.Now,
 		}
-		pl.start(ctx)
+		pl.start()
 		fetcher = pl
 	}
 	if cfg.Private == "" {

@@ -72,6 +72,7 @@ func TestPublicLogFound(t *testing.T) {
 	}
 	now := time.Now()
 	p := &publicLog{
+		ctx:      t.Context(),
 		gosumdb:  pub.Key.VKey, // no URL: found through the proxy
 		goproxy:  proxy.URL,
 		next:     up,

@@ -33,10 +33,12 @@
 //
 // # Reloading
 //
-// At most once a second, on a request, Wrap looks at the file's size,
-// modification time and identity (a new file renamed over it), and reloads
-// it if any changed: a user removed, or whose password changed, is refused
-// from the next request on. A file that has become unreadable or invalid
+// At most once a second, on a request, Wrap reads the file again (it is
+// small: at most 4 MiB) and, if its content changed, parses it: a user
+// removed, or whose password changed, is refused from the next request on.
+// The content is compared, not the size and modification time: a new
+// bcrypt hash is as long as the old one, and may be written within the
+// granularity of the file system's clock. A file that has become unreadable or invalid
 // leaves the last valid one in force, and is logged at ERROR once per change.
 //
 // # What is checked, counted and logged
@@ -145,8 +147,8 @@ type Auth struct {
 
 	mu      sync.Mutex
 	entries *entries  // guarded by mu; the entries in force
-	stamp   fileStamp // guarded by mu; of the file entries came from
-	bad     fileStamp // guarded by mu; of the last file refused, logged once
+	sum     [32]byte  // guarded by mu; SHA-256 of the file entries came from
+	bad     fileState // guarded by mu; the last file refused, logged once
 	checked time.Time // guarded by mu; when the file was last looked at
 }
 
@@ -163,18 +165,12 @@ type entries struct {
 	verified *lru.Cache[[32]byte, struct{}]
 }
 
-// A fileStamp tells whether a file changed since it was read.
-type fileStamp struct {
-	info os.FileInfo // nil: unknown, or the file could not be looked at
-	err  string      // why not, if info is nil
-}
-
-// same reports whether s and t are the same version of the file.
-func (s fileStamp) same(t fileStamp) bool {
-	if s.info == nil || t.info == nil {
-		return s.info == nil && t.info == nil && s.err == t.err
-	}
-	return os.SameFile(s.info, t.info) && s.info.Size() == t.info.Size() && s.info.ModTime().Equal(t.info.ModTime())
+// A fileState is a version of the file that was refused: its content's
+// SHA-256, or why it could not be read.
+type fileState struct {
+	sum [32]byte
+	err string // "" if it was read
+	set bool
 }
 
 // New loads cfg.File and returns the Auth that checks requests against it.
@@ -220,12 +216,15 @@ func New(cfg Config) (*Auth, error) {
 		}, []string{"reason"}),
 		bcryptSlots: make(chan struct{}, runtime.GOMAXPROCS(0)),
 	}
-	stamp := statFile(cfg.File)
-	e, err := readFile(cfg.File)
+	data, err := readFile(cfg.File)
 	if err != nil {
 		return nil, err
 	}
-	a.entries, a.stamp, a.checked = e, stamp, cfg.Now()
+	e, err := parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("auth file %s: %w", cfg.File, err)
+	}
+	a.entries, a.sum, a.checked = e, sha256.Sum256(data), cfg.Now()
 	if cfg.Registerer != nil {
 		if err := cfg.Registerer.Register(a.failures); err != nil {
 			return nil, fmt.Errorf("auth file: register metrics: %w", err)
@@ -237,17 +236,8 @@ func New(cfg Config) (*Auth, error) {
 	return a, nil
 }
 
-// statFile returns the stamp of file as it is now.
-func statFile(file string) fileStamp {
-	fi, err := os.Stat(file)
-	if err != nil {
-		return fileStamp{err: err.Error()}
-	}
-	return fileStamp{info: fi}
-}
-
-// readFile reads and parses the auth file.
-func readFile(file string) (*entries, error) {
+// readFile reads the auth file, of at most maxFileSize bytes.
+func readFile(file string) ([]byte, error) {
 	f, err := os.Open(file)
 	if err != nil {
 		return nil, fmt.Errorf("auth file: %w", err)
@@ -260,11 +250,7 @@ func readFile(file string) (*entries, error) {
 	if len(data) > maxFileSize {
 		return nil, fmt.Errorf("auth file %s: larger than %d bytes: is it the right file?", file, maxFileSize)
 	}
-	e, err := parse(data)
-	if err != nil {
-		return nil, fmt.Errorf("auth file %s: %w", file, err)
-	}
-	return e, nil
+	return data, nil
 }
 
 // parse parses the contents of an auth file. Its errors name the line and
@@ -374,17 +360,35 @@ func (a *Auth) current(ctx context.Context) *entries {
 		return a.entries
 	}
 	a.checked = now
-	stamp := statFile(a.file)
-	if stamp.same(a.stamp) || stamp.same(a.bad) {
+	// The content, not the size and time of the file, tells a change: a
+	// new password's hash is as long as the old one's, and it may be
+	// written within the granularity of the file's modification time.
+	data, err := readFile(a.file)
+	var state fileState
+	if err != nil {
+		state = fileState{err: err.Error(), set: true}
+	} else {
+		state = fileState{sum: sha256.Sum256(data), set: true}
+		if state.sum == a.sum {
+			a.bad = fileState{}
+			return a.entries
+		}
+	}
+	if state == a.bad {
 		return a.entries
 	}
-	e, err := readFile(a.file)
+	var e *entries
+	if err == nil {
+		if e, err = parse(data); err != nil {
+			err = fmt.Errorf("auth file %s: %w", a.file, err)
+		}
+	}
 	if err != nil {
-		a.bad = stamp
+		a.bad = state
 		a.logger.ErrorContext(ctx, "auth file not reloaded: the last valid one stays in force until it is fixed", "file", a.file, "err", err)
 		return a.entries
 	}
-	a.entries, a.stamp, a.bad = e, stamp, fileStamp{}
+	a.entries, a.sum, a.bad = e, state.sum, fileState{}
 	a.logger.InfoContext(ctx, "auth file reloaded", "file", a.file, "users", len(e.users), "tokens", len(e.tokens))
 	return e
 }

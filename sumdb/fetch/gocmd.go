@@ -253,8 +253,16 @@ func (g *GoCommand) fetch(ctx context.Context, path, version string) ([]byte, er
 	}
 	defer os.RemoveAll(dir) // -modcacherw made it all removable
 	r.dir, r.cache = dir, filepath.Join(dir, "modcache")
-	work := filepath.Join(dir, "work") // no go.mod, no go.work: no module to load
+	// A go.mod of its own, with no requirement, so that the go command
+	// looks for none in the directories above: any local user may write
+	// one in the temporary directory, and the go command would obey its
+	// go line, replace and exclude directives. (GOWORK=off does the same
+	// for go.work.)
+	work := filepath.Join(dir, "work")
 	if err := os.Mkdir(work, 0o700); err != nil {
+		return nil, fmt.Errorf("go command fetch of %s: %w", r.mod, err)
+	}
+	if err := os.WriteFile(filepath.Join(work, "go.mod"), []byte("module sumdb.invalid/fetch\n"), 0o600); err != nil {
 		return nil, fmt.Errorf("go command fetch of %s: %w", r.mod, err)
 	}
 	r.env = append(slices.Clip(g.env), "GOMODCACHE="+r.cache)

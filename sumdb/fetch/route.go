@@ -3,6 +3,7 @@ package fetch
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"golang.org/x/mod/module"
 
@@ -29,8 +30,14 @@ var (
 // comma-separated list of glob patterns in the syntax of GOPRIVATE (see
 // module.MatchPrefixPatterns): a pattern matches the path or any of its
 // prefixes made of whole elements.
+//
+// Unlike the go command, it ignores case: a code host may serve
+// example.com/Org/Repo as example.com/org/repo, and a path that differs
+// from a private one in case alone must not reach a public service. Being
+// more private than asked only keeps such a path from the public log.
 func IsPrivate(patterns, path string) bool {
-	return patterns != "" && module.MatchPrefixPatterns(patterns, path)
+	return patterns != "" && (module.MatchPrefixPatterns(patterns, path) ||
+		module.MatchPrefixPatterns(strings.ToLower(patterns), strings.ToLower(path)))
 }
 
 // A Route sends each fetch to one of two fetchers by the module path:

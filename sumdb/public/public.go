@@ -59,7 +59,6 @@ import (
 	"unicode"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/mod/module"
 	xsumdb "golang.org/x/mod/sumdb"
 
 	"github.com/sumdb/sumdb/internal/lru"
@@ -266,7 +265,7 @@ func (m *metrics) register(reg prometheus.Registerer) error {
 // StateStore's. The messages of the first two kinds are for the go
 // command's user, and name no secret.
 func (c *CrossCheck) Fetch(ctx context.Context, path, version string) ([]byte, error) {
-	if module.MatchPrefixPatterns(c.private, path) {
+	if fetch.IsPrivate(c.private, path) {
 		return nil, errPrivate(path, version)
 	}
 	if err := c.refuseForked(ctx, path, version); err != nil {

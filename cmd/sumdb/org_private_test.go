@@ -44,19 +44,18 @@ func (rl *requestLog) paths() []string {
 	return append([]string(nil), rl.seen...)
 }
 
-// TestPrivatePatternWithSpaceLeaksToUpstream shows that a --private list
-// written with a space after a comma is accepted by the configuration
-// check (which trims each pattern before checking it), while the router
-// (module.MatchPrefixPatterns, which trims nothing) never matches the
-// pattern with its space: the private path goes to the public --upstream.
-// Either refusing the setting or routing the path privately passes.
-func TestPrivatePatternWithSpaceLeaksToUpstream(t *testing.T) {
+// TestPrivatePatternWithSpace checks that a --private list written with
+// spaces around its commas routes the private paths to the private
+// upstream, never to the public --upstream: module.MatchPrefixPatterns,
+// which the router uses, trims nothing, so the setting must be trimmed
+// (or refused).
+func TestPrivatePatternWithSpace(t *testing.T) {
 	for _, tt := range []struct {
 		name, private, path string
 	}{
-		{"space after comma", "corp.example.com, github.com/corp-private", "github.com/corp-private/secret"},
-		{"space before comma", "github.com/corp-private ,corp.example.com", "github.com/corp-private/secret"},
-		{"tab after comma", "corp.example.com,\tgithub.com/corp-private", "github.com/corp-private/secret"},
+		{"space after comma", "corp.example.com, code.example.com/corp-private", "code.example.com/corp-private/secret"},
+		{"space before comma", "code.example.com/corp-private ,corp.example.com", "code.example.com/corp-private/secret"},
+		{"tab after comma", "corp.example.com,\tcode.example.com/corp-private", "code.example.com/corp-private/secret"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			clearEnv(t)
@@ -75,7 +74,7 @@ func TestPrivatePatternWithSpaceLeaksToUpstream(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			f, err := newFetcher(cfg, up, nil, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+			f, err := newFetcher(t.Context(), cfg, up, nil, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -88,12 +87,11 @@ func TestPrivatePatternWithSpaceLeaksToUpstream(t *testing.T) {
 	}
 }
 
-// TestPublicSetupWaitIgnoresContext shows that while the first lookup of a
+// TestPublicSetupWaitHonorsContext checks that while the first lookup of a
 // public module sets up the cross-check (client.Open, bounded by a minute),
-// every other lookup of a new public version waits for the set-up's mutex
-// beyond its own deadline: a public checksum database, or a proxy, that
-// never answers holds each of them as long as the set-up lasts.
-func TestPublicSetupWaitIgnoresContext(t *testing.T) {
+// another lookup of a new public version waits for the set-up no longer
+// than its own deadline, even if the proxy asked never answers.
+func TestPublicSetupWaitHonorsContext(t *testing.T) {
 	release := make(chan struct{})
 	var asked atomic.Int64
 	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -109,6 +107,7 @@ func TestPublicSetupWaitIgnoresContext(t *testing.T) {
 
 	_, vkey := newTestVKey(t, "sum.stall.test")
 	p := &publicLog{
+		ctx:      t.Context(),
 		gosumdb:  vkey, // no URL: found through the proxy, which stalls
 		goproxy:  proxy.URL,
 		next:     nil,
@@ -146,14 +145,13 @@ func newTestVKey(t *testing.T, name string) (skey, vkey string) {
 	return skey, vkey
 }
 
-// TestPrivateDefaultEmptyIsSilent shows that with the cross-check on and
+// TestPrivateDefaultEmptyWarns checks that with the cross-check on and
 // neither GONOSUMDB nor GOPRIVATE set in the server's go env (as
-// docs/organization.md tells developers and CI to leave them), serve
-// starts with no private patterns at all, without an error or a warning:
-// every private path a developer looks up then goes to --upstream and to
-// the public checksum database. The guard against guessing "none" covers
-// only a go env that fails.
-func TestPrivateDefaultEmptyIsSilent(t *testing.T) {
+// docs/organization.md tells developers and CI to leave them), serve does
+// not start silently with no private patterns: every private path a
+// developer looks up would go to --upstream and to the public checksum
+// database.
+func TestPrivateDefaultEmptyWarns(t *testing.T) {
 	clearEnv(t)
 	_, vkey := newTestVKey(t, "sum.public.test")
 	cfg, err := load(t, []string{"--public-sumdb", vkey}, fixedGoEnv("http://proxy.test"))
