@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -67,6 +68,12 @@ type GoCommandConfig struct {
 	// DefaultMaxConcurrent. More fetches wait.
 	MaxConcurrent int
 
+	// MaxDisk bounds the disk one fetch may use, its clone of the
+	// repository and its module cache: a fetch that uses more is stopped
+	// and answered as a module too large to log. Default four times
+	// MaxZipSize, at least 1 GiB.
+	MaxDisk int64
+
 	// Logger gets one line per fetch; by default nothing is logged.
 	Logger *slog.Logger
 }
@@ -82,6 +89,7 @@ type GoCommand struct {
 	env        []string // the environment but GOMODCACHE
 	timeout    time.Duration
 	maxZipSize int64
+	maxDisk    int64
 	tempDir    string
 	slots      chan struct{} // one value per go command running
 	logger     *slog.Logger
@@ -120,6 +128,12 @@ func NewGoCommand(cfg GoCommandConfig) (*GoCommand, error) {
 	}
 	if g.timeout, g.maxZipSize, err = limits("go command config", g.timeout, g.maxZipSize); err != nil {
 		return nil, err
+	}
+	switch g.maxDisk = cfg.MaxDisk; {
+	case g.maxDisk < 0:
+		return nil, fmt.Errorf("go command config: negative max disk %d", g.maxDisk)
+	case g.maxDisk == 0:
+		g.maxDisk = max(4*g.maxZipSize, 1<<30)
 	}
 	if g.tempDir == "" {
 		g.tempDir = os.TempDir()
@@ -268,6 +282,9 @@ func (g *GoCommand) fetch(ctx context.Context, path, version string) ([]byte, er
 	r.env = append(slices.Clip(g.env), "GOMODCACHE="+r.cache)
 
 	stdout, stderr, runErr := r.run(work, g.goBin, "mod", "download", "-json", r.mod)
+	if errors.Is(runErr, errDiskLimit) {
+		return nil, r.notFound(fmt.Sprintf("the repository and module take more than %d bytes of disk, more than the server allows", g.maxDisk), runErr)
+	}
 	if err := r.ctx.Err(); err != nil {
 		return nil, r.ctxErr("go command", err)
 	}
@@ -359,14 +376,27 @@ func readFileMax(name string, limit int64) ([]byte, error) {
 	return data, nil
 }
 
+// errDiskLimit is the cause of a run stopped for using more disk than
+// the fetch may.
+var errDiskLimit = errors.New("disk limit of the fetch reached")
+
+// diskCheckInterval is how often a run's use of disk is measured.
+const diskCheckInterval = 250 * time.Millisecond
+
 // run runs the command name with args in dir under the fetch's context
 // and environment, and returns what it printed, bounded, and the error of
-// its run. When the context ends, the command and every process it
-// started are killed.
+// its run. When the context ends, or the fetch's directory grows beyond
+// the disk limit (the error then wraps errDiskLimit), the command and
+// every process it started are killed.
 func (r *goRun) run(dir, name string, args ...string) (stdout, stderr *limitbuf.Buffer, err error) {
 	stdout = limitbuf.New(maxGoStdout)
 	stderr = limitbuf.New(maxGoStderr)
-	cmd := exec.CommandContext(r.ctx, name, args...)
+	ctx, cancel := context.WithCancelCause(r.ctx)
+	defer cancel(nil)
+	stop := make(chan struct{})
+	defer close(stop)
+	go r.watchDisk(stop, cancel)
+	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Dir, cmd.Env = dir, r.env
 	cmd.Stdin = nil
 	cmd.Stdout, cmd.Stderr = stdout, stderr
@@ -375,7 +405,49 @@ func (r *goRun) run(dir, name string, args ...string) (stdout, stderr *limitbuf.
 	// hold the fetch.
 	cmd.WaitDelay = 5 * time.Second
 	err = cmd.Run()
+	// Once more at the end: a quick command may have finished between two
+	// measures.
+	if cause := context.Cause(ctx); errors.Is(cause, errDiskLimit) || r.diskUsed() > r.g.maxDisk {
+		err = fmt.Errorf("%w: %v", errDiskLimit, err)
+	}
 	return stdout, stderr, err
+}
+
+// watchDisk measures the bytes under the fetch's directory until stop is
+// closed, and cancels the run with errDiskLimit once they exceed the limit.
+func (r *goRun) watchDisk(stop <-chan struct{}, cancel context.CancelCauseFunc) {
+	t := time.NewTicker(diskCheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		if r.diskUsed() > r.g.maxDisk {
+			cancel(errDiskLimit)
+			return
+		}
+	}
+}
+
+// diskUsed returns the bytes of the regular files under the fetch's
+// directory, or a number over the limit once it is reached.
+func (r *goRun) diskUsed() int64 {
+	var total int64
+	filepath.WalkDir(r.dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil // a file removed while walking
+		}
+		if fi, err := d.Info(); err == nil && fi.Mode().IsRegular() {
+			total += fi.Size()
+		}
+		if total > r.g.maxDisk {
+			return filepath.SkipAll
+		}
+		return nil
+	})
+	return total
 }
 
 // The texts of the go command's and git's errors that tell what failed,

@@ -2,6 +2,7 @@ package fetch
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -447,5 +448,28 @@ func TestGoCommandChecks(t *testing.T) {
 			}
 			checkEmptyDir(t, tmp)
 		})
+	}
+}
+
+// TestGoCommandDiskLimit checks that a fetch whose repository takes more
+// disk than MaxDisk is stopped and answered as a module that cannot be
+// logged, and leaves nothing behind.
+func TestGoCommandDiskLimit(t *testing.T) {
+	f := newGitFixture(t)
+	big := make([]byte, 4<<20)
+	rand.Read(big) // incompressible: the clone takes all of it
+	f.git.NewRepo(t, "big", map[string]string{
+		"go.mod":  "module vcs.test/big.git\n\ngo 1.21\n",
+		"big.go":  "package big\n",
+		"big.bin": string(big),
+	}, "v1.0.0")
+	g := f.newGoCommand(t, GoCommandConfig{MaxDisk: 1 << 20})
+	got, err := g.Fetch(t.Context(), "vcs.test/big.git", "v1.0.0")
+	if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "bytes of disk") {
+		t.Fatalf("Fetch of a repository over the disk limit = %q, %v; want ErrNotFound naming the limit", got, err)
+	}
+	// Under the default limit, the same module is logged.
+	if _, err := f.gocmd.Fetch(t.Context(), "vcs.test/big.git", "v1.0.0"); err != nil {
+		t.Errorf("Fetch under the default disk limit: %v", err)
 	}
 }
