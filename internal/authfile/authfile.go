@@ -236,8 +236,15 @@ func New(cfg Config) (*Auth, error) {
 	return a, nil
 }
 
-// readFile reads the auth file, of at most maxFileSize bytes.
+// readFile reads the auth file, a regular file of at most maxFileSize
+// bytes.
 func readFile(file string) ([]byte, error) {
+	// Not a FIFO or a device, whose read could block every request.
+	if fi, err := os.Stat(file); err != nil {
+		return nil, fmt.Errorf("auth file: %w", err)
+	} else if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("auth file %s: not a regular file", file)
+	}
 	f, err := os.Open(file)
 	if err != nil {
 		return nil, fmt.Errorf("auth file: %w", err)
