@@ -207,17 +207,9 @@ func (p *publicLog) Fetch(ctx context.Context, path, version string) ([]byte, er
 
 // start sets the cross-check up at once, so that its metrics and a fork
 // found before the restart show without waiting for the first new public
-// module version.
+// module version (open logs the fork).
 func (p *publicLog) start() {
-	go func() {
-		cc, err := p.crossCheck(p.ctx)
-		if err != nil {
-			return // logged; the first lookup tries again
-		}
-		if evidence, err := cc.Fork(p.ctx); err == nil && evidence != "" {
-			p.logger.ErrorContext(p.ctx, "the public checksum database showed a fork: every new public module version is refused until an operator investigates and runs sumdb public-fork --clear", "evidence", evidence)
-		}
-	}()
+	go p.crossCheck(p.ctx) // a failure is logged; the first lookup tries again
 }
 
 // crossCheck returns the cross-check once it is set up, starting the
@@ -273,6 +265,11 @@ func (p *publicLog) open(done chan struct{}) {
 		p.logger.ErrorContext(ctx, "cannot reach the public checksum database: new public module versions are refused until it can be reached", "public_sumdb", shownGOSUMDB(p.gosumdb), "err", err)
 	} else {
 		p.logger.InfoContext(ctx, "public checksum database reached", "name", remote.Verifier.Name(), "url", remote.Base)
+		// A fork found before the restart, or by another replica, shows
+		// at once, in the log and in sumdb_public_fork.
+		if evidence, err := cc.Fork(ctx); err == nil && evidence != "" {
+			p.logger.ErrorContext(ctx, "the public checksum database showed a fork: every new public module version is refused until an operator investigates and runs sumdb public-fork --clear", "evidence", evidence)
+		}
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()

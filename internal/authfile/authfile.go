@@ -86,6 +86,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -239,17 +240,19 @@ func New(cfg Config) (*Auth, error) {
 // readFile reads the auth file, a regular file of at most maxFileSize
 // bytes.
 func readFile(file string) ([]byte, error) {
-	// Not a FIFO or a device, whose read could block every request.
-	if fi, err := os.Stat(file); err != nil {
-		return nil, fmt.Errorf("auth file: %w", err)
-	} else if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("auth file %s: not a regular file", file)
-	}
-	f, err := os.Open(file)
+	// Opened without blocking, and then refused, if it is a FIFO or a
+	// device, whose open or read could block every request: a check
+	// before the open could be raced by a FIFO renamed over the file.
+	f, err := os.OpenFile(file, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, fmt.Errorf("auth file: %w", err)
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err != nil {
+		return nil, fmt.Errorf("auth file: %w", err)
+	} else if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("auth file %s: not a regular file", file)
+	}
 	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("auth file: %w", err)

@@ -413,25 +413,34 @@ func (r *goRun) run(dir, name string, args ...string) (stdout, stderr *limitbuf.
 	return stdout, stderr, err
 }
 
-// watchDisk measures the bytes under the fetch's directory until stop is
-// closed, and cancels the run with errDiskLimit once they exceed the limit.
+// watchDisk measures the disk under the fetch's directory until stop is
+// closed, and cancels the run with errDiskLimit once it exceeds the limit.
+// Measures are spaced by four times the last one's duration at least, so
+// that a tree of very many files does not keep a core walking it.
 func (r *goRun) watchDisk(stop <-chan struct{}, cancel context.CancelCauseFunc) {
-	t := time.NewTicker(diskCheckInterval)
-	defer t.Stop()
+	wait := diskCheckInterval
 	for {
 		select {
 		case <-stop:
 			return
-		case <-t.C:
+		case <-time.After(wait):
 		}
+		start := time.Now()
 		if r.diskUsed() > r.g.maxDisk {
 			cancel(errDiskLimit)
 			return
 		}
+		wait = max(diskCheckInterval, 4*time.Since(start))
 	}
 }
 
-// diskUsed returns the bytes of the regular files under the fetch's
+// entryCharge is what each file and directory is counted for beyond its
+// blocks: its inode and directory entry.
+const entryCharge = 512
+
+// diskUsed returns the disk taken under the fetch's directory, as the file
+// system allocates it (blocks, not sizes: a module of very many small
+// files takes far more than their sizes), plus entryCharge a file or
 // directory, or a number over the limit once it is reached.
 func (r *goRun) diskUsed() int64 {
 	var total int64
@@ -439,8 +448,9 @@ func (r *goRun) diskUsed() int64 {
 		if err != nil {
 			return nil // a file removed while walking
 		}
-		if fi, err := d.Info(); err == nil && fi.Mode().IsRegular() {
-			total += fi.Size()
+		total += entryCharge
+		if fi, err := d.Info(); err == nil && (fi.Mode().IsRegular() || fi.IsDir()) {
+			total += max(diskSize(fi), 0)
 		}
 		if total > r.g.maxDisk {
 			return filepath.SkipAll

@@ -3,6 +3,7 @@
 package fetch
 
 import (
+	"io/fs"
 	"os/exec"
 	"syscall"
 )
@@ -16,4 +17,13 @@ func killProcessGroup(cmd *exec.Cmd) {
 		// Before Wait reaps it, the group's id is still the command's.
 		return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	}
+}
+
+// diskSize returns the bytes of disk that the file system allocated to the
+// file of fi: its blocks.
+func diskSize(fi fs.FileInfo) int64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return st.Blocks * 512
+	}
+	return fi.Size()
 }
