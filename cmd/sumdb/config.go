@@ -81,6 +81,7 @@ type ServeConfig struct {
 	Private         string        `mapstructure:"private"`             // GOPRIVATE-style patterns of private module paths; default go env GONOSUMDB, else GOPRIVATE
 	PrivateUpstream string        `mapstructure:"private-upstream"`    // GOPROXY-style list the private modules come from, "direct" for version control
 	AuthFile        string        `mapstructure:"auth-file"`           // users and tokens who may read the log; empty: anyone may
+	Mirrors         []string      `mapstructure:"mirror"`              // checksum databases to mirror, each "<verifier key> [URL]" as in GOSUMDB
 
 	NameSet  bool     `mapstructure:"-"` // Name was given by the user, not the default
 	Warnings []string `mapstructure:"-"` // things the user may want to fix, to log once a logger exists
@@ -136,6 +137,7 @@ func newServeFlags() *pflag.FlagSet {
 	fs.String("private", "", "GOPRIVATE-style `patterns` of private module paths, never sent to the public checksum database or the upstream, or off for none (default: go env GONOSUMDB, else GOPRIVATE)")
 	fs.String("private-upstream", "direct", "GOPROXY-style `list` the private modules come from; direct runs the go command, which fetches from version control with this process's credentials")
 	fs.String("auth-file", "", "only the users and tokens in this `file` may read the log (see docs/organization.md); reloaded when it changes")
+	fs.StringSlice("mirror", nil, "mirror this checksum `database`, \"<verifier key> [URL]\" as in GOSUMDB, under /sumdb/<name>/ (repeat, or separate with commas)")
 	return fs
 }
 
@@ -224,6 +226,7 @@ func (c *ServeConfig) rules() []rule {
 		{"lookup-cache-size", fmt.Sprintf("want a size in bytes such as %v, or 0 to disable the cache", byteSize(sumdb.DefaultLookupCacheSize)), &c.LookupCacheSize,
 			func() bool { return c.LookupCacheSize >= 0 }},
 		{"acme-host", "want host names, as a list or separated by commas", &c.ACMEHosts, nil},
+		{"mirror", "want checksum databases, \"<verifier key> [URL]\", as a list or separated by commas", &c.Mirrors, nil},
 	}
 }
 
@@ -267,6 +270,9 @@ func loadServeConfig(ctx context.Context, fs *pflag.FlagSet, goEnv goEnvFunc) (*
 		return nil, err
 	}
 	if err := cfg.loadOrganization(ctx, s, goEnv); err != nil {
+		return nil, err
+	}
+	if err := cfg.checkMirrors(ctx, s); err != nil {
 		return nil, err
 	}
 	cfg.LogFormat = strings.ToLower(cfg.LogFormat)

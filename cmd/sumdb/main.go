@@ -107,6 +107,7 @@ Usage:
 	sumdb export --out FILE [flags]   write the whole log (records, signed heads) to one file
 	sumdb import [flags] FILE         rebuild a log from an export file in another store
 	sumdb public-fork [--clear]       show or clear a fork of the public checksum database
+	sumdb mirror fetch --of DB [FILE...]  cache go.sum files' module versions of a mirrored database
 
 Run "sumdb <command> --help" for a command's flags.
 `
@@ -115,7 +116,7 @@ Run "sumdb <command> --help" for a command's flags.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
-		return usageErrorf("missing command (want serve, keygen, check, audit, load, export, import or public-fork)")
+		return usageErrorf("missing command (want serve, keygen, check, audit, load, export, import, public-fork or mirror)")
 	}
 	switch cmd, rest := args[0], args[1:]; cmd {
 	case "serve":
@@ -134,10 +135,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runImport(ctx, rest, stdout, stderr)
 	case "public-fork":
 		return runPublicFork(ctx, rest, stdout, stderr, goEnv)
+	case "mirror":
+		return runMirror(ctx, rest, stdout, stderr, goEnv)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
 	default:
-		return usageErrorf("unknown command %q (want serve, keygen, check, audit, load, export, import or public-fork; run sumdb help)", cmd)
+		return usageErrorf("unknown command %q (want serve, keygen, check, audit, load, export, import, public-fork or mirror; run sumdb help)", cmd)
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/sumdb/sumdb/store"
 	"github.com/sumdb/sumdb/sumdb"
 	"github.com/sumdb/sumdb/sumdb/fetch"
+	"github.com/sumdb/sumdb/sumdb/mirror"
 	"github.com/sumdb/sumdb/sumdb/public"
 	"github.com/sumdb/sumdb/tlog"
 )
@@ -199,11 +200,30 @@ func serve(ctx context.Context, cfg *ServeConfig, stdout, stderr io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("create server: %w", err)
 	}
+	// The log itself, and each mirror, under /sumdb/<name>/, as a module
+	// proxy serves the checksum databases it supports.
+	var mirrors []*mirror.Mirror
+	ms, ok := st.(mirrorStore)
+	if !ok && len(cfg.Mirrors) > 0 {
+		return fmt.Errorf("the %s store keeps no mirror cache", backend)
+	}
+	for _, mv := range cfg.Mirrors {
+		m, err := openMirror(ctx, mv, cfg.Upstream, ms, logger, reg)
+		if err != nil {
+			return fmt.Errorf("mirror %s: %w", shownGOSUMDB(mv), err)
+		}
+		if m.Name() == k.Signer.Name() {
+			return fmt.Errorf("--mirror %s: the log itself has that name: a server cannot mirror another database under its own name", m.Name())
+		}
+		mirrors = append(mirrors, m)
+	}
+	handler := withMirrorStatus(mirror.NewHandler(app, k.Signer.Name(), mirrors...), mirrors, time.Now)
+
 	metricsHandler := promhttp.InstrumentMetricHandler(reg, promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 		Registry: reg,
 	}))
-	mainHandler, opsHandler := routes(app, metricsHandler, cfg.MetricsListen != "")
+	mainHandler, opsHandler := routes(handler, metricsHandler, cfg.MetricsListen != "")
 	if auth != nil {
 		// The metrics listener, if separate, stays open: it serves no part
 		// of the log.
@@ -272,6 +292,9 @@ func serve(ctx context.Context, cfg *ServeConfig, stdout, stderr io.Writer) erro
 	}
 	if cfg.Private != "" {
 		attrs = append(attrs, "private", cfg.Private, "private_upstream", guard.RedactList(cfg.PrivateUpstream))
+	}
+	for _, m := range mirrors {
+		attrs = append(attrs, "mirror", m.Name())
 	}
 	if auth != nil {
 		users, tokens := auth.Users()
