@@ -127,6 +127,7 @@ type Mirror struct {
 	gets    singleflight.Group // upstream requests, by path
 	lookups singleflight.Group // lookups that missed the store, by path@version
 	latests singleflight.Group // refreshes of the head from the upstream
+	tiles   singleflight.Group // tiles that missed the store, by path
 
 	accepting sync.Mutex // held while a new head is checked and stored
 
@@ -319,17 +320,14 @@ var reasons = []string{reasonUnavailable, reasonSignature, reasonFork, reasonTil
 // callers, within a fetch slot and the timeout. Its errors wrap
 // client.ErrNotFound (with the upstream's reason) or ErrUnavailable.
 func (m *Mirror) get(ctx context.Context, path string) ([]byte, error) {
-	ch := m.gets.DoChan(path, func() (any, error) {
-		// The shared request outlives any one caller.
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.timeout)
-		defer cancel()
+	return shared(ctx, &m.gets, path, m.timeout, func(ctx context.Context) ([]byte, error) {
 		select {
 		case m.slots <- struct{}{}:
-		case <-fctx.Done():
-			return nil, fmt.Errorf("%w: GET %s: %d upstream requests in progress: %w", ErrUnavailable, path, cap(m.slots), fctx.Err())
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: GET %s: %d upstream requests in progress: %w", ErrUnavailable, path, cap(m.slots), ctx.Err())
 		}
 		defer func() { <-m.slots }()
-		body, err := m.remote.Get(fctx, path)
+		body, err := m.remote.Get(ctx, path)
 		switch {
 		case err == nil:
 			return body, nil
@@ -341,14 +339,23 @@ func (m *Mirror) get(ctx context.Context, path string) ([]byte, error) {
 			return nil, err
 		}
 	})
+}
+
+// shared returns what f returns, calling it once for all the concurrent
+// callers of the same key of g. f's context outlives any one caller (an
+// impatient client must not fail the others) and ends after d.
+func shared[T any](ctx context.Context, g *singleflight.Group, key string, d time.Duration, f func(context.Context) (T, error)) (T, error) {
+	ch := g.DoChan(key, func() (any, error) {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d)
+		defer cancel()
+		return f(fctx)
+	})
 	select {
 	case r := <-ch:
-		if r.Err != nil {
-			return nil, r.Err
-		}
-		return r.Val.([]byte), nil
+		return r.Val.(T), r.Err
 	case <-ctx.Done():
-		return nil, fmt.Errorf("%w: GET %s: %w", ErrUnavailable, path, ctx.Err())
+		var zero T
+		return zero, fmt.Errorf("%w: %s: %w", ErrUnavailable, key, ctx.Err())
 	}
 }
 
@@ -483,7 +490,7 @@ func describeFork(verified, upstream xtlog.Tree) string {
 // and whether the upstream was asked, or an error if it was asked and its
 // answer was refused or not had.
 func (m *Mirror) refresh(ctx context.Context) (verifiedHead, bool, error) {
-	ch := m.latests.DoChan("latest", func() (any, error) {
+	asked, err := shared(ctx, &m.latests, "latest", 2*m.timeout, func(ctx context.Context) (bool, error) {
 		m.mu.Lock()
 		recent := m.head.note != nil && m.now().Sub(m.lastLatest) < minLatestInterval
 		if !recent {
@@ -493,21 +500,13 @@ func (m *Mirror) refresh(ctx context.Context) (verifiedHead, bool, error) {
 		if recent {
 			return false, nil
 		}
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*m.timeout)
-		defer cancel()
-		msg, err := m.get(fctx, "latest")
-		if err != nil {
-			return true, err
+		msg, err := m.get(ctx, "latest")
+		if err == nil {
+			_, err = m.accept(ctx, "latest", msg)
 		}
-		_, err = m.accept(fctx, "latest", msg)
 		return true, err
 	})
-	select {
-	case r := <-ch:
-		return m.newest(), r.Val.(bool), r.Err
-	case <-ctx.Done():
-		return m.newest(), false, fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
-	}
+	return m.newest(), asked, err
 }
 
 // Lookup returns the record of path@version: from the store, or else
@@ -558,19 +557,17 @@ func (m *Mirror) lookup(ctx context.Context, path, version, esc string) (int64, 
 		text []byte
 		head verifiedHead
 	}
-	ch := m.lookups.DoChan(esc, func() (any, error) {
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 4*m.timeout)
-		defer cancel()
-		id, text, head, err := m.fetchRecord(fctx, path, version, esc)
+	r, err := shared(ctx, &m.lookups, esc, 4*m.timeout, func(ctx context.Context) (result, error) {
+		// A flight that just ended, or another replica, may have stored it.
+		if id, text, err := m.store.ReadMirrorRecord(ctx, m.name, path, version); err == nil {
+			if h, err := m.reload(ctx); err == nil && id < h.tree.N {
+				return result{id, text, h}, nil
+			}
+		}
+		id, text, head, err := m.fetchRecord(ctx, path, version, esc)
 		return result{id, text, head}, err
 	})
-	select {
-	case r := <-ch:
-		res := r.Val.(result)
-		return res.id, res.text, res.head, sourceUpstream, r.Err
-	case <-ctx.Done():
-		return 0, nil, verifiedHead{}, "", fmt.Errorf("%w: lookup %s: %w", ErrUnavailable, esc, ctx.Err())
-	}
+	return r.id, r.text, r.head, sourceUpstream, err
 }
 
 // fetchRecord fetches the record of path@version from the upstream,

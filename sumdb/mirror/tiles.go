@@ -125,22 +125,46 @@ func (m *Mirror) putTiles(ctx context.Context, tiles []heldTile) {
 // hashTile returns hash tile t of the newest verified tree, and where it
 // came from.
 func (m *Mirror) hashTile(ctx context.Context, t xtlog.Tile) ([]byte, string, error) {
+	if data, ok, err := m.storedTile(ctx, t); ok || err != nil {
+		return data, sourceStore, err
+	}
+	data, err := shared(ctx, &m.tiles, t.Path(), 4*m.timeout, func(ctx context.Context) ([]byte, error) {
+		// A flight that just ended, or another replica, may have stored it.
+		if data, ok, err := m.storedTile(ctx, t); ok || err != nil {
+			return data, err
+		}
+		head, err := m.headFor(ctx, t)
+		if err != nil {
+			return nil, err
+		}
+		data, err := xtlog.ReadTileData(t, xtlog.TileHashReader(head.tree, m.tileReader(ctx, false)))
+		if err != nil {
+			return nil, m.tileError(ctx, t.Path(), head, err)
+		}
+		return data, nil
+	})
+	return data, sourceUpstream, err
+}
+
+// storedTile returns tile t, a hash or data tile, if the store holds it as
+// wide.
+func (m *Mirror) storedTile(ctx context.Context, t xtlog.Tile) ([]byte, bool, error) {
 	stored, err := m.store.ReadMirrorTile(ctx, m.name, t.L, t.N)
 	switch {
-	case err == nil && len(stored) >= t.W*xtlog.HashSize:
-		return stored[:t.W*xtlog.HashSize], sourceStore, nil
-	case err != nil && !errors.Is(err, tlog.ErrNotFound):
-		return nil, "", fmt.Errorf("%w: read tile %s: %w", ErrUnavailable, t.Path(), err)
+	case errors.Is(err, tlog.ErrNotFound):
+		return nil, false, nil
+	case err != nil:
+		return nil, false, fmt.Errorf("%w: read tile %s: %w", ErrUnavailable, t.Path(), err)
+	case t.L >= 0:
+		if len(stored) >= t.W*xtlog.HashSize {
+			return stored[:t.W*xtlog.HashSize], true, nil
+		}
+	default:
+		if recs, ok := splitRecords(stored, t.W); ok {
+			return stored[:recs[t.W-1].end], true, nil
+		}
 	}
-	head, err := m.headFor(ctx, t)
-	if err != nil {
-		return nil, "", err
-	}
-	data, err := xtlog.ReadTileData(t, xtlog.TileHashReader(head.tree, m.tileReader(ctx, false)))
-	if err != nil {
-		return nil, "", m.tileError(ctx, t.Path(), head, err)
-	}
-	return data, sourceUpstream, nil
+	return nil, false, nil
 }
 
 // errBeyond marks a tile that the newest verified tree does not reach.
@@ -173,27 +197,33 @@ func (m *Mirror) headFor(ctx context.Context, t xtlog.Tile) (verifiedHead, error
 // dataTile returns data tile t of the newest verified tree, and where it
 // came from.
 func (m *Mirror) dataTile(ctx context.Context, t xtlog.Tile) ([]byte, string, error) {
-	stored, err := m.store.ReadMirrorTile(ctx, m.name, -1, t.N)
-	switch {
-	case err == nil:
-		if recs, ok := splitRecords(stored, t.W); ok {
-			return stored[:recs[t.W-1].end], sourceStore, nil
-		}
-	case !errors.Is(err, tlog.ErrNotFound):
-		return nil, "", fmt.Errorf("%w: read tile %s: %w", ErrUnavailable, t.Path(), err)
+	if data, ok, err := m.storedTile(ctx, t); ok || err != nil {
+		return data, sourceStore, err
 	}
+	data, err := shared(ctx, &m.tiles, t.Path(), 4*m.timeout, func(ctx context.Context) ([]byte, error) {
+		if data, ok, err := m.storedTile(ctx, t); ok || err != nil {
+			return data, err
+		}
+		return m.fetchDataTile(ctx, t)
+	})
+	return data, sourceUpstream, err
+}
+
+// fetchDataTile fetches data tile t from the upstream, checks each record
+// against the verified hashes of the newest verified tree and stores it.
+func (m *Mirror) fetchDataTile(ctx context.Context, t xtlog.Tile) ([]byte, error) {
 	head, err := m.headFor(ctx, t)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	path := t.Path()
 	data, err := m.get(ctx, path)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	recs, ok := splitRecords(data, t.W)
 	if !ok || recs[t.W-1].end != len(data) {
-		return nil, "", m.refuse(ctx, reasonRecord, path, fmt.Errorf("not %d records, each followed by a blank line", t.W))
+		return nil, m.refuse(ctx, reasonRecord, path, fmt.Errorf("not %d records, each followed by a blank line", t.W))
 	}
 	start := t.N * tlog.TileWidth
 	indexes := make([]int64, t.W)
@@ -202,15 +232,15 @@ func (m *Mirror) dataTile(ctx context.Context, t xtlog.Tile) ([]byte, string, er
 	}
 	hashes, err := xtlog.TileHashReader(head.tree, m.tileReader(ctx, false)).ReadHashes(indexes)
 	if err != nil {
-		return nil, "", m.tileError(ctx, path, head, err)
+		return nil, m.tileError(ctx, path, head, err)
 	}
 	for i, rec := range recs {
 		if xtlog.RecordHash(data[rec.start:rec.end-1]) != hashes[i] {
-			return nil, "", m.refuse(ctx, reasonRecord, path, fmt.Errorf("record %d is not the record %d of the verified tree of %d records", start+int64(i), start+int64(i), head.tree.N))
+			return nil, m.refuse(ctx, reasonRecord, path, fmt.Errorf("record %d is not the record %d of the verified tree of %d records", start+int64(i), start+int64(i), head.tree.N))
 		}
 	}
 	m.putTiles(ctx, []heldTile{{t, data}})
-	return data, sourceUpstream, nil
+	return data, nil
 }
 
 // A span is the bytes [start, end) of a data tile holding one record's
