@@ -89,8 +89,8 @@ func (o *goOps) WriteConfig(file string, old, new []byte) error {
 }
 
 func (o *goOps) ReadCache(file string) ([]byte, error) { return nil, os.ErrNotExist }
-func (o *goOps) WriteCache(file string, data []byte)    {}
-func (o *goOps) Log(msg string)                         {}
+func (o *goOps) WriteCache(file string, data []byte)   {}
+func (o *goOps) Log(msg string)                        {}
 
 func (o *goOps) SecurityError(msg string) {
 	o.mu.Lock()
