@@ -1,13 +1,13 @@
 package mirror
 
 import (
-	"bytes"
+	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -32,7 +32,7 @@ type env struct {
 	st    *store.SQLite
 	m     *Mirror
 	srv   *httptest.Server
-	logs  *syncBuffer
+	logs  *logRecorder
 	reg   *prometheus.Registry
 	clock *clock
 }
@@ -51,7 +51,7 @@ func newEnv(t *testing.T, up *sumdbtest.DB) *env {
 // newEnvOn starts a mirror of up on st.
 func newEnvOn(t *testing.T, up *sumdbtest.DB, st *store.SQLite) *env {
 	t.Helper()
-	e := &env{t: t, up: up, st: st, logs: &syncBuffer{}, reg: prometheus.NewRegistry(), clock: &clock{now: time.Unix(1_700_000_000, 0)}}
+	e := &env{t: t, up: up, st: st, logs: &logRecorder{}, reg: prometheus.NewRegistry(), clock: &clock{now: time.Unix(1_700_000_000, 0)}}
 	remote, err := client.Open(t.Context(), client.Config{GOSUMDB: up.GOSUMDB(), Retries: -1})
 	if err != nil {
 		t.Fatal(err)
@@ -59,7 +59,7 @@ func newEnvOn(t *testing.T, up *sumdbtest.DB, st *store.SQLite) *env {
 	e.m, err = New(Config{
 		Remote:     remote,
 		Store:      st,
-		Logger:     slog.New(slog.NewTextHandler(e.logs, nil)),
+		Logger:     slog.New(e.logs),
 		Registerer: e.reg,
 		Timeout:    5 * time.Second,
 		Now:        e.clock.Now,
@@ -87,16 +87,23 @@ func startUpstream(t *testing.T, n int) *sumdbtest.DB {
 // of url.
 func get(t *testing.T, url string) (int, []byte, string) {
 	t.Helper()
+	code, body, cc, err := fetch(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return code, body, cc
+}
+
+// fetch returns the status, body and Cache-Control of the answer to a GET
+// of url.
+func fetch(url string) (code int, body []byte, cacheControl string, err error) {
 	resp, err := http.Get(url)
 	if err != nil {
-		t.Fatal(err)
+		return 0, nil, "", err
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, body, resp.Header.Get("Cache-Control")
+	body, err = io.ReadAll(resp.Body)
+	return resp.StatusCode, body, resp.Header.Get("Cache-Control"), err
 }
 
 // mustGet returns the body of a 200 answer to a GET of url.
@@ -120,33 +127,37 @@ func countRequests(up *sumdbtest.DB, path string) int {
 	return n
 }
 
-// A syncBuffer is a bytes.Buffer safe for concurrent use.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
+// A logRecorder is a slog.Handler that keeps what is logged at ERROR,
+// one line each: the message and the attributes, as key=value.
+type logRecorder struct {
+	mu    sync.Mutex
+	lines []string // guarded by mu
 }
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
+func (l *logRecorder) Enabled(_ context.Context, level slog.Level) bool {
+	return level >= slog.LevelError
 }
 
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+func (l *logRecorder) Handle(_ context.Context, r slog.Record) error {
+	line := r.Message
+	r.Attrs(func(a slog.Attr) bool {
+		line += fmt.Sprintf(" %s=%q", a.Key, a.Value.String())
+		return true
+	})
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = append(l.lines, line)
+	return nil
 }
+
+func (l *logRecorder) WithAttrs([]slog.Attr) slog.Handler { panic("not used by the mirror") }
+func (l *logRecorder) WithGroup(string) slog.Handler      { panic("not used by the mirror") }
 
 // errorLines returns the lines logged at ERROR.
-func (b *syncBuffer) errorLines() []string {
-	var lines []string
-	for _, l := range strings.Split(b.String(), "\n") {
-		if strings.Contains(l, "level=ERROR") {
-			lines = append(lines, l)
-		}
-	}
-	return lines
+func (l *logRecorder) errorLines() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.lines...)
 }
 
 // A clock is a settable clock.

@@ -3,7 +3,6 @@ package mirror
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -12,8 +11,6 @@ import (
 	"testing"
 
 	"golang.org/x/mod/sumdb"
-
-	"github.com/sumdb/sumdb/sumdb/client"
 )
 
 // goVerify looks path@version up as the go command does (x/mod's
@@ -54,19 +51,11 @@ type goOps struct {
 }
 
 func (o *goOps) ReadRemote(path string) ([]byte, error) {
-	resp, err := http.Get(o.base + path)
-	if err != nil {
-		return nil, err
+	code, body, _, err := fetch(o.base + path)
+	if err == nil && code != http.StatusOK {
+		err = fmt.Errorf("GET %s: %d %s", path, code, body)
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: %s: %s", path, resp.Status, body)
-	}
-	return body, client.CheckLookupHead(body, nil)
+	return body, err
 }
 
 func (o *goOps) ReadConfig(file string) ([]byte, error) {

@@ -2,7 +2,6 @@ package mirror
 
 import (
 	"errors"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -103,15 +102,11 @@ func (m *Mirror) serveTile(w http.ResponseWriter, r *http.Request, path string) 
 		write(w, http.StatusBadRequest, cacheNone, err.Error())
 		return
 	}
-	var data []byte
-	var source string
 	endpoint, ctype := "tile", "application/octet-stream"
 	if t.L == -1 {
 		endpoint, ctype = "data_tile", "text/plain; charset=utf-8"
-		data, source, err = m.dataTile(r.Context(), t)
-	} else {
-		data, source, err = m.hashTile(r.Context(), t)
 	}
+	data, source, err := m.tile(r.Context(), t)
 	if err != nil {
 		m.fail(w, r, err)
 		return
@@ -141,34 +136,33 @@ func (m *Mirror) fail(w http.ResponseWriter, r *http.Request, err error) {
 
 // ok writes a successful answer.
 func ok(w http.ResponseWriter, contentType, cacheControl string, body []byte) {
-	h := w.Header()
-	h.Set("Content-Type", contentType)
-	h.Set("Cache-Control", cacheControl)
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Content-Length", strconv.Itoa(len(body)))
-	w.WriteHeader(http.StatusOK)
-	w.Write(body)
+	answer(w, http.StatusOK, contentType, cacheControl, body)
 }
 
-// write answers with one short line of text, which the go command shows
-// its user.
+// write answers with one short line of printable text, which the go
+// command shows its user.
 func write(w http.ResponseWriter, code int, cacheControl, msg string) {
-	if len(msg) > 400 {
-		msg = msg[:400]
-	}
-	body := strings.Map(func(r rune) rune {
+	msg = strings.Map(func(r rune) rune {
 		if r < 0x20 || r > 0x7e {
 			return '?'
 		}
 		return r
-	}, msg) + "\n"
-	h := w.Header()
-	h.Set("Content-Type", "text/plain; charset=utf-8")
-	h.Set("Cache-Control", cacheControl)
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Content-Length", strconv.Itoa(len(body)))
+	}, msg[:min(len(msg), 400)])
+	answer(w, code, "text/plain; charset=utf-8", cacheControl, []byte(msg+"\n"))
+}
+
+// answer writes an answer with its headers.
+func answer(w http.ResponseWriter, code int, contentType, cacheControl string, body []byte) {
+	for k, v := range map[string]string{
+		"Content-Type":           contentType,
+		"Cache-Control":          cacheControl,
+		"X-Content-Type-Options": "nosniff",
+		"Content-Length":         strconv.Itoa(len(body)),
+	} {
+		w.Header().Set(k, v)
+	}
 	w.WriteHeader(code)
-	io.WriteString(w, body)
+	w.Write(body)
 }
 
 // NewHandler returns the handler of a server's own log and its mirrors.

@@ -129,6 +129,17 @@ func flipHash(body []byte) []byte {
 	return body
 }
 
+// onPaths returns a tamper function that alters with f the answers to
+// the paths that begin with prefix.
+func onPaths(prefix string, f func(body []byte) []byte) func(t *testing.T, path string, body []byte) []byte {
+	return func(t *testing.T, path string, body []byte) []byte {
+		if strings.HasPrefix(path, prefix) {
+			return f(body)
+		}
+		return body
+	}
+}
+
 // TestRefuseTampering checks that upstream data that fails verification
 // is neither served nor stored, and is logged with its reason; and that
 // the same request succeeds once the upstream answers honestly.
@@ -137,46 +148,34 @@ func TestRefuseTampering(t *testing.T) {
 	const mod = "example.com/a/m5"
 	for _, tt := range []struct {
 		name   string
-		tamper func(t *testing.T, up *sumdbtest.DB, path string, body []byte) []byte
+		tamper func(t *testing.T, path string, body []byte) []byte
 		path   string // requested of the mirror
 		reason string
 	}{
 		{
 			name: "hash tile",
-			tamper: func(t *testing.T, up *sumdbtest.DB, path string, body []byte) []byte {
-				if strings.HasPrefix(path, "/tile/8/0/") {
-					body[len(body)-1] ^= 1
-				}
+			tamper: onPaths("/tile/8/0/", func(body []byte) []byte {
+				body[len(body)-1] ^= 1
 				return body
-			},
+			}),
 			path:   "/lookup/" + mod + "@v1.0.0",
 			reason: reasonTile,
 		},
 		{
-			name: "record",
-			tamper: func(t *testing.T, up *sumdbtest.DB, path string, body []byte) []byte {
-				if strings.HasPrefix(path, "/lookup/") {
-					return flipHash(body)
-				}
-				return body
-			},
+			name:   "record",
+			tamper: onPaths("/lookup/", flipHash),
 			path:   "/lookup/" + mod + "@v1.0.0",
 			reason: reasonRecord,
 		},
 		{
-			name: "data tile",
-			tamper: func(t *testing.T, up *sumdbtest.DB, path string, body []byte) []byte {
-				if strings.HasPrefix(path, "/tile/8/data/") {
-					return flipHash(body)
-				}
-				return body
-			},
+			name:   "data tile",
+			tamper: onPaths("/tile/8/data/", flipHash),
 			path:   "/tile/8/data/000",
 			reason: reasonRecord,
 		},
 		{
 			name: "head of another key",
-			tamper: func(t *testing.T, up *sumdbtest.DB, path string, body []byte) []byte {
+			tamper: func(t *testing.T, path string, body []byte) []byte {
 				if path == "/latest" {
 					tree, err := xtlog.ParseTree(body[:bytes.Index(body, []byte("\n\n"))+1])
 					if err != nil {
@@ -191,7 +190,7 @@ func TestRefuseTampering(t *testing.T) {
 		},
 		{
 			name: "lookup head of another key",
-			tamper: func(t *testing.T, up *sumdbtest.DB, path string, body []byte) []byte {
+			tamper: func(t *testing.T, path string, body []byte) []byte {
 				if strings.HasPrefix(path, "/lookup/") {
 					id, text, _, err := xtlog.ParseRecord(body)
 					if err != nil {
@@ -209,7 +208,7 @@ func TestRefuseTampering(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			up := startUpstream(t, 300)
 			e := newEnv(t, up)
-			up.SetTamper(func(path string, body []byte) []byte { return tt.tamper(t, up, path, body) })
+			up.SetTamper(func(path string, body []byte) []byte { return tt.tamper(t, path, body) })
 			code, body, cc := get(t, e.srv.URL+tt.path)
 			if code != http.StatusBadGateway || cc != cacheNone {
 				t.Errorf("tampered GET %s = %d %q (Cache-Control %q), want 502, no-store", tt.path, code, body, cc)
@@ -218,7 +217,7 @@ func TestRefuseTampering(t *testing.T) {
 				t.Errorf("upstream_errors{reason=%s} = %v, want 1", tt.reason, got)
 			}
 			lines := e.logs.errorLines()
-			if len(lines) != 1 || !strings.Contains(lines[0], "db="+e.m.Name()) || !strings.Contains(lines[0], "reason="+tt.reason) || !strings.Contains(lines[0], "path=") {
+			if len(lines) != 1 || !strings.Contains(lines[0], `db="`+e.m.Name()+`"`) || !strings.Contains(lines[0], `reason="`+tt.reason+`"`) || !strings.Contains(lines[0], "path=") {
 				t.Errorf("logged at ERROR %q, want one line with the db, the path and reason %s", lines, tt.reason)
 			}
 			assertOnlyVerified(t, e, mod, tt.reason == reasonSignature)

@@ -122,9 +122,10 @@ func (m *Mirror) putTiles(ctx context.Context, tiles []heldTile) {
 	}
 }
 
-// hashTile returns hash tile t of the newest verified tree, and where it
-// came from.
-func (m *Mirror) hashTile(ctx context.Context, t xtlog.Tile) ([]byte, string, error) {
+// tile returns tile t, a hash or data tile of the newest verified tree,
+// and where it came from: the store, or else the upstream, verified, in
+// one flight for all concurrent requests of t.
+func (m *Mirror) tile(ctx context.Context, t xtlog.Tile) ([]byte, string, error) {
 	if data, ok, err := m.storedTile(ctx, t); ok || err != nil {
 		return data, sourceStore, err
 	}
@@ -136,6 +137,9 @@ func (m *Mirror) hashTile(ctx context.Context, t xtlog.Tile) ([]byte, string, er
 		head, err := m.headFor(ctx, t)
 		if err != nil {
 			return nil, err
+		}
+		if t.L == -1 {
+			return m.fetchDataTile(ctx, t, head)
 		}
 		data, err := xtlog.ReadTileData(t, xtlog.TileHashReader(head.tree, m.tileReader(ctx, false)))
 		if err != nil {
@@ -194,28 +198,9 @@ func (m *Mirror) headFor(ctx context.Context, t xtlog.Tile) (verifiedHead, error
 	return verifiedHead{}, fmt.Errorf("%w: %s: the verified tree has %d records", errBeyond, t.Path(), head.tree.N)
 }
 
-// dataTile returns data tile t of the newest verified tree, and where it
-// came from.
-func (m *Mirror) dataTile(ctx context.Context, t xtlog.Tile) ([]byte, string, error) {
-	if data, ok, err := m.storedTile(ctx, t); ok || err != nil {
-		return data, sourceStore, err
-	}
-	data, err := shared(ctx, &m.tiles, t.Path(), 4*m.timeout, func(ctx context.Context) ([]byte, error) {
-		if data, ok, err := m.storedTile(ctx, t); ok || err != nil {
-			return data, err
-		}
-		return m.fetchDataTile(ctx, t)
-	})
-	return data, sourceUpstream, err
-}
-
 // fetchDataTile fetches data tile t from the upstream, checks each record
-// against the verified hashes of the newest verified tree and stores it.
-func (m *Mirror) fetchDataTile(ctx context.Context, t xtlog.Tile) ([]byte, error) {
-	head, err := m.headFor(ctx, t)
-	if err != nil {
-		return nil, err
-	}
+// against the verified hashes of head's tree and stores it.
+func (m *Mirror) fetchDataTile(ctx context.Context, t xtlog.Tile, head verifiedHead) ([]byte, error) {
 	path := t.Path()
 	data, err := m.get(ctx, path)
 	if err != nil {
