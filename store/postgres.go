@@ -690,3 +690,71 @@ func (p *Postgres) SwapState(ctx context.Context, name string, old, new []byte) 
 		return tag.RowsAffected(), err
 	}, func() ([]byte, error) { return p.ReadState(ctx, name) })
 }
+
+// pgUpsertMirrorTileQuery stores a mirrored tile, or replaces the stored one
+// by a longer one that begins with it; it changes no row otherwise.
+const pgUpsertMirrorTileQuery = `INSERT INTO mirror_tiles AS t (db, level, idx, data) VALUES ($1, $2, $3, $4)
+	ON CONFLICT (db, level, idx) DO UPDATE SET data = excluded.data
+	WHERE octet_length(excluded.data) > octet_length(t.data)
+	  AND substring(excluded.data FROM 1 FOR octet_length(t.data)) = t.data`
+
+// ReadMirrorTile returns the stored content of tile (level, index) of the
+// mirrored database db (level -1 for a data tile), or an error wrapping
+// tlog.ErrNotFound.
+func (p *Postgres) ReadMirrorTile(ctx context.Context, db string, level int, index int64) (_ []byte, err error) {
+	defer markUnavailable(&err, pgUnavailable)
+	if err := checkMirrorTile(db, level, index, nil); err != nil {
+		return nil, fmt.Errorf("read %w", err)
+	}
+	return mirrorTileRow(db, level, index, p.pool.QueryRow(ctx, readMirrorTileQuery, db, level, index).Scan, pgx.ErrNoRows)
+}
+
+// PutMirrorTile stores data as tile (level, index) of the mirrored database
+// db if it is longer than the stored content and begins with it; data that
+// the stored content begins with is a no-op, and any other data an error
+// wrapping tlog.ErrConflict. The caller verified data.
+func (p *Postgres) PutMirrorTile(ctx context.Context, db string, level int, index int64, data []byte) (err error) {
+	defer markUnavailable(&err, pgUnavailable)
+	return putMirrorTile(db, level, index, data, func() (int64, error) {
+		tag, err := p.pool.Exec(ctx, pgUpsertMirrorTileQuery, db, level, index, data)
+		return tag.RowsAffected(), err
+	}, func() ([]byte, error) { return p.ReadMirrorTile(ctx, db, level, index) })
+}
+
+// ReadMirrorRecord returns the id and text of the record of path@version of
+// the mirrored database db, or an error wrapping tlog.ErrNotFound.
+func (p *Postgres) ReadMirrorRecord(ctx context.Context, db, path, version string) (_ int64, _ []byte, err error) {
+	defer markUnavailable(&err, pgUnavailable)
+	if err := checkMirrorRecord(db, path, version, 0, nil); err != nil {
+		return 0, nil, fmt.Errorf("read %w", err)
+	}
+	return mirrorRecordRow(db, path, version, p.pool.QueryRow(ctx, readMirrorRecordQuery, db, recordKey(path, version)).Scan, pgx.ErrNoRows)
+}
+
+// PutMirrorRecord stores the record of path@version of the mirrored
+// database db, with its id in that database's log and its text. Storing
+// the same record again is a no-op; another id or text is an error
+// wrapping tlog.ErrConflict. The caller verified the record.
+func (p *Postgres) PutMirrorRecord(ctx context.Context, db, path, version string, id int64, text []byte) (err error) {
+	defer markUnavailable(&err, pgUnavailable)
+	key := recordKey(path, version)
+	return putMirrorRecord(db, path, version, id, text, func() (int64, error) {
+		tag, err := p.pool.Exec(ctx, insertMirrorRecordQuery, db, key, id, text)
+		return tag.RowsAffected(), err
+	}, func() (id int64, text []byte, err error) {
+		err = p.pool.QueryRow(ctx, readMirrorRecordQuery, db, key).Scan(&id, &text)
+		return id, text, err
+	})
+}
+
+// MirrorDatabases returns the names of the mirrored databases of which the
+// store holds tiles or records, sorted.
+func (p *Postgres) MirrorDatabases(ctx context.Context) (_ []string, err error) {
+	defer markUnavailable(&err, pgUnavailable)
+	rows, err := p.pool.Query(ctx, mirrorDatabasesQuery, maxMirrorDatabases+1)
+	if err != nil {
+		return nil, fmt.Errorf("list mirrored databases: %w", err)
+	}
+	defer rows.Close()
+	return scanMirrorDatabases(rows)
+}

@@ -706,3 +706,77 @@ func (s *SQLite) SwapState(ctx context.Context, name string, old, new []byte) (e
 		return res.RowsAffected()
 	}, func() ([]byte, error) { return s.ReadState(ctx, name) })
 }
+
+// sqliteUpsertMirrorTileQuery stores a mirrored tile, or replaces the stored
+// one by a longer one that begins with it; it changes no row otherwise.
+const sqliteUpsertMirrorTileQuery = `INSERT INTO mirror_tiles (db, level, idx, data) VALUES ($1, $2, $3, $4)
+	ON CONFLICT (db, level, idx) DO UPDATE SET data = excluded.data
+	WHERE length(excluded.data) > length(mirror_tiles.data)
+	  AND substr(excluded.data, 1, length(mirror_tiles.data)) = mirror_tiles.data`
+
+// ReadMirrorTile returns the stored content of tile (level, index) of the
+// mirrored database db (level -1 for a data tile), or an error wrapping
+// tlog.ErrNotFound.
+func (s *SQLite) ReadMirrorTile(ctx context.Context, db string, level int, index int64) (_ []byte, err error) {
+	defer markUnavailable(&err, sqliteUnavailable)
+	if err := checkMirrorTile(db, level, index, nil); err != nil {
+		return nil, fmt.Errorf("read %w", err)
+	}
+	return mirrorTileRow(db, level, index, s.db.QueryRowContext(ctx, readMirrorTileQuery, db, level, index).Scan, sql.ErrNoRows)
+}
+
+// PutMirrorTile stores data as tile (level, index) of the mirrored database
+// db if it is longer than the stored content and begins with it; data that
+// the stored content begins with is a no-op, and any other data an error
+// wrapping tlog.ErrConflict. The caller verified data.
+func (s *SQLite) PutMirrorTile(ctx context.Context, db string, level int, index int64, data []byte) (err error) {
+	defer markUnavailable(&err, sqliteUnavailable)
+	return putMirrorTile(db, level, index, data, func() (int64, error) {
+		res, err := s.db.ExecContext(ctx, sqliteUpsertMirrorTileQuery, db, level, index, data)
+		if err != nil {
+			return 0, err
+		}
+		return res.RowsAffected()
+	}, func() ([]byte, error) { return s.ReadMirrorTile(ctx, db, level, index) })
+}
+
+// ReadMirrorRecord returns the id and text of the record of path@version of
+// the mirrored database db, or an error wrapping tlog.ErrNotFound.
+func (s *SQLite) ReadMirrorRecord(ctx context.Context, db, path, version string) (_ int64, _ []byte, err error) {
+	defer markUnavailable(&err, sqliteUnavailable)
+	if err := checkMirrorRecord(db, path, version, 0, nil); err != nil {
+		return 0, nil, fmt.Errorf("read %w", err)
+	}
+	return mirrorRecordRow(db, path, version, s.db.QueryRowContext(ctx, readMirrorRecordQuery, db, recordKey(path, version)).Scan, sql.ErrNoRows)
+}
+
+// PutMirrorRecord stores the record of path@version of the mirrored
+// database db, with its id in that database's log and its text. Storing
+// the same record again is a no-op; another id or text is an error
+// wrapping tlog.ErrConflict. The caller verified the record.
+func (s *SQLite) PutMirrorRecord(ctx context.Context, db, path, version string, id int64, text []byte) (err error) {
+	defer markUnavailable(&err, sqliteUnavailable)
+	key := recordKey(path, version)
+	return putMirrorRecord(db, path, version, id, text, func() (int64, error) {
+		res, err := s.db.ExecContext(ctx, insertMirrorRecordQuery, db, key, id, text)
+		if err != nil {
+			return 0, err
+		}
+		return res.RowsAffected()
+	}, func() (id int64, text []byte, err error) {
+		err = s.db.QueryRowContext(ctx, readMirrorRecordQuery, db, key).Scan(&id, &text)
+		return id, text, err
+	})
+}
+
+// MirrorDatabases returns the names of the mirrored databases of which the
+// store holds tiles or records, sorted.
+func (s *SQLite) MirrorDatabases(ctx context.Context) (_ []string, err error) {
+	defer markUnavailable(&err, sqliteUnavailable)
+	rows, err := s.db.QueryContext(ctx, mirrorDatabasesQuery, maxMirrorDatabases+1)
+	if err != nil {
+		return nil, fmt.Errorf("list mirrored databases: %w", err)
+	}
+	defer rows.Close()
+	return scanMirrorDatabases(rows)
+}

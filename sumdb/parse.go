@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"golang.org/x/mod/module"
+	xtlog "golang.org/x/mod/sumdb/tlog"
 
 	"github.com/sumdb/sumdb/internal/modver"
 	"github.com/sumdb/sumdb/sumdb/fetch"
@@ -44,4 +45,17 @@ func ParseLookup(escaped string) (path, version string, err error) {
 		return "", "", err
 	}
 	return path, version, nil
+}
+
+// ParseTilePath parses path, the part of a tile URL after its first slash
+// ("tile/8/0/000.p/1", "tile/8/data/000"), as the server does: only the
+// canonical form (xtlog.Tile.Path) of a tile of height 8 is accepted, so
+// that every tile has exactly one URL. A data tile has level -1.
+func ParseTilePath(path string) (xtlog.Tile, error) { return parseTilePath(path) }
+
+// CheckRecordText reports whether text is exactly the two go.sum lines of
+// path@version, with well-formed h1 hashes, and a valid record: what the
+// server checks of every record before it logs one.
+func CheckRecordText(path, version string, text []byte) error {
+	return checkRecordText(path, version, text)
 }

@@ -984,3 +984,350 @@ func testStateConcurrentSwap(t *testing.T, s StateStore) {
 		checkStateValue(t, s, name, old)
 	}
 }
+
+// A MirrorStore keeps the verified tiles and records of mirrored checksum
+// databases: the mirror store that package sumdb/mirror declares, which
+// both stores implement. (The suite declares it again, as StateStore.)
+type MirrorStore interface {
+	ReadMirrorTile(ctx context.Context, db string, level int, index int64) ([]byte, error)
+	PutMirrorTile(ctx context.Context, db string, level int, index int64, data []byte) error
+	ReadMirrorRecord(ctx context.Context, db, path, version string) (int64, []byte, error)
+	PutMirrorRecord(ctx context.Context, db, path, version string, id int64, text []byte) error
+	MirrorDatabases(ctx context.Context) ([]string, error)
+	Close() error
+}
+
+// RunMirror runs the conformance suite of a MirrorStore, each check in a
+// parallel subtest of its own. open must return a store on a new, empty
+// database each time it is called; RunMirror closes the stores it opens.
+func RunMirror(t *testing.T, open func(t *testing.T) MirrorStore) {
+	runChecks(t, open, []check[MirrorStore]{
+		{"TilePutRead", testMirrorTilePutRead},
+		{"TileExtend", testMirrorTileExtend},
+		{"TileConflict", testMirrorTileConflict},
+		{"TileInvalid", testMirrorTileInvalid},
+		{"TileConcurrent", testMirrorTileConcurrent},
+		{"Records", testMirrorRecords},
+		{"RecordInvalid", testMirrorRecordInvalid},
+		{"Databases", testMirrorDatabases},
+	})
+}
+
+// mirrorHashes returns n hashes of 32 bytes, different for each seed.
+func mirrorHashes(seed byte, n int) []byte {
+	b := make([]byte, 32*n)
+	for i := range b {
+		b[i] = seed ^ byte(i*7+i/32)
+	}
+	return b
+}
+
+// mirrorText returns the text of a record of path@version, as the checksum
+// database formats it.
+func mirrorText(path, version string) []byte {
+	return fmt.Appendf(nil, "%s %s h1:%044d=\n%s %s/go.mod h1:%044d=\n", path, version, len(path), path, version, len(version))
+}
+
+// mirrorDataTile returns a data tile of n records: each text followed by a
+// blank line.
+func mirrorDataTile(n int) []byte {
+	var b []byte
+	for i := range n {
+		b = append(b, mirrorText("example.com/m", fmt.Sprintf("v1.0.%d", i))...)
+		b = append(b, '\n')
+	}
+	return b
+}
+
+// checkMirrorTile fails t unless tile (level, index) of db holds want (nil:
+// none).
+func checkMirrorTile(t *testing.T, s MirrorStore, db string, level int, index int64, want []byte) {
+	t.Helper()
+	got, err := s.ReadMirrorTile(t.Context(), db, level, index)
+	switch {
+	case want == nil && !errors.Is(err, tlog.ErrNotFound):
+		t.Errorf("ReadMirrorTile(%q, %d, %d) = %d bytes, %v, want ErrNotFound", db, level, index, len(got), err)
+	case want != nil && (err != nil || !bytes.Equal(got, want)):
+		t.Errorf("ReadMirrorTile(%q, %d, %d) = %d bytes %.8x..., %v, want %d bytes %.8x..., nil", db, level, index, len(got), got, err, len(want), want)
+	}
+}
+
+func testMirrorTilePutRead(t *testing.T, s MirrorStore) {
+	ctx := t.Context()
+	const a, b = "sum.example.com", "sum.example.org"
+	checkMirrorTile(t, s, a, 0, 0, nil)
+	for _, tt := range []struct {
+		db    string
+		level int
+		index int64
+		data  []byte
+	}{
+		{a, 0, 0, mirrorHashes(1, 256)},
+		{a, 0, 1, mirrorHashes(2, 3)},
+		{a, 1, 0, mirrorHashes(3, 1)},
+		{a, 7, 1 << 40, mirrorHashes(4, 2)},
+		{a, -1, 0, mirrorDataTile(256)},
+		{a, -1, 1, mirrorDataTile(1)},
+		{b, 0, 0, mirrorHashes(5, 256)}, // another database, same coordinates
+	} {
+		if err := s.PutMirrorTile(ctx, tt.db, tt.level, tt.index, tt.data); err != nil {
+			t.Errorf("PutMirrorTile(%q, %d, %d, %d bytes) = %v, want nil", tt.db, tt.level, tt.index, len(tt.data), err)
+		}
+		checkMirrorTile(t, s, tt.db, tt.level, tt.index, tt.data)
+	}
+	checkMirrorTile(t, s, a, 0, 0, mirrorHashes(1, 256))
+	checkMirrorTile(t, s, b, 0, 1, nil)
+	checkMirrorTile(t, s, b, -1, 0, nil)
+	checkMirrorTile(t, s, a, 2, 0, nil)
+}
+
+func testMirrorTileExtend(t *testing.T, s MirrorStore) {
+	ctx := t.Context()
+	const db = "sum.example.com"
+	for _, tt := range []struct {
+		level int
+		full  []byte
+		cut   func(n int) []byte // the first n of 5 entries of full
+	}{
+		{0, mirrorHashes(9, 5), func(n int) []byte { return mirrorHashes(9, 5)[:32*n] }},
+		{-1, mirrorDataTile(5), mirrorDataTile},
+	} {
+		for _, step := range []struct {
+			put, want int // entries put, entries stored afterwards
+		}{
+			{2, 2}, // new
+			{4, 4}, // extends
+			{4, 4}, // the same again
+			{1, 4}, // a prefix: no-op
+			{3, 4}, // a prefix: no-op
+			{5, 5}, // extends
+		} {
+			data := tt.cut(step.put)
+			if err := s.PutMirrorTile(ctx, db, tt.level, 7, data); err != nil {
+				t.Errorf("PutMirrorTile(%q, %d, 7, %d entries) = %v, want nil", db, tt.level, step.put, err)
+			}
+			checkMirrorTile(t, s, db, tt.level, 7, tt.cut(step.want))
+		}
+	}
+}
+
+func testMirrorTileConflict(t *testing.T, s MirrorStore) {
+	ctx := t.Context()
+	const db = "sum.example.com"
+	stored := mirrorHashes(1, 4)
+	if err := s.PutMirrorTile(ctx, db, 0, 0, stored); err != nil {
+		t.Fatalf("PutMirrorTile(%q, 0, 0, 4 hashes) = %v, want nil", db, err)
+	}
+	flip := func(b []byte, i int) []byte {
+		b = bytes.Clone(b)
+		b[i] ^= 1
+		return b
+	}
+	data := mirrorDataTile(3)
+	if err := s.PutMirrorTile(ctx, db, -1, 0, data); err != nil {
+		t.Fatalf("PutMirrorTile(%q, -1, 0, 3 records) = %v, want nil", db, err)
+	}
+	other := mirrorText("example.com/other", "v1.0.0")
+	for _, tt := range []struct {
+		desc  string
+		level int
+		data  []byte
+	}{
+		{"same width, a byte changed", 0, flip(stored, 100)},
+		{"shorter, a byte changed", 0, flip(stored[:64], 0)},
+		{"longer, a stored byte changed", 0, flip(mirrorHashes(1, 6), 127)},
+		{"another tile", 0, mirrorHashes(2, 4)},
+		{"data tile, a record changed", -1, append(bytes.Clone(data[:len(data)-len(other)-1]), append(other, '\n')...)},
+		{"data tile, longer, a byte changed", -1, flip(mirrorDataTile(5), 3)},
+	} {
+		err := s.PutMirrorTile(ctx, db, tt.level, 0, tt.data)
+		if !errors.Is(err, tlog.ErrConflict) {
+			t.Errorf("PutMirrorTile(%s) = %v, want ErrConflict", tt.desc, err)
+		}
+	}
+	checkMirrorTile(t, s, db, 0, 0, stored)
+	checkMirrorTile(t, s, db, -1, 0, data)
+}
+
+func testMirrorTileInvalid(t *testing.T, s MirrorStore) {
+	ctx := t.Context()
+	long := string(bytes.Repeat([]byte("d"), 201))
+	for _, tt := range []struct {
+		desc  string
+		db    string
+		level int
+		index int64
+		data  []byte
+	}{
+		{"empty db", "", 0, 0, mirrorHashes(1, 1)},
+		{"long db", long, 0, 0, mirrorHashes(1, 1)},
+		{"db with a space", "sum example", 0, 0, mirrorHashes(1, 1)},
+		{"db with a plus", "sum+1", 0, 0, mirrorHashes(1, 1)},
+		{"db not UTF-8", "sum\xff", 0, 0, mirrorHashes(1, 1)},
+		{"level -2", "d", -2, 0, mirrorHashes(1, 1)},
+		{"level 8", "d", 8, 0, mirrorHashes(1, 1)},
+		{"negative index", "d", 0, -1, mirrorHashes(1, 1)},
+		{"nil hash tile", "d", 0, 0, nil},
+		{"empty hash tile", "d", 0, 0, []byte{}},
+		{"half a hash", "d", 0, 0, make([]byte, 16)},
+		{"hash and a half", "d", 0, 0, make([]byte, 48)},
+		{"257 hashes", "d", 0, 0, mirrorHashes(1, 257)},
+		{"empty data tile", "d", -1, 0, []byte{}},
+		{"data tile without its blank line", "d", -1, 0, mirrorDataTile(2)[:len(mirrorDataTile(2))-1]},
+		{"257 records", "d", -1, 0, mirrorDataTile(257)},
+		{"data tile over 1 MiB", "d", -1, 0, append(make([]byte, 1<<20), '\n', '\n')},
+	} {
+		t.Run(tt.desc, func(t *testing.T) {
+			err := s.PutMirrorTile(ctx, tt.db, tt.level, tt.index, tt.data)
+			if err == nil || errors.Is(err, tlog.ErrConflict) {
+				t.Errorf("PutMirrorTile(%s) = %v, want an error other than ErrConflict", tt.desc, err)
+			}
+			if _, err := s.ReadMirrorTile(ctx, tt.db, tt.level, tt.index); err == nil {
+				t.Errorf("ReadMirrorTile(%s) = nil error, want one", tt.desc)
+			}
+		})
+	}
+	list, err := s.MirrorDatabases(ctx)
+	if err != nil || len(list) != 0 {
+		t.Errorf("MirrorDatabases() after invalid puts = %q, %v, want none", list, err)
+	}
+}
+
+// testMirrorTileConcurrent checks that puts of one tile at different
+// widths, racing as requests of several servers would, leave the widest.
+func testMirrorTileConcurrent(t *testing.T, s MirrorStore) {
+	ctx := t.Context()
+	const db, n = "sum.example.com", 12
+	for _, tt := range []struct {
+		level int
+		cut   func(n int) []byte
+	}{
+		{0, func(n int) []byte { return mirrorHashes(3, 256)[:32*n] }},
+		{-1, mirrorDataTile},
+	} {
+		for round := range 3 {
+			index := int64(round)
+			var wg sync.WaitGroup
+			errs := make([]error, n)
+			for i := range n {
+				// Widths 1..n, the widest in the middle of the race.
+				w := (i*5)%n + 1
+				wg.Go(func() { errs[i] = s.PutMirrorTile(ctx, db, tt.level, index, tt.cut(w)) })
+			}
+			wg.Wait()
+			for i, err := range errs {
+				if err != nil {
+					t.Errorf("level %d round %d: PutMirrorTile() #%d = %v, want nil", tt.level, round, i, err)
+				}
+			}
+			checkMirrorTile(t, s, db, tt.level, index, tt.cut(n))
+		}
+	}
+}
+
+func testMirrorRecords(t *testing.T, s MirrorStore) {
+	ctx := t.Context()
+	const a, b = "sum.example.com", "sum.example.org"
+	const path, version = "example.com/m", "v1.2.3"
+	text := mirrorText(path, version)
+	checkRecord := func(db string, wantID int64, wantText []byte) {
+		t.Helper()
+		id, got, err := s.ReadMirrorRecord(ctx, db, path, version)
+		switch {
+		case wantText == nil && !errors.Is(err, tlog.ErrNotFound):
+			t.Errorf("ReadMirrorRecord(%q, %s@%s) = %d, %q, %v, want ErrNotFound", db, path, version, id, got, err)
+		case wantText != nil && (err != nil || id != wantID || !bytes.Equal(got, wantText)):
+			t.Errorf("ReadMirrorRecord(%q, %s@%s) = %d, %q, %v, want %d, %q, nil", db, path, version, id, got, err, wantID, wantText)
+		}
+	}
+	checkRecord(a, 0, nil)
+	for _, tt := range []struct {
+		desc     string
+		db       string
+		id       int64
+		text     []byte
+		conflict bool
+	}{
+		{"new", a, 42, text, false},
+		{"again", a, 42, text, false},
+		{"another id", a, 43, text, true},
+		{"another text", a, 42, bytes.Replace(text, []byte("h1:0"), []byte("h1:1"), 1), true},
+		{"another database", b, 7, text, false},
+	} {
+		err := s.PutMirrorRecord(ctx, tt.db, path, version, tt.id, tt.text)
+		switch {
+		case tt.conflict && !errors.Is(err, tlog.ErrConflict):
+			t.Errorf("PutMirrorRecord(%s) = %v, want ErrConflict", tt.desc, err)
+		case !tt.conflict && err != nil:
+			t.Errorf("PutMirrorRecord(%s) = %v, want nil", tt.desc, err)
+		}
+	}
+	checkRecord(a, 42, text)
+	checkRecord(b, 7, text)
+	// Lookups are of the exact path@version.
+	for _, pv := range [][2]string{{"example.com/M", version}, {path, "v1.2.4"}, {path + "/v2", version}} {
+		if id, got, err := s.ReadMirrorRecord(ctx, a, pv[0], pv[1]); !errors.Is(err, tlog.ErrNotFound) {
+			t.Errorf("ReadMirrorRecord(%q, %s@%s) = %d, %q, %v, want ErrNotFound", a, pv[0], pv[1], id, got, err)
+		}
+	}
+}
+
+func testMirrorRecordInvalid(t *testing.T, s MirrorStore) {
+	ctx := t.Context()
+	const path, version = "example.com/m", "v1.0.0"
+	text := mirrorText(path, version)
+	for _, tt := range []struct {
+		desc          string
+		db            string
+		path, version string
+		id            int64
+		text          []byte
+	}{
+		{"empty db", "", path, version, 0, text},
+		{"long db", string(bytes.Repeat([]byte("d"), 201)), path, version, 0, text},
+		{"empty path", "d", "", version, 0, text},
+		{"empty version", "d", path, "", 0, text},
+		{"negative id", "d", path, version, -1, text},
+		{"nil text", "d", path, version, 0, nil},
+		{"text over 64 KiB", "d", path, version, 0, append(bytes.Clone(text), make([]byte, 64<<10)...)},
+		{"text of another version", "d", path, "v1.0.1", 0, text},
+		{"text not a go.sum line", "d", path, version, 0, []byte("hello\n")},
+	} {
+		t.Run(tt.desc, func(t *testing.T) {
+			err := s.PutMirrorRecord(ctx, tt.db, tt.path, tt.version, tt.id, tt.text)
+			if err == nil || errors.Is(err, tlog.ErrConflict) {
+				t.Errorf("PutMirrorRecord(%s) = %v, want an error other than ErrConflict", tt.desc, err)
+			}
+		})
+	}
+	if _, _, err := s.ReadMirrorRecord(ctx, "", path, version); err == nil || errors.Is(err, tlog.ErrNotFound) {
+		t.Errorf("ReadMirrorRecord(\"\", %s@%s) = %v, want an error other than ErrNotFound", path, version, err)
+	}
+	list, err := s.MirrorDatabases(ctx)
+	if err != nil || len(list) != 0 {
+		t.Errorf("MirrorDatabases() after invalid puts = %q, %v, want none", list, err)
+	}
+}
+
+func testMirrorDatabases(t *testing.T, s MirrorStore) {
+	ctx := t.Context()
+	list, err := s.MirrorDatabases(ctx)
+	if err != nil || len(list) != 0 {
+		t.Errorf("MirrorDatabases() of an empty store = %q, %v, want none", list, err)
+	}
+	// Names in byte order, whatever the database's collation: "Z" < "a".
+	for _, db := range []string{"sum.b", "sum.a", "Z.sum", "sum.b"} {
+		if err := s.PutMirrorTile(ctx, db, 0, 0, mirrorHashes(1, 1)); err != nil {
+			t.Fatalf("PutMirrorTile(%q) = %v", db, err)
+		}
+	}
+	for _, db := range []string{"sum.c", "sum.a"} {
+		if err := s.PutMirrorRecord(ctx, db, "example.com/m", "v1.0.0", 0, mirrorText("example.com/m", "v1.0.0")); err != nil {
+			t.Fatalf("PutMirrorRecord(%q) = %v", db, err)
+		}
+	}
+	want := []string{"Z.sum", "sum.a", "sum.b", "sum.c"}
+	if list, err := s.MirrorDatabases(ctx); err != nil || !slices.Equal(list, want) {
+		t.Errorf("MirrorDatabases() = %q, %v, want %q, nil", list, err, want)
+	}
+}
