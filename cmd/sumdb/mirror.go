@@ -59,13 +59,15 @@ type mirrorStore = mirror.Store
 // its cache with no network at all, so if none answers it is reached at
 // https://<name> when it is.
 func openMirror(ctx context.Context, gosumdb, goproxy string, st mirrorStore, logger *slog.Logger, reg prometheus.Registerer) (*mirror.Mirror, error) {
-	remote, err := client.Open(ctx, client.Config{GOSUMDB: gosumdb, GOPROXY: "off", Logger: logger})
+	// One retry: a mirror whose upstream fails answers from its store,
+	// rather than have the go command wait for backoffs.
+	remote, err := client.Open(ctx, client.Config{GOSUMDB: gosumdb, GOPROXY: "off", Logger: logger, Retries: 1})
 	if err != nil {
 		return nil, err
 	}
 	if len(strings.Fields(gosumdb)) == 1 && goproxy != "" {
 		fctx, cancel := context.WithTimeout(ctx, findTimeout)
-		found, err := client.Open(fctx, client.Config{GOSUMDB: gosumdb, GOPROXY: goproxy, Logger: logger, Retries: -1})
+		found, err := client.Open(fctx, client.Config{GOSUMDB: gosumdb, GOPROXY: goproxy, Logger: logger, Retries: 1})
 		cancel()
 		if err == nil {
 			remote = found
@@ -211,7 +213,7 @@ func runMirror(ctx context.Context, args []string, stdout, stderr io.Writer, goE
 	files := fs.Args()
 	if len(files) == 0 {
 		if files, err = defaultSumFiles(ctx, goEnv); err != nil {
-			return fmt.Errorf("mirror fetch: %w", strings.TrimPrefix(err.Error(), "check: "))
+			return fmt.Errorf("mirror fetch: %s", strings.TrimPrefix(err.Error(), "check: "))
 		}
 	}
 	goproxy := mc.Upstream
