@@ -30,6 +30,8 @@ const (
 const (
 	readMirrorTileQuery     = `SELECT data FROM mirror_tiles WHERE db = $1 AND level = $2 AND idx = $3`
 	readMirrorRecordQuery   = `SELECT id, text FROM mirror_records WHERE db = $1 AND key = $2`
+	scanMirrorTilesQuery    = `SELECT level, idx, data FROM mirror_tiles WHERE db = $1 ORDER BY level, idx`
+	scanMirrorRecordsQuery  = `SELECT id, text FROM mirror_records WHERE db = $1 ORDER BY key`
 	insertMirrorRecordQuery = `INSERT INTO mirror_records (db, key, id, text) VALUES ($1, $2, $3, $4)
 		ON CONFLICT (db, key) DO NOTHING`
 
@@ -243,4 +245,41 @@ func scanMirrorDatabases(rows rowScanner) ([]string, error) {
 	}
 	slices.Sort(names)
 	return slices.Compact(names), nil
+}
+
+// scanMirrorTiles calls f with each row of scanMirrorTilesQuery.
+func scanMirrorTiles(db string, rows rowScanner, f func(level int, index int64, data []byte) error) error {
+	for rows.Next() {
+		var level int
+		var index int64
+		var data []byte
+		if err := rows.Scan(&level, &index, &data); err != nil {
+			return fmt.Errorf("scan mirrored tiles of %s: %w", db, err)
+		}
+		if err := f(level, index, data); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("scan mirrored tiles of %s: %w", db, err)
+	}
+	return nil
+}
+
+// scanMirrorRecords calls f with each row of scanMirrorRecordsQuery.
+func scanMirrorRecords(db string, rows rowScanner, f func(id int64, text []byte) error) error {
+	for rows.Next() {
+		var id int64
+		var text []byte
+		if err := rows.Scan(&id, &text); err != nil {
+			return fmt.Errorf("scan mirrored records of %s: %w", db, err)
+		}
+		if err := f(id, text); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("scan mirrored records of %s: %w", db, err)
+	}
+	return nil
 }

@@ -780,3 +780,35 @@ func (s *SQLite) MirrorDatabases(ctx context.Context) (_ []string, err error) {
 	defer rows.Close()
 	return scanMirrorDatabases(rows)
 }
+
+// ScanMirrorTiles calls f with each stored tile of the mirrored database db,
+// in the order of level and index, until f returns an error, which it
+// returns. data is f's to keep.
+func (s *SQLite) ScanMirrorTiles(ctx context.Context, db string, f func(level int, index int64, data []byte) error) (err error) {
+	defer markUnavailable(&err, sqliteUnavailable)
+	if err := checkMirrorDB(db); err != nil {
+		return fmt.Errorf("scan mirrored tiles: %w", err)
+	}
+	rows, err := s.db.QueryContext(ctx, scanMirrorTilesQuery, db)
+	if err != nil {
+		return fmt.Errorf("scan mirrored tiles of %s: %w", db, err)
+	}
+	defer rows.Close()
+	return scanMirrorTiles(db, rows, f)
+}
+
+// ScanMirrorRecords calls f with the id and text of each stored record of
+// the mirrored database db, in no particular order, until f returns an
+// error, which it returns. text is f's to keep.
+func (s *SQLite) ScanMirrorRecords(ctx context.Context, db string, f func(id int64, text []byte) error) (err error) {
+	defer markUnavailable(&err, sqliteUnavailable)
+	if err := checkMirrorDB(db); err != nil {
+		return fmt.Errorf("scan mirrored records: %w", err)
+	}
+	rows, err := s.db.QueryContext(ctx, scanMirrorRecordsQuery, db)
+	if err != nil {
+		return fmt.Errorf("scan mirrored records of %s: %w", db, err)
+	}
+	defer rows.Close()
+	return scanMirrorRecords(db, rows, f)
+}

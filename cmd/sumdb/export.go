@@ -32,6 +32,13 @@ from the signer key file (--key-file, default <data-dir>/signer.key) or from
 refuses to write a file of a damaged store. A log may be exported while a
 server serves it: the file ends at the head the log had when export began.
 
+The file also holds the cache of the checksum databases the server mirrors
+(serve --mirror): for each, its newest verified head and the tiles and
+records it holds up to that head, so that a server on an isolated network
+answers for them after "sumdb import --mirror <vkey>". A server that only
+mirrors has an empty log: its file holds the mirrors' caches alone, and
+needs no key.
+
 --data-dir, --database-url and --key-file can also be set as
 SUMDB_DATA_DIR, SUMDB_DATABASE_URL and SUMDB_KEY_FILE.
 
@@ -132,11 +139,14 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	out, key := ec.Out, ec.VKey
 	if key == "" {
-		k, err := readKeyFile(cfg.KeyFile)
-		if err != nil {
+		switch k, err := readKeyFile(cfg.KeyFile); {
+		case err == nil:
+			key = k.VKey
+		case !errors.Is(err, errNoKeyFile):
 			return fmt.Errorf("export: %w (export needs the log's key: give --key-file, or its verifier key with --vkey)", err)
 		}
-		key = k.VKey
+		// Without a key file, only a store with an empty log exports:
+		// export.WriteFile says so otherwise.
 	}
 	if cfg.DatabaseURL == "" {
 		// Never create an empty store where the user meant an existing one.
@@ -167,11 +177,15 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}()
 		w = f
 	}
-	head, err := export.Write(ctx, st, w, key, p.report)
+	res, err := export.WriteFile(ctx, st, w, key, p.report)
 	p.done()
 	if err != nil {
+		if key == "" {
+			return fmt.Errorf("%w (give --key-file, or the log's verifier key with --vkey)", err)
+		}
 		return err
 	}
+	head := res.Head
 	if f != nil {
 		if err := f.Sync(); err != nil {
 			return fmt.Errorf("export: %w", err)
@@ -190,8 +204,18 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if dest == "-" {
 		dest = "stdout"
 	}
-	fmt.Fprintf(stderr, "sumdb: exported the log of %s from the %s: %d records, up to its head of size %d, to %s in %v\n",
-		key, storeName(cfg), head.Size, head.Size, dest, time.Since(start).Round(time.Millisecond))
+	if head.Size > 0 {
+		fmt.Fprintf(stderr, "sumdb: exported the log of %s from the %s: %d records, up to its head of size %d, to %s in %v\n",
+			key, storeName(cfg), head.Size, head.Size, dest, time.Since(start).Round(time.Millisecond))
+	}
+	for _, m := range res.Mirrors {
+		if m.NoHead {
+			fmt.Fprintf(stderr, "sumdb: left out the cache of the mirror of %s: it has no verified head\n", m.DB)
+			continue
+		}
+		fmt.Fprintf(stderr, "sumdb: exported the cache of the mirror of %s: %d tiles and %d records, up to its head of size %d, to %s\n",
+			m.DB, m.Tiles, m.Records, m.Size, dest)
+	}
 	return nil
 }
 

@@ -15,9 +15,11 @@ import (
 	xtlog "golang.org/x/mod/sumdb/tlog"
 
 	"github.com/sumdb/sumdb/internal/durable"
+	"github.com/sumdb/sumdb/internal/sumdbtest"
 	"github.com/sumdb/sumdb/store"
 	"github.com/sumdb/sumdb/store/storetest"
 	"github.com/sumdb/sumdb/tlog"
+	"github.com/sumdb/sumdb/tlog/export"
 )
 
 // newEmbeddedLog makes a data directory with a key file and an embedded
@@ -99,7 +101,7 @@ func TestExportImportPostgres(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := "sumdb export 1\nkey " + k.VKey + "\nrecords 700\n\n"; !bytes.HasPrefix(data, []byte(want)) {
+	if want := "sumdb export 2\nkey " + k.VKey + "\nrecords 700\n\n"; !bytes.HasPrefix(data, []byte(want)) {
 		t.Errorf("export file begins with %q, want %q", data[:min(len(data), 200)], want)
 	}
 
@@ -230,5 +232,73 @@ func TestExportImportStdio(t *testing.T) {
 	defer func() { os.Stdin = stdin }()
 	if stderr := sumdbRunOK(t, "import", "--data-dir", t.TempDir(), "-"); !strings.Contains(stderr, "imported 100 records") {
 		t.Errorf("import - said %q", stderr)
+	}
+}
+
+// TestExportImportMirror checks export and import of a server that only
+// mirrors: a data directory without a key file, whose store holds the
+// cache of a mirrored database and no log of its own.
+func TestExportImportMirror(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	up := sumdbtest.MustStart(t, sumdbtest.Options{KeyName: "sum.example.org"})
+	up.AppendSynthetic("m", 30)
+	head, err := up.Store.ReadHead(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tile, err := up.Store.ReadTile(ctx, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := t.TempDir()
+	s, err := store.OpenSQLite(ctx, filepath.Join(old, defaultDBFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := up.Key.Verifier.Name()
+	if err := s.PutMirrorTile(ctx, db, 0, 0, tile); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SwapState(ctx, export.MirrorHeadState(db), nil, head.Note); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	file := filepath.Join(t.TempDir(), "mirror.export")
+	out := sumdbRunOK(t, "export", "--data-dir", old, "--out", file)
+	if want := "exported the cache of the mirror of " + db + ": 1 tiles and 0 records, up to its head of size 30"; !strings.Contains(out, want) {
+		t.Errorf("sumdb export: output %q, want it to contain %q", out, want)
+	}
+	fresh := t.TempDir()
+	code, out := sumdbRun(t, "import", "--data-dir", fresh, file)
+	if code == 0 || !strings.Contains(out, db) || !strings.Contains(out, "--mirror") {
+		t.Errorf("sumdb import without --mirror = exit %d, %q, want an error naming %s and --mirror", code, out, db)
+	}
+	code, out = sumdbRun(t, "import", "--data-dir", fresh, "--mirror", "not-a-key", file)
+	if code == 0 || !strings.Contains(out, "verifier key") {
+		t.Errorf("sumdb import --mirror not-a-key = exit %d, %q, want an error about the key", code, out)
+	}
+	out = sumdbRunOK(t, "import", "--data-dir", fresh, "--mirror", up.Key.VKey+" https://sum.example.org", file)
+	if want := "imported the cache of the mirror of " + db + ": 1 tiles"; !strings.Contains(out, want) {
+		t.Errorf("sumdb import: output %q, want it to contain %q", out, want)
+	}
+	s, err = store.OpenSQLite(ctx, filepath.Join(fresh, defaultDBFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got, err := s.ReadMirrorTile(ctx, db, 0, 0); err != nil || !bytes.Equal(got, tile) {
+		t.Errorf("ReadMirrorTile(%s, 0, 0) after import = %d bytes, %v, want the exported tile", db, len(got), err)
+	}
+	if got, err := s.ReadState(ctx, export.MirrorHeadState(db)); err != nil || !bytes.Equal(got, head.Note) {
+		t.Errorf("mirror head after import = %q, %v, want %q", got, err, head.Note)
+	}
+	// The help of both commands tells of mirrors.
+	for _, cmd := range []string{"export", "import"} {
+		var stdout, stderr bytes.Buffer
+		if err := run(ctx, []string{cmd, "--help"}, &stdout, &stderr); err != nil || !strings.Contains(stdout.String(), "--mirror") {
+			t.Errorf("sumdb %s --help = %v, and its help does not tell of mirrors", cmd, err)
+		}
 	}
 }

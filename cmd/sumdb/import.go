@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -38,6 +39,15 @@ file: copy the old server's key file there before starting serve. Import
 records the imported head in <data-dir>/published-head, as serve would,
 and so refuses a data directory that a running serve uses.
 
+A file may also hold the cache of the checksum databases its server
+mirrored (serve --mirror): give the verifier key of each with --mirror
+"<vkey>" (the value serve takes; a URL after the key is ignored). A file
+with the cache of a database whose key is not given is refused. Each
+database's head is checked against its key, every tile against that head,
+every record against the tiles, before any of it is stored; what the file
+cannot prove (a tile cached at an older head) is left out, and a head that
+contradicts the one the store holds refuses the import.
+
 --data-dir, --database-url and --key-file can also be set as
 SUMDB_DATA_DIR, SUMDB_DATABASE_URL and SUMDB_KEY_FILE.
 
@@ -46,7 +56,8 @@ Flags:
 
 // An importConfig is the configuration of "sumdb import".
 type importConfig struct {
-	BatchRecords int `mapstructure:"batch-records"`
+	BatchRecords int      `mapstructure:"batch-records"`
+	Mirror       []string `mapstructure:"mirror"`
 	storeConfig  `mapstructure:",squash"`
 }
 
@@ -57,6 +68,7 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.SetOutput(io.Discard)
 	addStoreFlags(fs)
 	fs.Int("batch-records", export.DefaultBatchRecords, "least `number` of records committed in one transaction")
+	fs.StringArray("mirror", nil, "verifier `key` of a mirrored checksum database whose cache the file holds (repeat for each)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			fmt.Fprint(stdout, importUsage+fs.FlagUsages())
@@ -80,6 +92,10 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	cfg, err := ic.storeConfig.check(s)
+	if err != nil {
+		return err
+	}
+	mirrorKeys, err := parseMirrorKeys(ic.Mirror)
 	if err != nil {
 		return err
 	}
@@ -115,7 +131,7 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 	start := time.Now()
 	p := newProgress("import", stderr, start)
-	icfg := export.ImportConfig{BatchRecords: ic.BatchRecords, Progress: p.report}
+	icfg := export.ImportConfig{BatchRecords: ic.BatchRecords, Progress: p.report, MirrorKeys: mirrorKeys}
 	if key != nil {
 		icfg.Key = key.VKey
 	}
@@ -123,6 +139,18 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	p.done()
 	if err != nil {
 		return err
+	}
+	for _, m := range res.Mirrors {
+		fmt.Fprintf(stderr, "sumdb: imported the cache of the mirror of %s: %d tiles and %d records, up to its head of size %d", m.DB, m.Tiles, m.Records, m.Size)
+		if m.Unproved > 0 {
+			fmt.Fprintf(stderr, "; %d tiles and records left out, which the file could not prove against that head", m.Unproved)
+		}
+		fmt.Fprintln(stderr)
+	}
+	if res.Head.Size == 0 {
+		// The file's log is empty (a server that only mirrors): the
+		// store's log, if any, is as it was.
+		return nil
 	}
 	v, err := note.NewVerifier(res.Key)
 	if err != nil {
@@ -143,4 +171,25 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fmt.Fprintf(stderr, "sumdb: before starting serve, copy the old server's signer key file to %s (mode 0600), or give its place with --key-file: the key is not in the export\n", cfg.KeyFile)
 	}
 	return nil
+}
+
+// parseMirrorKeys returns the database name -> verifier key map of the
+// values of --mirror, "<vkey> [URL]" each.
+func parseMirrorKeys(values []string) (map[string]string, error) {
+	keys := make(map[string]string, len(values))
+	for _, value := range values {
+		fields := strings.Fields(value)
+		if len(fields) == 0 || len(fields) > 2 {
+			return nil, usageErrorf("import: --mirror %q: want \"<verifier key> [URL]\" (run sumdb import --help)", value)
+		}
+		v, err := note.NewVerifier(fields[0])
+		if err != nil {
+			return nil, usageErrorf("import: --mirror %q: %v: give the database's full verifier key, <name>+<hash>+<key>", fields[0], err)
+		}
+		if old, ok := keys[v.Name()]; ok && old != fields[0] {
+			return nil, usageErrorf("import: --mirror gives two keys for %s", v.Name())
+		}
+		keys[v.Name()] = fields[0]
+	}
+	return keys, nil
 }

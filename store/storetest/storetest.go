@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"testing"
@@ -994,6 +995,8 @@ type MirrorStore interface {
 	ReadMirrorRecord(ctx context.Context, db, path, version string) (int64, []byte, error)
 	PutMirrorRecord(ctx context.Context, db, path, version string, id int64, text []byte) error
 	MirrorDatabases(ctx context.Context) ([]string, error)
+	ScanMirrorTiles(ctx context.Context, db string, f func(level int, index int64, data []byte) error) error
+	ScanMirrorRecords(ctx context.Context, db string, f func(id int64, text []byte) error) error
 	Close() error
 }
 
@@ -1010,6 +1013,7 @@ func RunMirror(t *testing.T, open func(t *testing.T) MirrorStore) {
 		{"Records", testMirrorRecords},
 		{"RecordInvalid", testMirrorRecordInvalid},
 		{"Databases", testMirrorDatabases},
+		{"Scan", testMirrorScan},
 	})
 }
 
@@ -1329,5 +1333,61 @@ func testMirrorDatabases(t *testing.T, s MirrorStore) {
 	want := []string{"Z.sum", "sum.a", "sum.b", "sum.c"}
 	if list, err := s.MirrorDatabases(ctx); err != nil || !slices.Equal(list, want) {
 		t.Errorf("MirrorDatabases() = %q, %v, want %q, nil", list, err, want)
+	}
+}
+
+func testMirrorScan(t *testing.T, s MirrorStore) {
+	ctx := t.Context()
+	const a, b = "sum.a", "sum.b"
+	type tile struct {
+		level int
+		index int64
+		data  string
+	}
+	tiles := []tile{{-1, 0, string(mirrorDataTile(2))}, {0, 0, string(mirrorHashes(1, 256))}, {0, 3, string(mirrorHashes(2, 5))}, {1, 0, string(mirrorHashes(3, 1))}}
+	for _, i := range []int{2, 0, 3, 1} { // out of order
+		tt := tiles[i]
+		if err := s.PutMirrorTile(ctx, a, tt.level, tt.index, []byte(tt.data)); err != nil {
+			t.Fatalf("PutMirrorTile(%q, %d, %d) = %v", a, tt.level, tt.index, err)
+		}
+	}
+	if err := s.PutMirrorTile(ctx, b, 0, 1, mirrorHashes(4, 1)); err != nil {
+		t.Fatalf("PutMirrorTile(%q, 0, 1) = %v", b, err)
+	}
+	texts := map[int64]string{}
+	for i := range 5 {
+		v := fmt.Sprintf("v1.0.%d", i)
+		texts[int64(10+i)] = string(mirrorText("example.com/m", v))
+		if err := s.PutMirrorRecord(ctx, a, "example.com/m", v, int64(10+i), mirrorText("example.com/m", v)); err != nil {
+			t.Fatalf("PutMirrorRecord(%q, %s) = %v", a, v, err)
+		}
+	}
+	if err := s.PutMirrorRecord(ctx, b, "example.com/m", "v1.0.0", 1, mirrorText("example.com/m", "v1.0.0")); err != nil {
+		t.Fatalf("PutMirrorRecord(%q) = %v", b, err)
+	}
+	var got []tile
+	err := s.ScanMirrorTiles(ctx, a, func(level int, index int64, data []byte) error {
+		got = append(got, tile{level, index, string(data)})
+		return nil
+	})
+	if err != nil || !slices.Equal(got, tiles) {
+		t.Errorf("ScanMirrorTiles(%q) = %d tiles, %v, want %d in order of level and index", a, len(got), err, len(tiles))
+	}
+	gotTexts := map[int64]string{}
+	err = s.ScanMirrorRecords(ctx, a, func(id int64, text []byte) error {
+		gotTexts[id] = string(text)
+		return nil
+	})
+	if err != nil || !maps.Equal(gotTexts, texts) {
+		t.Errorf("ScanMirrorRecords(%q) = %d records, %v, want %d", a, len(gotTexts), err, len(texts))
+	}
+	stop := errors.New("stop")
+	n := 0
+	err = s.ScanMirrorRecords(ctx, a, func(int64, []byte) error { n++; return stop })
+	if !errors.Is(err, stop) || n != 1 {
+		t.Errorf("ScanMirrorRecords(%q) with f failing = %v after %d calls, want f's error after 1", a, err, n)
+	}
+	if err := s.ScanMirrorTiles(ctx, "", func(int, int64, []byte) error { return nil }); err == nil {
+		t.Errorf("ScanMirrorTiles(\"\") = nil, want an error")
 	}
 }

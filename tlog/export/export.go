@@ -3,12 +3,12 @@
 // portable stream, to move a log from one store to another without
 // changing anything a client can see: "sumdb export" and "sumdb import".
 //
-// # Format, version 1
+// # Format, version 2
 //
 // A header of text lines, so that head(1) shows what a file is, ended by
 // an empty line:
 //
-//	sumdb export 1
+//	sumdb export 2
 //	key <verifier key of the log>
 //	records <N>
 //	(empty line)
@@ -21,12 +21,36 @@
 //	'H'  a signed head: the signed note, byte for byte as the log stores it.
 //	     A head of size n comes right after the n-th record, so that a reader
 //	     checks its root as soon as it has read it. Sizes increase.
-//	'E'  the end: the number of records and the number of heads, as two
-//	     unsigned varints. Nothing follows it.
+//
+// then the optional mirror sections, the cache of the checksum databases
+// that the server mirrors (package sumdb/mirror), one section for each
+// database with a verified head; a section's frames begin with the
+// database's name (the name of its key) as a string, an unsigned varint
+// length and the bytes:
+//
+//	'M'  the section's head: the name, then the newest verified head of
+//	     the database, its signed note, byte for byte.
+//	'T'  a tile: the name, its level as a signed varint (0 to 7 for a hash
+//	     tile of height 8, -1 for a data tile), its index as an unsigned
+//	     varint, then its content (the tile's hashes, or its records' texts
+//	     each followed by a blank line), at most as wide as the head's tree.
+//	'C'  a record: the name, its id as an unsigned varint, its path and
+//	     version as strings, then its text.
+//
+// and the end:
+//
+//	'E'  the number of records and the number of heads of the log, then of
+//	     mirror heads, tiles and records, as five unsigned varints.
+//	     Nothing follows it.
 //
 // The records are N, and the last head has size N: the log's head when the
-// export began. A file without its 'E' frame is truncated. Unknown header
-// lines and tags are errors: a new version of the format gets a new number.
+// export began. N is 0 for a server whose log is empty (one that only
+// mirrors), whose file has no 'R' or 'H' frames and may have no key line.
+// A file without its 'E' frame is truncated. Unknown header lines and tags
+// are errors: a new version of the format gets a new number.
+//
+// Version 1, which Import still reads, is version 2 without mirror sections,
+// with N at least 1, and with an 'E' frame of two varints.
 //
 // Nothing is compressed (records are mostly base64 hashes, which compress
 // poorly, and a compressor would cost more time than the import): a file is
@@ -41,6 +65,16 @@
 // the records a head covers: a file whose records do not give its heads,
 // signed by another key, truncated or altered, is refused with the first
 // record or head that is wrong, and nothing after that head is stored.
+//
+// A mirror section is verified before any of it is stored: its head's
+// signature with the key given for its database (ImportConfig.MirrorKeys),
+// every hash tile against that head (golang.org/x/mod/sumdb/tlog's
+// TileHashReader, over the file's tiles and those the store holds), every
+// record of a data tile and every lookup record against the proved leaf
+// hashes. A tile or record that the file cannot prove (a tile narrower than
+// the head's tree needs) is left out; anything contradicted refuses the
+// import. A head the store holds already for the database must be the same
+// log as the file's, and only a newer one replaces it.
 package export
 
 import (
@@ -60,8 +94,9 @@ import (
 	"github.com/sumdb/sumdb/tlog"
 )
 
-// Version is the version of the format that this package writes and reads.
-const Version = 1
+// Version is the version of the format that this package writes; it reads
+// it and version 1.
+const Version = 2
 
 // magic begins the first line of every export file.
 const magic = "sumdb export"
@@ -82,13 +117,21 @@ const (
 
 // A Header is the header of an export file.
 type Header struct {
-	Key     string // verifier key of the log
+	Version int    // of the format
+	Key     string // verifier key of the log; may be empty in version 2 if Records is 0
 	Records int64  // number of records, the size of the last head
 }
 
-// writeHeader writes h.
+// writeHeader writes h, of version Version if h.Version is 0.
 func writeHeader(w io.Writer, h Header) error {
-	_, err := fmt.Fprintf(w, "%s %d\nkey %s\nrecords %d\n\n", magic, Version, h.Key, h.Records)
+	if h.Version == 0 {
+		h.Version = Version
+	}
+	key := ""
+	if h.Key != "" {
+		key = "key " + h.Key + "\n"
+	}
+	_, err := fmt.Fprintf(w, "%s %d\n%srecords %d\n\n", magic, h.Version, key, h.Records)
 	return err
 }
 
@@ -124,8 +167,11 @@ func readHeader(r *bufio.Reader) (Header, error) {
 	if len(lines) == 0 || !strings.HasPrefix(lines[0], magic+" ") {
 		return h, errors.New("read header: not a sumdb export file (it must begin with \"" + magic + " 1\")")
 	}
-	if v := strings.TrimPrefix(lines[0], magic+" "); v != strconv.Itoa(Version) {
-		return h, fmt.Errorf("read header: export format version %q, this sumdb reads version %d: use the sumdb that wrote the file, or a newer one", v, Version)
+	switch v := strings.TrimPrefix(lines[0], magic+" "); v {
+	case "1", "2":
+		h.Version = int(v[0] - '0')
+	default:
+		return h, fmt.Errorf("read header: export format version %q, this sumdb reads versions 1 to %d: use the sumdb that wrote the file, or a newer one", v, Version)
 	}
 	seen := make(map[string]bool)
 	for _, line := range lines[1:] {
@@ -139,7 +185,7 @@ func readHeader(r *bufio.Reader) (Header, error) {
 			h.Key = value
 		case "records":
 			n, err := strconv.ParseInt(value, 10, 64)
-			if err != nil || n <= 0 {
+			if err != nil || n < 0 || (n == 0 && h.Version == 1) || (n == 0 && value != "0") {
 				return h, fmt.Errorf("read header: malformed line %q", line)
 			}
 			h.Records = n
@@ -147,7 +193,7 @@ func readHeader(r *bufio.Reader) (Header, error) {
 			return h, fmt.Errorf("read header: unknown line %q", line)
 		}
 	}
-	if h.Key == "" || h.Records == 0 {
+	if !seen["records"] || (h.Key == "" && h.Records > 0) {
 		return h, errors.New("read header: the key or records line is missing")
 	}
 	return h, nil
@@ -167,8 +213,9 @@ func writeFrame(w *bufio.Writer, tag byte, payload []byte) error {
 
 // A frameReader reads frames.
 type frameReader struct {
-	r   *bufio.Reader
-	buf []byte
+	r       *bufio.Reader
+	buf     []byte
+	version int // of the file's format
 }
 
 // errTruncated is returned when the stream ends before its end frame.
@@ -191,13 +238,19 @@ func (f *frameReader) next() (tag byte, payload []byte, err error) {
 		return 0, nil, fmt.Errorf("frame length: %w", err)
 	}
 	var limit uint64
-	switch tag {
-	case tagRecord:
+	switch {
+	case tag == tagRecord:
 		limit = maxRecord
-	case tagHead:
+	case tag == tagHead:
 		limit = maxHeadLen
-	case tagEnd:
-		limit = 2 * binary.MaxVarintLen64
+	case tag == tagEnd:
+		limit = 5 * binary.MaxVarintLen64
+	case tag == tagMirrorHead && f.version >= 2:
+		limit = maxMirrorTag + maxHeadLen
+	case tag == tagMirrorTile && f.version >= 2:
+		limit = maxMirrorTag + 2*binary.MaxVarintLen64 + maxMirrorData
+	case tag == tagMirrorRecord && f.version >= 2:
+		limit = maxMirrorTag + 3*binary.MaxVarintLen64 + 3*maxRecord
 	default:
 		return 0, nil, fmt.Errorf("unknown frame tag %q: the file is damaged", tag)
 	}

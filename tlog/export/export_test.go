@@ -363,7 +363,7 @@ func TestRefuseDamagedFile(t *testing.T) {
 		}, "does not verify"},
 		{"NotExport", func([]byte) []byte { return []byte("go.sum database tree\n1\n") }, "not a sumdb export file"},
 		{"Version", func(f []byte) []byte {
-			return bytes.Replace(f, []byte("sumdb export 1\n"), []byte("sumdb export 2\n"), 1)
+			return bytes.Replace(f, []byte("sumdb export 2\n"), []byte("sumdb export 3\n"), 1)
 		}, "version"},
 		{"Empty", func([]byte) []byte { return nil }, "empty"},
 	} {

@@ -49,6 +49,11 @@ type ImportConfig struct {
 	BatchRecords int
 	// Progress, if set, is told of the records done.
 	Progress Progress
+	// MirrorKeys holds the verifier key of each mirrored checksum
+	// database whose cache the file may hold, by the database's name (the
+	// key's name). A file with the cache of a database not named here is
+	// refused: nothing of it could be verified.
+	MirrorKeys map[string]string
 }
 
 // A Result tells what Import did.
@@ -59,6 +64,8 @@ type Result struct {
 	Imported int64     // records stored
 	Heads    int64     // heads stored in the history
 	Bulk     bool      // the store was loaded in bulk-load mode (tlog.BulkStore)
+	// Mirrors tells what was stored of the caches of mirrored databases.
+	Mirrors []MirrorSummary
 }
 
 // Import reads an export file from r and stores its log in s, which must
@@ -88,10 +95,26 @@ func Import(ctx context.Context, s tlog.Store, r io.Reader, cfg ImportConfig) (*
 	if cfg.Progress == nil {
 		cfg.Progress = func(int64, int64) {}
 	}
+	mirrorKeys, err := checkMirrorKeys(cfg.MirrorKeys)
+	if err != nil {
+		return nil, err
+	}
 	br := bufio.NewReaderSize(r, 1<<20)
 	hdr, err := readHeader(br)
 	if err != nil {
 		return nil, fmt.Errorf("import: %w", err)
+	}
+	res := &Result{Key: hdr.Key}
+	_, canStore := s.(MirrorStore)
+	mp := &mirrorParser{keys: mirrorKeys, canStore: canStore}
+	if hdr.Records == 0 {
+		// A server that only mirrors: nothing of the log to import, nor
+		// to check against the store's.
+		if _, err := parse(ctx, br, hdr, tlog.Head{}, nil, cfg, nil, mp); err != nil {
+			return res, err
+		}
+		res.Mirrors, err = importMirrors(ctx, mp.sections, mirrorKeys, s)
+		return res, err
 	}
 	v, err := note.NewVerifier(hdr.Key)
 	if err != nil {
@@ -100,7 +123,6 @@ func Import(ctx context.Context, s tlog.Store, r io.Reader, cfg ImportConfig) (*
 	if cfg.Key != "" && cfg.Key != hdr.Key {
 		return nil, fmt.Errorf("import: the file holds the log of key %s, not of the expected key %s: import the export of this server's log, or give this log's key file", hdr.Key, cfg.Key)
 	}
-	res := &Result{Key: hdr.Key}
 
 	stored, err := s.ReadHead(ctx)
 	if err != nil {
@@ -136,7 +158,7 @@ func Import(ctx context.Context, s tlog.Store, r io.Reader, cfg ImportConfig) (*
 	g.Go(func() error {
 		defer close(parsed)
 		var err error
-		last, err = parse(gctx, br, hdr, stored, v, cfg, parsed)
+		last, err = parse(gctx, br, hdr, stored, v, cfg, parsed, mp)
 		return err
 	})
 	g.Go(func() error {
@@ -182,7 +204,8 @@ func Import(ctx context.Context, s tlog.Store, r io.Reader, cfg ImportConfig) (*
 			return res, fmt.Errorf("import: %w (run the import again to finish it)", err)
 		}
 	}
-	return res, nil
+	res.Mirrors, err = importMirrors(ctx, mp.sections, mirrorKeys, s)
+	return res, err
 }
 
 // verifyHeads checks the signatures of heads with v, on all CPUs: a head
@@ -207,10 +230,10 @@ func verifyHeads(heads []tlog.Head, v note.Verifier) error {
 }
 
 // parse reads the frames after the header, checks every head's root, and
-// sends the batches to store, each ending at a head. It returns the last
-// head of the file.
-func parse(ctx context.Context, r *bufio.Reader, hdr Header, stored tlog.Head, v note.Verifier, cfg ImportConfig, batches chan<- *tlog.Batch) (tlog.Head, error) {
-	fr := &frameReader{r: r}
+// sends the batches to store, each ending at a head; it gives the mirror
+// sections to mp. It returns the last head of the file.
+func parse(ctx context.Context, r *bufio.Reader, hdr Header, stored tlog.Head, v note.Verifier, cfg ImportConfig, batches chan<- *tlog.Batch, mp *mirrorParser) (tlog.Head, error) {
+	fr := &frameReader{r: r, version: hdr.Version}
 	edge := tlog.NewEdge()
 	var (
 		count   int64        // records read
@@ -221,11 +244,41 @@ func parse(ctx context.Context, r *bufio.Reader, hdr Header, stored tlog.Head, v
 		full    []tlog.Tile // tiles of b that became full
 		history []tlog.Head // heads of b, the last one included
 		prefix  = stored.Size == 0
-		pending int // bytes of the records after the last head
-		size    int // bytes of the records and heads of b
+		pending int  // bytes of the records after the last head
+		size    int  // bytes of the records and heads of b
+		logDone bool // the log's frames are over
 	)
 	fail := func(format string, args ...any) (tlog.Head, error) {
 		return tlog.Head{}, fmt.Errorf("import: "+format, args...)
+	}
+	// endLog checks the log's frames once they are over, and sends the
+	// last batch.
+	endLog := func() error {
+		if count != hdr.Records || last.Size != count {
+			_, err := fail("the file ends after %d records, with a last head of size %d, but its header says %d records: the file is damaged", count, last.Size, hdr.Records)
+			return err
+		}
+		if count == 0 {
+			return nil // a file of only mirror sections
+		}
+		if !prefix {
+			_, err := fail("the file has no head of size %d, the size of the store's tree: the file does not extend the store's log exactly", stored.Size)
+			return err
+		}
+		if len(history) > 0 {
+			b.Tiles = append(full, edge.PartialTiles(b.OldSize)...)
+			b.History, b.Head = history[:len(history)-1], history[len(history)-1]
+			select {
+			case batches <- b:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		if _, err := verifyHead(last.Note, v); err != nil {
+			_, err := fail("the last head, of size %d, does not verify with the file's key %s: %w", last.Size, v.Name(), err)
+			return err
+		}
+		return nil
 	}
 	for {
 		if err := ctx.Err(); err != nil {
@@ -301,41 +354,51 @@ func parse(ctx context.Context, r *bufio.Reader, hdr Header, stored tlog.Head, v
 			}
 			b, full, history, size = &tlog.Batch{OldSize: h.Size, OldHash: h.Hash}, nil, nil, 0
 
+		case tagMirrorHead, tagMirrorTile, tagMirrorRecord:
+			if !logDone {
+				if err := endLog(); err != nil {
+					return tlog.Head{}, err
+				}
+				logDone = true
+			}
+			if err := mp.frame(tag, payload); err != nil {
+				return fail("%w", err)
+			}
+
 		case tagEnd:
-			n, k := binary.Uvarint(payload)
-			var m uint64
-			if k > 0 {
-				var k2 int
-				m, k2 = binary.Uvarint(payload[k:])
-				if k2 <= 0 || k+k2 != len(payload) {
-					k = 0
+			if !logDone {
+				if err := endLog(); err != nil {
+					return tlog.Head{}, err
 				}
 			}
-			if k <= 0 || n != uint64(count) || m != uint64(nheads) {
-				return fail("the end frame does not match the %d records and %d heads read: the file is damaged", count, nheads)
+			ends := make([]uint64, 0, 5)
+			for rest := payload; len(rest) > 0 && len(ends) < 5; {
+				n, k := binary.Uvarint(rest)
+				if k <= 0 {
+					break
+				}
+				ends, rest = append(ends, n), rest[k:]
 			}
-			if count != hdr.Records || last.Size != count {
-				return fail("the file ends after %d records, with a last head of size %d, but its header says %d records: the file is damaged", count, last.Size, hdr.Records)
+			want := []uint64{uint64(count), uint64(nheads)}
+			if hdr.Version >= 2 {
+				want = append(want, uint64(mp.counts.heads), uint64(mp.counts.tiles), uint64(mp.counts.records))
+			}
+			if !slices.Equal(ends, want) || encodedLen(want) != len(payload) {
+				return fail("the end frame does not match the %d records and %d heads read: the file is damaged", count, nheads)
 			}
 			if _, err := r.ReadByte(); err != io.EOF {
 				return fail("data after the end frame: the file is damaged")
 			}
-			if !prefix {
-				return fail("the file has no head of size %d, the size of the store's tree: the file does not extend the store's log exactly", stored.Size)
-			}
-			if len(history) > 0 {
-				b.Tiles = append(full, edge.PartialTiles(b.OldSize)...)
-				b.History, b.Head = history[:len(history)-1], history[len(history)-1]
-				select {
-				case batches <- b:
-				case <-ctx.Done():
-					return tlog.Head{}, ctx.Err()
-				}
-			}
-			if _, err := verifyHead(last.Note, v); err != nil {
-				return fail("the last head, of size %d, does not verify with the file's key %s: %w", last.Size, v.Name(), err)
-			}
 			return last, nil
 		}
 	}
+}
+
+// encodedLen returns the bytes of list as unsigned varints.
+func encodedLen(list []uint64) int {
+	n := 0
+	for _, x := range list {
+		n += len(binary.AppendUvarint(nil, x))
+	}
+	return n
 }

@@ -81,7 +81,7 @@ func TestWriteLarge(t *testing.T) {
 	defer f.Close()
 	w := bufio.NewWriterSize(f, 1<<20)
 	start := time.Now()
-	if err := writeHeader(w, Header{Key: vkey, Records: n}); err != nil {
+	if err := writeHeader(w, Header{Version: 1, Key: vkey, Records: n}); err != nil {
 		t.Fatal(err)
 	}
 	edge := tlog.NewEdge()

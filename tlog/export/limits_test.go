@@ -33,7 +33,7 @@ func largeRecordsFile(t *testing.T, n, size int, heads bool) []byte {
 	}
 	var buf bytes.Buffer
 	w := bufio.NewWriter(&buf)
-	if err := writeHeader(w, Header{Key: vkey, Records: int64(n)}); err != nil {
+	if err := writeHeader(w, Header{Version: 1, Key: vkey, Records: int64(n)}); err != nil {
 		t.Fatal(err)
 	}
 	edge := tlog.NewEdge()
