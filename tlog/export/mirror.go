@@ -3,10 +3,12 @@ package export
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 
 	"golang.org/x/mod/sumdb/note"
@@ -372,17 +374,10 @@ func verifySection(ctx context.Context, sec *mirrorSection, v note.Verifier, sto
 	vs := &verifiedSection{sec: sec, tree: tree, sum: MirrorSummary{DB: sec.db, Size: tree.N}}
 	reader := &mirrorTileReader{ctx: ctx, sec: sec, store: store}
 	thr := xtlog.TileHashReader(tree, reader)
-	keys := slices.SortedFunc(func(yield func(tileKey) bool) {
-		for k := range sec.tiles {
-			if !yield(k) {
-				return
-			}
-		}
-	}, func(a, b tileKey) int {
-		if a.level != b.level {
-			return b.level - a.level // top down, data tiles last
-		}
-		return int(min(max(a.index-b.index, -1), 1))
+	keys := slices.SortedFunc(maps.Keys(sec.tiles), func(a, b tileKey) int {
+		// Top down, data tiles last: each data tile after the level-0
+		// tile that proves its records.
+		return cmp.Or(cmp.Compare(b.level, a.level), cmp.Compare(a.index, b.index))
 	})
 	level0 := make(map[int64]xtlog.Hash)
 	for _, k := range keys {
