@@ -7,12 +7,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/sumdb/sumdb/sumdb/client"
 	"github.com/sumdb/sumdb/tlog"
 	"github.com/sumdb/sumdb/tlog/export"
 )
@@ -95,7 +95,7 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	mirrorKeys, err := parseMirrorKeys(ic.Mirror)
+	mirrorKeys, err := parseMirrorKeys(ctx, ic.Mirror)
 	if err != nil {
 		return err
 	}
@@ -174,22 +174,21 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 // parseMirrorKeys returns the database name -> verifier key map of the
-// values of --mirror, "<vkey> [URL]" each.
-func parseMirrorKeys(values []string) (map[string]string, error) {
+// values of --mirror, "<vkey> [URL]" each as serve's --mirror, or the
+// built-in database's name, whose key is known.
+func parseMirrorKeys(ctx context.Context, values []string) (map[string]string, error) {
 	keys := make(map[string]string, len(values))
 	for _, value := range values {
-		fields := strings.Fields(value)
-		if len(fields) == 0 || len(fields) > 2 {
-			return nil, usageErrorf("import: --mirror %q: want \"<verifier key> [URL]\" (run sumdb import --help)", value)
-		}
-		v, err := note.NewVerifier(fields[0])
+		// No proxy to ask: only the key is needed, and no network.
+		r, err := client.Open(ctx, client.Config{GOSUMDB: value, GOPROXY: "off"})
 		if err != nil {
-			return nil, usageErrorf("import: --mirror %q: %v: give the database's full verifier key, <name>+<hash>+<key>", fields[0], err)
+			return nil, usageErrorf("import: --mirror: %v (run sumdb import --help)", err)
 		}
-		if old, ok := keys[v.Name()]; ok && old != fields[0] {
-			return nil, usageErrorf("import: --mirror gives two keys for %s", v.Name())
+		name := r.Verifier.Name()
+		if old, ok := keys[name]; ok && old != r.Key {
+			return nil, usageErrorf("import: --mirror gives two keys for %s", name)
 		}
-		keys[v.Name()] = fields[0]
+		keys[name] = r.Key
 	}
 	return keys, nil
 }
