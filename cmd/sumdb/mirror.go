@@ -19,6 +19,7 @@ import (
 
 	"github.com/sumdb/sumdb/sumdb/check"
 	"github.com/sumdb/sumdb/sumdb/client"
+	"github.com/sumdb/sumdb/sumdb/fetch"
 	"github.com/sumdb/sumdb/sumdb/mirror"
 )
 
@@ -154,7 +155,9 @@ isolated network with sumdb export and sumdb import --mirror, where
 sumdb serve --mirror answers the go command from the cache alone.
 
 DATABASE is the mirrored database as serve's --mirror names it:
-"<verifier key> [URL]", or the built-in database's name.
+"<verifier key> [URL]", or the built-in database's name. The lines of
+private modules (go env GONOSUMDB, or GOPRIVATE when it is empty) are
+skipped, as the go command never asks a checksum database about them.
 
 The store is chosen as serve chooses it: --database-url, else the embedded
 store in --data-dir (SUMDB_DATA_DIR, SUMDB_DATABASE_URL).
@@ -222,7 +225,20 @@ func runMirror(ctx context.Context, args []string, stdout, stderr io.Writer, goE
 			return err
 		}
 	}
+	// The go command never asks a checksum database about the modules of
+	// GONOSUMDB (GOPRIVATE when it is empty), nor may this.
+	const privateWhy = "without it, private modules cannot be told from public ones, and must not be sent to the checksum database"
+	private, err := fromGo(ctx, "mirror fetch", goEnv, "GONOSUMDB", privateWhy)
+	if err != nil {
+		return err
+	}
+	if private == "" {
+		if private, err = fromGo(ctx, "mirror fetch", goEnv, "GOPRIVATE", privateWhy); err != nil {
+			return err
+		}
+	}
 	var entries []check.Entry
+	skipped := 0
 	for _, f := range files {
 		data, err := os.ReadFile(f)
 		if err != nil {
@@ -232,7 +248,16 @@ func runMirror(ctx context.Context, args []string, stdout, stderr io.Writer, goE
 		if len(malformed) > 0 {
 			return fmt.Errorf("mirror fetch: %s:%d: %s", f, malformed[0].Line, malformed[0].Message)
 		}
-		entries = append(entries, lines...)
+		for _, l := range lines {
+			if fetch.IsPrivate(private, l.Path) {
+				skipped++
+				continue
+			}
+			entries = append(entries, l)
+		}
+	}
+	if skipped > 0 {
+		fmt.Fprintf(stderr, "mirror fetch: skipped %d lines of private modules (go env GONOSUMDB or GOPRIVATE: %s)\n", skipped, private)
 	}
 
 	st, _, err := openStore(ctx, cfg)

@@ -138,6 +138,39 @@ func testMirror(t *testing.T, newStore func(t *testing.T) []string) {
 		}
 	})
 
+	t.Run("mirror fetch", func(t *testing.T) {
+		sum, err := os.ReadFile(filepath.Join(mod, "go.sum"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A private module's line is skipped, never sent to the database.
+		withPrivate := filepath.Join(t.TempDir(), "go.sum")
+		private := "corp.example.com/secret v1.0.0 h1:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\n"
+		if err := os.WriteFile(withPrivate, append(sum, private...), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		up.ResetRequests()
+		out, err := runTool(t, []string{"GONOSUMDB=corp.example.com"}, "mirror", "fetch", "--of", up.GOSUMDB(), "--data-dir", t.TempDir(), withPrivate)
+		if err != nil || !strings.Contains(out, "skipped 1 lines of private modules") {
+			t.Errorf("sumdb mirror fetch of a go.sum with a private line: %v, want it skipped:\n%s", err, out)
+		}
+		for _, p := range up.Requests() {
+			if strings.Contains(p, "corp.example.com") {
+				t.Errorf("the database was asked for %s", p)
+			}
+		}
+		// A line the database does not hold fails the fetch, loudly.
+		wrong := filepath.Join(t.TempDir(), "go.sum")
+		bad := strings.Replace(string(sum), " h1:", " h1:A", 1)
+		if err := os.WriteFile(wrong, []byte(bad), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, err = runTool(t, nil, "mirror", "fetch", "--of", up.GOSUMDB(), "--data-dir", t.TempDir(), wrong)
+		if err == nil || !strings.Contains(out, "is not the line the checksum database") {
+			t.Errorf("sumdb mirror fetch of a go.sum line the database does not hold: %v, want a failure saying so:\n%s", err, out)
+		}
+	})
+
 	t.Run("air-gapped", func(t *testing.T) {
 		// The connected side: a store of the mirror's cache alone.
 		connected := t.TempDir()
