@@ -1,11 +1,13 @@
 package mirror
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	xtlog "golang.org/x/mod/sumdb/tlog"
 
@@ -57,8 +59,19 @@ func (m *Mirror) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// latestWait is how long /latest waits for the upstream's head when the
+// mirror has a verified one to answer with: an upstream that stalls delays
+// the answer that long, not its timeout, while the refresh goes on.
+const latestWait = time.Second
+
 func (m *Mirror) serveLatest(w http.ResponseWriter, r *http.Request) {
-	head, asked, err := m.refresh(r.Context())
+	ctx := r.Context()
+	if m.newest().note != nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, latestWait)
+		defer cancel()
+	}
+	head, asked, err := m.refresh(ctx)
 	source := sourceStore
 	switch {
 	case err != nil:

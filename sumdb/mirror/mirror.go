@@ -492,7 +492,9 @@ func describeFork(verified, upstream xtlog.Tree) string {
 func (m *Mirror) refresh(ctx context.Context) (verifiedHead, bool, error) {
 	asked, err := shared(ctx, &m.latests, "latest", 2*m.timeout, func(ctx context.Context) (bool, error) {
 		m.mu.Lock()
-		recent := m.head.note != nil && m.now().Sub(m.lastLatest) < minLatestInterval
+		// Spaced with or without a verified head: an upstream that fails
+		// is asked no more often than one that answers.
+		recent := !m.lastLatest.IsZero() && m.now().Sub(m.lastLatest) < minLatestInterval
 		if !recent {
 			m.lastLatest = m.now()
 		}
@@ -592,8 +594,8 @@ func (m *Mirror) fetchRecord(ctx context.Context, path, version, esc string) (in
 	// command is answered with the newest, and the tiles of this proof
 	// are the ones it asks for.
 	head := m.newest()
-	if id >= head.tree.N {
-		return 0, nil, verifiedHead{}, m.refuse(ctx, reasonRecord, upath, fmt.Errorf("record %d is beyond its head of %d records", id, head.tree.N))
+	if id < 0 || id >= head.tree.N {
+		return 0, nil, verifiedHead{}, m.refuse(ctx, reasonRecord, upath, fmt.Errorf("record id %d is not in its head of %d records", id, head.tree.N))
 	}
 	hashes, err := xtlog.TileHashReader(head.tree, m.tileReader(ctx, false)).ReadHashes([]int64{xtlog.StoredHashIndex(0, id)})
 	if err != nil {

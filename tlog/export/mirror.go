@@ -358,6 +358,12 @@ type verifiedSection struct {
 	sum     MirrorSummary
 }
 
+// maxMirrorTree is the largest tree of a mirror head that import accepts:
+// client.MaxTreeSize, the bound every client of this module holds heads to
+// (the mirror refuses a larger one, and could not open a store that held
+// it).
+const maxMirrorTree = 1 << 40
+
 // verifySection verifies sec: its head with v, each hash tile against the
 // head, each data tile's and record's hashes against the proved level-0
 // hashes. A tile or record that the file cannot prove (its tile is too
@@ -370,6 +376,9 @@ func verifySection(ctx context.Context, sec *mirrorSection, v note.Verifier, sto
 	tree, err := xtlog.ParseTree([]byte(n.Text))
 	if err != nil {
 		return nil, fmt.Errorf("the head of the mirror of %s: %w: the file is damaged", sec.db, err)
+	}
+	if tree.N > maxMirrorTree {
+		return nil, fmt.Errorf("the head of the mirror of %s is of %d records, more than any log holds (at most 2^40): the database is hostile or broken", sec.db, tree.N)
 	}
 	vs := &verifiedSection{sec: sec, tree: tree, sum: MirrorSummary{DB: sec.db, Size: tree.N}}
 	reader := &mirrorTileReader{ctx: ctx, sec: sec, store: store}
@@ -475,6 +484,9 @@ func storeSection(ctx context.Context, vs *verifiedSection, v note.Verifier, sto
 		stored, err := xtlog.ParseTree([]byte(n.Text))
 		if err != nil {
 			return vs.sum, fmt.Errorf("the store's head of the mirror of %s: %w", sec.db, err)
+		}
+		if stored.N > maxMirrorTree {
+			return vs.sum, fmt.Errorf("the store's head of the mirror of %s is of %d records, more than any log holds: the store is damaged", sec.db, stored.N)
 		}
 		if err := consistent(ctx, sec, store, stored, tree); err != nil {
 			return vs.sum, err

@@ -17,13 +17,13 @@ import (
 	"github.com/sumdb/sumdb/tlog/export"
 )
 
-// TestReviewNegativeRecordID checks a lookup answer whose record id is
+// TestNegativeRecordID checks a lookup answer whose record id is
 // negative, with the true text of record 0: xtlog.ParseRecord accepts a
 // negative id and xtlog.StoredHashIndex(0, -1) is 0, so the inclusion
 // proof passes. The answer must be refused as upstream data that failed
 // verification (502, counted and logged with reason "record"), not
 // reported as the store being unavailable.
-func TestReviewNegativeRecordID(t *testing.T) {
+func TestNegativeRecordID(t *testing.T) {
 	up := startUpstream(t, 300)
 	e := newEnv(t, up)
 	mustGet(t, e.srv.URL+"/latest")
@@ -52,10 +52,10 @@ func TestReviewNegativeRecordID(t *testing.T) {
 	}
 }
 
-// TestReviewLatestSpacingWithoutHead checks that a mirror with no verified
+// TestLatestSpacingWithoutHead checks that a mirror with no verified
 // head yet, whose upstream fails, does not pass every /latest request on
 // to the upstream: at most one upstream /latest a second.
-func TestReviewLatestSpacingWithoutHead(t *testing.T) {
+func TestLatestSpacingWithoutHead(t *testing.T) {
 	up := startUpstream(t, 10)
 	e := newEnv(t, up)
 	up.SetStatus(http.StatusServiceUnavailable)
@@ -69,11 +69,11 @@ func TestReviewLatestSpacingWithoutHead(t *testing.T) {
 	}
 }
 
-// TestReviewOlderHeads checks heads older than the verified one: the
+// TestOlderHeads checks heads older than the verified one: the
 // honest log's (a lagging replica) is accepted without a fork, and a
 // forked older head is refused as a fork; neither replaces the verified
 // head.
-func TestReviewOlderHeads(t *testing.T) {
+func TestOlderHeads(t *testing.T) {
 	for _, tt := range []struct {
 		name string
 		fork bool
@@ -105,10 +105,10 @@ func TestReviewOlderHeads(t *testing.T) {
 	}
 }
 
-// TestReviewHeadTooLarge checks that a head of more than
+// TestHeadTooLarge checks that a head of more than
 // client.MaxTreeSize records, signed by the upstream's key, is refused
 // and not stored.
-func TestReviewHeadTooLarge(t *testing.T) {
+func TestHeadTooLarge(t *testing.T) {
 	up := startUpstream(t, 10)
 	e := newEnv(t, up)
 	up.SetHandler(sumdbtest.ClaimedHead(up.Key.SignTree(t, client.MaxTreeSize+1, xtlog.Hash{1})))
@@ -120,11 +120,11 @@ func TestReviewHeadTooLarge(t *testing.T) {
 	}
 }
 
-// TestReviewImportHeadTooLarge checks that an export file whose mirror
+// TestImportHeadTooLarge checks that an export file whose mirror
 // section holds a head of more than client.MaxTreeSize records, signed by
 // the database's key, is refused by Import, as the mirror refuses such a
 // head from the upstream: once stored, the store's mirror cannot start.
-func TestReviewImportHeadTooLarge(t *testing.T) {
+func TestImportHeadTooLarge(t *testing.T) {
 	ctx := t.Context()
 	key := sumdbtest.NewKey(t, "sum.huge.test")
 	huge := key.SignTree(t, client.MaxTreeSize+1, xtlog.Hash{1})
@@ -162,11 +162,11 @@ func TestReviewImportHeadTooLarge(t *testing.T) {
 	}
 }
 
-// TestReviewStalledUpstreamLatest checks that a mirror holding a verified
+// TestStalledUpstreamLatest checks that a mirror holding a verified
 // head answers /latest promptly while its upstream stalls (accepts the
 // request and never answers), rather than holding each request for the
 // whole upstream Timeout.
-func TestReviewStalledUpstreamLatest(t *testing.T) {
+func TestStalledUpstreamLatest(t *testing.T) {
 	up := startUpstream(t, 10)
 	e := newEnv(t, up) // Timeout: 5s
 	verified := mustGet(t, e.srv.URL+"/latest")

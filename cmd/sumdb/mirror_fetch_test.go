@@ -12,10 +12,10 @@ import (
 	"github.com/sumdb/sumdb/store"
 )
 
-// TestReviewMirrorFetchPrivate checks that sumdb mirror fetch, like the go
+// TestMirrorFetchPrivate checks that sumdb mirror fetch, like the go
 // command and sumdb check, never sends the paths of private modules
 // (GONOSUMDB, or GOPRIVATE when it is empty) to the mirrored database.
-func TestReviewMirrorFetchPrivate(t *testing.T) {
+func TestMirrorFetchPrivate(t *testing.T) {
 	clearEnv(t)
 	up := sumdbtest.MustStart(t, sumdbtest.Options{KeyName: "sum.mirrored.test"})
 	up.AppendSynthetic("a", 5)
@@ -43,10 +43,10 @@ func TestReviewMirrorFetchPrivate(t *testing.T) {
 	}
 }
 
-// TestReviewMirrorFetchMismatch checks that a go.sum line whose hash is
+// TestMirrorFetchMismatch checks that a go.sum line whose hash is
 // not the database's fails mirror fetch with exit status 1, naming the
 // line, and that what is cached is the database's verified record.
-func TestReviewMirrorFetchMismatch(t *testing.T) {
+func TestMirrorFetchMismatch(t *testing.T) {
 	clearEnv(t)
 	up := sumdbtest.MustStart(t, sumdbtest.Options{KeyName: "sum.mirrored.test"})
 	up.AppendSynthetic("a", 5)
@@ -65,7 +65,7 @@ func TestReviewMirrorFetchMismatch(t *testing.T) {
 	}
 	dir := t.TempDir()
 	var stdout, stderr bytes.Buffer
-	err := runMirror(t.Context(), []string{"fetch", "--of", up.GOSUMDB(), "--data-dir", dir, gosum}, &stdout, &stderr, mapGoEnv(map[string]string{"GOPROXY": "off"}))
+	err := runMirror(t.Context(), []string{"fetch", "--of", up.GOSUMDB(), "--data-dir", dir, gosum}, &stdout, &stderr, mapGoEnv(map[string]string{"GOPROXY": "off", "GONOSUMDB": "", "GOPRIVATE": ""}))
 	var exit *exitError
 	if !errors.As(err, &exit) || exit.code != 1 || !strings.Contains(stderr.String(), gosum+":1:") {
 		t.Errorf("mirror fetch of a go.sum with a wrong hash = %v, stderr %q; want exit status 1 naming %s:1", err, stderr.String(), gosum)
