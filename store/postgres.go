@@ -790,3 +790,34 @@ func (p *Postgres) ScanMirrorRecords(ctx context.Context, db string, f func(id i
 	defer rows.Close()
 	return scanMirrorRecords(db, rows, f)
 }
+
+// PutCosignature stores line, the verified cosignature of the head of size
+// by the witness key named witness, a note signature line
+// "— <witness> <base64>\n". Storing the same line again is a no-op; another
+// line for the same size and witness is an error wrapping
+// tlog.ErrConflict, and the first stays.
+func (p *Postgres) PutCosignature(ctx context.Context, size int64, witness string, line []byte) (err error) {
+	defer markUnavailable(&err, pgUnavailable)
+	return putCosignature(size, witness, line, func() (int64, error) {
+		tag, err := p.pool.Exec(ctx, insertCosignatureQuery, size, witness, line)
+		return tag.RowsAffected(), err
+	}, func() (stored []byte, err error) {
+		err = p.pool.QueryRow(ctx, readCosignatureQuery, size, witness).Scan(&stored)
+		return stored, err
+	})
+}
+
+// ReadCosignatures returns the stored cosignature lines of the head of
+// size, by witness key name; an empty map if there are none.
+func (p *Postgres) ReadCosignatures(ctx context.Context, size int64) (_ map[string][]byte, err error) {
+	defer markUnavailable(&err, pgUnavailable)
+	if err := checkCosignature(size, "-", nil); err != nil {
+		return nil, fmt.Errorf("read %w", err)
+	}
+	rows, err := p.pool.Query(ctx, readCosignaturesQuery, size, maxCosignatures+1)
+	if err != nil {
+		return nil, fmt.Errorf("read cosignatures of tree size %d: %w", size, err)
+	}
+	defer rows.Close()
+	return scanCosignatures(size, rows)
+}

@@ -10,6 +10,7 @@ package storetest
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"maps"
@@ -1390,4 +1391,153 @@ func testMirrorScan(t *testing.T, s MirrorStore) {
 	if err := s.ScanMirrorTiles(ctx, "", func(int, int64, []byte) error { return nil }); err == nil {
 		t.Errorf("ScanMirrorTiles(\"\") = nil, want an error")
 	}
+}
+
+// A CosignatureStore keeps the verified cosignatures of the log's heads by
+// witnesses: the store that package sumdb/witness declares, which both
+// stores implement. (The suite declares it again, as StateStore.)
+type CosignatureStore interface {
+	PutCosignature(ctx context.Context, size int64, witness string, line []byte) error
+	ReadCosignatures(ctx context.Context, size int64) (map[string][]byte, error)
+	Close() error
+}
+
+// RunCosignature runs the conformance suite of a CosignatureStore, each
+// check in a parallel subtest of its own. open must return a store on a
+// new, empty database each time it is called; RunCosignature closes the
+// stores it opens.
+func RunCosignature(t *testing.T, open func(t *testing.T) CosignatureStore) {
+	runChecks(t, open, []check[CosignatureStore]{
+		{"PutRead", testCosignaturePutRead},
+		{"Conflict", testCosignatureConflict},
+		{"Invalid", testCosignatureInvalid},
+		{"Concurrent", testCosignatureConcurrent},
+	})
+}
+
+// cosignatureLine returns a signature line of witness, different for each
+// seed.
+func cosignatureLine(witness string, seed byte) []byte {
+	sig := bytes.Repeat([]byte{seed}, 4+8+64) // key hash, timestamp, signature
+	return []byte("— " + witness + " " + base64.StdEncoding.EncodeToString(sig) + "\n")
+}
+
+// checkCosignatures fails t unless the cosignatures of size are want.
+func checkCosignatures(t *testing.T, s CosignatureStore, size int64, want map[string][]byte) {
+	t.Helper()
+	got, err := s.ReadCosignatures(t.Context(), size)
+	if err != nil || len(got) != len(want) {
+		t.Errorf("ReadCosignatures(%d) = %d lines, %v, want %d lines, nil", size, len(got), err, len(want))
+		return
+	}
+	for w, line := range want {
+		if !bytes.Equal(got[w], line) {
+			t.Errorf("ReadCosignatures(%d)[%q] = %q, want %q", size, w, got[w], line)
+		}
+	}
+}
+
+func testCosignaturePutRead(t *testing.T, s CosignatureStore) {
+	ctx := t.Context()
+	checkCosignatures(t, s, 1, map[string][]byte{})
+	a1, b1, a2 := cosignatureLine("witness.example.com", 1), cosignatureLine("w2", 2), cosignatureLine("witness.example.com", 3)
+	for _, tt := range []struct {
+		size    int64
+		witness string
+		line    []byte
+	}{
+		{1, "witness.example.com", a1},
+		{1, "w2", b1},
+		{1, "w2", b1}, // again: a no-op
+		{1 << 40, "witness.example.com", a2},
+	} {
+		if err := s.PutCosignature(ctx, tt.size, tt.witness, tt.line); err != nil {
+			t.Errorf("PutCosignature(%d, %q, %q) = %v, want nil", tt.size, tt.witness, tt.line, err)
+		}
+	}
+	checkCosignatures(t, s, 1, map[string][]byte{"witness.example.com": a1, "w2": b1})
+	checkCosignatures(t, s, 1<<40, map[string][]byte{"witness.example.com": a2})
+	checkCosignatures(t, s, 2, map[string][]byte{})
+}
+
+func testCosignatureConflict(t *testing.T, s CosignatureStore) {
+	ctx := t.Context()
+	const w = "witness.example.com"
+	first := cosignatureLine(w, 1)
+	if err := s.PutCosignature(ctx, 5, w, first); err != nil {
+		t.Fatalf("PutCosignature(5, %q, line 1) = %v, want nil", w, err)
+	}
+	if err := s.PutCosignature(ctx, 5, w, cosignatureLine(w, 2)); !errors.Is(err, tlog.ErrConflict) {
+		t.Errorf("PutCosignature(5, %q, line 2) = %v, want ErrConflict", w, err)
+	}
+	checkCosignatures(t, s, 5, map[string][]byte{w: first})
+}
+
+func testCosignatureInvalid(t *testing.T, s CosignatureStore) {
+	ctx := t.Context()
+	const w = "witness.example.com"
+	good := cosignatureLine(w, 1)
+	long := string(bytes.Repeat([]byte("w"), 201))
+	for _, tt := range []struct {
+		desc    string
+		size    int64
+		witness string
+		line    []byte
+	}{
+		{"size 0", 0, w, good},
+		{"negative size", -1, w, good},
+		{"empty witness", 1, "", cosignatureLine("", 1)},
+		{"long witness", 1, long, cosignatureLine(long, 1)},
+		{"witness with a space", 1, "a b", cosignatureLine("a b", 1)},
+		{"witness with a plus", 1, "a+b", cosignatureLine("a+b", 1)},
+		{"invalid UTF-8", 1, "a\xff", cosignatureLine("a\xff", 1)},
+		{"nil line", 1, w, nil},
+		{"another witness's line", 1, w, cosignatureLine("w2", 1)},
+		{"no newline", 1, w, good[:len(good)-1]},
+		{"two lines", 1, w, append(bytes.Clone(good), good...)},
+		{"no dash", 1, w, good[len("— "):]},
+		{"not base64", 1, w, []byte("— " + w + " !!!!\n")},
+		{"short signature", 1, w, []byte("— " + w + " AAAA\n")},
+		{"newline in base64", 1, w, []byte("— " + w + " AAAA\nAAAA\n")},
+		{"empty line", 1, w, []byte{}},
+		{"over 1 KiB", 1, w, []byte("— " + w + " " + base64.StdEncoding.EncodeToString(make([]byte, 800)) + "\n")},
+	} {
+		if err := s.PutCosignature(ctx, tt.size, tt.witness, tt.line); err == nil || errors.Is(err, tlog.ErrConflict) {
+			t.Errorf("PutCosignature(%s) = %v, want an error other than ErrConflict", tt.desc, err)
+		}
+	}
+	checkCosignatures(t, s, 1, map[string][]byte{})
+	for _, size := range []int64{0, -1} {
+		if got, err := s.ReadCosignatures(ctx, size); err == nil {
+			t.Errorf("ReadCosignatures(%d) = %d lines, nil, want an error", size, len(got))
+		}
+	}
+}
+
+// testCosignatureConcurrent checks that of different cosignatures of one
+// head by one witness, racing as replicas of a server would, exactly one
+// is stored and the others fail with ErrConflict.
+func testCosignatureConcurrent(t *testing.T, s CosignatureStore) {
+	const w, n = "witness.example.com", 8
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { errs[i] = s.PutCosignature(t.Context(), 7, w, cosignatureLine(w, byte(i))) })
+	}
+	wg.Wait()
+	won := -1
+	for i, err := range errs {
+		switch {
+		case err == nil && won >= 0:
+			t.Errorf("PutCosignature #%d and #%d both = nil, want one to fail with ErrConflict", won, i)
+		case err == nil:
+			won = i
+		case !errors.Is(err, tlog.ErrConflict):
+			t.Errorf("PutCosignature #%d = %v, want nil or ErrConflict", i, err)
+		}
+	}
+	if won < 0 {
+		t.Fatal("every PutCosignature failed, want one to succeed")
+	}
+	checkCosignatures(t, s, 7, map[string][]byte{w: cosignatureLine(w, byte(won))})
 }
