@@ -34,12 +34,12 @@ type fakeWitness struct {
 	srv    *httptest.Server
 
 	mu       sync.Mutex
-	size     int64      // guarded by mu; the size it cosigned last
-	hash     xtlog.Hash // guarded by mu; the root hash at size
-	mode     string     // guarded by mu; "" to work, or a fault: "403", "500", "garbage", "slow", "hold"
+	size     int64         // guarded by mu; the size it cosigned last
+	hash     xtlog.Hash    // guarded by mu; the root hash at size
+	mode     string        // guarded by mu; "" to work, or a fault: "403", "500", "garbage", "slow", "hold"
 	release  chan struct{} // guarded by mu; closed to let the held calls go on
 	held     int           // guarded by mu; calls that reached "hold"
-	requests []request // guarded by mu; the add-checkpoint calls it answered
+	requests []request     // guarded by mu; the add-checkpoint calls it answered
 }
 
 // A request is one add-checkpoint call as a fakeWitness saw it.
