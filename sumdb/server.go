@@ -130,6 +130,11 @@ type ServerConfig struct {
 	// Now is the clock of the not-found cache and the rate limiter.
 	// Default time.Now.
 	Now func() time.Time
+	// Latest, if set, returns the note /latest serves, under the store
+	// timeout: a signed head of the log, such as one with its witnesses'
+	// cosignatures appended (package sumdb/witness). nil from it means no
+	// head yet, and an error a 503. Default: the newest signed head.
+	Latest func(ctx context.Context) ([]byte, error)
 }
 
 // Cache-Control values.
@@ -195,8 +200,9 @@ type Server struct {
 	tiles         *tileCache         // nil: no cache
 	records       *recordCache       // nil: no cache
 	trustProxy    bool
-	slots         chan struct{}    // one token per fetch in progress
-	now           func() time.Time // the clock of the not-found cache and the limiter
+	slots         chan struct{}                             // one token per fetch in progress
+	now           func() time.Time                          // the clock of the not-found cache and the limiter
+	latest        func(ctx context.Context) ([]byte, error) // nil: the newest head
 
 	mu       sync.Mutex
 	flights  map[string]*flight       // guarded by mu; first lookups in progress, by path@version
@@ -321,6 +327,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		trustProxy:    cfg.TrustProxyHeaders,
 		slots:         make(chan struct{}, cfg.MaxFetches),
 		now:           now,
+		latest:        cfg.Latest,
 		tiles:         tiles,
 		records:       records,
 		flights:       make(map[string]*flight),
@@ -429,7 +436,21 @@ func (s *Server) serveLatest(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, http.StatusNotFound, cacheNone, "the log is empty: no tree head has been signed yet", nil)
 		return
 	}
-	s.okHeaders(w, ctypeText, hdrLatest, h.Note)
+	note := h.Note
+	if s.latest != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), s.storeTimeout)
+		defer cancel()
+		var err error
+		if note, err = s.latest(ctx); err != nil {
+			s.fail(w, r, http.StatusServiceUnavailable, cacheNone, "the tree head cannot be read now; try again", err)
+			return
+		}
+		if note == nil {
+			s.fail(w, r, http.StatusNotFound, cacheNone, "the log is empty: no tree head has been signed yet", nil)
+			return
+		}
+	}
+	s.okHeaders(w, ctypeText, hdrLatest, note)
 }
 
 // serveReady answers /readyz: 200 if the store answers within the ready

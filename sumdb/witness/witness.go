@@ -167,11 +167,8 @@ func New(cfg Config) (*Cosigner, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("new cosigner: a cosignature store is required")
 	}
-	if len(cfg.Witnesses) == 0 {
-		return nil, errors.New("new cosigner: at least one witness is required")
-	}
-	if cfg.Quorum < 0 || cfg.Quorum > len(cfg.Witnesses) {
-		return nil, fmt.Errorf("new cosigner: quorum %d, want 0 to the %d witnesses", cfg.Quorum, len(cfg.Witnesses))
+	if err := Check(cfg.Witnesses, cfg.Quorum); err != nil {
+		return nil, fmt.Errorf("new cosigner: %w", err)
 	}
 	if cfg.Timeout < 0 {
 		return nil, fmt.Errorf("new cosigner: timeout %v, want a positive duration (0 for the default)", cfg.Timeout)
@@ -199,20 +196,8 @@ func New(cfg Config) (*Cosigner, error) {
 		hc = &http.Client{}
 	}
 	c.client = guard.NewClient(hc)
-	names := make(map[string]bool)
-	for i, w := range cfg.Witnesses {
-		v, err := fnote.NewVerifierForCosignatureV1(w.VKey)
-		if err != nil {
-			return nil, fmt.Errorf("new cosigner: witness %d: key %q: %w: want <name>+<hash>+<base64 key> of an Ed25519 or cosignature/v1 key", i+1, w.VKey, err)
-		}
-		if names[v.Name()] {
-			return nil, fmt.Errorf("new cosigner: two witnesses have keys named %s: each needs a name of its own", v.Name())
-		}
-		names[v.Name()] = true
-		u, err := url.Parse(w.URL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-			return nil, fmt.Errorf("new cosigner: witness %s: URL %q: want http:// or https://host[/path], the prefix of its add-checkpoint endpoint", v.Name(), guard.RedactURL(w.URL))
-		}
+	for _, w := range cfg.Witnesses {
+		v, u, _ := w.check()
 		c.witnesses = append(c.witnesses, &witness{
 			name:     v.Name(),
 			url:      strings.TrimSuffix(w.URL, "/") + "/add-checkpoint",
@@ -237,6 +222,43 @@ func New(cfg Config) (*Cosigner, error) {
 		}
 	}
 	return c, nil
+}
+
+// Check returns an error unless ws are witnesses a Cosigner can submit
+// to with quorum: at least one, each with a valid key of a name of its own
+// and an http or https URL, and a quorum from 0 to len(ws).
+func Check(ws []Witness, quorum int) error {
+	if len(ws) == 0 {
+		return errors.New("at least one witness is required")
+	}
+	if quorum < 0 || quorum > len(ws) {
+		return fmt.Errorf("quorum %d, want 0 to the %d witnesses", quorum, len(ws))
+	}
+	names := make(map[string]bool)
+	for _, w := range ws {
+		v, _, err := w.check()
+		if err != nil {
+			return err
+		}
+		if names[v.Name()] {
+			return fmt.Errorf("two witnesses have keys named %s: each needs a name of its own", v.Name())
+		}
+		names[v.Name()] = true
+	}
+	return nil
+}
+
+// check returns the verifier of w's key and its URL, or an error.
+func (w Witness) check() (note.Verifier, *url.URL, error) {
+	v, err := fnote.NewVerifierForCosignatureV1(w.VKey)
+	if err != nil {
+		return nil, nil, fmt.Errorf("witness key %q: %w: want <name>+<hash>+<base64 key> of an Ed25519 or cosignature/v1 key", w.VKey, err)
+	}
+	u, err := url.Parse(w.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
+		return nil, nil, fmt.Errorf("witness %s: URL %q: want http:// or https://host[/path], the prefix of its add-checkpoint endpoint", v.Name(), guard.RedactURL(w.URL))
+	}
+	return v, u, nil
 }
 
 // Notify tells c that the log committed a new head. It never blocks.
