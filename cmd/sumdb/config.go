@@ -25,6 +25,7 @@ import (
 	"github.com/sumdb/sumdb/internal/guard"
 	"github.com/sumdb/sumdb/sumdb"
 	"github.com/sumdb/sumdb/sumdb/fetch"
+	cosign "github.com/sumdb/sumdb/sumdb/witness"
 	"github.com/sumdb/sumdb/tlog"
 )
 
@@ -82,6 +83,10 @@ type ServeConfig struct {
 	PrivateUpstream string        `mapstructure:"private-upstream"`    // GOPROXY-style list the private modules come from, "direct" for version control
 	AuthFile        string        `mapstructure:"auth-file"`           // users and tokens who may read the log; empty: anyone may
 	Mirrors         []string      `mapstructure:"mirror"`              // checksum databases to mirror, each "<verifier key> [URL]" as in GOSUMDB
+	Witnesses       []string      `mapstructure:"witness"`             // witnesses to cosign each new head, each "<witness verifier key> <URL>"
+	WitnessQuorum   int           `mapstructure:"witness-quorum"`      // cosignatures a head needs for /latest to serve it over an older one
+
+	witnessList []cosign.Witness // Witnesses, parsed by checkWitnesses
 
 	NameSet  bool     `mapstructure:"-"` // Name was given by the user, not the default
 	Warnings []string `mapstructure:"-"` // things the user may want to fix, to log once a logger exists
@@ -138,6 +143,8 @@ func newServeFlags() *pflag.FlagSet {
 	fs.String("private-upstream", "direct", "GOPROXY-style `list` the private modules come from; direct runs the go command, which fetches from version control with this process's credentials")
 	fs.String("auth-file", "", "only the users and tokens in this `file` may read the log (see docs/organization.md); reloaded when it changes")
 	fs.StringSlice("mirror", nil, "mirror this checksum `database`, \"<verifier key> [URL]\" as in GOSUMDB, under /sumdb/<name>/ (repeat, or separate with commas)")
+	fs.StringSlice("witness", nil, "submit each new tree head to this `witness`, \"<witness verifier key> <URL>\" (c2sp.org/tlog-witness), and serve its cosignatures on /latest (repeat, or separate with commas)")
+	fs.Int("witness-quorum", 0, "serve on /latest the newest tree head with at least this `number` of --witness cosignatures; 0: the newest head, with the cosignatures it has")
 	return fs
 }
 
@@ -227,6 +234,9 @@ func (c *ServeConfig) rules() []rule {
 			func() bool { return c.LookupCacheSize >= 0 }},
 		{"acme-host", "want host names, as a list or separated by commas", &c.ACMEHosts, nil},
 		{"mirror", "want checksum databases, \"<verifier key> [URL]\", as a list or separated by commas", &c.Mirrors, nil},
+		{"witness", "want witnesses, \"<witness verifier key> <URL>\", as a list or separated by commas", &c.Witnesses, nil},
+		{"witness-quorum", "want a number from 0 to the number of --witness", &c.WitnessQuorum,
+			func() bool { return c.WitnessQuorum >= 0 && c.WitnessQuorum <= len(c.Witnesses) }},
 	}
 }
 
@@ -273,6 +283,9 @@ func loadServeConfig(ctx context.Context, fs *pflag.FlagSet, goEnv goEnvFunc) (*
 		return nil, err
 	}
 	if err := cfg.checkMirrors(ctx, s); err != nil {
+		return nil, err
+	}
+	if err := cfg.checkWitnesses(s); err != nil {
 		return nil, err
 	}
 	cfg.LogFormat = strings.ToLower(cfg.LogFormat)

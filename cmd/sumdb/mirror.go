@@ -1,16 +1,13 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
@@ -92,27 +89,12 @@ func withMirrorStatus(next http.Handler, mirrors []*mirror.Mirror, now func() ti
 	if len(mirrors) == 0 {
 		return next
 	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/readyz" {
-			next.ServeHTTP(w, r)
-			return
-		}
-		rec := httptest.NewRecorder()
-		next.ServeHTTP(rec, r)
-		body := bytes.TrimRight(rec.Body.Bytes(), "\n")
-		var b strings.Builder
-		b.Write(body)
-		b.WriteString("\n")
+	return withReadyLines(next, func() []string {
+		var lines []string
 		for _, m := range mirrors {
-			b.WriteString(mirrorStatusLine(m.Name(), m.Status(), now()))
-			b.WriteString("\n")
+			lines = append(lines, mirrorStatusLine(m.Name(), m.Status(), now()))
 		}
-		for k, v := range rec.Header() {
-			w.Header()[k] = v
-		}
-		w.Header().Set("Content-Length", strconv.Itoa(b.Len()))
-		w.WriteHeader(rec.Code)
-		io.WriteString(w, b.String())
+		return lines
 	})
 }
 

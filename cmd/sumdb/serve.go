@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,6 +26,7 @@ import (
 	"github.com/sumdb/sumdb/sumdb/fetch"
 	"github.com/sumdb/sumdb/sumdb/mirror"
 	"github.com/sumdb/sumdb/sumdb/public"
+	cosign "github.com/sumdb/sumdb/sumdb/witness"
 	"github.com/sumdb/sumdb/tlog"
 )
 
@@ -152,12 +154,20 @@ func serve(ctx context.Context, cfg *ServeConfig, stdout, stderr io.Writer) erro
 		return err
 	}
 
+	// The cosigner needs the log, and the log tells it of each commit: it
+	// is set once the log is open.
+	var cosigner atomic.Pointer[cosign.Cosigner]
 	lg, err := tlog.Open(ctx, st, tlog.Config{
 		Signer:   k.Signer,
 		Verifier: k.Verifier,
 		Logger:   logger,
 		MaxQueue: cfg.MaxQueue,
-		OnCommit: metrics.ObserveCommit,
+		OnCommit: func(records int, d time.Duration) {
+			metrics.ObserveCommit(records, d)
+			if c := cosigner.Load(); c != nil {
+				c.Notify()
+			}
+		},
 		// The newest head served, outside the store: see "Backups and restore" in docs/operating.md.
 		PublishedFile: filepath.Join(cfg.DataDir, "published-head"),
 	})
@@ -178,6 +188,27 @@ func serve(ctx context.Context, cfg *ServeConfig, stdout, stderr io.Writer) erro
 		return err
 	}
 
+	var latest func(context.Context) ([]byte, error)
+	if len(cfg.witnessList) > 0 {
+		cs, ok := st.(cosign.CosignatureStore)
+		if !ok {
+			return fmt.Errorf("the %s store keeps no cosignatures of witnesses", backend)
+		}
+		c, err := cosign.New(cosign.Config{
+			Witnesses:  cfg.witnessList,
+			Log:        lg,
+			Store:      cs,
+			Quorum:     cfg.WitnessQuorum,
+			Logger:     logger,
+			Registerer: reg,
+		})
+		if err != nil {
+			return fmt.Errorf("%w: check --witness and --witness-quorum", err)
+		}
+		cosigner.Store(c)
+		latest = c.Latest
+	}
+
 	// A first lookup waits for the upstream fetch and the append; the
 	// server's write timeout must outlast it, or the answer is lost.
 	lookupTimeout := cfg.UpstreamTimeout + time.Minute
@@ -196,6 +227,7 @@ func serve(ctx context.Context, cfg *ServeConfig, stdout, stderr io.Writer) erro
 		TrustProxyHeaders: cfg.TrustProxy,
 		TileCacheSize:     int64(offIfZero(cfg.TileCacheSize)),
 		LookupCacheSize:   int64(offIfZero(cfg.LookupCacheSize)),
+		Latest:            latest,
 	})
 	if err != nil {
 		return fmt.Errorf("create server: %w", err)
@@ -218,6 +250,7 @@ func serve(ctx context.Context, cfg *ServeConfig, stdout, stderr io.Writer) erro
 		mirrors = append(mirrors, m)
 	}
 	handler := withMirrorStatus(mirror.NewHandler(app, k.Signer.Name(), mirrors...), mirrors, time.Now)
+	handler = withWitnessStatus(handler, cosigner.Load(), time.Now)
 
 	metricsHandler := promhttp.InstrumentMetricHandler(reg, promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
@@ -296,6 +329,12 @@ func serve(ctx context.Context, cfg *ServeConfig, stdout, stderr io.Writer) erro
 	for _, m := range mirrors {
 		attrs = append(attrs, "mirror", m.Name())
 	}
+	if c := cosigner.Load(); c != nil {
+		for _, st := range c.Status() {
+			attrs = append(attrs, "witness", st.Name+" "+st.URL)
+		}
+		attrs = append(attrs, "witness_quorum", cfg.WitnessQuorum)
+	}
 	if auth != nil {
 		users, tokens := auth.Users()
 		attrs = append(attrs, "auth_file", cfg.AuthFile, "auth_users", users, "auth_tokens", tokens)
@@ -327,6 +366,12 @@ func serve(ctx context.Context, cfg *ServeConfig, stdout, stderr io.Writer) erro
 			if err := serve(listeners[i]); !errors.Is(err, http.ErrServerClosed) {
 				return fmt.Errorf("serve http: %w", err)
 			}
+			return nil
+		})
+	}
+	if c := cosigner.Load(); c != nil {
+		g.Go(func() error {
+			c.Run(gctx)
 			return nil
 		})
 	}

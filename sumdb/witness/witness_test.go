@@ -14,6 +14,7 @@ import (
 	fnote "github.com/transparency-dev/formats/note"
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/sumdb/sumdb/internal/fakewitness"
 	"github.com/sumdb/sumdb/internal/sumdbtest"
 	"github.com/sumdb/sumdb/sumdb/witness"
 )
@@ -47,7 +48,7 @@ func (b *syncBuffer) String() string {
 
 // start runs a Cosigner over db's log and the witnesses ws until the test
 // ends.
-func start(t *testing.T, db *sumdbtest.DB, quorum int, ws ...*fakeWitness) *env {
+func start(t *testing.T, db *sumdbtest.DB, quorum int, ws ...*fakewitness.Witness) *env {
 	t.Helper()
 	e := &env{db: db, reg: prometheus.NewRegistry(), logs: new(syncBuffer)}
 	var list []witness.Witness
@@ -165,8 +166,8 @@ func signers(t *testing.T, msg []byte, logV note.Verifier, vkeys ...string) []st
 
 func TestCosigned(t *testing.T) {
 	db := sumdbtest.MustStart(t, sumdbtest.Options{})
-	a := newFakeWitness(t, "witness-a.test", db.Key.Verifier)
-	b := newFakeWitness(t, "witness-b.test", db.Key.Verifier)
+	a := fakewitness.New(t, "witness-a.test", db.Key.Verifier)
+	b := fakewitness.New(t, "witness-b.test", db.Key.Verifier)
 	e := start(t, db, 0, a, b)
 	if got, err := e.c.Latest(t.Context()); err != nil || got != nil {
 		t.Errorf("Latest(empty log) = %q, %v, want nil, nil", got, err)
@@ -192,14 +193,14 @@ func TestCosigned(t *testing.T) {
 	}
 	// After the first head, each submission proves consistency from the
 	// size the witness last cosigned, with no 409.
-	for _, w := range []*fakeWitness{a, b} {
-		_, reqs := w.state()
+	for _, w := range []*fakewitness.Witness{a, b} {
+		_, reqs := w.State()
 		for i, r := range reqs {
-			if r.status != 200 {
+			if r.Status != 200 {
 				t.Errorf("%s: call %d = %+v, want 200", w.Name, i, r)
 			}
-			if i > 0 && (r.old != reqs[i-1].size || r.proof == 0) {
-				t.Errorf("%s: call %d from old %d with %d proof hashes, want from %d with a proof", w.Name, i, r.old, r.proof, reqs[i-1].size)
+			if i > 0 && (r.Old != reqs[i-1].Size || r.Proof == 0) {
+				t.Errorf("%s: call %d from old %d with %d proof hashes, want from %d with a proof", w.Name, i, r.Old, r.Proof, reqs[i-1].Size)
 			}
 		}
 		if n := e.count(t, w.Name, "ok"); n != len(reqs) {
@@ -213,7 +214,7 @@ func TestCosigned(t *testing.T) {
 // answer and catches up with one proof.
 func TestConflictRecovery(t *testing.T) {
 	db := sumdbtest.MustStart(t, sumdbtest.Options{})
-	a := newFakeWitness(t, "witness-a.test", db.Key.Verifier)
+	a := fakewitness.New(t, "witness-a.test", db.Key.Verifier)
 	first := start(t, db, 0, a)
 	size := first.appendHeads(t, 3)
 	first.waitCosigned(t, a.Name, size)
@@ -225,13 +226,13 @@ func TestConflictRecovery(t *testing.T) {
 	if got := second.count(t, a.Name, "ok"); got < 1 {
 		t.Errorf("ok submissions = %d, want at least 1", got)
 	}
-	_, reqs := a.state()
+	_, reqs := a.State()
 	var conflicts, fromOld int
 	for _, r := range reqs {
-		if r.status == 409 {
+		if r.Status == 409 {
 			conflicts++
 		}
-		if r.status == 200 && r.old >= size && r.size == newSize && r.proof > 0 {
+		if r.Status == 200 && r.Old >= size && r.Size == newSize && r.Proof > 0 {
 			fromOld++
 		}
 	}
@@ -256,16 +257,16 @@ func TestFailingWitnesses(t *testing.T) {
 		t.Run(tt.mode, func(t *testing.T) {
 			t.Parallel()
 			db := sumdbtest.MustStart(t, sumdbtest.Options{})
-			good := newFakeWitness(t, "good.test", db.Key.Verifier)
-			bad := newFakeWitness(t, "bad.test", db.Key.Verifier)
+			good := fakewitness.New(t, "good.test", db.Key.Verifier)
+			bad := fakewitness.New(t, "bad.test", db.Key.Verifier)
 			e := start(t, db, 0, good, bad)
 			size := e.appendHeads(t, 2)
 			e.waitCosigned(t, bad.Name, size)
 			if tt.mode == "down" {
-				bad.srv.Listener.Close()
-				bad.srv.CloseClientConnections()
+				bad.Server.Listener.Close()
+				bad.Server.CloseClientConnections()
 			} else {
-				bad.setMode(tt.mode)
+				bad.SetMode(tt.mode)
 			}
 			sizeDown := e.appendHeads(t, 3)
 			e.waitCosigned(t, good.Name, sizeDown)
@@ -292,11 +293,11 @@ func TestFailingWitnesses(t *testing.T) {
 			if tt.mode == "down" {
 				return // the listener is gone for good
 			}
-			bad.setMode("")
+			bad.SetMode("")
 			e.waitCosigned(t, bad.Name, sizeDown) // by the retry, without a new head
-			_, reqs := bad.state()
+			_, reqs := bad.State()
 			last := reqs[len(reqs)-1]
-			if last.status != 200 || last.old != size || last.size != sizeDown || last.proof == 0 {
+			if last.Status != 200 || last.Old != size || last.Size != sizeDown || last.Proof == 0 {
 				t.Errorf("catch-up call %+v, want 200 from old %d to %d with a proof", last, size, sizeDown)
 			}
 		})
@@ -307,25 +308,18 @@ func TestFailingWitnesses(t *testing.T) {
 // newest of the heads committed meanwhile.
 func TestCoalesce(t *testing.T) {
 	db := sumdbtest.MustStart(t, sumdbtest.Options{})
-	a := newFakeWitness(t, "witness-a.test", db.Key.Verifier)
-	a.setMode("hold")
+	a := fakewitness.New(t, "witness-a.test", db.Key.Verifier)
+	a.SetMode("hold")
 	e := start(t, db, 0, a)
 	e.appendHeads(t, 1)
-	waitFor(t, "the first submission to reach the witness", func() bool { return heldCalls(a) > 0 })
+	waitFor(t, "the first submission to reach the witness", func() bool { return a.Held() > 0 })
 	size := e.appendHeads(t, 10)
-	a.setMode("")
+	a.SetMode("")
 	e.waitCosigned(t, a.Name, size)
-	_, reqs := a.state()
+	_, reqs := a.State()
 	if len(reqs) > 3 {
 		t.Errorf("witness calls %+v for 11 heads, want at most 3 (the held one, then the newest)", reqs)
 	}
-}
-
-// heldCalls returns the calls a witness holds in mode "hold".
-func heldCalls(f *fakeWitness) int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.held
 }
 
 // TestFork checks that a witness that cosigned one log refuses a second
@@ -333,7 +327,7 @@ func heldCalls(f *fakeWitness) int {
 // Cosigner reports it as a fork.
 func TestFork(t *testing.T) {
 	db := sumdbtest.MustStart(t, sumdbtest.Options{})
-	a := newFakeWitness(t, "witness-a.test", db.Key.Verifier)
+	a := fakewitness.New(t, "witness-a.test", db.Key.Verifier)
 	e := start(t, db, 0, a)
 	e.n = 100
 	size := e.appendHeads(t, 4)
@@ -349,7 +343,7 @@ func TestFork(t *testing.T) {
 	if st := f.c.Status()[0]; st.Size != 0 || st.Err == nil {
 		t.Errorf("Status() = %+v, want nothing cosigned and the fork", st)
 	}
-	if held, _ := a.state(); held != size {
+	if held, _ := a.State(); held != size {
 		t.Errorf("witness holds size %d, want %d of the first log", held, size)
 	}
 }
@@ -358,8 +352,8 @@ func TestFork(t *testing.T) {
 // with enough cosignatures, not a newer one without.
 func TestQuorum(t *testing.T) {
 	db := sumdbtest.MustStart(t, sumdbtest.Options{})
-	a := newFakeWitness(t, "witness-a.test", db.Key.Verifier)
-	b := newFakeWitness(t, "witness-b.test", db.Key.Verifier)
+	a := fakewitness.New(t, "witness-a.test", db.Key.Verifier)
+	b := fakewitness.New(t, "witness-b.test", db.Key.Verifier)
 	e := start(t, db, 2, a, b)
 	size := e.appendHeads(t, 3)
 	e.waitCosigned(t, a.Name, size)
@@ -368,7 +362,7 @@ func TestQuorum(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.setMode("403")
+	b.SetMode("403")
 	newSize := e.appendHeads(t, 2)
 	e.waitCosigned(t, a.Name, newSize)
 	got, err := e.c.Latest(t.Context())
@@ -381,7 +375,7 @@ func TestQuorum(t *testing.T) {
 	if names := signers(t, got, db.Key.Verifier, a.VKey, b.VKey); len(names) != 2 {
 		t.Errorf("Latest() cosigned by %v, want both", names)
 	}
-	b.setMode("")
+	b.SetMode("")
 	e.waitCosigned(t, b.Name, newSize)
 	got, err = e.c.Latest(t.Context())
 	if err != nil {
@@ -394,7 +388,7 @@ func TestQuorum(t *testing.T) {
 
 func TestNewErrors(t *testing.T) {
 	db := sumdbtest.MustStart(t, sumdbtest.Options{})
-	a := newFakeWitness(t, "witness-a.test", db.Key.Verifier)
+	a := fakewitness.New(t, "witness-a.test", db.Key.Verifier)
 	st := db.Store.(witness.CosignatureStore)
 	ok := witness.Witness{VKey: a.VKey, URL: a.URL}
 	for _, tt := range []struct {

@@ -1,4 +1,9 @@
-package witness_test
+// Package fakewitness runs a witness of c2sp.org/tlog-witness in-process
+// on loopback, for the tests of a log that submits its heads to witnesses:
+// it checks the log's signature and the consistency proof from the size it
+// holds, answers 409 with that size to another old size, and cosigns with
+// cosignature/v1 (c2sp.org/tlog-cosignature). Faults can be switched on.
+package fakewitness
 
 import (
 	"bufio"
@@ -20,18 +25,15 @@ import (
 	xtlog "golang.org/x/mod/sumdb/tlog"
 )
 
-// A fakeWitness is a witness of c2sp.org/tlog-witness on loopback, for one
-// log: it checks the log's signature and the consistency proof from the
-// size it holds, answers 409 with that size to another old size, and
-// cosigns with cosignature/v1 (c2sp.org/tlog-cosignature).
-type fakeWitness struct {
+// A Witness is a witness on loopback for one log.
+type Witness struct {
 	URL  string
 	VKey string // its cosignature/v1 verifier key
 	Name string
 
 	log    note.Verifier
 	signer note.Signer
-	srv    *httptest.Server
+	Server *httptest.Server // close its listener to take the witness down
 
 	mu       sync.Mutex
 	size     int64         // guarded by mu; the size it cosigned last
@@ -39,18 +41,19 @@ type fakeWitness struct {
 	mode     string        // guarded by mu; "" to work, or a fault: "403", "500", "garbage", "slow", "hold"
 	release  chan struct{} // guarded by mu; closed to let the held calls go on
 	held     int           // guarded by mu; calls that reached "hold"
-	requests []request     // guarded by mu; the add-checkpoint calls it answered
+	requests []Request     // guarded by mu; the add-checkpoint calls it answered
 }
 
-// A request is one add-checkpoint call as a fakeWitness saw it.
-type request struct {
-	old, size int64
-	proof     int // hashes
-	status    int
+// A Request is one add-checkpoint call as a Witness answered it.
+type Request struct {
+	Old, Size int64 // the old size and the checkpoint's size
+	Proof     int   // hashes in the consistency proof
+	Status    int   // the answer's HTTP status
 }
 
-// newFakeWitness starts a witness named name for the log of verifier logV.
-func newFakeWitness(t *testing.T, name string, logV note.Verifier) *fakeWitness {
+// New starts a witness named name for the log of verifier logV, stopped
+// when the test ends.
+func New(t testing.TB, name string, logV note.Verifier) *Witness {
 	t.Helper()
 	skey, vkey, err := note.GenerateKey(rand.Reader, name)
 	if err != nil {
@@ -64,17 +67,18 @@ func newFakeWitness(t *testing.T, name string, logV note.Verifier) *fakeWitness 
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fakeWitness{VKey: cvkey, Name: name, log: logV, signer: signer, release: make(chan struct{})}
-	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
-	t.Cleanup(f.srv.Close)
-	t.Cleanup(func() { f.setMode("") })
-	f.URL = f.srv.URL
+	f := &Witness{VKey: cvkey, Name: name, log: logV, signer: signer, release: make(chan struct{})}
+	f.Server = httptest.NewServer(http.HandlerFunc(f.serve))
+	t.Cleanup(f.Server.Close)
+	t.Cleanup(func() { f.SetMode("") })
+	f.URL = f.Server.URL
 	return f
 }
 
-// setMode sets the fault the witness shows; "" makes it work again, and
-// releases the calls "hold" keeps.
-func (f *fakeWitness) setMode(mode string) {
+// SetMode sets the fault the witness shows: "403", "500", "garbage" (200
+// with no valid cosignature), "slow" (5s, or until the request ends),
+// "hold" (calls wait for the next SetMode); "" makes it work again.
+func (f *Witness) SetMode(mode string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.mode == "hold" && mode != "hold" {
@@ -84,14 +88,14 @@ func (f *fakeWitness) setMode(mode string) {
 	f.mode = mode
 }
 
-// state returns the size the witness holds and its calls so far.
-func (f *fakeWitness) state() (int64, []request) {
+// State returns the size the witness holds and its calls so far.
+func (f *Witness) State() (int64, []Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.size, append([]request(nil), f.requests...)
+	return f.size, append([]Request(nil), f.requests...)
 }
 
-func (f *fakeWitness) serve(w http.ResponseWriter, r *http.Request) {
+func (f *Witness) serve(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost || r.URL.Path != "/add-checkpoint" {
 		http.Error(w, "not found", http.StatusNotFound)
 		return
@@ -140,7 +144,7 @@ func (f *fakeWitness) serve(w http.ResponseWriter, r *http.Request) {
 
 // addCheckpoint answers an add-checkpoint body as c2sp.org/tlog-witness
 // says: old size, proof lines, a blank line, the signed checkpoint.
-func (f *fakeWitness) addCheckpoint(body []byte) (int, string) {
+func (f *Witness) addCheckpoint(body []byte) (int, string) {
 	br := bufio.NewReader(bytes.NewReader(body))
 	first, err := br.ReadString('\n')
 	oldText, ok := strings.CutPrefix(first, "old ")
@@ -178,7 +182,7 @@ func (f *fakeWitness) addCheckpoint(body []byte) (int, string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	status := f.check(old, tree, proof)
-	f.requests = append(f.requests, request{old: old, size: tree.N, proof: len(proof), status: status})
+	f.requests = append(f.requests, Request{Old: old, Size: tree.N, Proof: len(proof), Status: status})
 	switch status {
 	case http.StatusOK:
 	case http.StatusConflict:
@@ -196,7 +200,7 @@ func (f *fakeWitness) addCheckpoint(body []byte) (int, string) {
 
 // check returns the status of a submission of tree with a proof from old;
 // f.mu is held.
-func (f *fakeWitness) check(old int64, tree xtlog.Tree, proof xtlog.TreeProof) int {
+func (f *Witness) check(old int64, tree xtlog.Tree, proof xtlog.TreeProof) int {
 	switch {
 	case old > tree.N:
 		return http.StatusBadRequest
@@ -219,4 +223,11 @@ func (f *fakeWitness) check(old int64, tree xtlog.Tree, proof xtlog.TreeProof) i
 		}
 	}
 	return http.StatusOK
+}
+
+// Held returns the calls that reached mode "hold" so far.
+func (f *Witness) Held() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.held
 }
