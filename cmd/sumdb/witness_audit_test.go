@@ -28,26 +28,26 @@ func TestAuditWitnesses(t *testing.T) {
 	}{
 		{
 			name: "both of two", signers: []cosigner{a, b},
-			args:   []string{"--witness", a.vkey, "--witness", b.vkey, "--quorum", "2"},
+			args:   []string{"--witness", a.VKey, "--witness", b.VKey, "--quorum", "2"},
 			stdout: []string{"signed head of size 300 cosigned by a.witness.test, b.witness.test\n", "no violations"},
 			file:   "a.witness.test,b.witness.test",
 		},
 		{
 			name: "one of two, quorum 2", signers: []cosigner{a},
-			args:   []string{"--witness", a.vkey, "--witness", b.vkey, "--quorum", "2"},
+			args:   []string{"--witness", a.VKey, "--witness", b.VKey, "--quorum", "2"},
 			status: statusViolation,
 			stdout: []string{"signed head of size 300 cosigned by a.witness.test; missing b.witness.test\n", "NOT WITNESSED: the signed head of size 300: tree head not cosigned by a quorum of the witnesses: cosigned by a.witness.test; missing b.witness.test"},
 			file:   "a.witness.test",
 		},
 		{
 			name: "one of two, quorum 1", signers: []cosigner{a},
-			args:   []string{"--witness", a.vkey, "--witness", b.vkey, "--quorum", "1"},
+			args:   []string{"--witness", a.VKey, "--witness", b.VKey, "--quorum", "1"},
 			stdout: []string{"signed head of size 300 cosigned by a.witness.test; missing b.witness.test\n", "no violations"},
 			file:   "a.witness.test",
 		},
 		{
 			name: "none", signers: nil,
-			args:   []string{"--witness", a.vkey},
+			args:   []string{"--witness", a.VKey},
 			status: statusViolation,
 			stdout: []string{"signed head of size 300 cosigned by no witness; missing a.witness.test\n", "NOT WITNESSED"},
 			file:   "-",
@@ -102,7 +102,7 @@ func TestAuditFollowWitnesses(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	done := make(chan int)
 	go func() {
-		err := run(ctx, []string{"audit", "--sumdb", db.GOSUMDB(), "--state", state, "--follow", "--interval", "1s", "--witness", a.vkey, "--witness", b.vkey}, &stdout, &stderr)
+		err := run(ctx, []string{"audit", "--sumdb", db.GOSUMDB(), "--state", state, "--follow", "--interval", "1s", "--witness", a.VKey, "--witness", b.VKey}, &stdout, &stderr)
 		done <- report(err, &stderr)
 	}()
 	waitFor := func(want string) {

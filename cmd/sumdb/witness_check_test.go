@@ -1,7 +1,6 @@
 package main
 
 import (
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"path/filepath"
@@ -9,50 +8,17 @@ import (
 	"strings"
 	"testing"
 
-	fnote "github.com/transparency-dev/formats/note"
-	"golang.org/x/mod/sumdb/note"
-
+	"github.com/sumdb/sumdb/internal/cosigntest"
 	"github.com/sumdb/sumdb/internal/sumdbtest"
 )
 
-// A cosigner is a test witness: its cosignature/v1 signer and verifier key.
-type cosigner struct {
-	signer note.Signer
-	vkey   string
-}
+type cosigner = cosigntest.Witness
 
-func newCosigner(t *testing.T, name string) cosigner {
-	t.Helper()
-	skey, vkey, err := note.GenerateKey(rand.Reader, name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := fnote.NewSignerForCosignatureV1(skey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if vkey, err = fnote.VKeyToCosignatureV1(vkey); err != nil {
-		t.Fatal(err)
-	}
-	return cosigner{signer: s, vkey: vkey}
-}
+var newCosigner = cosigntest.New
 
 // cosignHead appends the cosignatures of cs to msg, a head of db.
 func cosignHead(t *testing.T, db *sumdbtest.DB, msg []byte, cs ...cosigner) []byte {
-	t.Helper()
-	n, err := note.Open(msg, note.VerifierList(db.Key.Verifier))
-	if err != nil {
-		t.Fatalf("open head %q: %v", msg, err)
-	}
-	var signers []note.Signer
-	for _, c := range cs {
-		signers = append(signers, c.signer)
-	}
-	out, err := note.Sign(n, signers...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return cosigntest.Cosign(t, msg, db.Key.Verifier, cs...)
 }
 
 // serveCosigned makes db's /latest come with the cosignatures of cs.
@@ -71,7 +37,7 @@ func TestCheckWitnesses(t *testing.T) {
 	db := sumdbtest.MustStart(t, sumdbtest.Options{Modules: checkModules})
 	file := writeIn(t, t.TempDir(), "go.sum", db.GoSum(checkModules...))
 	n := 2 * len(checkModules)
-	policy := writeIn(t, t.TempDir(), "policy", fmt.Sprintf("witness a %s https://a.witness.test/\nwitness b %s https://b.witness.test/\ngroup both all a b\nquorum both\n", a.vkey, b.vkey))
+	policy := writeIn(t, t.TempDir(), "policy", fmt.Sprintf("witness a %s https://a.witness.test/\nwitness b %s https://b.witness.test/\ngroup both all a b\nquorum both\n", a.VKey, b.VKey))
 
 	tests := []struct {
 		name    string
@@ -83,35 +49,35 @@ func TestCheckWitnesses(t *testing.T) {
 	}{
 		{
 			name: "both of two", signers: []cosigner{a, b},
-			args:   []string{"--witness", a.vkey, "--witness", b.vkey, "--quorum", "2"},
+			args:   []string{"--witness", a.VKey, "--witness", b.VKey, "--quorum", "2"},
 			stdout: []string{fmt.Sprintf("(tree size %d), witnessed at size %d by a.witness.test, b.witness.test: %d verified; exit status 0", len(checkModules), len(checkModules), n)},
 		},
 		{
 			name: "one of two, quorum 2", signers: []cosigner{a},
-			args:   []string{"--witness", a.vkey, "--witness", b.vkey, "--quorum", "2"},
+			args:   []string{"--witness", a.VKey, "--witness", b.VKey, "--quorum", "2"},
 			status: 1,
 			stdout: []string{"sumdb check: witnesses: the log's tree head of size 4: tree head not cosigned by a quorum of the witnesses: cosigned by a.witness.test; missing b.witness.test; the policy wants all of (a.witness.test, b.witness.test)", fmt.Sprintf("%d could not check; exit status 1", n), "not checked: no tree head of the log cosigned by a quorum of the witnesses"},
 		},
 		{
 			name: "one of two, quorum 1", signers: []cosigner{a},
-			args:   []string{"--witness", a.vkey, "--witness", b.vkey, "--quorum", "1"},
+			args:   []string{"--witness", a.VKey, "--witness", b.VKey, "--quorum", "1"},
 			stdout: []string{"witnessed at size 4 by a.witness.test:", "exit status 0"},
 		},
 		{
 			name: "quorum defaults to all", signers: []cosigner{b},
-			args:   []string{"--witness", a.vkey + "," + b.vkey},
+			args:   []string{"--witness", a.VKey + "," + b.VKey},
 			status: 1,
 			stdout: []string{"cosigned by b.witness.test; missing a.witness.test", "exit status 1"},
 		},
 		{
 			name: "no cosignature", signers: nil,
-			args:   []string{"--witness", a.vkey},
+			args:   []string{"--witness", a.VKey},
 			status: 1,
 			stdout: []string{"no witness cosigned it; missing a.witness.test", "exit status 1"},
 		},
 		{
 			name: "environment", signers: []cosigner{a},
-			env:    map[string]string{"SUMDB_CHECK_WITNESS": a.vkey + "," + b.vkey, "SUMDB_CHECK_QUORUM": "2"},
+			env:    map[string]string{"SUMDB_CHECK_WITNESS": a.VKey + "," + b.VKey, "SUMDB_CHECK_QUORUM": "2"},
 			status: 1,
 			stdout: []string{"missing b.witness.test", "exit status 1"},
 		},
@@ -151,7 +117,7 @@ func TestCheckWitnessesFormats(t *testing.T) {
 	db := sumdbtest.MustStart(t, sumdbtest.Options{Modules: checkModules[:1]})
 	file := writeIn(t, t.TempDir(), "go.sum", db.GoSum(checkModules[:1]...))
 	serveCosigned(t, db, a)
-	args := []string{"--sumdb", db.GOSUMDB(), "--state=", "--witness", a.vkey, "--witness", b.vkey}
+	args := []string{"--sumdb", db.GOSUMDB(), "--state=", "--witness", a.VKey, "--witness", b.VKey}
 
 	status, stdout, _ := sumdbCheck(t, append(args, "--format", "json", file)...)
 	if status != 1 {
@@ -202,7 +168,7 @@ func TestCheckWitnessedHeadBound(t *testing.T) {
 		return body
 	})
 	state := filepath.Join(t.TempDir(), "state")
-	status, stdout, stderr := sumdbCheck(t, "--sumdb", db.GOSUMDB(), "--state", state, "--witness", a.vkey, file)
+	status, stdout, stderr := sumdbCheck(t, "--sumdb", db.GOSUMDB(), "--state", state, "--witness", a.VKey, file)
 	if status != 3 {
 		t.Errorf("exit status %d, want 3\nstdout:\n%s\nstderr:\n%s", status, stdout, stderr)
 	}
@@ -211,7 +177,7 @@ func TestCheckWitnessedHeadBound(t *testing.T) {
 
 	// Once the witnesses caught up, the line verifies.
 	serveCosigned(t, db, a)
-	status, stdout, stderr = sumdbCheck(t, "--sumdb", db.GOSUMDB(), "--state", state, "--witness", a.vkey, file)
+	status, stdout, stderr = sumdbCheck(t, "--sumdb", db.GOSUMDB(), "--state", state, "--witness", a.VKey, file)
 	if status != 0 {
 		t.Errorf("after the witnesses caught up: exit status %d, want 0\nstdout:\n%s\nstderr:\n%s", status, stdout, stderr)
 	}
@@ -228,9 +194,9 @@ func TestCheckWitnessFlagsInvalid(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"policy and flags", []string{"--witness", a.vkey, "--witness-policy", policy}, "--witness and --witness-policy exclude each other"},
+		{"policy and flags", []string{"--witness", a.VKey, "--witness-policy", policy}, "--witness and --witness-policy exclude each other"},
 		{"quorum alone", []string{"--quorum", "1"}, "--quorum is set without --witness"},
-		{"quorum too large", []string{"--witness", a.vkey, "--quorum", "2"}, "quorum 2 of 1 witnesses"},
+		{"quorum too large", []string{"--witness", a.VKey, "--quorum", "2"}, "quorum 2 of 1 witnesses"},
 		{"bad key", []string{"--witness", "a.witness.test+00000000+AAAA"}, "invalid witness key"},
 		{"quorum none", []string{"--witness-policy", policy}, "requires no witness"},
 		{"no policy file", []string{"--witness-policy", filepath.Join(t.TempDir(), "missing")}, "invalid --witness-policy"},
@@ -243,5 +209,35 @@ func TestCheckWitnessFlagsInvalid(t *testing.T) {
 			}
 			wantOutput(t, stderr, tt.want)
 		})
+	}
+}
+
+// TestCheckWitnessedFork checks that a witnessed head inconsistent with
+// the state's head is a SECURITY ERROR, before any lookup.
+func TestCheckWitnessedFork(t *testing.T) {
+	checkEnv(t)
+	w := newCosigner(t, "a.witness.test")
+	key := sumdbtest.NewKey(t, sumdbtest.KeyName)
+	state := filepath.Join(t.TempDir(), "state")
+	a := sumdbtest.MustStart(t, sumdbtest.Options{Key: key, Modules: checkModules[:2]})
+	fileA := writeIn(t, t.TempDir(), "go.sum", a.GoSum(checkModules[:2]...))
+	serveCosigned(t, a, w)
+	if status, stdout, stderr := sumdbCheck(t, "--sumdb", a.GOSUMDB(), "--state", state, "--witness", w.VKey, fileA); status != 0 {
+		t.Fatalf("exit status %d, want 0\nstdout:\n%s\nstderr:\n%s", status, stdout, stderr)
+	}
+	// B: the same key, another tree, which the witness cosigned too.
+	b := sumdbtest.MustStart(t, sumdbtest.Options{Key: key, Modules: checkModules[2:]})
+	fileB := writeIn(t, t.TempDir(), "go.sum", b.GoSum(checkModules[2:]...))
+	serveCosigned(t, b, w)
+	b.ResetRequests()
+	status, stdout, _ := sumdbCheck(t, "--sumdb", b.GOSUMDB(), "--state", state, "--witness", w.VKey, fileB)
+	if status != 1 {
+		t.Errorf("exit status %d, want 1", status)
+	}
+	wantOutput(t, stdout, "SECURITY ERROR\ngo.sum database server misbehavior detected!", "proof of misbehavior:", "is inconsistent with the newest one verified before, of size 2: the log forked")
+	for _, p := range b.Requests() {
+		if strings.HasPrefix(p, "/lookup/") {
+			t.Errorf("check looked up %s after the fork", p)
+		}
 	}
 }

@@ -85,7 +85,10 @@ func (o *clientOps) witness(p *witnessed.Policy) *WitnessReport {
 			if errors.Is(err, errFork) {
 				return fail(1, "the log's tree head of size %d cosigned by the witnesses is inconsistent with the newest one verified before, of size %d: the log forked (see the SECURITY ERROR)", tree.N, old.N)
 			}
-			return fail(3, "prove the log's tree head of size %d consistent with the newest one verified before, of size %d: %v (try again later)", tree.N, old.N, err)
+			if errors.Is(err, client.ErrUpstream) || errors.Is(err, client.ErrNotFound) || o.ctx.Err() != nil {
+				return fail(3, "prove the log's tree head of size %d consistent with the newest one verified before, of size %d: %v (try again later)", tree.N, old.N, err)
+			}
+			return fail(1, "prove the log's tree head of size %d consistent with the newest one verified before, of size %d: %v: the log's tiles do not verify against its signed heads; do not trust its answers, and tell its operator", tree.N, old.N, err)
 		}
 		if old.N >= tree.N {
 			// The state's head is as new: the client starts from it, and
@@ -118,9 +121,13 @@ var errFork = errors.New("the log's tree heads are inconsistent")
 // heads with the proof, and the error wraps errFork.
 func (o *clientOps) checkTrees(older xtlog.Tree, olderNote []byte, newer xtlog.Tree, newerNote []byte) error {
 	thr := xtlog.TileHashReader(newer, &tileRecorder{o: o, tiles: make(map[string][]byte)})
-	h, err := xtlog.TreeHash(older.N, thr)
-	if err != nil {
-		return fmt.Errorf("tree of size %d within tree of size %d: %w", older.N, newer.N, err)
+	h := newer.Hash
+	if older.N != newer.N {
+		// Two heads of one size need no tiles: their roots must be equal.
+		var err error
+		if h, err = xtlog.TreeHash(older.N, thr); err != nil {
+			return fmt.Errorf("tree of size %d within tree of size %d: %w", older.N, newer.N, err)
+		}
 	}
 	if h == older.Hash {
 		return nil
@@ -131,9 +138,12 @@ func (o *clientOps) checkTrees(older xtlog.Tree, olderNote []byte, newer xtlog.T
 	fmt.Fprintf(&buf, "old database:\n\t%s\n", indent(olderNote))
 	fmt.Fprintf(&buf, "new database:\n\t%s\n", indent(newerNote))
 	fmt.Fprintf(&buf, "proof of misbehavior:\n\t%v", h)
-	if p, err := xtlog.ProveTree(newer.N, older.N, thr); err == nil {
-		for _, ph := range p {
-			fmt.Fprintf(&buf, "\n\t%v", ph)
+	// Of one size, the two roots are the proof; else the tree proof too.
+	if older.N != newer.N {
+		if p, err := xtlog.ProveTree(newer.N, older.N, thr); err == nil {
+			for _, ph := range p {
+				fmt.Fprintf(&buf, "\n\t%v", ph)
+			}
 		}
 	}
 	o.SecurityError(buf.String())

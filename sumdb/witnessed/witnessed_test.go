@@ -8,36 +8,16 @@ import (
 	"strings"
 	"testing"
 
-	fnote "github.com/transparency-dev/formats/note"
 	"golang.org/x/mod/sumdb/note"
 	xtlog "golang.org/x/mod/sumdb/tlog"
 
+	"github.com/sumdb/sumdb/internal/cosigntest"
 	"github.com/sumdb/sumdb/sumdb/witnessed"
 )
 
-// A testWitness is a witness key pair: its cosignature/v1 signer and
-// verifier key.
-type testWitness struct {
-	signer note.Signer
-	vkey   string
-}
+type testWitness = cosigntest.Witness
 
-func newWitness(t *testing.T, name string) testWitness {
-	t.Helper()
-	skey, vkey, err := note.GenerateKey(rand.Reader, name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := fnote.NewSignerForCosignatureV1(skey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cvkey, err := fnote.VKeyToCosignatureV1(vkey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return testWitness{signer: s, vkey: cvkey}
-}
+var newWitness = cosigntest.New
 
 // signedHead returns a tree head of size n signed by a log key, and the
 // log's verifier.
@@ -59,20 +39,7 @@ func signedHead(t *testing.T, n int64) ([]byte, note.Verifier) {
 
 // cosign appends the cosignatures of ws to the head msg signed by v.
 func cosign(t *testing.T, msg []byte, v note.Verifier, ws ...testWitness) []byte {
-	t.Helper()
-	n, err := note.Open(msg, note.VerifierList(v))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var signers []note.Signer
-	for _, w := range ws {
-		signers = append(signers, w.signer)
-	}
-	out, err := note.Sign(n, signers...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return cosigntest.Cosign(t, msg, v, ws...)
 }
 
 func TestCheck(t *testing.T) {
@@ -91,22 +58,22 @@ func TestCheck(t *testing.T) {
 		wantMissing []string
 		wantInvalid []string
 	}{
-		{name: "quorum met", vkeys: []string{a.vkey, b.vkey}, quorum: 2,
+		{name: "quorum met", vkeys: []string{a.VKey, b.VKey}, quorum: 2,
 			msg: cosign(t, head, logV, a, b), wantSigners: []string{"a.example", "b.example"}},
-		{name: "quorum 0 means all", vkeys: []string{a.vkey, b.vkey},
+		{name: "quorum 0 means all", vkeys: []string{a.VKey, b.VKey},
 			msg: cosign(t, head, logV, b, a), wantSigners: []string{"a.example", "b.example"}},
-		{name: "one of two", vkeys: []string{a.vkey, b.vkey}, quorum: 1,
+		{name: "one of two", vkeys: []string{a.VKey, b.VKey}, quorum: 1,
 			msg: cosign(t, head, logV, a), wantSigners: []string{"a.example"}},
-		{name: "quorum not met", vkeys: []string{a.vkey, b.vkey}, quorum: 2,
+		{name: "quorum not met", vkeys: []string{a.VKey, b.VKey}, quorum: 2,
 			msg: cosign(t, head, logV, a), wantSigners: []string{"a.example"}, wantMissing: []string{"b.example"}},
-		{name: "unknown witness ignored", vkeys: []string{a.vkey, b.vkey}, quorum: 2,
+		{name: "unknown witness ignored", vkeys: []string{a.VKey, b.VKey}, quorum: 2,
 			msg: cosign(t, head, logV, a, c), wantSigners: []string{"a.example"}, wantMissing: []string{"b.example"}},
-		{name: "no cosignature", vkeys: []string{a.vkey}, quorum: 1,
+		{name: "no cosignature", vkeys: []string{a.VKey}, quorum: 1,
 			msg: head, wantMissing: []string{"a.example"}},
-		{name: "bad cosignature", vkeys: []string{a.vkey, b.vkey}, quorum: 2,
+		{name: "bad cosignature", vkeys: []string{a.VKey, b.VKey}, quorum: 2,
 			msg:         []byte(string(cosign(t, head, logV, a)) + badB),
 			wantSigners: []string{"a.example"}, wantMissing: []string{"b.example"}, wantInvalid: []string{"b.example"}},
-		{name: "bad cosignature beside enough good ones", vkeys: []string{a.vkey, b.vkey}, quorum: 1,
+		{name: "bad cosignature beside enough good ones", vkeys: []string{a.VKey, b.VKey}, quorum: 1,
 			msg:         []byte(string(cosign(t, head, logV, a)) + badB),
 			wantSigners: []string{"a.example"}},
 	}
@@ -155,7 +122,7 @@ func lastLine(msg []byte) string {
 
 func TestCheckNotANote(t *testing.T) {
 	a := newWitness(t, "a.example")
-	p, err := witnessed.New([]string{a.vkey}, 1)
+	p, err := witnessed.New([]string{a.VKey}, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,10 +139,10 @@ func TestNewErrors(t *testing.T) {
 		quorum int
 	}{
 		{"none", nil, 0},
-		{"quorum too large", []string{a.vkey}, 2},
-		{"negative quorum", []string{a.vkey}, -1},
+		{"quorum too large", []string{a.VKey}, 2},
+		{"negative quorum", []string{a.VKey}, -1},
 		{"bad key", []string{"a.example+00000000+AAAA"}, 1},
-		{"twice", []string{a.vkey, a.vkey}, 1},
+		{"twice", []string{a.VKey, a.VKey}, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -198,7 +165,7 @@ witness wc %s https://c.example/
 group others any wb wc
 group q all wa others
 quorum q
-`, a.vkey, b.vkey, c.vkey)
+`, a.VKey, b.VKey, c.VKey)
 	p, err := witnessed.Parse([]byte(policy))
 	if err != nil {
 		t.Fatalf("Parse() = %v", err)
@@ -231,7 +198,7 @@ quorum q
 
 	for name, bad := range map[string]string{
 		"quorum none":   "quorum none\n",
-		"no quorum":     fmt.Sprintf("witness wa %s https://a.example/\n", a.vkey),
+		"no quorum":     fmt.Sprintf("witness wa %s https://a.example/\n", a.VKey),
 		"unknown group": "quorum nowhere\n",
 		"bad key":       "witness wa a.example+00000000+AAAA https://a.example/\nquorum wa\n",
 	} {
