@@ -17,6 +17,7 @@ import (
 	"github.com/sumdb/sumdb/sumdb/audit"
 	"github.com/sumdb/sumdb/sumdb/client"
 	"github.com/sumdb/sumdb/sumdb/fetch"
+	"github.com/sumdb/sumdb/sumdb/witnessed"
 )
 
 const auditUsage = `Usage: sumdb audit --state DIR [flags]
@@ -40,19 +41,27 @@ or a violation is found. --rehash N downloads N records picked at random
 again from the module proxy (--upstream, default go env GOPROXY) and
 compares their hashes with the log's.
 
+` + witnessFlagsUsage + `For audit, every signed head fetched must meet the policy: the report and
+the file "cosigned" of DIR record which witnesses cosigned each head, and
+a head without the quorum fails the audit (exit status 1). With --follow,
+it is logged and polled again; the audit fails if the last head fetched
+lacks the quorum when it ends.
+
 The report goes to stdout; progress and log lines to stderr.
 
 Exit status:
   0  no violation
   1  a violation: the report names its kind, the record ids, tiles and
-     signed heads involved
+     signed heads involved; or, with a witness policy, the last signed
+     head fetched lacks a quorum of cosignatures (NOT WITNESSED)
   2  a usage error
   3  the audit could not complete (network, server error, state directory);
      with --follow, the last poll before the interruption could not complete
 
---state, --interval, --concurrency and --upstream can also be set as
-SUMDB_AUDIT_STATE, SUMDB_AUDIT_INTERVAL, SUMDB_AUDIT_CONCURRENCY and
-SUMDB_AUDIT_UPSTREAM.
+--state, --interval, --concurrency, --upstream, --witness, --quorum and
+--witness-policy can also be set as SUMDB_AUDIT_STATE, SUMDB_AUDIT_INTERVAL,
+SUMDB_AUDIT_CONCURRENCY, SUMDB_AUDIT_UPSTREAM, SUMDB_AUDIT_WITNESS,
+SUMDB_AUDIT_QUORUM and SUMDB_AUDIT_WITNESS_POLICY.
 
 Flags:
 `
@@ -82,6 +91,7 @@ func newAuditFlags() *pflag.FlagSet {
 	fs.String("upstream", "", "GOPROXY-style `list` of module proxies for --rehash (default: go env GOPROXY)")
 	fs.Int("concurrency", defaultAuditConcurrency, "tile requests in flight, 1 to 64")
 	fs.Int64("limit", 0, "clone only the first `N` records (rounded up to 256), verified against the signed head; 0 for all")
+	addWitnessFlags(fs)
 	return fs
 }
 
@@ -96,6 +106,11 @@ type AuditConfig struct {
 	Upstream    string        `mapstructure:"upstream"` // module proxies for Rehash
 	Concurrency int           `mapstructure:"concurrency"`
 	Limit       int64         `mapstructure:"limit"`
+	WitnessKeys []string      `mapstructure:"witness"`        // witness verifier keys
+	Quorum      int           `mapstructure:"quorum"`         // of WitnessKeys; 0 for all
+	PolicyFile  string        `mapstructure:"witness-policy"` // instead of WitnessKeys and Quorum
+
+	Witnesses *witnessed.Policy `mapstructure:"-"` // from WitnessKeys and Quorum, or PolicyFile; nil for none
 
 	GOPROXY  string              `mapstructure:"-"` // how to reach the database
 	Auth     *goauth.Credentials `mapstructure:"-"` // the database's credentials, from GOAUTH
@@ -153,6 +168,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Concurrency: cfg.Concurrency,
 		Progress:    stderr,
 		Logger:      logger,
+		Witnesses:   cfg.Witnesses,
 	}
 	if cfg.Rehash > 0 {
 		up, err := fetch.New(fetch.Config{Proxy: cfg.Upstream, Logger: logger})
@@ -166,7 +182,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err := rep.WriteText(stdout); err != nil {
 			return &exitError{code: statusIncomplete, err: fmt.Errorf("audit: write report: %w", err)}
 		}
-		if !rep.OK() {
+		if !rep.OK() || rep.Unwitnessed != "" {
 			// The violations are in the report; a later failure to
 			// finish does not make them less true.
 			if runErr != nil {
@@ -204,6 +220,7 @@ func loadAuditConfig(ctx context.Context, fs *pflag.FlagSet, goEnv goEnvFunc) (*
 		{"limit", "want a number of records, 0 for all", &cfg.Limit,
 			func() bool { return cfg.Limit >= 0 }},
 	}
+	rules = append(rules, witnessRules(&cfg.WitnessKeys, &cfg.Quorum)...)
 	if err := s.decode(cfg, rules); err != nil {
 		return nil, err
 	}
@@ -214,6 +231,9 @@ func loadAuditConfig(ctx context.Context, fs *pflag.FlagSet, goEnv goEnvFunc) (*
 		return nil, usageErrorf("audit: --state is required: name the directory that keeps the clone (it can grow to several GB for a large log)")
 	}
 	if err := s.check(rules); err != nil {
+		return nil, err
+	}
+	if cfg.Witnesses, err = witnessPolicy(s, cfg.WitnessKeys, cfg.Quorum, cfg.PolicyFile); err != nil {
 		return nil, err
 	}
 

@@ -16,6 +16,7 @@ import (
 	"github.com/sumdb/sumdb/internal/goauth"
 	"github.com/sumdb/sumdb/sumdb/check"
 	"github.com/sumdb/sumdb/sumdb/client"
+	"github.com/sumdb/sumdb/sumdb/witnessed"
 )
 
 const checkUsage = `Usage: sumdb check [flags] [FILE...]
@@ -41,8 +42,10 @@ file both count.
 Exit status, the first that applies in this order:
   1  a line's hash differs from the log's, or the log is inconsistent or
      hostile: a fork (SECURITY ERROR), an answer that fails its proof, or a
-     tree head of more records than any log holds
-  3  a line could not be checked (network, server error), the state file
+     tree head of more records than any log holds; or, with a witness
+     policy, the log's newest tree head lacks a quorum of cosignatures
+  3  a line could not be checked (network, server error, a record newer
+     than the witnessed tree head), the state file
      could not be written, or check could not start (bad flag, unreadable
      file or state file)
   2  a line is unknown to the log, malformed, or gives a module version
@@ -51,8 +54,19 @@ Exit status, the first that applies in this order:
   0  every line verified or skipped
 The format never changes the exit status.
 
---state, --format and --concurrency can also be set as SUMDB_CHECK_STATE,
-SUMDB_CHECK_FORMAT and SUMDB_CHECK_CONCURRENCY.
+` + witnessFlagsUsage + `For check, the log's newest tree head (/latest) must meet the policy, else
+check fails (exit status 1) naming the witnesses that cosigned it and
+those missing. That head becomes the one lookups are proved against: each
+lookup's record must be below its size, and the newer head a lookup comes
+with is proved consistent with it, so that every line verified is in a
+tree the witnesses cosigned. A line whose record the log added after that
+head is not checked yet (exit status 3): run check again once the
+witnesses have cosigned a newer head.
+
+--state, --format, --concurrency, --witness, --quorum and --witness-policy
+can also be set as SUMDB_CHECK_STATE, SUMDB_CHECK_FORMAT,
+SUMDB_CHECK_CONCURRENCY, SUMDB_CHECK_WITNESS, SUMDB_CHECK_QUORUM and
+SUMDB_CHECK_WITNESS_POLICY.
 
 Flags:
 `
@@ -75,6 +89,7 @@ func newCheckFlags() *pflag.FlagSet {
 	fs.String("state", "", "`file` keeping the newest verified tree head between runs (default <user cache dir>/sumdb/check/<name>.latest; --state= keeps none)")
 	fs.String("format", defaultCheckFormat, "output `format`: text, json or github (GitHub Actions annotations)")
 	fs.Int("concurrency", defaultCheckConcurrency, "module versions looked up at once, 1 to 256")
+	addWitnessFlags(fs)
 	return fs
 }
 
@@ -85,6 +100,11 @@ type CheckConfig struct {
 	State       string       `mapstructure:"state"` // state file; "" with StateSet means none
 	Format      check.Format `mapstructure:"format"`
 	Concurrency int          `mapstructure:"concurrency"`
+	WitnessKeys []string     `mapstructure:"witness"`        // witness verifier keys
+	Quorum      int          `mapstructure:"quorum"`         // of WitnessKeys; 0 for all
+	PolicyFile  string       `mapstructure:"witness-policy"` // instead of WitnessKeys and Quorum
+
+	Witnesses *witnessed.Policy `mapstructure:"-"` // from WitnessKeys and Quorum, or PolicyFile; nil for none
 
 	GOPROXY          string              `mapstructure:"-"` // how to reach the database
 	Auth             *goauth.Credentials `mapstructure:"-"` // the database's credentials, from GOAUTH
@@ -137,6 +157,7 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		NoSumDB:     cfg.NoSumDB,
 		Private:     cfg.Private,
 		Concurrency: cfg.Concurrency,
+		Witnesses:   cfg.Witnesses,
 	}
 	if isTerminal(stderr) {
 		ccfg.Progress = stderr
@@ -173,6 +194,7 @@ func loadCheckConfig(ctx context.Context, fs *pflag.FlagSet, goEnv goEnvFunc) (*
 		{"concurrency", fmt.Sprintf("want a number from 1 to %d", maxCheckConcurrency), &cfg.Concurrency,
 			func() bool { return cfg.Concurrency >= 1 && cfg.Concurrency <= maxCheckConcurrency }},
 	}
+	rules = append(rules, witnessRules(&cfg.WitnessKeys, &cfg.Quorum)...)
 	if err := s.decode(cfg, rules); err != nil {
 		return nil, err
 	}
@@ -203,6 +225,9 @@ func loadCheckConfig(ctx context.Context, fs *pflag.FlagSet, goEnv goEnvFunc) (*
 		return nil, s.invalid("format", "%v", err)
 	}
 	if err := s.check(rules); err != nil {
+		return nil, err
+	}
+	if cfg.Witnesses, err = witnessPolicy(s, cfg.WitnessKeys, cfg.Quorum, cfg.PolicyFile); err != nil {
 		return nil, err
 	}
 

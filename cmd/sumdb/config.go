@@ -170,8 +170,8 @@ func envName(key string) string {
 // SUMDB_DATABASE_URL and SUMDB_KEY_FILE, which name the same store and
 // key; keygen and load take flags only.
 var toolEnvKeys = map[string][]string{
-	"check": {"state", "format", "concurrency"},
-	"audit": {"state", "interval", "concurrency", "upstream"},
+	"check": {"state", "format", "concurrency", "witness", "quorum", "witness-policy"},
+	"audit": {"state", "interval", "concurrency", "upstream", "witness", "quorum", "witness-policy"},
 }
 
 // toolEnvName returns the environment variable of the flag key of the

@@ -45,6 +45,9 @@
 //	audit.key  the auditor's own signer key (mode 0600), made on first use
 //	latest     the newest signed head of the log that was verified, as the
 //	           go command keeps it in $GOPATH/pkg/sumdb/<name>/latest
+//	cosigned   with a witness policy, which witnesses cosigned each signed
+//	           head fetched: "<size> <root> <witness>,..." ("-" for none),
+//	           a line per head or change of its cosigners
 //
 // The store wants a signed head with every append, but the clone is written
 // in batches of 64 data tiles (16,384 records) while the log signs heads only
@@ -94,6 +97,7 @@ import (
 	xtlog "golang.org/x/mod/sumdb/tlog"
 
 	"github.com/sumdb/sumdb/sumdb/client"
+	"github.com/sumdb/sumdb/sumdb/witnessed"
 )
 
 // A Fetcher gets the go.sum lines of a module version from a module proxy,
@@ -141,6 +145,12 @@ type Config struct {
 	// Logger receives a line per signed head verified and per retried
 	// request. Default: discard.
 	Logger *slog.Logger
+	// Witnesses, if not nil, is the witness policy that every signed head
+	// fetched must meet: its witnesses' cosignatures on each head are
+	// recorded (Report.Cosigned, and the cosigned file of Dir), and a head
+	// without the quorum sets Report.Unwitnessed. Such a head is verified
+	// all the same: it is the log's, whoever cosigned it.
+	Witnesses *witnessed.Policy
 }
 
 // A Kind names a kind of violation.
@@ -222,6 +232,14 @@ type Report struct {
 	// Warnings are oddities that are no violation: a stale head, a module
 	// the upstream no longer serves.
 	Warnings []string
+	// Cosigned lists, with Config.Witnesses, which witnesses cosigned the
+	// signed heads fetched, one entry per head or change of its cosigners
+	// (the newest 1000).
+	Cosigned []Cosigned
+	// Unwitnessed, if not empty, says why the last signed head fetched
+	// lacks the cosignatures of a quorum of the witnesses: the audit
+	// fails. With Follow, a later head that meets the policy clears it.
+	Unwitnessed string
 	// Elapsed is the duration of the run.
 	Elapsed time.Duration
 }
@@ -242,6 +260,20 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	for _, s := range r.Warnings {
 		fmt.Fprintf(&b, "warning: %s\n", s)
+	}
+	for _, c := range r.Cosigned {
+		ws := strings.Join(c.Witnesses, ", ")
+		if ws == "" {
+			ws = "no witness"
+		}
+		fmt.Fprintf(&b, "signed head of size %d cosigned by %s", c.Size, ws)
+		if len(c.Missing) > 0 {
+			fmt.Fprintf(&b, "; missing %s", strings.Join(c.Missing, ", "))
+		}
+		b.WriteString("\n")
+	}
+	if r.Unwitnessed != "" {
+		fmt.Fprintf(&b, "NOT WITNESSED: %s\n", r.Unwitnessed)
 	}
 	for _, v := range r.Violations {
 		fmt.Fprintf(&b, "VIOLATION %s: %s\n", v.Kind, v.Message)
@@ -375,13 +407,21 @@ func (cfg *Config) check() error {
 	return nil
 }
 
-// poll fetches the log's signed head and verifies it.
+// poll fetches the log's signed head and verifies it, and its witnesses'
+// cosignatures with a witness policy.
 func (a *auditor) poll(ctx context.Context) error {
 	msg, err := a.remote.Get(ctx, "latest")
 	if err != nil {
 		return fmt.Errorf("fetch the signed head: %w", err)
 	}
-	return a.verifyHead(ctx, msg)
+	found := a.violations()
+	if err := a.verifyHead(ctx, msg); err != nil {
+		return err
+	}
+	if a.cfg.Witnesses == nil || a.violations() > found {
+		return nil
+	}
+	return a.checkCosigned(msg)
 }
 
 // openHead checks the signature of a head note from the server and parses it.

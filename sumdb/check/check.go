@@ -27,6 +27,7 @@ import (
 
 	"github.com/sumdb/sumdb/internal/modver"
 	"github.com/sumdb/sumdb/sumdb/client"
+	"github.com/sumdb/sumdb/sumdb/witnessed"
 )
 
 // Config configures Run.
@@ -52,6 +53,12 @@ type Config struct {
 	Progress io.Writer
 	// Logger receives debug messages of the client. Default: discard.
 	Logger *slog.Logger
+	// Witnesses, if not nil, is the witness policy: the log's newest head
+	// (/latest) must be cosigned by a quorum of these witnesses, and it is
+	// the head lookups are proved against, so that no line is verified by a
+	// record outside a tree the witnesses cosigned (see the Report's
+	// Witnesses).
+	Witnesses *witnessed.Policy
 }
 
 // A File is a go.sum or go.work.sum file to check.
@@ -110,6 +117,9 @@ func Run(ctx context.Context, cfg Config, files []File) (*Report, error) {
 	}
 
 	rep := &Report{Database: ops.name, URL: cfg.Remote.Base, StartHead: startHead}
+	if cfg.Witnesses != nil {
+		rep.Witnesses = ops.witness(cfg.Witnesses)
+	}
 	var (
 		results []Result
 		tasks   []*task
@@ -154,6 +164,13 @@ func Run(ctx context.Context, cfg Config, files []File) (*Report, error) {
 		}
 	}
 
+	if w := rep.Witnesses; w != nil && w.Error != "" {
+		// No head the lines could be trusted against.
+		for _, t := range tasks {
+			t.fail(results, Unchecked, "not checked: no tree head of the log cosigned by a quorum of the witnesses")
+		}
+		tasks = nil
+	}
 	var done atomic.Int64
 	stopProgress := startProgress(cfg.Progress, &done, len(tasks))
 	g, gctx := errgroup.WithContext(ctx)

@@ -58,9 +58,10 @@ type clientOps struct {
 	otherErrs  []error           // guarded by mu; other failed requests (tiles)
 	security   []string          // guarded by mu; SECURITY ERROR messages, without duplicates
 
-	stateTiles   int  // set by newOps: the tiles the state file held
-	droppedTiles int  // set by newOps: of stateTiles, those left unused because they do not prove the state's head
-	rewritten    bool // guarded by mu; the state file was written in this Run
+	stateTiles   int   // set by newOps: the tiles the state file held
+	droppedTiles int   // set by newOps: of stateTiles, those left unused because they do not prove the state's head
+	rewritten    bool  // guarded by mu; the state file was written in this Run
+	witnessedN   int64 // guarded by mu; the size of the head the witnesses cosigned (see witness), -1 without a witness policy
 }
 
 var _ xsumdb.ClientOps = (*clientOps)(nil)
@@ -76,6 +77,7 @@ func newOps(ctx context.Context, remote *client.Remote, state string, logger *sl
 		logger:     logger,
 		cache:      make(map[string][]byte),
 		lookupErrs: make(map[string]error),
+		witnessedN: -1,
 	}
 	st, err := o.readStateFile()
 	if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
@@ -248,6 +250,9 @@ func (o *clientOps) ReadRemote(path string) ([]byte, error) {
 	data, err := o.remote.Get(o.ctx, strings.TrimPrefix(path, "/"))
 	if err == nil && strings.HasPrefix(path, "/lookup/") {
 		err = o.vetLookup(data)
+		if err == nil {
+			err = o.vetWitnessed(data)
+		}
 	}
 	if err != nil {
 		o.mu.Lock()
@@ -592,6 +597,8 @@ func (o *clientOps) failure(err error, mod, path string) (Kind, string) {
 	switch {
 	case errors.Is(lerr, client.ErrTreeTooLarge):
 		return BadProof, lerr.Error() + ": do not trust its answers, and tell its operator"
+	case errors.Is(lerr, errNotYetWitnessed):
+		return Unchecked, lerr.Error()
 	case errors.Is(lerr, client.ErrUnauthorized):
 		// Trying again later changes nothing: the credentials must.
 		return Unchecked, lerr.Error()

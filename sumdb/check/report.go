@@ -118,6 +118,9 @@ type Report struct {
 	// and the exit status does not change. The tiles are a copy of the
 	// log's that only a local failure (a damaged disk, an edit) can spoil.
 	StateWarning string `json:"state_warning,omitempty"`
+	// Witnesses is the outcome of checking the witnesses' cosignatures on
+	// the log's newest head, with a witness policy (nil without one).
+	Witnesses *WitnessReport `json:"witnesses,omitempty"`
 }
 
 // Counts returns the number of lines of each kind.
@@ -133,9 +136,12 @@ func (r *Report) Counts() map[Kind]int {
 //
 //	1  a line's hash differs from the log's, or the log is inconsistent
 //	   or hostile (a fork: SECURITY ERROR, an answer that fails its proof,
-//	   a tree head of impossible size)
-//	3  otherwise, a line could not be checked (network, server error), or
-//	   the state file could not be kept up to date (StateError)
+//	   a tree head of impossible size), or its newest tree head lacks the
+//	   cosignatures of a quorum of the witnesses (Witnesses)
+//	3  otherwise, a line could not be checked (network, server error, a
+//	   record newer than the witnessed head), or the state file could not
+//	   be kept up to date (StateError), or the log's newest head could not
+//	   be read for the witness policy
 //	2  otherwise, a line is unknown to the log, malformed, or conflicts
 //	   with another line of its module version
 //	0  every line is verified or skipped
@@ -151,10 +157,14 @@ func (r *Report) ExitStatus() int {
 	for _, res := range r.Results {
 		worst[res.Kind.Status()] = true
 	}
+	witness := 0
+	if r.Witnesses != nil {
+		witness = r.Witnesses.Status
+	}
 	switch {
-	case worst[1] || len(r.SecurityErrors) > 0:
+	case worst[1] || len(r.SecurityErrors) > 0 || witness == 1:
 		return 1
-	case worst[3] || r.StateError != "":
+	case worst[3] || r.StateError != "" || witness == 3:
 		return 3
 	case worst[2]:
 		return 2
@@ -221,6 +231,9 @@ func (r *Report) summary() string {
 		}
 		b.WriteString(")")
 	}
+	if w := r.Witnesses; w != nil && w.Error == "" && w.Head != nil {
+		fmt.Fprintf(&b, ", witnessed at size %d by %s", w.Head.Size, strings.Join(w.Signers, ", "))
+	}
 	b.WriteString(":")
 	counts := r.Counts()
 	sep := " "
@@ -249,6 +262,9 @@ func (r *Report) writeText(w io.Writer) error {
 	}
 	for _, msg := range r.SecurityErrors {
 		b.WriteString(strings.TrimRight(msg, "\n") + "\n")
+	}
+	if w := r.Witnesses; w != nil && w.Error != "" {
+		b.WriteString("sumdb check: witnesses: " + oneLine(w.Error) + "\n")
 	}
 	if r.StateError != "" {
 		b.WriteString("sumdb check: " + oneLine(r.StateError) + "\n")
@@ -291,6 +307,7 @@ func (r *Report) writeJSON(w io.Writer) error {
 // writeGitHub writes workflow commands: an error annotation on the go.sum
 // line of every problem, plain log lines for skipped lines (annotations are
 // few per step, and a skip is no problem), each SECURITY ERROR as an error,
+// a head without the witnesses' quorum as an error,
 // a state file that failed as an error and one whose tiles were left
 // unused as a warning, and the summary as a notice, or an error if the
 // check fails.
@@ -315,6 +332,9 @@ func (r *Report) writeGitHub(w io.Writer) error {
 	}
 	for _, msg := range r.SecurityErrors {
 		fmt.Fprintf(&b, "::error title=%s::%s\n", ghProperty("sumdb check: SECURITY ERROR"), ghData(strings.TrimRight(msg, "\n")))
+	}
+	if w := r.Witnesses; w != nil && w.Error != "" {
+		fmt.Fprintf(&b, "::error title=%s::%s\n", ghProperty("sumdb check: witnesses"), ghData(w.Error))
 	}
 	if r.StateError != "" {
 		fmt.Fprintf(&b, "::error title=%s::%s\n", ghProperty("sumdb check: state file"), ghData(r.StateError))
