@@ -25,7 +25,9 @@ type upstream struct {
 func newUpstream(t *testing.T, name string, n int) *upstream {
 	t.Helper()
 	db := sumdbtest.MustStart(t, sumdbtest.Options{KeyName: name})
-	db.AppendSynthetic("up", n)
+	// Records of its own: two upstreams of the same size must differ,
+	// whatever order the concurrent appends commit in.
+	db.AppendSynthetic(name, n)
 	head, err := db.Store.ReadHead(t.Context())
 	if err != nil || head.Size != int64(n) {
 		t.Fatalf("upstream ReadHead() = size %d, %v, want %d", head.Size, err, n)
