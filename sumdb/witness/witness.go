@@ -83,7 +83,18 @@ type CosignatureStore interface {
 	// ReadCosignatures returns the stored lines of the head of size, by
 	// witness key name.
 	ReadCosignatures(ctx context.Context, size int64) (map[string][]byte, error)
+	// ReadState and SwapState keep the newest head that reached the
+	// quorum, so that a restarted server, or another replica, serves it:
+	// ReadState returns nil, nil for a name never set; SwapState sets name
+	// to new if it holds old (nil: unset), else it returns an error
+	// wrapping tlog.ErrConflict.
+	ReadState(ctx context.Context, name string) ([]byte, error)
+	SwapState(ctx context.Context, name string, old, new []byte) error
 }
+
+// quorumState is the state that keeps the signed note of the newest head
+// that reached the quorum.
+const quorumState = "witness/quorum-head"
 
 // Config configures a Cosigner.
 type Config struct {
@@ -254,6 +265,11 @@ func (w Witness) check() (note.Verifier, *url.URL, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("witness key %q: %w: want <name>+<hash>+<base64 key> of an Ed25519 or cosignature/v1 key", w.VKey, err)
 	}
+	// Ed25519 (0x01) or cosignature/v1 (0x04) only: the cosignature of
+	// another algorithm (ML-DSA's are kilobytes) could never be stored.
+	if alg, ok := keyAlgorithm(w.VKey); !ok || alg != 0x01 && alg != 0x04 {
+		return nil, nil, fmt.Errorf("witness %s: key %q is not an Ed25519 or cosignature/v1 key", v.Name(), w.VKey)
+	}
 	u, err := url.Parse(w.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
 		return nil, nil, fmt.Errorf("witness %s: URL %q: want http:// or https://host[/path], the prefix of its add-checkpoint endpoint", v.Name(), guard.RedactURL(w.URL))
@@ -378,7 +394,7 @@ func (c *Cosigner) submit(ctx context.Context, w *witness, h tlog.Head) error {
 		msg := "witness submission failed; the log goes on, and the witness gets the newest head when it is back"
 		if result == "fork" {
 			level = slog.LevelError
-			msg = "FORK: a witness refused the head as inconsistent with a head of this log's key it cosigned before: another server may be signing a different tree with this key"
+			msg = "FORK: a witness claims the head is inconsistent with a head of this log's key it cosigned before: another server may be signing a different tree with this key, or the witness is broken; compare with the other witnesses"
 		}
 		c.logger.Log(ctx, level, msg, "witness", w.name, "url", w.shown, "size", h.Size, "err", err)
 		return err
@@ -413,6 +429,10 @@ func (c *Cosigner) cosign(ctx context.Context, w *witness, h tlog.Head) ([]byte,
 		switch {
 		case conflict > h.Size:
 			return nil, &failure{"refused", fmt.Errorf("%s holds tree size %d, newer than the head of size %d: a newer head of the log reaches it later", w.shown, conflict, h.Size)}
+		case conflict == old && old == 0:
+			// There is one tree of size 0: no fork, a witness that
+			// answers nonsense.
+			return nil, &failure{"invalid", fmt.Errorf("%s answered 409 naming tree size 0 to a submission from tree size 0", w.shown)}
 		case conflict == old:
 			// It holds the size it was sent as old, so the old tree
 			// differs: c2sp.org/tlog-witness answers 409 to a head of
@@ -565,11 +585,73 @@ func (c *Cosigner) noteQuorum(ctx context.Context, h tlog.Head) {
 	if err != nil || len(lines) < c.quorum {
 		return
 	}
+	c.setQuorate(ctx, h, lines)
+}
+
+// setQuorate records h, with lines, as the newest head that reached the
+// quorum if it is newer than the one recorded, in memory and in the store.
+func (c *Cosigner) setQuorate(ctx context.Context, h tlog.Head, lines map[string][]byte) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.quorate == nil || h.Size > c.quorate.head.Size {
+	newer := c.quorate == nil || h.Size > c.quorate.head.Size
+	if newer {
 		c.quorate = &cosigned{head: h, lines: lines}
 	}
+	c.mu.Unlock()
+	if !newer {
+		return
+	}
+	for range 5 {
+		old, err := c.store.ReadState(ctx, quorumState)
+		if err != nil {
+			c.logger.WarnContext(ctx, "read the head that reached the quorum", "err", err)
+			return
+		}
+		if old != nil {
+			if t, err := c.headOf(old); err == nil && t.Size >= h.Size {
+				return
+			}
+		}
+		err = c.store.SwapState(ctx, quorumState, old, h.Note)
+		if err == nil || !errors.Is(err, tlog.ErrConflict) {
+			if err != nil {
+				c.logger.WarnContext(ctx, "store the head that reached the quorum", "size", h.Size, "err", err)
+			}
+			return
+		}
+	}
+}
+
+// headOf returns the head of the signed note msg if the log's key signed
+// it.
+func (c *Cosigner) headOf(msg []byte) (tlog.Head, error) {
+	n, err := note.Open(msg, note.VerifierList(c.log.Verifier()))
+	if err != nil {
+		return tlog.Head{}, err
+	}
+	tree, err := xtlog.ParseTree([]byte(n.Text))
+	if err != nil {
+		return tlog.Head{}, err
+	}
+	return tlog.Head{Size: tree.N, Hash: tree.Hash, Note: msg}, nil
+}
+
+// storedQuorate returns the head that reached the quorum as the store keeps
+// it (another replica's, or this one's before a restart), with its stored
+// cosignatures, if they still make the quorum.
+func (c *Cosigner) storedQuorate(ctx context.Context) *cosigned {
+	msg, err := c.store.ReadState(ctx, quorumState)
+	if err != nil || msg == nil {
+		return nil
+	}
+	h, err := c.headOf(msg)
+	if err != nil || h.Size > c.log.Head().Size {
+		return nil
+	}
+	lines, err := c.cosignatures(ctx, h)
+	if err != nil || len(lines) < c.quorum {
+		return nil
+	}
+	return &cosigned{head: h, lines: lines}
 }
 
 // cosignatures returns the stored cosignatures of h that verify with the
@@ -596,8 +678,9 @@ func (c *Cosigner) cosignatures(ctx context.Context, h tlog.Head) (map[string][]
 // note's signatures within the 100 that note.Open accepts.
 //
 // With Quorum 0, the head is the log's newest. With Quorum N, it is the
-// newest head with at least N cosignatures (the newest head this process
-// saw reach them), so that a client whose policy needs N cosignatures can
+// newest head with at least N cosignatures (the newest head this process,
+// or another replica sharing the store, saw reach them, kept in the store
+// so that a restart keeps serving it), so that a client whose policy needs N cosignatures can
 // use /latest; until a head has reached the quorum, it is the newest head,
 // with the cosignatures it has. Lookups and tiles still answer from the
 // newest head at once: a client that needs cosignatures checks them on
@@ -622,15 +705,21 @@ func (c *Cosigner) Latest(ctx context.Context) ([]byte, error) {
 		c.mu.Lock()
 		q := c.quorate
 		c.mu.Unlock()
+		// Another replica, or this one before a restart, may have seen a
+		// newer head reach the quorum.
+		if sq := c.storedQuorate(ctx); sq != nil && (q == nil || sq.head.Size > q.head.Size) {
+			c.mu.Lock()
+			if c.quorate == nil || sq.head.Size > c.quorate.head.Size {
+				c.quorate = sq
+			}
+			q = c.quorate
+			c.mu.Unlock()
+		}
 		if q != nil && q.head.Size <= h.Size {
 			return withLines(q.head.Note, q.lines), nil
 		}
 	} else if c.quorum > 0 {
-		c.mu.Lock()
-		if c.quorate == nil || h.Size > c.quorate.head.Size {
-			c.quorate = &cosigned{head: h, lines: lines}
-		}
-		c.mu.Unlock()
+		c.setQuorate(ctx, h, lines)
 	}
 	return withLines(h.Note, lines), nil
 }
@@ -660,4 +749,19 @@ func (c *Cosigner) Status() []WitnessStatus {
 		w.mu.Unlock()
 	}
 	return list
+}
+
+// keyAlgorithm returns the algorithm byte of the note verifier key vkey,
+// <name>+<hash>+<base64 of the algorithm byte and the key>.
+func keyAlgorithm(vkey string) (byte, bool) {
+	// A name has no '+', a hash is hex; the key's base64 may hold '+'.
+	parts := strings.SplitN(vkey, "+", 3)
+	if len(parts) != 3 {
+		return 0, false
+	}
+	key, err := base64.StdEncoding.DecodeString(parts[2])
+	if err != nil || len(key) == 0 {
+		return 0, false
+	}
+	return key[0], true
 }

@@ -130,25 +130,50 @@ func Parse(data []byte) (*Policy, error) {
 	if g.N == 0 {
 		return nil, errors.New("witness policy: the quorum requires no witness (quorum none): name a witness or group")
 	}
-	root, err := fromGroup(g, 0)
+	root, err := fromGroup(g, 0, make(map[leafID]*node))
 	if err != nil {
 		return nil, err
 	}
 	return newPolicy(root)
 }
 
-// fromGroup converts a parsed policy group at nesting depth.
-func fromGroup(g witness.Group, depth int) (*node, error) {
+// A leafID names a witness key: its name and hash.
+type leafID struct {
+	name string
+	hash uint32
+}
+
+// fromGroup converts a parsed policy group at nesting depth. A witness
+// named in several groups is one node, shared by them (leaves, by key);
+// named twice in one group, it is an error, for one cosignature would count
+// twice.
+func fromGroup(g witness.Group, depth int, leaves map[leafID]*node) (*node, error) {
 	if depth > maxWitnesses {
 		return nil, errors.New("witness policy: groups nested too deep")
 	}
+	// Any group, not only the top one: a group that needs no cosignature
+	// is met by a head that has none, and so may the policy be.
+	if g.N == 0 || len(g.Components) == 0 {
+		return nil, errors.New("witness policy: a group requires no witness (a threshold of 0, or no member): every group must need at least one cosignature")
+	}
 	n := &node{n: g.N}
+	inGroup := make(map[leafID]bool)
 	for _, c := range g.Components {
 		switch c := any(c).(type) {
 		case witness.Witness:
-			n.children = append(n.children, &node{v: c.Key})
+			id := leafID{c.Key.Name(), c.Key.KeyHash()}
+			if inGroup[id] {
+				return nil, fmt.Errorf("witness policy: witness %s+%08x given twice in one group", id.name, id.hash)
+			}
+			inGroup[id] = true
+			leaf := leaves[id]
+			if leaf == nil {
+				leaf = &node{v: c.Key}
+				leaves[id] = leaf
+			}
+			n.children = append(n.children, leaf)
 		case witness.Group:
-			child, err := fromGroup(c, depth+1)
+			child, err := fromGroup(c, depth+1, leaves)
 			if err != nil {
 				return nil, err
 			}
@@ -164,9 +189,11 @@ func fromGroup(g witness.Group, depth int) (*node, error) {
 // hash too where two keys share a name.
 func newPolicy(root *node) (*Policy, error) {
 	p := &Policy{root: root}
+	listed := make(map[*node]bool) // a witness shared by groups is listed once
 	var walk func(*node)
 	walk = func(n *node) {
-		if n.v != nil {
+		if n.v != nil && !listed[n] {
+			listed[n] = true
 			p.witnesses = append(p.witnesses, n)
 		}
 		for _, c := range n.children {

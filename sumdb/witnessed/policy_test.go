@@ -12,10 +12,10 @@ import (
 	"github.com/sumdb/sumdb/sumdb/witnessed"
 )
 
-// TestReviewPolicyRequiringNoWitness checks that a policy file whose quorum
+// TestPolicyRequiringNoWitness checks that a policy file whose quorum
 // a head meets without any cosignature is refused, as "quorum none" is:
 // a nested group of threshold 0, or an empty "all" group.
-func TestReviewPolicyRequiringNoWitness(t *testing.T) {
+func TestPolicyRequiringNoWitness(t *testing.T) {
 	a := newWitness(t, "a.example")
 	head, _ := signedHead(t, 3)
 	for _, tt := range []struct{ name, policy string }{
@@ -34,10 +34,10 @@ func TestReviewPolicyRequiringNoWitness(t *testing.T) {
 	}
 }
 
-// TestReviewSameKeyTwoForms checks that one witness key given twice, as its
+// TestSameKeyTwoForms checks that one witness key given twice, as its
 // Ed25519 verifier key and as its cosignature/v1 key, is refused rather
 // than counted as two witnesses.
-func TestReviewSameKeyTwoForms(t *testing.T) {
+func TestSameKeyTwoForms(t *testing.T) {
 	_, vkey, err := note.GenerateKey(rand.Reader, "a.example")
 	if err != nil {
 		t.Fatal(err)
@@ -51,10 +51,10 @@ func TestReviewSameKeyTwoForms(t *testing.T) {
 	}
 }
 
-// TestReviewWitnessInTwoGroups checks that a policy naming one witness in
+// TestWitnessInTwoGroups checks that a policy naming one witness in
 // two groups (as the Sigsum policy form allows: groups refer to components
 // by name) is accepted, and met when that witness and one more cosigned.
-func TestReviewWitnessInTwoGroups(t *testing.T) {
+func TestWitnessInTwoGroups(t *testing.T) {
 	a, b, c := newWitness(t, "a.example"), newWitness(t, "b.example"), newWitness(t, "c.example")
 	head, logV := signedHead(t, 3)
 	policy := fmt.Sprintf("witness a %s https://a.example/\nwitness b %s https://b.example/\nwitness c %s https://c.example/\n"+

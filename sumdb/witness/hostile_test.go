@@ -34,12 +34,12 @@ func headSize(t *testing.T, msg []byte, v note.Verifier) int64 {
 	return tree.N
 }
 
-// TestReviewQuorumAfterRestart checks the documented contract of
+// TestQuorumAfterRestart checks the documented contract of
 // --witness-quorum ("/latest serves the newest head that has at least N
 // cosignatures, and a newer head only once it has them") across a restart
-// of the server: the cosignatures of the quorate head are in the store, but
-// the head itself is kept in memory only.
-func TestReviewQuorumAfterRestart(t *testing.T) {
+// of the server, and on another replica: the head that reached the quorum
+// is kept in the store with its cosignatures.
+func TestQuorumAfterRestart(t *testing.T) {
 	db := sumdbtest.MustStart(t, sumdbtest.Options{})
 	a := fakewitness.New(t, "witness-a.test", db.Key.Verifier)
 	b := fakewitness.New(t, "witness-b.test", db.Key.Verifier)
@@ -85,10 +85,10 @@ func scripted(t *testing.T, answer func(w http.ResponseWriter, r *http.Request))
 	return srv.URL, &calls
 }
 
-// TestReviewConflictZeroNotFork checks that a witness answering 409 with
+// TestConflictZeroNotFork checks that a witness answering 409 with
 // size 0 to a submission from old size 0 is not reported as a FORK: there
 // is one tree of size 0, so that answer is garbage, not another root hash.
-func TestReviewConflictZeroNotFork(t *testing.T) {
+func TestConflictZeroNotFork(t *testing.T) {
 	db := sumdbtest.MustStart(t, sumdbtest.Options{})
 	good := fakewitness.New(t, "good.test", db.Key.Verifier)
 	liar := fakewitness.New(t, "liar.test", db.Key.Verifier) // for its key only
@@ -108,10 +108,10 @@ func TestReviewConflictZeroNotFork(t *testing.T) {
 	}
 }
 
-// TestReviewBadWitnessBounds checks that a witness answering a huge body,
+// TestBadWitnessBounds checks that a witness answering a huge body,
 // garbage 409s, or a 409 naming a size larger than the log's, is counted,
 // retried with backoff and never stops the other witness.
-func TestReviewBadWitnessBounds(t *testing.T) {
+func TestBadWitnessBounds(t *testing.T) {
 	for _, tt := range []struct {
 		name   string
 		result string
@@ -163,9 +163,9 @@ func TestReviewBadWitnessBounds(t *testing.T) {
 	}
 }
 
-// TestReviewStalledWitnessCommit checks that a witness that holds every
+// TestStalledWitnessCommit checks that a witness that holds every
 // submission does not slow the log's appends.
-func TestReviewStalledWitnessCommit(t *testing.T) {
+func TestStalledWitnessCommit(t *testing.T) {
 	db := sumdbtest.MustStart(t, sumdbtest.Options{})
 	a := fakewitness.New(t, "witness-a.test", db.Key.Verifier)
 	a.SetMode("hold")
@@ -181,10 +181,10 @@ func TestReviewStalledWitnessCommit(t *testing.T) {
 	}
 }
 
-// TestReviewMLDSAWitnessRefused checks that Check refuses a witness key
+// TestMLDSAWitnessRefused checks that Check refuses a witness key
 // whose cosignatures the store can never keep: an ML-DSA-44 cosignature
 // line is over 3 KiB, and the store bounds a line to 1024 bytes.
-func TestReviewMLDSAWitnessRefused(t *testing.T) {
+func TestMLDSAWitnessRefused(t *testing.T) {
 	_, vkey, err := fnote.GenerateMLDSAKey("pq.witness.test")
 	if err != nil {
 		t.Fatal(err)
