@@ -578,6 +578,34 @@ func (l *Log) Append(ctx context.Context, path, version string, text []byte) (Re
 	}
 }
 
+// TileReader returns a reader of the log's hash tiles, as ReadTile reads
+// them under ctx, for x/mod's TileHashReader: the proofs a witness or a
+// client asks of the log. It saves nothing: the log stores its tiles as it
+// commits them.
+func (l *Log) TileReader(ctx context.Context) xtlog.TileReader { return logTiles{ctx, l} }
+
+// logTiles is the TileReader of a Log.
+type logTiles struct {
+	ctx context.Context
+	l   *Log
+}
+
+func (r logTiles) Height() int { return TileHeight }
+
+func (r logTiles) ReadTiles(tiles []xtlog.Tile) ([][]byte, error) {
+	data := make([][]byte, len(tiles))
+	for i, t := range tiles {
+		b, err := r.l.ReadTile(r.ctx, t)
+		if err != nil {
+			return nil, err
+		}
+		data[i] = b
+	}
+	return data, nil
+}
+
+func (r logTiles) SaveTiles([]xtlog.Tile, [][]byte) {}
+
 // ReadTile returns the content of tile t, a hash tile or (t.L == -1) a data
 // tile, as the tile endpoints serve it. A tile the current tree does not
 // reach yields an error wrapping ErrNotFound.

@@ -2,7 +2,6 @@ package witnesstest
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,7 +13,6 @@ import (
 	xtlog "golang.org/x/mod/sumdb/tlog"
 
 	"github.com/sumdb/sumdb/internal/sumdbtest"
-	"github.com/sumdb/sumdb/tlog"
 )
 
 // origin is the first line of every checksum database's signed tree head.
@@ -173,32 +171,10 @@ func parseTree(t *testing.T, head []byte) xtlog.Tree {
 // from the log's tiles.
 func prove(t *testing.T, db *sumdbtest.DB, tree xtlog.Tree, n int64) xtlog.TreeProof {
 	t.Helper()
-	hr := xtlog.TileHashReader(tree, &tileReader{ctx: t.Context(), log: db.Log})
+	hr := xtlog.TileHashReader(tree, db.Log.TileReader(t.Context()))
 	p, err := xtlog.ProveTree(tree.N, n, hr)
 	if err != nil {
 		t.Fatalf("ProveTree(%d, %d): %v", tree.N, n, err)
 	}
 	return p
 }
-
-// A tileReader reads a log's tiles for x/mod's TileHashReader.
-type tileReader struct {
-	ctx context.Context
-	log *tlog.Log
-}
-
-func (r *tileReader) Height() int { return tlog.TileHeight }
-
-func (r *tileReader) ReadTiles(tiles []xtlog.Tile) ([][]byte, error) {
-	data := make([][]byte, len(tiles))
-	for i, tile := range tiles {
-		b, err := r.log.ReadTile(r.ctx, tile)
-		if err != nil {
-			return nil, err
-		}
-		data[i] = b
-	}
-	return data, nil
-}
-
-func (r *tileReader) SaveTiles([]xtlog.Tile, [][]byte) {}

@@ -451,7 +451,7 @@ func (c *Cosigner) post(ctx context.Context, w *witness, h tlog.Head, old int64)
 	var body bytes.Buffer
 	fmt.Fprintf(&body, "old %d\n", old)
 	if old > 0 && old < h.Size {
-		proof, err := xtlog.ProveTree(h.Size, old, xtlog.TileHashReader(xtlog.Tree{N: h.Size, Hash: h.Hash}, &tileReader{ctx: ctx, log: c.log}))
+		proof, err := xtlog.ProveTree(h.Size, old, xtlog.TileHashReader(xtlog.Tree{N: h.Size, Hash: h.Hash}, c.log.TileReader(ctx)))
 		if err != nil {
 			return nil, -1, &failure{"error", fmt.Errorf("prove tree size %d consistent with %d: %w", h.Size, old, err)}
 		}
@@ -552,28 +552,6 @@ func shown(b []byte) string {
 	}
 	return strconv.Quote(s)
 }
-
-// tileReader reads the log's tiles for xtlog.TileHashReader.
-type tileReader struct {
-	ctx context.Context
-	log *tlog.Log
-}
-
-func (r *tileReader) Height() int { return tlog.TileHeight }
-
-func (r *tileReader) ReadTiles(tiles []xtlog.Tile) ([][]byte, error) {
-	data := make([][]byte, len(tiles))
-	for i, t := range tiles {
-		b, err := r.log.ReadTile(r.ctx, t)
-		if err != nil {
-			return nil, err
-		}
-		data[i] = b
-	}
-	return data, nil
-}
-
-func (r *tileReader) SaveTiles([]xtlog.Tile, [][]byte) {}
 
 // noteQuorum records h as the newest head with a quorum of cosignatures if
 // it has them in the store.
