@@ -185,6 +185,22 @@ func recentArgs(beforeID int64, limit int) ([]any, error) {
 	return []any{beforeID, min(limit, MaxSearchResults)}, nil
 }
 
+// indexEntries returns the entries of an indexEntryColumns query, whose
+// rows query returns with the function that closes them; what names the
+// query in errors.
+func indexEntries(what string, query func() (rowScanner, func(), error)) ([]tlog.IndexEntry, error) {
+	rows, closeRows, err := query()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	defer closeRows()
+	list, err := scanIndexEntries(rows)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return list, nil
+}
+
 // scanIndexEntries reads the rows of an indexEntryColumns query.
 func scanIndexEntries(rows rowScanner) ([]tlog.IndexEntry, error) {
 	var list []tlog.IndexEntry
@@ -277,16 +293,7 @@ func (p *Postgres) SearchRecords(ctx context.Context, prefix string, exact bool,
 	if err != nil {
 		return nil, err
 	}
-	rows, err := p.pool.Query(ctx, q.query, q.args...)
-	if err != nil {
-		return nil, fmt.Errorf("search records for %q: %w", prefix, err)
-	}
-	defer rows.Close()
-	list, err := scanIndexEntries(rows)
-	if err != nil {
-		return nil, fmt.Errorf("search records for %q: %w", prefix, err)
-	}
-	return list, nil
+	return p.indexEntries(ctx, fmt.Sprintf("search records for %q", prefix), q.query, q.args)
 }
 
 // RecentRecords returns the indexed records with ids below beforeID (all
@@ -298,16 +305,18 @@ func (p *Postgres) RecentRecords(ctx context.Context, beforeID int64, limit int)
 	if err != nil {
 		return nil, err
 	}
-	rows, err := p.pool.Query(ctx, recentRecordsQuery, args...)
-	if err != nil {
-		return nil, fmt.Errorf("recent records: %w", err)
-	}
-	defer rows.Close()
-	list, err := scanIndexEntries(rows)
-	if err != nil {
-		return nil, fmt.Errorf("recent records: %w", err)
-	}
-	return list, nil
+	return p.indexEntries(ctx, "recent records", recentRecordsQuery, args)
+}
+
+// indexEntries runs query, an indexEntryColumns query, with args.
+func (p *Postgres) indexEntries(ctx context.Context, what, query string, args []any) ([]tlog.IndexEntry, error) {
+	return indexEntries(what, func() (rowScanner, func(), error) {
+		rows, err := p.pool.Query(ctx, query, args...)
+		if err != nil {
+			return nil, nil, err
+		}
+		return rows, rows.Close, nil
+	})
 }
 
 // IndexedUpTo returns 1 + the highest record id in the index of records
@@ -418,14 +427,11 @@ func (s *SQLite) RecentRecords(ctx context.Context, beforeID int64, limit int) (
 
 // indexEntries runs query, an indexEntryColumns query, with args.
 func (s *SQLite) indexEntries(ctx context.Context, what, query string, args []any) ([]tlog.IndexEntry, error) {
-	rows, err := s.db.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
-	}
-	defer rows.Close()
-	list, err := scanIndexEntries(rows)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
-	}
-	return list, nil
+	return indexEntries(what, func() (rowScanner, func(), error) {
+		rows, err := s.db.QueryContext(ctx, query, args...)
+		if err != nil {
+			return nil, nil, err
+		}
+		return rows, func() { rows.Close() }, nil
+	})
 }
