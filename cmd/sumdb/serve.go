@@ -23,6 +23,7 @@ import (
 	"github.com/sumdb/sumdb/internal/guard"
 	"github.com/sumdb/sumdb/store"
 	"github.com/sumdb/sumdb/sumdb"
+	"github.com/sumdb/sumdb/sumdb/explorer/index"
 	"github.com/sumdb/sumdb/sumdb/fetch"
 	"github.com/sumdb/sumdb/sumdb/mirror"
 	"github.com/sumdb/sumdb/sumdb/public"
@@ -157,6 +158,7 @@ func serve(ctx context.Context, cfg *ServeConfig, stdout, stderr io.Writer) erro
 	// The cosigner needs the log, and the log tells it of each commit: it
 	// is set once the log is open.
 	var cosigner atomic.Pointer[cosign.Cosigner]
+	var indexer atomic.Pointer[index.Indexer]
 	lg, err := tlog.Open(ctx, st, tlog.Config{
 		Signer:   k.Signer,
 		Verifier: k.Verifier,
@@ -166,6 +168,9 @@ func serve(ctx context.Context, cfg *ServeConfig, stdout, stderr io.Writer) erro
 			metrics.ObserveCommit(records, d)
 			if c := cosigner.Load(); c != nil {
 				c.Notify()
+			}
+			if ix := indexer.Load(); ix != nil {
+				ix.Notify()
 			}
 		},
 		// The newest head served, outside the store: see "Backups and restore" in docs/operating.md.
@@ -187,6 +192,14 @@ func serve(ctx context.Context, cfg *ServeConfig, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+
+	// The index of module paths and commit times that the explorer
+	// searches, kept beside the log (never in its commits).
+	ixStore, ok := st.(index.Store)
+	if !ok {
+		return fmt.Errorf("the %s store keeps no index for the explorer", backend)
+	}
+	indexer.Store(index.New(lg, ixStore, logger))
 
 	var latest func(context.Context) ([]byte, error)
 	if len(cfg.witnessList) > 0 {
@@ -375,6 +388,10 @@ func serve(ctx context.Context, cfg *ServeConfig, stdout, stderr io.Writer) erro
 			return nil
 		})
 	}
+	g.Go(func() error {
+		indexer.Load().Run(gctx)
+		return nil
+	})
 	g.Go(func() error {
 		<-gctx.Done()
 		logger.InfoContext(ctx, "shutting down")
