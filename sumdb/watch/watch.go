@@ -67,8 +67,8 @@ var ErrDeliver = errors.New("alerts not delivered")
 const FromHead = -1
 
 // batchTiles is the number of data tiles of a batch: the state is written
-// after each batch's alerts are delivered.
-const batchTiles = 64
+// after each batch's alerts are delivered. A variable for the tests.
+var batchTiles int64 = 64
 
 // Config configures Run.
 type Config struct {
