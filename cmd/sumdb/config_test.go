@@ -464,8 +464,8 @@ func TestRunUsage(t *testing.T) {
 		status int
 		want   string // the stderr line
 	}{
-		{nil, 2, "sumdb: missing command (want serve, keygen, check, audit, load, export, import, public-fork or mirror)\n"},
-		{[]string{"frob"}, 2, "sumdb: unknown command \"frob\" (want serve, keygen, check, audit, load, export, import, public-fork or mirror; run sumdb help)\n"},
+		{nil, 2, "sumdb: missing command (want serve, keygen, check, audit, watch, load, export, import, public-fork or mirror)\n"},
+		{[]string{"frob"}, 2, "sumdb: unknown command \"frob\" (want serve, keygen, check, audit, watch, load, export, import, public-fork or mirror; run sumdb help)\n"},
 		{[]string{"serve", "--frob"}, 2, "sumdb: serve: unknown flag: --frob (run sumdb serve --help)\n"},
 		{[]string{"serve", "extra"}, 2, "sumdb: serve: unexpected argument \"extra\" (run sumdb serve --help)\n"},
 		{[]string{"serve", "--max-zip-size", "lots"}, 2, "sumdb: serve: invalid argument \"lots\" for \"--max-zip-size\" flag: \"lots\" is no size: give a number of bytes, or a number with a unit such as 64MiB (run sumdb serve --help)\n"},

@@ -7,6 +7,7 @@
 //	sumdb keygen --name NAME [flags]  create a signer key
 //	sumdb check [flags] [FILE...]     check go.sum files against a checksum database
 //	sumdb audit --state DIR [flags]   clone a checksum database's log and verify it
+//	sumdb watch --module PATH --state DIR [flags]  alert on versions of your modules you did not release
 //	sumdb load --target URL [flags]   drive a running server with load
 //	sumdb export --out FILE [flags]   write the whole log to one file
 //	sumdb import [flags] FILE         rebuild a log from an export file
@@ -104,6 +105,7 @@ Usage:
 	sumdb check [flags] [FILE...]     check go.sum files against a checksum database
 	sumdb load --target URL [flags]   measure a running checksum database under load
 	sumdb audit --state DIR [flags]   clone a checksum database's log and verify all of it
+	sumdb watch --module PATH --state DIR [flags]  alert on versions of your modules you did not release
 	sumdb export --out FILE [flags]   write the whole log (records, signed heads) to one file
 	sumdb import [flags] FILE         rebuild a log from an export file in another store
 	sumdb public-fork [--clear]       show or clear a fork of the public checksum database
@@ -116,7 +118,7 @@ Run "sumdb <command> --help" for a command's flags.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
-		return usageErrorf("missing command (want serve, keygen, check, audit, load, export, import, public-fork or mirror)")
+		return usageErrorf("missing command (want serve, keygen, check, audit, watch, load, export, import, public-fork or mirror)")
 	}
 	switch cmd, rest := args[0], args[1:]; cmd {
 	case "serve":
@@ -129,6 +131,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runLoad(ctx, rest, stdout, stderr)
 	case "audit":
 		return runAudit(ctx, rest, stdout, stderr)
+	case "watch":
+		return runWatch(ctx, rest, stdout, stderr)
 	case "export":
 		return runExport(ctx, rest, stdout, stderr)
 	case "import":
@@ -141,6 +145,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprint(stdout, usage)
 		return nil
 	default:
-		return usageErrorf("unknown command %q (want serve, keygen, check, audit, load, export, import, public-fork or mirror; run sumdb help)", cmd)
+		return usageErrorf("unknown command %q (want serve, keygen, check, audit, watch, load, export, import, public-fork or mirror; run sumdb help)", cmd)
 	}
 }

@@ -65,3 +65,37 @@ func mkdirAll(dir string, perm fs.FileMode, syncDir func(string) error) error {
 	}
 	return syncDir(parent)
 }
+
+// WriteFile writes data to file with mode perm through a temporary file in
+// the same directory, synced, then renamed over file, and syncs the
+// directory: a crash leaves the old content or the new, never a mix, and
+// the new content survives once WriteFile returns nil.
+func WriteFile(file string, data []byte, perm fs.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(file), "."+filepath.Base(file)+".*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", file, err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", file, err)
+	}
+	if err := tmp.Chmod(perm); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", file, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", file, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", file, err)
+	}
+	if err := os.Rename(tmp.Name(), file); err != nil {
+		return fmt.Errorf("write %s: %w", file, err)
+	}
+	if err := SyncDir(filepath.Dir(file)); err != nil {
+		return fmt.Errorf("write %s: %w", file, err)
+	}
+	return nil
+}

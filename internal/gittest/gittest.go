@@ -9,7 +9,6 @@
 package gittest
 
 import (
-	"context"
 	"crypto/subtle"
 	"fmt"
 	"io"
@@ -186,34 +185,9 @@ func (s *Server) NewRepo(t testing.TB, name string, files map[string]string, tag
 	if name == "" || strings.ContainsAny(name, `/\`) || strings.HasPrefix(name, ".") {
 		t.Fatalf("NewRepo(%q): want a name without slashes or a leading dot", name)
 	}
-	work := t.TempDir()
-	home := t.TempDir()
-	env := append(cleanEnv(), commitEnv...)
-	env = append(env, "HOME="+home, "GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL="+filepath.Join(home, ".gitconfig"))
-	run := func(dir string, args ...string) {
-		t.Helper()
-		cmd := exec.CommandContext(context.Background(), s.git, args...)
-		cmd.Dir, cmd.Env = dir, env
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-	}
-	for name, data := range files {
-		file := filepath.Join(work, filepath.FromSlash(name))
-		if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(file, []byte(data), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	run(work, "init", "-q", "-b", "main")
-	run(work, "add", "-A")
-	run(work, "commit", "-q", "--allow-empty", "-m", "commit")
-	for _, tag := range tags {
-		run(work, "tag", tag)
-	}
-	run(work, "clone", "-q", "--bare", work, filepath.Join(s.root, name))
+	r := NewLocal(t)
+	r.Commit(t, files, tags...)
+	r.Run(t, "clone", "-q", "--bare", r.Dir, filepath.Join(s.root, name))
 }
 
 // ClientEnv returns the environment of a client of the server: the

@@ -229,7 +229,7 @@ func (a *auditor) fetch(ctx context.Context, j job) result {
 			return r
 		}
 	}
-	texts, err := splitDataTile(data, j.data.W)
+	texts, err := SplitDataTile(data, j.data.W)
 	if err != nil {
 		base := j.data.N * tlog.TileWidth
 		r.bad = &Violation{Kind: KindDataTile, Tile: j.data.Path(),

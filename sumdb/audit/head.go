@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	xtlog "golang.org/x/mod/sumdb/tlog"
 
+	"github.com/sumdb/sumdb/sumdb/client"
 	"github.com/sumdb/sumdb/tlog"
 )
 
@@ -203,7 +205,7 @@ func (a *auditor) cloneMismatch(ctx context.Context, ref signedHead, root xtlog.
 func (a *auditor) firstDiff(ctx context.Context, ref signedHead) (int64, xtlog.Hash, error) {
 	m := a.head.Size
 	local := xtlog.TileHashReader(xtlog.Tree{N: m, Hash: a.head.Hash}, &storeTiles{ctx: ctx, st: a.st})
-	remote := xtlog.TileHashReader(ref.Tree, &remoteTiles{ctx: ctx, a: a, cache: make(map[string][]byte)})
+	remote := xtlog.TileHashReader(ref.Tree, NewTileReader(ctx, a.remote, 0))
 	// first returns the first of the stored hashes idx that differ, or -1,
 	// and ref's hash.
 	first := func(idx ...int64) (int, xtlog.Hash, error) {
@@ -274,7 +276,7 @@ func (a *auditor) problem(v *Violation, err error) error {
 // authenticated by h. A violation means the server's tiles are not those of
 // its own signed head.
 func (a *auditor) consistent(ctx context.Context, h signedHead, old xtlog.Tree) (bool, *Violation, error) {
-	tr := &remoteTiles{ctx: ctx, a: a}
+	tr := NewTileReader(ctx, a.remote, -1)
 	p, err := xtlog.ProveTree(h.N, old.N, xtlog.TileHashReader(h.Tree, tr))
 	if err != nil {
 		v, err := a.tileTrouble(h, err)
@@ -286,7 +288,7 @@ func (a *auditor) consistent(ctx context.Context, h signedHead, old xtlog.Tree) 
 // rootAt returns the root of the first n records of the tree of h, computed
 // from the server's hash tiles, which are authenticated by h.
 func (a *auditor) rootAt(ctx context.Context, h signedHead, n int64) (xtlog.Hash, *Violation, error) {
-	tr := &remoteTiles{ctx: ctx, a: a}
+	tr := NewTileReader(ctx, a.remote, -1)
 	root, err := xtlog.TreeHash(n, xtlog.TileHashReader(h.Tree, tr))
 	if err != nil {
 		v, err := a.tileTrouble(h, err)
@@ -298,7 +300,7 @@ func (a *auditor) rootAt(ctx context.Context, h signedHead, n int64) (xtlog.Hash
 // leafAt returns the leaf hash of record id in the tree of h, read from the
 // server's hash tiles, which are authenticated by h.
 func (a *auditor) leafAt(ctx context.Context, h signedHead, id int64) (xtlog.Hash, *Violation, error) {
-	tr := &remoteTiles{ctx: ctx, a: a}
+	tr := NewTileReader(ctx, a.remote, -1)
 	hs, err := xtlog.TileHashReader(h.Tree, tr).ReadHashes([]int64{xtlog.StoredHashIndex(0, id)})
 	if err != nil {
 		v, err := a.tileTrouble(h, err)
@@ -326,23 +328,56 @@ type fetchError struct{ err error }
 func (e *fetchError) Error() string { return e.err.Error() }
 func (e *fetchError) Unwrap() error { return e.err }
 
-// A remoteTiles serves x/mod's TileHashReader from the server.
-type remoteTiles struct {
-	ctx   context.Context
-	a     *auditor
-	cache map[string][]byte // tiles fetched, by path, if not nil
+// IsFetchError reports whether err, from an x/mod TileHashReader over a
+// TileReader, is a tile that could not be fetched (the network, the
+// server's errors), rather than tiles that do not verify against the
+// signed head: the first may succeed later, the second is the log's
+// misbehavior.
+func IsFetchError(err error) bool {
+	var ferr *fetchError
+	return errors.As(err, &ferr)
 }
 
-func (r *remoteTiles) Height() int { return tlog.TileHeight }
+// A TileReader serves x/mod's TileHashReader, which authenticates every
+// tile against a signed head, from the hash tiles of a checksum database.
+// Its methods may be called concurrently.
+type TileReader struct {
+	ctx    context.Context
+	remote *client.Remote
+	level  int // the lowest level of the tiles kept in cache
 
-func (r *remoteTiles) ReadTiles(tiles []xtlog.Tile) ([][]byte, error) {
+	mu    sync.Mutex
+	cache map[string][]byte // guarded by mu; tiles fetched, by path, if not nil
+}
+
+// NewTileReader returns a TileReader of remote's hash tiles, whose requests
+// end with ctx (x/mod's interface takes no context). If cacheLevel ≥ 0,
+// the tiles of that level and above are kept in memory once fetched: the
+// upper levels of a log are few, the tiles of level 0 as many as its data
+// tiles. The tiles kept are those TileHashReader asked for; it verifies
+// them on every read.
+func NewTileReader(ctx context.Context, remote *client.Remote, cacheLevel int) *TileReader {
+	r := &TileReader{ctx: ctx, remote: remote, level: cacheLevel}
+	if cacheLevel >= 0 {
+		r.cache = make(map[string][]byte)
+	}
+	return r
+}
+
+// Height returns the height of the log's tiles.
+func (r *TileReader) Height() int { return tlog.TileHeight }
+
+// ReadTiles fetches tiles from the database, or takes them from the cache.
+// A tile that cannot be fetched is an error for which IsFetchError is true;
+// a tile of the wrong length, one TileHashReader reports as the server's.
+func (r *TileReader) ReadTiles(tiles []xtlog.Tile) ([][]byte, error) {
 	data := make([][]byte, len(tiles))
 	for i, t := range tiles {
-		if b, ok := r.cache[t.Path()]; ok {
+		if b, ok := r.cached(t); ok {
 			data[i] = b
 			continue
 		}
-		b, err := r.a.remote.Get(r.ctx, t.Path())
+		b, err := r.remote.Get(r.ctx, t.Path())
 		if err != nil {
 			return nil, &fetchError{fmt.Errorf("fetch %s: %w", t.Path(), err)}
 		}
@@ -351,11 +386,25 @@ func (r *remoteTiles) ReadTiles(tiles []xtlog.Tile) ([][]byte, error) {
 			return nil, fmt.Errorf("tile %s has %d bytes, want %d", t.Path(), len(b), t.W*xtlog.HashSize)
 		}
 		data[i] = b
-		if r.cache != nil {
+		if r.cache != nil && t.L >= r.level {
+			r.mu.Lock()
 			r.cache[t.Path()] = b
+			r.mu.Unlock()
 		}
 	}
 	return data, nil
 }
 
-func (r *remoteTiles) SaveTiles([]xtlog.Tile, [][]byte) {}
+// cached returns tile t from the cache.
+func (r *TileReader) cached(t xtlog.Tile) ([]byte, bool) {
+	if r.cache == nil {
+		return nil, false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	b, ok := r.cache[t.Path()]
+	return b, ok
+}
+
+// SaveTiles does nothing: the cache keeps the tiles as they are fetched.
+func (r *TileReader) SaveTiles([]xtlog.Tile, [][]byte) {}

@@ -11,12 +11,12 @@ import (
 	"github.com/sumdb/sumdb/internal/modver"
 )
 
-// splitDataTile splits the body of a data tile into the texts of its w
+// SplitDataTile splits the body of a data tile into the texts of its w
 // records. A data tile is each record's text followed by a blank line (the
 // record as tlog.FormatRecord formats it, without its id line), and a record
 // text cannot hold a blank line, so the split is unique. The texts share
 // data's memory and keep their final newline.
-func splitDataTile(data []byte, w int) ([][]byte, error) {
+func SplitDataTile(data []byte, w int) ([][]byte, error) {
 	texts := make([][]byte, 0, w)
 	rest := data
 	for len(rest) > 0 {
@@ -42,6 +42,7 @@ type record struct {
 	leaf          xtlog.Hash // xtlog.RecordHash(text)
 	path, version string     // from the first line, if it has the form "<path> <version> <hash>"
 	zipHash       string     // "h1:..." of the first line, for messages
+	modHash       string     // "h1:..." of the second line
 	bad           error      // why the record is not well formed, or nil
 }
 
@@ -87,6 +88,7 @@ func (r *record) check() error {
 	if err != nil {
 		return fmt.Errorf("line 2: %w", err)
 	}
+	r.modHash = hash2
 	if path2 != path || version2 != version+"/go.mod" {
 		return fmt.Errorf("line 2 is of %s %s, want %s %s/go.mod", path2, version2, path, version)
 	}
@@ -100,6 +102,25 @@ func (r *record) check() error {
 		return err
 	}
 	return nil
+}
+
+// A Record is a well-formed record of a checksum database: the two go.sum
+// lines of one module version.
+type Record struct {
+	Path, Version string
+	ZipHash       string // "h1:..." of the module zip
+	ModHash       string // "h1:..." of the go.mod file
+}
+
+// ParseRecord checks that text is a well-formed record, as the audit checks
+// every record of the log (two go.sum lines of one valid module version
+// with h1 hashes), and returns it; the error says why it is not.
+func ParseRecord(text []byte) (Record, error) {
+	r := parseRecord(text)
+	if r.bad != nil {
+		return Record{}, r.bad
+	}
+	return Record{Path: r.path, Version: r.version, ZipHash: r.zipHash, ModHash: r.modHash}, nil
 }
 
 // splitLine splits a go.sum line into its three space-separated fields.

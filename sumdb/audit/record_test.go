@@ -84,20 +84,20 @@ func TestSplitDataTile(t *testing.T) {
 		{nil, 1, nil},
 	}
 	for _, tt := range tests {
-		got, err := splitDataTile(tt.data, tt.w)
+		got, err := SplitDataTile(tt.data, tt.w)
 		if tt.want == nil {
 			if err == nil {
-				t.Errorf("splitDataTile(%q, %d) = %q, want an error", tt.data, tt.w, got)
+				t.Errorf("SplitDataTile(%q, %d) = %q, want an error", tt.data, tt.w, got)
 			}
 			continue
 		}
 		if err != nil || len(got) != len(tt.want) {
-			t.Errorf("splitDataTile(%q, %d) = %q, %v; want %q", tt.data, tt.w, got, err, tt.want)
+			t.Errorf("SplitDataTile(%q, %d) = %q, %v; want %q", tt.data, tt.w, got, err, tt.want)
 			continue
 		}
 		for i := range got {
 			if !bytes.Equal(got[i], tt.want[i]) {
-				t.Errorf("splitDataTile(%q, %d)[%d] = %q, want %q", tt.data, tt.w, i, got[i], tt.want[i])
+				t.Errorf("SplitDataTile(%q, %d)[%d] = %q, want %q", tt.data, tt.w, i, got[i], tt.want[i])
 			}
 		}
 	}
@@ -113,7 +113,7 @@ func FuzzSplitDataTile(f *testing.F) {
 		if w < 1 || w > 256 {
 			return
 		}
-		texts, err := splitDataTile(data, w)
+		texts, err := SplitDataTile(data, w)
 		if err != nil {
 			return
 		}
@@ -131,7 +131,7 @@ func FuzzSplitDataTile(f *testing.F) {
 			}
 		}
 		if len(texts) != w || !bytes.Equal(again, data) {
-			t.Fatalf("splitDataTile(%q, %d) = %q, which does not format back to the tile", data, w, texts)
+			t.Fatalf("SplitDataTile(%q, %d) = %q, which does not format back to the tile", data, w, texts)
 		}
 	})
 }

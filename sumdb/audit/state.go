@@ -321,39 +321,11 @@ func (r *storeTiles) SaveTiles([]xtlog.Tile, [][]byte) {}
 // written: a local problem, never the log's.
 const fixStateDir = "the state directory must be a writable directory: fix it, or audit into another state directory"
 
-// writeFileAtomic writes data to file through a temporary file and a rename,
-// so that a crash leaves the old content or the new, never a mix.
-func writeFileAtomic(file string, data []byte, perm os.FileMode) (err error) {
-	defer func() {
-		if err != nil {
-			err = fmt.Errorf("%w: %s", err, fixStateDir)
-		}
-	}()
-	tmp, err := os.CreateTemp(filepath.Dir(file), "."+filepath.Base(file)+".*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", file, err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", file, err)
-	}
-	if err := tmp.Chmod(perm); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", file, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", file, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", file, err)
-	}
-	if err := os.Rename(tmp.Name(), file); err != nil {
-		return fmt.Errorf("write %s: %w", file, err)
-	}
-	if err := durable.SyncDir(filepath.Dir(file)); err != nil {
-		return fmt.Errorf("write %s: %w", file, err)
+// writeFileAtomic writes data to file as durable.WriteFile does, so that a
+// crash leaves the old content or the new, never a mix.
+func writeFileAtomic(file string, data []byte, perm os.FileMode) error {
+	if err := durable.WriteFile(file, data, perm); err != nil {
+		return fmt.Errorf("%w: %s", err, fixStateDir)
 	}
 	return nil
 }

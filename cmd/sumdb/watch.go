@@ -1,0 +1,234 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/sumdb/sumdb/sumdb/client"
+	"github.com/sumdb/sumdb/sumdb/watch"
+)
+
+const watchUsage = `Usage: sumdb watch --sumdb "<verifier key> [URL]" --module PATH [flags]
+
+Watch follows a checksum database for the owners of modules, and alerts on
+every new version of a watched module (--module, repeatable; a trailing
+"/..." watches every module path under it) that they did not release, or
+that is logged with other hashes than those they released. The released
+versions are --authorized FILE (go.sum lines: "<path> <version> h1:..." and
+"<path> <version>/go.mod h1:...") and --authorized-git DIR (a git clone:
+each tag "vX.Y.Z", or "<subdirectory>/vX.Y.Z" for a module in a
+subdirectory, is a released version, whose hashes are computed from the
+tag). Without either, every new version of a watched module is an alert.
+
+Every signed head is verified as "sumdb audit" verifies it (signed by the
+key, consistent with the head verified before), and every record scanned
+is verified to be in the tree of a verified head before it is read: a
+database that serves anything else is refused (exit status 3).
+
+Alerts go to stdout (--format text or json: one JSON object a line), and
+to --webhook URL (a POST of each alert as JSON, retried with backoff; the
+URL is never shown in messages but for its host). --state DIR keeps the
+newest verified head, the records scanned and the alerts delivered: an
+alert is delivered once, and none is missed across restarts (a delivery
+that fails is tried again). The first run scans the log from record
+--from (default 0: the whole log; "latest" for only the versions logged
+from then on).
+
+The database is --sumdb, else the go command's GOSUMDB, reached as the go
+command reaches it: at the URL given with the key, else through the first
+proxy of GOPROXY that serves it (which must serve its data tiles too),
+with the credentials that GOAUTH gives.
+
+Exit status with --once:
+  0  no alert
+  1  alerts (printed, and delivered to the webhook if one is given)
+  2  a usage error
+  3  the database could not be read, or served data that does not verify;
+     or the state directory could not be written
+Without --once, watch polls every --interval until interrupted.
+
+Flags:
+`
+
+// Exit statuses of watch.
+const (
+	statusAlert      = 1
+	statusWatchError = 3
+)
+
+// newWatchFlags returns the flag set of watch.
+func newWatchFlags() *pflag.FlagSet {
+	fs := pflag.NewFlagSet("watch", pflag.ContinueOnError)
+	fs.SortFlags = false
+	fs.String("sumdb", "", "checksum `database`: \"<verifier key> [URL]\" (default: go env GOSUMDB)")
+	fs.StringArray("module", nil, "module `path` to watch, or a prefix ending in /... (repeatable; required)")
+	fs.String("state", "", "state `directory` (required; created if missing)")
+	fs.StringArray("authorized", nil, "`file` of go.sum lines of the released versions (repeatable)")
+	fs.StringArray("authorized-git", nil, "`directory` of a git clone whose version tags are the released versions (repeatable)")
+	fs.String("format", "text", "alerts on stdout: text or json")
+	fs.String("webhook", "", "`URL` to POST each alert to, as JSON")
+	fs.Bool("once", false, "poll once and exit (exit status 1 if any alert)")
+	fs.Duration("interval", time.Minute, "polling interval without --once")
+	fs.String("from", "0", "first record `id` to scan on the first run, or latest")
+	fs.Bool("restart", false, "scan again from --from even if the state has scanned further (alerts delivered before are not repeated)")
+	return fs
+}
+
+// runWatch runs "sumdb watch".
+func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return runWatchEnv(ctx, args, stdout, stderr, goEnv)
+}
+
+// runWatchEnv is runWatch with the go command's settings from goEnv.
+func runWatchEnv(ctx context.Context, args []string, stdout, stderr io.Writer, goEnv goEnvFunc) error {
+	fs := newWatchFlags()
+	fs.SetOutput(io.Discard)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			fmt.Fprint(stdout, watchUsage+fs.FlagUsages())
+			return nil
+		}
+		return usageErrorf("watch: %v (run sumdb watch --help)", err)
+	}
+	if fs.NArg() > 0 {
+		return usageErrorf("watch: unexpected argument %q (run sumdb watch --help)", fs.Arg(0))
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	cfg, err := watchConfig(ctx, fs, stdout, logger, goEnv)
+	if err != nil {
+		var uerr *usageError
+		if errors.As(err, &uerr) {
+			return err
+		}
+		return &exitError{code: statusWatchError, err: err}
+	}
+	res, err := watch.Run(ctx, *cfg)
+	found := res.Alerts + res.Undelivered
+	switch {
+	case found > 0 && cfg.Once:
+		if err != nil {
+			fmt.Fprintf(stderr, "sumdb: %s\n", oneLine(err))
+		}
+		return &exitError{code: statusAlert}
+	case err != nil && (cfg.Once || !errors.Is(err, context.Canceled)):
+		return &exitError{code: statusWatchError, err: err}
+	}
+	return nil
+}
+
+// watchConfig validates the flags fs and builds the watch's Config.
+func watchConfig(ctx context.Context, fs *pflag.FlagSet, stdout io.Writer, logger *slog.Logger, goEnv goEnvFunc) (*watch.Config, error) {
+	str := func(name string) string { v, _ := fs.GetString(name); return v }
+	arr := func(name string) []string { v, _ := fs.GetStringArray(name); return v }
+	cfg := &watch.Config{Logger: logger}
+	cfg.Once, _ = fs.GetBool("once")
+	cfg.Restart, _ = fs.GetBool("restart")
+	cfg.Interval, _ = fs.GetDuration("interval")
+	if cfg.Interval < time.Second {
+		return nil, usageErrorf("watch: --interval %v: want a duration of at least 1s, such as 1m", cfg.Interval)
+	}
+	if cfg.Dir = str("state"); cfg.Dir == "" {
+		return nil, usageErrorf("watch: --state is required: name the directory that keeps the verified head and the alerts delivered")
+	}
+	if len(arr("module")) == 0 {
+		return nil, usageErrorf("watch: --module is required: name a module path to watch, or a prefix such as example.com/org/...")
+	}
+	for _, m := range arr("module") {
+		p, err := watch.ParsePattern(m)
+		if err != nil {
+			return nil, usageErrorf("watch: --module: %v", err)
+		}
+		cfg.Modules = append(cfg.Modules, p)
+	}
+	switch from := str("from"); from {
+	case "latest":
+		cfg.From = watch.FromHead
+	default:
+		var n int64
+		if _, err := fmt.Sscan(from, &n); err != nil || n < 0 || fmt.Sprint(n) != from {
+			return nil, usageErrorf("watch: --from %q: want a record id (0 for the whole log) or latest", from)
+		}
+		cfg.From = n
+	}
+	switch str("format") {
+	case "text":
+		cfg.Sinks = append(cfg.Sinks, watch.WriterSink{W: stdout})
+	case "json":
+		cfg.Sinks = append(cfg.Sinks, watch.WriterSink{W: stdout, JSON: true})
+	default:
+		return nil, usageErrorf("watch: --format %q: want text or json", str("format"))
+	}
+	if u := str("webhook"); u != "" {
+		hook, err := watch.NewWebhook(u, &http.Client{})
+		if err != nil {
+			return nil, usageErrorf("watch: --webhook: %v", err)
+		}
+		hook.Logger = logger
+		cfg.Sinks = append(cfg.Sinks, hook)
+	}
+	if files, dirs := arr("authorized"), arr("authorized-git"); len(files)+len(dirs) > 0 {
+		cfg.Authorized = watch.NewAuthorized()
+		for _, f := range files {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				return nil, fmt.Errorf("watch: --authorized: %w", err)
+			}
+			if err := cfg.Authorized.AddGoSum(f, data); err != nil {
+				return nil, fmt.Errorf("watch: --authorized: %w", err)
+			}
+		}
+		match := func(path string) bool {
+			for _, p := range cfg.Modules {
+				if p.Match(path) {
+					return true
+				}
+			}
+			return false
+		}
+		for _, d := range dirs {
+			if err := cfg.Authorized.AddGit(ctx, d, match, logger); err != nil {
+				return nil, fmt.Errorf("watch: --authorized-git: %w", err)
+			}
+		}
+		logger.InfoContext(ctx, "watch: authorized versions", "versions", cfg.Authorized.Len())
+	}
+
+	gosumdb := str("sumdb")
+	if !fs.Lookup("sumdb").Changed {
+		var err error
+		if gosumdb, err = fromGo(ctx, "watch", goEnv, "GOSUMDB", "give --sumdb \"<verifier key> [URL]\""); err != nil {
+			return nil, err
+		}
+	}
+	if strings.TrimSpace(gosumdb) == "" || gosumdb == "off" {
+		return nil, usageErrorf("watch: --sumdb %q: want \"<verifier key> [URL]\"", gosumdb)
+	}
+	goproxy, err := reach(ctx, "watch", goEnv, gosumdb, false, "give the database's URL with --sumdb \"<verifier key> <URL>\"")
+	if err != nil {
+		return nil, err
+	}
+	auth, err := goAuth(ctx, "watch", goEnv)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Remote, err = client.Open(ctx, client.Config{
+		GOSUMDB: gosumdb,
+		GOPROXY: goproxy,
+		Client:  &http.Client{Timeout: time.Minute},
+		Logger:  logger,
+		Auth:    auth,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("watch: %w", err)
+	}
+	return cfg, nil
+}
