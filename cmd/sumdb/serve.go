@@ -23,6 +23,7 @@ import (
 	"github.com/sumdb/sumdb/internal/guard"
 	"github.com/sumdb/sumdb/store"
 	"github.com/sumdb/sumdb/sumdb"
+	"github.com/sumdb/sumdb/sumdb/explorer"
 	"github.com/sumdb/sumdb/sumdb/explorer/index"
 	"github.com/sumdb/sumdb/sumdb/fetch"
 	"github.com/sumdb/sumdb/sumdb/mirror"
@@ -264,6 +265,21 @@ func serve(ctx context.Context, cfg *ServeConfig, stdout, stderr io.Writer) erro
 	}
 	handler := withMirrorStatus(mirror.NewHandler(app, k.Signer.Name(), mirrors...), mirrors, time.Now)
 	handler = withWitnessStatus(handler, cosigner.Load(), time.Now)
+	exIndex, ok := st.(explorer.Index)
+	if !ok {
+		return fmt.Errorf("the %s store keeps no index for the explorer", backend)
+	}
+	ex, err := explorer.New(explorer.Config{
+		Log:    lg,
+		Index:  exIndex,
+		VKey:   k.VKey,
+		Latest: latest,
+		Logger: logger,
+	})
+	if err != nil {
+		return err
+	}
+	handler = withExplorer(handler, ex)
 
 	metricsHandler := promhttp.InstrumentMetricHandler(reg, promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
@@ -414,6 +430,19 @@ func serve(ctx context.Context, cfg *ServeConfig, stdout, stderr io.Writer) erro
 	}
 	logger.InfoContext(ctx, "stopped")
 	return nil
+}
+
+// withExplorer returns a handler that serves the explorer's pages (the
+// paths explorer.IsExplorerPath reports, none of the protocol's) with ex
+// and every other path with next.
+func withExplorer(next http.Handler, ex http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if explorer.IsExplorerPath(r.URL.Path) {
+			ex.ServeHTTP(w, r)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // offIfZero returns sumdb.Disabled for 0, the value of a serve setting
