@@ -13,27 +13,30 @@ import (
 	"time"
 
 	"github.com/sumdb/sumdb/internal/sumdbtest"
+	"github.com/sumdb/sumdb/store"
+	"github.com/sumdb/sumdb/tlog"
 )
 
-// A memIndex is an Index of records kept in memory, as the tests give it.
+// A memIndex is an Index of records kept in memory, as the tests give it,
+// for the tests that need entries the log does not have.
 type memIndex struct {
 	mu      sync.Mutex
-	entries []IndexEntry // in increasing id
-	queries int          // guarded by mu: SearchRecords calls
+	entries []tlog.IndexEntry // guarded by mu; in increasing id
+	queries int               // guarded by mu: SearchRecords calls
 }
 
-func (m *memIndex) add(es ...IndexEntry) {
+func (m *memIndex) add(es ...tlog.IndexEntry) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.entries = append(m.entries, es...)
-	slices.SortFunc(m.entries, func(a, b IndexEntry) int { return int(a.ID - b.ID) })
+	slices.SortFunc(m.entries, func(a, b tlog.IndexEntry) int { return int(a.ID - b.ID) })
 }
 
-func (m *memIndex) SearchRecords(ctx context.Context, prefix string, exact bool, afterID int64, limit int) ([]IndexEntry, error) {
+func (m *memIndex) SearchRecords(ctx context.Context, prefix string, exact bool, afterID int64, limit int) ([]tlog.IndexEntry, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.queries++
-	var out []IndexEntry
+	var out []tlog.IndexEntry
 	for _, e := range m.entries {
 		if e.ID > afterID && len(out) < limit && (e.Path == prefix || !exact && strings.HasPrefix(e.Path, prefix)) {
 			out = append(out, e)
@@ -42,12 +45,12 @@ func (m *memIndex) SearchRecords(ctx context.Context, prefix string, exact bool,
 	return out, ctx.Err()
 }
 
-func (m *memIndex) RecentRecords(ctx context.Context, beforeID int64, limit int) ([]IndexEntry, error) {
+func (m *memIndex) RecentRecords(ctx context.Context, beforeID int64, limit int) ([]tlog.IndexEntry, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var out []IndexEntry
+	var out []tlog.IndexEntry
 	for _, e := range slices.Backward(m.entries) {
-		if e.ID < beforeID && len(out) < limit {
+		if (e.ID < beforeID || beforeID <= 0) && len(out) < limit {
 			out = append(out, e)
 		}
 	}
@@ -58,33 +61,48 @@ func (m *memIndex) RecentRecords(ctx context.Context, beforeID int64, limit int)
 // logged i minutes later.
 var baseTime = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
-// An env is an explorer over a sumdbtest log, and a server of both the
-// explorer and the log's protocol paths.
+// An env is an explorer over a sumdbtest log, indexed by its SQLite
+// store, and a server of both the explorer and the log's protocol paths.
 type env struct {
-	db    *sumdbtest.DB
-	index *memIndex
-	ex    *Explorer
-	srv   *httptest.Server
+	db  *sumdbtest.DB
+	ex  *Explorer
+	srv *httptest.Server
 }
 
 // newEnv starts a log with the records of paths (each "path@version"), in
-// order, indexed all but the ids in unindexed, and an explorer with cfg
-// (its Log, Index and VKey set here).
-func newEnv(t *testing.T, cfg Config, paths []string, unindexed ...int64) *env {
+// order, each in a batch of its own, and an explorer with cfg (its Log,
+// Index and VKey set here). The store indexes the first indexed records
+// (all if indexed is omitted); record i was logged i minutes after
+// baseTime.
+func newEnv(t *testing.T, cfg Config, paths []string, indexed ...int) *env {
 	t.Helper()
 	db := sumdbtest.MustStart(t, sumdbtest.Options{})
-	ev := &env{db: db, index: &memIndex{}}
+	st := db.Store.(*store.SQLite)
+	var recs []tlog.Record
 	for _, pv := range paths {
 		path, version, _ := strings.Cut(pv, "@")
 		rec, _, err := db.Log.Append(t.Context(), path, version, sumdbtest.SynthText(path, version))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !slices.Contains(unindexed, rec.ID) {
-			ev.index.add(IndexEntry{ID: rec.ID, Path: path, Version: version, Time: baseTime.Add(time.Duration(rec.ID) * time.Minute)})
+		if err := st.PutHeadTime(t.Context(), rec.ID+1, baseTime.Add(time.Duration(rec.ID)*time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, rec)
+	}
+	if len(indexed) > 0 {
+		recs = recs[:indexed[0]]
+	}
+	for chunk := range slices.Chunk(recs, store.MaxIndexBatch) {
+		if err := st.IndexRecords(t.Context(), chunk); err != nil {
+			t.Fatal(err)
 		}
 	}
-	cfg.Log, cfg.Index, cfg.VKey = db.Log, ev.index, db.Key.VKey
+	ev := &env{db: db}
+	if cfg.Index == nil {
+		cfg.Index = st
+	}
+	cfg.Log, cfg.VKey = db.Log, db.Key.VKey
 	ex, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -29,26 +29,19 @@ import (
 	"github.com/sumdb/sumdb/tlog"
 )
 
-// An IndexEntry is one record of the log as the index knows it: its id,
-// module path and version, and when the batch that logged it committed.
-type IndexEntry struct {
-	ID      int64
-	Path    string
-	Version string
-	Time    time.Time
-}
-
-// An Index finds the records of the log by module path and by recency. It
-// is safe for concurrent use; its errors wrapping tlog.ErrUnavailable mean
-// "try again later".
+// An Index finds the records of the log by module path and by recency, as
+// the stores of package store do. It is safe for concurrent use; its errors
+// wrapping tlog.ErrUnavailable mean "try again later". It may return fewer
+// records than limit asks (a cap of its own), and may lag the log: the
+// explorer reads a record that it does not have yet from the log.
 type Index interface {
 	// SearchRecords returns up to limit records, in increasing id, with ids
 	// greater than afterID (-1 for the first page), of module path prefix
 	// (exact: of that path only; else of every path starting with prefix).
-	SearchRecords(ctx context.Context, prefix string, exact bool, afterID int64, limit int) ([]IndexEntry, error)
+	SearchRecords(ctx context.Context, prefix string, exact bool, afterID int64, limit int) ([]tlog.IndexEntry, error)
 	// RecentRecords returns up to limit records, in decreasing id, with ids
-	// less than beforeID.
-	RecentRecords(ctx context.Context, beforeID int64, limit int) ([]IndexEntry, error)
+	// less than beforeID (all if beforeID <= 0).
+	RecentRecords(ctx context.Context, beforeID int64, limit int) ([]tlog.IndexEntry, error)
 }
 
 // A Config configures an Explorer.

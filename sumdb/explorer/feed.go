@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/sumdb/sumdb/tlog"
 )
 
 // FeedSize is the number of entries of a feed: the newest versions.
@@ -111,23 +113,38 @@ func searchURL(query string, exact bool) string {
 	return "/search?q=" + u[len("/feed?module="):]
 }
 
-// feedScan is how many records newest reads first, in one query: all of
-// those of most modules and prefixes.
+// feedScan is how many records newest asks for first, in one query: all
+// of those of most modules and prefixes.
 const feedScan = 1000
 
 // newest returns the n newest records of a search, newest first. The index
-// lists a search's records oldest first: newest reads the first feedScan,
-// and if there are more, finds by bisection on the record id the id after
-// which exactly n remain, in about log2(tree size) queries of n+1 records.
-func (e *Explorer) newest(ctx context.Context, query string, exact bool, n int) ([]IndexEntry, error) {
+// lists a search's records oldest first: newest asks for the first
+// feedScan, and if there are more (the index may return fewer than asked),
+// finds by bisection on the record id the id after which exactly n
+// remain, in about log2(tree size) queries of n+1 records.
+func (e *Explorer) newest(ctx context.Context, query string, exact bool, n int) ([]tlog.IndexEntry, error) {
 	es, err := e.index.SearchRecords(ctx, query, exact, -1, feedScan)
+	if err != nil || len(es) == 0 {
+		return nil, err
+	}
+	more, err := e.index.SearchRecords(ctx, query, exact, es[len(es)-1].ID, 1)
 	if err != nil {
 		return nil, err
 	}
-	if len(es) == feedScan {
+	if len(more) > 0 {
 		// More than n records come after lo, at most n after hi: when
 		// hi = lo+1, exactly n come after hi.
-		lo, hi := es[feedScan-n-2].ID, max(e.log.Head().Size, es[feedScan-1].ID+1)
+		last, err := e.index.RecentRecords(ctx, 0, 1) // nothing comes after the newest record
+		if err != nil {
+			return nil, err
+		}
+		lo, hi := int64(-1), more[0].ID
+		if len(last) > 0 {
+			hi = max(hi, last[0].ID)
+		}
+		if len(es) > n {
+			lo = es[len(es)-n-1].ID // n records of es and more[0] come after it
+		}
 		for hi-lo > 1 {
 			mid := lo + (hi-lo)/2
 			after, err := e.index.SearchRecords(ctx, query, exact, mid, n+1)
@@ -145,7 +162,7 @@ func (e *Explorer) newest(ctx context.Context, query string, exact bool, n int) 
 		}
 	}
 	es = es[max(0, len(es)-n):]
-	out := make([]IndexEntry, len(es))
+	out := make([]tlog.IndexEntry, len(es))
 	for i, en := range es {
 		out[len(es)-1-i] = en
 	}

@@ -58,7 +58,7 @@ type Row struct {
 	URL       string    `json:"url"`                   // its record page
 }
 
-func rowOf(e IndexEntry) Row {
+func rowOf(e tlog.IndexEntry) Row {
 	return Row{ID: e.ID, Path: e.Path, Version: e.Version, Time: e.Time.UTC(), URL: recordURL(e.ID)}
 }
 
@@ -97,7 +97,10 @@ func (e *Explorer) serveHome(w http.ResponseWriter, r *http.Request) {
 		e.storeFailed(w, r, err)
 		return
 	}
-	es, err := e.index.RecentRecords(r.Context(), before, limit+1)
+	var es []tlog.IndexEntry
+	if before > 0 { // no record comes before record 0
+		es, err = e.index.RecentRecords(r.Context(), before, limit+1)
+	}
 	if err != nil {
 		e.storeFailed(w, r, fmt.Errorf("recent records before %d: %w", before, err))
 		return
