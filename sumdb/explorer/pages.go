@@ -77,19 +77,9 @@ type homePage struct {
 }
 
 func (e *Explorer) serveHome(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	before := int64(math.MaxInt64)
-	if s := q.Get("before"); s != "" {
-		id, ok := parseID(s)
-		if !ok {
-			e.fail(w, r, http.StatusBadRequest, "before must be a record id: a decimal number", nil)
-			return
-		}
-		before = id
-	}
-	limit, ok := parseLimit(q.Get("limit"))
-	if !ok {
-		e.fail(w, r, http.StatusBadRequest, fmt.Sprintf("limit must be a number from 1 to %d", MaxPage), nil)
+	before, limit, err := parsePage(r, "before", math.MaxInt64)
+	if err != nil {
+		e.fail(w, r, http.StatusBadRequest, err.Error(), nil)
 		return
 	}
 	cp, err := e.checkpoint(r.Context())
@@ -142,18 +132,9 @@ func (e *Explorer) serveSearch(w http.ResponseWriter, r *http.Request) {
 		e.fail(w, r, http.StatusBadRequest, err.Error(), nil)
 		return
 	}
-	after := int64(-1)
-	if s := q.Get("after"); s != "" {
-		id, ok := parseID(s)
-		if !ok {
-			e.fail(w, r, http.StatusBadRequest, "after must be a record id: a decimal number", nil)
-			return
-		}
-		after = id
-	}
-	limit, ok := parseLimit(q.Get("limit"))
-	if !ok {
-		e.fail(w, r, http.StatusBadRequest, fmt.Sprintf("limit must be a number from 1 to %d", MaxPage), nil)
+	after, limit, err := parsePage(r, "after", -1)
+	if err != nil {
+		e.fail(w, r, http.StatusBadRequest, err.Error(), nil)
 		return
 	}
 	es, err := e.index.SearchRecords(r.Context(), query, exact, after, limit+1)
@@ -451,16 +432,26 @@ func parseID(s string) (int64, bool) {
 	return n, err == nil
 }
 
-// parseLimit parses ?limit=: DefaultPage if empty, at most MaxPage.
-func parseLimit(s string) (int, bool) {
-	if s == "" {
-		return DefaultPage, true
+// parsePage parses the paging parameters of r: the record id of
+// parameter key (def if absent) and ?limit= (DefaultPage if absent, at
+// most MaxPage).
+func parsePage(r *http.Request, key string, def int64) (id int64, limit int, err error) {
+	q := r.URL.Query()
+	id, limit = def, DefaultPage
+	if s := q.Get(key); s != "" {
+		var ok bool
+		if id, ok = parseID(s); !ok {
+			return 0, 0, fmt.Errorf("%s must be a record id: a decimal number", key)
+		}
 	}
-	n, ok := parseID(s)
-	if !ok || n < 1 {
-		return 0, false
+	if s := q.Get("limit"); s != "" {
+		n, ok := parseID(s)
+		if !ok || n < 1 {
+			return 0, 0, fmt.Errorf("limit must be a number from 1 to %d", MaxPage)
+		}
+		limit = int(min(n, MaxPage))
 	}
-	return int(min(n, MaxPage)), true
+	return id, limit, nil
 }
 
 // pageURL returns the URL of the page of r's path after or before (key)
