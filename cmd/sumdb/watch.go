@@ -32,7 +32,11 @@ tag). Without either, every new version of a watched module is an alert.
 Every signed head is verified as "sumdb audit" verifies it (signed by the
 key, consistent with the head verified before), and every record scanned
 is verified to be in the tree of a verified head before it is read: a
-database that serves anything else is refused (exit status 3).
+database that serves anything else is refused (exit status 3). Every line
+of a record is read as the go command reads it: a line
+"<path> <version>[/go.mod] <hash>" of a watched module is checked wherever
+it sits, and a record that is not well formed but names a watched module
+is an alert of kind "malformed".
 
 Alerts go to stdout (--format text or json: one JSON object a line), and
 to --webhook URL (a POST of each alert as JSON, retried with backoff; the
@@ -54,6 +58,9 @@ Exit status with --once:
   2  a usage error
   3  the database could not be read, or served data that does not verify;
      or the state directory could not be written
+A database that served data that does not verify exits 3 even after alerts
+were delivered (the records after it were not scanned); any other error
+after alerts exits 1, with the error on stderr.
 Without --once, watch polls every --interval until interrupted.
 
 Flags:
@@ -76,7 +83,7 @@ func newWatchFlags() *pflag.FlagSet {
 	fs.StringArray("authorized-git", nil, "`directory` of a git clone whose version tags are the released versions (repeatable)")
 	fs.String("format", "text", "alerts on stdout: text or json")
 	fs.String("webhook", "", "`URL` to POST each alert to, as JSON")
-	fs.Bool("once", false, "poll once and exit (exit status 1 if any alert)")
+	fs.Bool("once", false, "poll once and exit (exit status 1 if any alert; 3, which wins, if the database served data that does not verify)")
 	fs.Duration("interval", time.Minute, "polling interval without --once")
 	fs.String("from", "0", "first record `id` to scan on the first run, or latest")
 	fs.Bool("restart", false, "scan again from --from even if the state has scanned further (alerts delivered before are not repeated)")
@@ -114,6 +121,10 @@ func runWatchEnv(ctx context.Context, args []string, stdout, stderr io.Writer, g
 	res, err := watch.Run(ctx, *cfg)
 	found := res.Alerts + res.Undelivered
 	switch {
+	case cfg.Once && errors.Is(err, watch.ErrRefused):
+		// Evidence against the log wins over the alerts delivered
+		// before it: the records after it were not scanned.
+		return &exitError{code: statusWatchError, err: err}
 	case found > 0 && cfg.Once:
 		if err != nil {
 			fmt.Fprintf(stderr, "sumdb: %s\n", oneLine(err))

@@ -25,18 +25,28 @@ const (
 	// KindNew: a version of a watched module, when no authorized versions
 	// are given: every new version is reported.
 	KindNew Kind = "new"
+	// KindMalformed: a record that is not well formed (not the two go.sum
+	// lines of one version, as "sumdb audit" requires) and names a watched
+	// module path, but in no line of the form
+	// "<path> <version>[/go.mod] <hash>" that the go command would read:
+	// Module is the watched path it names, Version is "", and Problem says
+	// what is wrong with the record.
+	KindMalformed Kind = "malformed"
 )
 
 // Hashes are the two hashes of a module version, "h1:..." each: its zip
-// and its go.mod file. An authorized version may name only one of them;
-// the other is then "".
+// and its go.mod file. An authorized version may name only one of them,
+// and a record may give only one: the other is then "". A record that
+// gives several hashes of one kind (the go command accepts any of them)
+// has them all, joined by a space.
 type Hashes struct {
 	Zip string `json:"zip,omitempty"`
 	Mod string `json:"go_mod,omitempty"`
 }
 
 // An Alert is a version of a watched module that the log holds and that
-// its owner should look at.
+// its owner should look at, or a record of the log that names a watched
+// module and is not well formed (KindMalformed).
 type Alert struct {
 	Kind    Kind   `json:"kind"`
 	Module  string `json:"module"`
@@ -45,6 +55,8 @@ type Alert struct {
 	Hashes Hashes `json:"hashes"`
 	// Authorized are the hashes of the authorized version, for a mismatch.
 	Authorized *Hashes `json:"authorized,omitempty"`
+	// Problem says why the record is not well formed, for KindMalformed.
+	Problem string `json:"problem,omitempty"`
 	// Record is the id of the log's record of the version.
 	Record int64 `json:"record"`
 	// HeadSize is the size of the signed tree head that the record was
@@ -67,6 +79,8 @@ func (a Alert) String() string {
 			diffs = append(diffs, fmt.Sprintf("go.mod hash %s, authorized %s", a.Hashes.Mod, a.Authorized.Mod))
 		}
 		return fmt.Sprintf("mismatch: %s@%s is logged with other hashes than the authorized version: %s; %s", a.Module, a.Version, strings.Join(diffs, "; "), where)
+	case KindMalformed:
+		return fmt.Sprintf("malformed: a record that names %s is not well formed (%s): %s", a.Module, a.Problem, where)
 	case KindUnauthorized:
 		return fmt.Sprintf("unauthorized: %s@%s is not an authorized version: %s (zip %s, go.mod %s)", a.Module, a.Version, where, a.Hashes.Zip, a.Hashes.Mod)
 	default:

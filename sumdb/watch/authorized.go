@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/sumdb/sumdb/internal/modver"
@@ -95,13 +96,17 @@ func (a *Authorized) AddGoSum(name string, data []byte) error {
 }
 
 // check returns the alert kind of a logged version, if it is one, and the
-// authorized hashes of a mismatch.
-func (a *Authorized) check(rec audit.Record) (Kind, *Hashes) {
-	h, ok := a.versions[rec.Path+"@"+rec.Version]
+// authorized hashes of a mismatch: a version logged with any hash of a
+// kind (zip or go.mod) that is not the authorized one of that kind.
+func (a *Authorized) check(v *loggedVersion) (Kind, *Hashes) {
+	h, ok := a.versions[v.path+"@"+v.version]
 	if !ok {
 		return KindUnauthorized, nil
 	}
-	if h.Zip != "" && h.Zip != rec.ZipHash || h.Mod != "" && h.Mod != rec.ModHash {
+	differs := func(want string, got []string) bool {
+		return want != "" && slices.ContainsFunc(got, func(s string) bool { return s != want })
+	}
+	if differs(h.Zip, v.zips) || differs(h.Mod, v.mods) {
 		return KindMismatch, &h
 	}
 	return "", nil

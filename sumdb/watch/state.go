@@ -48,8 +48,10 @@ type state struct {
 
 // A reported is an alert delivered.
 type reported struct {
-	Record int64 `json:"record"`
-	Kind   Kind  `json:"kind"`
+	Record  int64  `json:"record"`
+	Kind    Kind   `json:"kind"`
+	Module  string `json:"module,omitempty"`
+	Version string `json:"version,omitempty"`
 }
 
 // readState reads the state file of dir; a missing file is an empty state.

@@ -19,6 +19,20 @@
 // that hides a version from the watch must fork, and show the go command a
 // tree that is not the one the watch verified.
 //
+// # What is scanned
+//
+// Every line of every record is read as the go command reads a record:
+// x/mod's sumdb.Client.Lookup of path@version keeps each line that starts
+// with "<path> <version> " or "<path> <version>/go.mod ", wherever it sits
+// in the record, and the go command accepts a hash among them. So each
+// line "<path> <version>[/go.mod] <hash>" of a watched module path is a
+// version the log serves, and an alert (KindNew, KindUnauthorized, or
+// KindMismatch when any hash of a kind is not the authorized one), though
+// the record is not in the form "sumdb audit" requires: an extra line, one
+// line only, or lines inside another module's record. A record that is
+// not well formed and names a watched module path in no such line is an
+// alert of KindMalformed.
+//
 // # The state directory
 //
 // Config.Dir holds the state file, watch.json: the log's key, the newest
@@ -367,16 +381,14 @@ func (w *watcher) scan(ctx context.Context) error {
 				if id < from {
 					continue
 				}
-				a, ok := w.alert(ctx, id, text)
-				if !ok {
-					continue
+				for _, a := range w.alerts(id, text) {
+					key := reported{Record: id, Kind: a.Kind, Module: a.Module, Version: a.Version}
+					if w.done[key] {
+						continue
+					}
+					alerts = append(alerts, a)
+					keys = append(keys, key)
 				}
-				key := reported{Record: id, Kind: a.Kind}
-				if w.done[key] {
-					continue
-				}
-				alerts = append(alerts, a)
-				keys = append(keys, key)
 			}
 		}
 		if len(alerts) > 0 {
@@ -432,35 +444,4 @@ func (w *watcher) dataTile(ctx context.Context, thr xtlog.HashReader, k int64) (
 		}
 	}
 	return texts, nil
-}
-
-// alert returns the alert of record id, if it is one.
-func (w *watcher) alert(ctx context.Context, id int64, text []byte) (Alert, bool) {
-	rec, err := audit.ParseRecord(text)
-	if err != nil {
-		// The log's record, not well formed: "sumdb audit" reports it;
-		// it names no version a go command would accept.
-		w.logger.WarnContext(ctx, "watch: a record of the log is not well formed", "record", id, "err", err)
-		return Alert{}, false
-	}
-	watched := false
-	for _, p := range w.cfg.Modules {
-		if p.Match(rec.Path) {
-			watched = true
-			break
-		}
-	}
-	if !watched {
-		return Alert{}, false
-	}
-	a := Alert{Kind: KindNew, Module: rec.Path, Version: rec.Version, Hashes: Hashes{Zip: rec.ZipHash, Mod: rec.ModHash},
-		Record: id, HeadSize: w.head.N, Database: w.name}
-	if w.cfg.Authorized != nil {
-		kind, want := w.cfg.Authorized.check(rec)
-		if kind == "" {
-			return Alert{}, false
-		}
-		a.Kind, a.Authorized = kind, want
-	}
-	return a, true
 }

@@ -9,13 +9,13 @@ import (
 	"github.com/sumdb/sumdb/internal/sumdbtest"
 )
 
-// TestWatchOnceRefusedAfterAlerts checks the exit status of a one-shot
+// TestWatchOnceRefusedWins checks the exit status of a one-shot
 // watch that delivers an alert and then finds a data tile that is not the
 // signed tree's: the records after it were not scanned, and the database
 // served data that does not verify, which the status must say (3), not
 // only "alerts" (1), so that a scheduled job tells evidence against the
 // log from a version to look at.
-func TestWatchOnceRefusedAfterAlerts(t *testing.T) {
+func TestWatchOnceRefusedWins(t *testing.T) {
 	db := sumdbtest.MustStart(t, sumdbtest.Options{})
 	rogue := modproxy.Module{Path: "example.com/m", Version: "v1.0.0", Files: map[string]string{"go.mod": "module example.com/m\n"}}
 	db.Add(rogue)
