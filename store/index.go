@@ -20,6 +20,12 @@ const (
 	// MaxSearchResults caps the entries SearchRecords and RecentRecords
 	// return at once; page with afterID and beforeID for more.
 	MaxSearchResults = 1000
+	// MaxPrefixMatches is the most records a prefix search (SearchRecords
+	// and NewestRecords, not exact) reads: a prefix that matches more is
+	// refused with an error wrapping tlog.ErrTooBroad, so that every
+	// search reads at most about this many entries of the index on
+	// (path, id), however many records the log holds.
+	MaxPrefixMatches = 10000
 	// maxSearchPrefix bounds the path or prefix of a search, far above
 	// any module path.
 	maxSearchPrefix = 4096
@@ -29,17 +35,51 @@ const (
 // same text for both stores. A record's time is that of the first head
 // that contains it, the smallest size above its id.
 const (
-	indexedUpToQuery     = `SELECT coalesce(max(id) + 1, 0) FROM record_index`
-	readIndexRangeQuery  = `SELECT id, path, version FROM record_index WHERE id >= $1 AND id <= $2 ORDER BY id`
-	postgresIndexQuery   = `INSERT INTO record_index (id, path, version) SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[]) ON CONFLICT (id) DO NOTHING`
-	sqliteIndexOneQuery  = `INSERT INTO record_index (id, path, version) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING`
-	insertHeadTimeQuery  = `INSERT INTO head_times (size, committed_at) VALUES ($1, $2) ON CONFLICT (size) DO NOTHING`
-	indexEntryColumns    = `SELECT r.id, r.path, r.version, (SELECT h.committed_at FROM head_times h WHERE h.size > r.id ORDER BY h.size LIMIT 1) FROM record_index r `
-	searchExactQuery     = indexEntryColumns + `WHERE r.path = $1 AND r.id > $2 ORDER BY r.id LIMIT $3`
-	searchPrefixQuery    = indexEntryColumns + `WHERE r.path >= $1 AND r.path < $2 AND r.id > $3 ORDER BY r.id LIMIT $4`
-	searchUnboundedQuery = indexEntryColumns + `WHERE r.path >= $1 AND r.id > $2 ORDER BY r.id LIMIT $3`
-	recentRecordsQuery   = indexEntryColumns + `WHERE r.id < $1 ORDER BY r.id DESC LIMIT $2`
+	indexedUpToQuery    = `SELECT coalesce(max(id) + 1, 0) FROM record_index`
+	readIndexRangeQuery = `SELECT id, path, version FROM record_index WHERE id >= $1 AND id <= $2 ORDER BY id`
+	postgresIndexQuery  = `INSERT INTO record_index (id, path, version) SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[]) ON CONFLICT (id) DO NOTHING`
+	sqliteIndexOneQuery = `INSERT INTO record_index (id, path, version) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING`
+	insertHeadTimeQuery = `INSERT INTO head_times (size, committed_at) VALUES ($1, $2) ON CONFLICT (size) DO NOTHING`
+	indexEntryColumns   = `SELECT r.id, r.path, r.version, (SELECT h.committed_at FROM head_times h WHERE h.size > r.id ORDER BY h.size LIMIT 1) FROM `
+	searchExactQuery    = indexEntryColumns + `record_index r WHERE r.path = $1 AND r.id > $2 ORDER BY r.id LIMIT $3`
+	newestExactQuery    = indexEntryColumns + `record_index r WHERE r.path = $1 ORDER BY r.id DESC LIMIT $2`
+	recentRecordsQuery  = indexEntryColumns + `record_index r WHERE r.id < $1 ORDER BY r.id DESC LIMIT $2`
 )
+
+// The queries of a prefix search. A range on path ordered by id would read
+// (or sort) every record under the prefix, or scan the ids up to the first
+// match: instead, a prefix's records are read through the index on (path,
+// id), at most MaxPrefixMatches of them, and only those are ordered by id.
+// The count, run first, refuses a prefix with more. The prefix is $1 and
+// the end of its range, if any, $2.
+var (
+	searchPrefixQuery    = prefixQuery(`path >= $1 AND path < $2`, `WHERE id > $3 ORDER BY id LIMIT $4`, `r.id`)
+	searchUnboundedQuery = prefixQuery(`path >= $1`, `WHERE id > $2 ORDER BY id LIMIT $3`, `r.id`)
+	newestPrefixQuery    = prefixQuery(`path >= $1 AND path < $2`, `ORDER BY id DESC LIMIT $3`, `r.id DESC`)
+	newestUnboundedQuery = prefixQuery(`path >= $1`, `ORDER BY id DESC LIMIT $2`, `r.id DESC`)
+	countPrefixQuery     = countQuery(`path >= $1 AND path < $2`)
+	countUnboundedQuery  = countQuery(`path >= $1`)
+)
+
+// prefixMatches returns the query of the records whose path is in the
+// range where, read through the index on (path, id), at most
+// MaxPrefixMatches of them.
+func prefixMatches(where string, limit int) string {
+	return fmt.Sprintf(`SELECT id FROM record_index WHERE %s ORDER BY path, id LIMIT %d`, where, limit)
+}
+
+// prefixQuery returns an indexEntryColumns query of the matches of where
+// (prefixMatches), selected and ordered by page, the page then ordered by
+// order; the time of a record is read only for the page.
+func prefixQuery(where, page, order string) string {
+	return fmt.Sprintf(`%s(SELECT id FROM (%s) m %s) p JOIN record_index r ON r.id = p.id ORDER BY %s`, indexEntryColumns, prefixMatches(where, MaxPrefixMatches), page, order)
+}
+
+// countQuery returns the query of the number of records whose path is in
+// the range where, up to MaxPrefixMatches+1.
+func countQuery(where string) string {
+	return fmt.Sprintf(`SELECT count(*) FROM (%s) m`, prefixMatches(where, MaxPrefixMatches+1))
+}
 
 var sqliteIndexManyQuery = multiInsert("INSERT INTO record_index (id, path, version) VALUES ", sqliteRowsPerInsert, 3, " ON CONFLICT (id) DO NOTHING")
 
@@ -127,30 +167,67 @@ func headTimeNanos(size int64, t time.Time) (int64, error) {
 	return t.UnixNano(), nil
 }
 
-// A search is the query and arguments of SearchRecords.
+// A search is the query and arguments of SearchRecords or NewestRecords,
+// and for a prefix the query that counts its matches (count, with the
+// first nargs arguments).
 type search struct {
 	query string
 	args  []any
+	count string
+	nargs int // the arguments of count: args[:nargs]
+}
+
+// checkSearch returns an error for an invalid prefix or limit of what.
+func checkSearch(what, prefix string, limit int) error {
+	if prefix == "" || len(prefix) > maxSearchPrefix || !utf8.ValidString(prefix) || strings.ContainsRune(prefix, 0) {
+		return fmt.Errorf("%s: path %q: want 1 to %d bytes of UTF-8 without NUL", what, prefix, maxSearchPrefix)
+	}
+	if limit <= 0 {
+		return fmt.Errorf("%s for %q: limit %d, want at least 1", what, prefix, limit)
+	}
+	return nil
 }
 
 // searchQuery returns the query of SearchRecords, or an error for invalid
 // arguments.
 func searchQuery(prefix string, exact bool, afterID int64, limit int) (search, error) {
-	if prefix == "" || len(prefix) > maxSearchPrefix || !utf8.ValidString(prefix) || strings.ContainsRune(prefix, 0) {
-		return search{}, fmt.Errorf("search records: path %q: want 1 to %d bytes of UTF-8 without NUL", prefix, maxSearchPrefix)
-	}
-	if limit <= 0 {
-		return search{}, fmt.Errorf("search records for %q: limit %d, want at least 1", prefix, limit)
+	if err := checkSearch("search records", prefix, limit); err != nil {
+		return search{}, err
 	}
 	limit = min(limit, MaxSearchResults)
 	afterID = max(afterID, -1)
 	if exact {
-		return search{searchExactQuery, []any{prefix, afterID, limit}}, nil
+		return search{query: searchExactQuery, args: []any{prefix, afterID, limit}}, nil
 	}
 	if end, ok := prefixEnd(prefix); ok {
-		return search{searchPrefixQuery, []any{prefix, end, afterID, limit}}, nil
+		return search{searchPrefixQuery, []any{prefix, end, afterID, limit}, countPrefixQuery, 2}, nil
 	}
-	return search{searchUnboundedQuery, []any{prefix, afterID, limit}}, nil
+	return search{searchUnboundedQuery, []any{prefix, afterID, limit}, countUnboundedQuery, 1}, nil
+}
+
+// newestQuery returns the query of NewestRecords, or an error for invalid
+// arguments.
+func newestQuery(prefix string, exact bool, limit int) (search, error) {
+	if err := checkSearch("newest records", prefix, limit); err != nil {
+		return search{}, err
+	}
+	limit = min(limit, MaxSearchResults)
+	if exact {
+		return search{query: newestExactQuery, args: []any{prefix, limit}}, nil
+	}
+	if end, ok := prefixEnd(prefix); ok {
+		return search{newestPrefixQuery, []any{prefix, end, limit}, countPrefixQuery, 2}, nil
+	}
+	return search{newestUnboundedQuery, []any{prefix, limit}, countUnboundedQuery, 1}, nil
+}
+
+// tooBroad returns an error wrapping tlog.ErrTooBroad if n, the count of
+// a prefix's matches, is above MaxPrefixMatches.
+func tooBroad(prefix string, n int64) error {
+	if n > MaxPrefixMatches {
+		return fmt.Errorf("search records for %q: more than %d records under this prefix, give a longer one: %w", prefix, MaxPrefixMatches, tlog.ErrTooBroad)
+	}
+	return nil
 }
 
 // prefixEnd returns the least string greater than every string that
@@ -286,14 +363,42 @@ func (p *Postgres) PutHeadTime(ctx context.Context, size int64, t time.Time) (er
 
 // SearchRecords returns the indexed records whose module path is prefix
 // (exact) or begins with it, with ids above afterID, in increasing id, at
-// most limit of them (capped at MaxSearchResults).
+// most limit of them (capped at MaxSearchResults). A prefix that matches
+// more than MaxPrefixMatches records is an error wrapping tlog.ErrTooBroad.
 func (p *Postgres) SearchRecords(ctx context.Context, prefix string, exact bool, afterID int64, limit int) (_ []tlog.IndexEntry, err error) {
 	defer markUnavailable(&err, pgUnavailable)
 	q, err := searchQuery(prefix, exact, afterID, limit)
 	if err != nil {
 		return nil, err
 	}
-	return p.indexEntries(ctx, fmt.Sprintf("search records for %q", prefix), q.query, q.args)
+	return p.search(ctx, fmt.Sprintf("search records for %q", prefix), prefix, q)
+}
+
+// NewestRecords returns the newest indexed records whose module path is
+// prefix (exact) or begins with it, in decreasing id, at most limit of them
+// (capped at MaxSearchResults). A prefix that matches more than
+// MaxPrefixMatches records is an error wrapping tlog.ErrTooBroad.
+func (p *Postgres) NewestRecords(ctx context.Context, prefix string, exact bool, limit int) (_ []tlog.IndexEntry, err error) {
+	defer markUnavailable(&err, pgUnavailable)
+	q, err := newestQuery(prefix, exact, limit)
+	if err != nil {
+		return nil, err
+	}
+	return p.search(ctx, fmt.Sprintf("newest records for %q", prefix), prefix, q)
+}
+
+// search runs q, refusing a prefix with too many matches first.
+func (p *Postgres) search(ctx context.Context, what, prefix string, q search) ([]tlog.IndexEntry, error) {
+	if q.count != "" {
+		var n int64
+		if err := p.pool.QueryRow(ctx, q.count, q.args[:q.nargs]...).Scan(&n); err != nil {
+			return nil, fmt.Errorf("%s: count: %w", what, err)
+		}
+		if err := tooBroad(prefix, n); err != nil {
+			return nil, err
+		}
+	}
+	return p.indexEntries(ctx, what, q.query, q.args)
 }
 
 // RecentRecords returns the indexed records with ids below beforeID (all
@@ -388,12 +493,19 @@ func (s *SQLite) IndexRecords(ctx context.Context, recs []tlog.Record) (err erro
 // PutHeadTime records t as the time the head of tree size was first seen,
 // unless a time is recorded already: the first wins, so that replicas
 // sharing the store may each record the heads they see. The zero Time
-// records that the time is unknown.
+// records that the time is unknown. It queues with the appends of the
+// process for the database's write lock.
 func (s *SQLite) PutHeadTime(ctx context.Context, size int64, t time.Time) (err error) {
 	defer markUnavailable(&err, sqliteUnavailable)
 	ns, err := headTimeNanos(size, t)
 	if err != nil {
 		return err
+	}
+	select {
+	case s.writer <- struct{}{}:
+		defer func() { <-s.writer }()
+	case <-ctx.Done():
+		return fmt.Errorf("put head time of tree size %d: wait for the writer: %w", size, ctx.Err())
 	}
 	if _, err := s.db.ExecContext(ctx, insertHeadTimeQuery, size, ns); err != nil {
 		return fmt.Errorf("put head time of tree size %d: %w", size, err)
@@ -403,14 +515,42 @@ func (s *SQLite) PutHeadTime(ctx context.Context, size int64, t time.Time) (err 
 
 // SearchRecords returns the indexed records whose module path is prefix
 // (exact) or begins with it, with ids above afterID, in increasing id, at
-// most limit of them (capped at MaxSearchResults).
+// most limit of them (capped at MaxSearchResults). A prefix that matches
+// more than MaxPrefixMatches records is an error wrapping tlog.ErrTooBroad.
 func (s *SQLite) SearchRecords(ctx context.Context, prefix string, exact bool, afterID int64, limit int) (_ []tlog.IndexEntry, err error) {
 	defer markUnavailable(&err, sqliteUnavailable)
 	q, err := searchQuery(prefix, exact, afterID, limit)
 	if err != nil {
 		return nil, err
 	}
-	return s.indexEntries(ctx, fmt.Sprintf("search records for %q", prefix), q.query, q.args)
+	return s.search(ctx, fmt.Sprintf("search records for %q", prefix), prefix, q)
+}
+
+// NewestRecords returns the newest indexed records whose module path is
+// prefix (exact) or begins with it, in decreasing id, at most limit of them
+// (capped at MaxSearchResults). A prefix that matches more than
+// MaxPrefixMatches records is an error wrapping tlog.ErrTooBroad.
+func (s *SQLite) NewestRecords(ctx context.Context, prefix string, exact bool, limit int) (_ []tlog.IndexEntry, err error) {
+	defer markUnavailable(&err, sqliteUnavailable)
+	q, err := newestQuery(prefix, exact, limit)
+	if err != nil {
+		return nil, err
+	}
+	return s.search(ctx, fmt.Sprintf("newest records for %q", prefix), prefix, q)
+}
+
+// search runs q, refusing a prefix with too many matches first.
+func (s *SQLite) search(ctx context.Context, what, prefix string, q search) ([]tlog.IndexEntry, error) {
+	if q.count != "" {
+		var n int64
+		if err := s.db.QueryRowContext(ctx, q.count, q.args[:q.nargs]...).Scan(&n); err != nil {
+			return nil, fmt.Errorf("%s: count: %w", what, err)
+		}
+		if err := tooBroad(prefix, n); err != nil {
+			return nil, err
+		}
+	}
+	return s.indexEntries(ctx, what, q.query, q.args)
 }
 
 // RecentRecords returns the indexed records with ids below beforeID (all

@@ -1,6 +1,9 @@
 package tlog
 
-import "time"
+import (
+	"errors"
+	"time"
+)
 
 // An IndexEntry is one record of the log as the index of records by module
 // path holds it (package store's SearchRecords and RecentRecords), with
@@ -15,3 +18,8 @@ type IndexEntry struct {
 	// logged before the index existed, or while no indexer ran).
 	Time time.Time
 }
+
+// ErrTooBroad is returned by a search of the index for a module path
+// prefix that matches more records than the index reads for one search:
+// the caller asks for a longer prefix.
+var ErrTooBroad = errors.New("too many records under the prefix")

@@ -20,14 +20,17 @@ type IndexStore interface {
 	PutHeadTime(ctx context.Context, size int64, t time.Time) error
 	SearchRecords(ctx context.Context, prefix string, exact bool, afterID int64, limit int) ([]tlog.IndexEntry, error)
 	RecentRecords(ctx context.Context, beforeID int64, limit int) ([]tlog.IndexEntry, error)
+	NewestRecords(ctx context.Context, prefix string, exact bool, limit int) ([]tlog.IndexEntry, error)
 	Close() error
 }
 
-// Bounds of an IndexStore: the records IndexRecords takes at once, and the
-// entries a search returns at once.
+// Bounds of an IndexStore: the records IndexRecords takes at once, the
+// entries a search returns at once, and the records a prefix search may
+// match.
 const (
 	maxIndexBatch    = 1000
 	maxSearchResults = 1000
+	maxPrefixMatches = 10000
 )
 
 // RunIndex runs the conformance suite of an IndexStore, each check in a
@@ -39,6 +42,7 @@ func RunIndex(t *testing.T, open func(t *testing.T) IndexStore) {
 		{"Search", testIndexSearch},
 		{"Paging", testIndexPaging},
 		{"Cap", testIndexCap},
+		{"Broad", testIndexBroad},
 		{"Times", testIndexTimes},
 		{"Again", testIndexAgain},
 		{"Conflict", testIndexConflict},
@@ -155,6 +159,13 @@ func testIndexSearch(t *testing.T, s IndexStore) {
 		if got := entryIDs(t, indexPaths, list); !slices.Equal(got, tt.want) {
 			t.Errorf("SearchRecords(%q, %v, -1, 100) = ids %v, want %v", tt.prefix, tt.exact, got, tt.want)
 		}
+		newest, err := s.NewestRecords(ctx, tt.prefix, tt.exact, 2)
+		want := slices.Clone(tt.want)
+		slices.Reverse(want)
+		want = want[:min(2, len(want))]
+		if got := entryIDs(t, indexPaths, newest); err != nil || !slices.Equal(got, want) {
+			t.Errorf("NewestRecords(%q, %v, 2) = ids %v, %v, want %v, nil", tt.prefix, tt.exact, got, err, want)
+		}
 	}
 	list, err := s.RecentRecords(ctx, 0, 3)
 	if got := entryIDs(t, indexPaths, list); err != nil || !slices.Equal(got, []int64{14, 13, 12}) {
@@ -229,6 +240,40 @@ func testIndexCap(t *testing.T, s IndexStore) {
 	}
 	if list, err := s.RecentRecords(ctx, 0, 1<<30); len(list) != maxSearchResults || err != nil {
 		t.Errorf("RecentRecords(0, 1<<30) = %d entries, %v, want %d, nil", len(list), err, maxSearchResults)
+	}
+}
+
+// testIndexBroad checks that a prefix search matching more than
+// maxPrefixMatches records is refused with tlog.ErrTooBroad, and that an
+// exact search or a narrower prefix is answered.
+func testIndexBroad(t *testing.T, s IndexStore) {
+	ctx := t.Context()
+	for start := int64(0); start <= maxPrefixMatches; start += maxIndexBatch {
+		var paths []string
+		for id := start; id < min(start+maxIndexBatch, maxPrefixMatches+2); id++ {
+			paths = append(paths, "example.com/b/m")
+		}
+		if start+int64(len(paths)) == maxPrefixMatches+2 {
+			paths[len(paths)-1] = "example.com/c/m" // record maxPrefixMatches+1
+		}
+		mustIndex(t, s, indexRecords(start, paths...))
+	}
+	for _, prefix := range []string{"example.com/", "example.com/b/m"} {
+		if list, err := s.SearchRecords(ctx, prefix, false, -1, 10); !errors.Is(err, tlog.ErrTooBroad) {
+			t.Errorf("SearchRecords(%q, false, -1, 10) over %d matches = %d entries, %v, want ErrTooBroad", prefix, maxPrefixMatches+1, len(list), err)
+		}
+		if list, err := s.NewestRecords(ctx, prefix, false, 10); !errors.Is(err, tlog.ErrTooBroad) {
+			t.Errorf("NewestRecords(%q, false, 10) over %d matches = %d entries, %v, want ErrTooBroad", prefix, maxPrefixMatches+1, len(list), err)
+		}
+	}
+	if list, err := s.NewestRecords(ctx, "example.com/b/m", true, 2); err != nil || len(list) != 2 || list[0].ID != maxPrefixMatches || list[1].ID != maxPrefixMatches-1 {
+		t.Errorf("NewestRecords(example.com/b/m, true, 2) = %v, %v, want records %d and %d", list, err, maxPrefixMatches, maxPrefixMatches-1)
+	}
+	if list, err := s.SearchRecords(ctx, "example.com/b/m", true, maxPrefixMatches-1, 10); err != nil || len(list) != 1 || list[0].ID != maxPrefixMatches {
+		t.Errorf("SearchRecords(example.com/b/m, true, %d, 10) = %v, %v, want record %d", maxPrefixMatches-1, list, err, maxPrefixMatches)
+	}
+	if list, err := s.NewestRecords(ctx, "example.com/c/", false, 10); err != nil || len(list) != 1 || list[0].ID != maxPrefixMatches+1 {
+		t.Errorf("NewestRecords(example.com/c/, false, 10) = %v, %v, want record %d", list, err, maxPrefixMatches+1)
 	}
 }
 

@@ -45,6 +45,18 @@ func (m *memIndex) SearchRecords(ctx context.Context, prefix string, exact bool,
 	return out, ctx.Err()
 }
 
+func (m *memIndex) NewestRecords(ctx context.Context, prefix string, exact bool, limit int) ([]tlog.IndexEntry, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []tlog.IndexEntry
+	for _, e := range slices.Backward(m.entries) {
+		if len(out) < limit && (e.Path == prefix || !exact && strings.HasPrefix(e.Path, prefix)) {
+			out = append(out, e)
+		}
+	}
+	return out, ctx.Err()
+}
+
 func (m *memIndex) RecentRecords(ctx context.Context, beforeID int64, limit int) ([]tlog.IndexEntry, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -42,7 +42,24 @@ type Index interface {
 	// RecentRecords returns up to limit records, in decreasing id, with ids
 	// less than beforeID (all if beforeID <= 0).
 	RecentRecords(ctx context.Context, beforeID int64, limit int) ([]tlog.IndexEntry, error)
+	// NewestRecords returns up to limit records of module path prefix (as
+	// SearchRecords), in decreasing id: the newest first.
+	NewestRecords(ctx context.Context, prefix string, exact bool, limit int) ([]tlog.IndexEntry, error)
 }
+
+// A search of a prefix that matches too many records fails with an error
+// wrapping tlog.ErrTooBroad (package store's MaxPrefixMatches, 10000): the
+// explorer answers 400 with tooBroadMessage.
+const tooBroadMessage = "more than 10000 records under this prefix: give a longer one"
+
+// Bounds of the requests served at once.
+const (
+	// DefaultMaxConcurrent is the default of Config.MaxConcurrent.
+	DefaultMaxConcurrent = 8
+	// queueWait is how long a request waits for one of the others to end
+	// before it is answered 503.
+	queueWait = time.Second
+)
 
 // A Config configures an Explorer.
 type Config struct {
@@ -69,6 +86,11 @@ type Config struct {
 	// Timeout bounds the store and index queries of one request. Default
 	// 10s.
 	Timeout time.Duration
+	// MaxConcurrent bounds the requests served at once, so that the
+	// explorer never holds all the store's connections, which the
+	// protocol needs; a request beyond waits at most a second, then is
+	// answered 503 with Retry-After. Default DefaultMaxConcurrent.
+	MaxConcurrent int
 }
 
 // An Explorer is the http.Handler of the explorer's pages. It is safe for
@@ -83,6 +105,7 @@ type Explorer struct {
 	base    string // "" or "scheme://host"
 	timeout time.Duration
 	pages   *template.Template
+	slots   chan struct{} // a token for each request being served
 }
 
 //go:embed templates/*.html
@@ -125,6 +148,13 @@ func New(cfg Config) (*Explorer, error) {
 	if e.timeout == 0 {
 		e.timeout = 10 * time.Second
 	}
+	if cfg.MaxConcurrent < 0 {
+		return nil, fmt.Errorf("explorer: MaxConcurrent %d is negative; set Config.MaxConcurrent to 0 for the default", cfg.MaxConcurrent)
+	}
+	if cfg.MaxConcurrent == 0 {
+		cfg.MaxConcurrent = DefaultMaxConcurrent
+	}
+	e.slots = make(chan struct{}, cfg.MaxConcurrent)
 	if e.timeout < 0 {
 		return nil, fmt.Errorf("explorer: timeout %v is negative; set Config.Timeout to 0 for the default", e.timeout)
 	}
@@ -164,6 +194,19 @@ func (e *Explorer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		h.Set("Allow", "GET, HEAD")
 		e.fail(w, r, http.StatusMethodNotAllowed, "method not allowed: use GET or HEAD", nil)
+		return
+	}
+	wait := time.NewTimer(queueWait)
+	select {
+	case e.slots <- struct{}{}:
+		wait.Stop()
+		defer func() { <-e.slots }()
+	case <-wait.C:
+		h.Set("Retry-After", "5")
+		e.fail(w, r, http.StatusServiceUnavailable, "the explorer is busy; try again in a few seconds", nil)
+		return
+	case <-r.Context().Done():
+		wait.Stop()
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), e.timeout)
@@ -219,9 +262,13 @@ func (e *Explorer) fail(w http.ResponseWriter, r *http.Request, code int, msg st
 	e.render(w, r, code, "error.html", errorPage{page: e.page("Error"), Status: code, Message: msg}, failure{Status: code, Error: msg})
 }
 
-// unavailable answers 503 when the store or the index failed or timed out,
-// and 500 for other errors.
+// storeFailed answers 503 when the store or the index failed or timed out,
+// 400 when a prefix matches too many records, and 500 for other errors.
 func (e *Explorer) storeFailed(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, tlog.ErrTooBroad) {
+		e.fail(w, r, http.StatusBadRequest, tooBroadMessage, err)
+		return
+	}
 	if errors.Is(err, tlog.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
 		w.Header().Set("Retry-After", "5")
 		e.fail(w, r, http.StatusServiceUnavailable, "the log cannot be read now; try again in a few seconds", err)

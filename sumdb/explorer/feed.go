@@ -6,6 +6,7 @@ import (
 	"encoding/xml"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -80,8 +81,21 @@ func (e *Explorer) serveFeed(w http.ResponseWriter, r *http.Request) {
 		},
 		Entries: []atomEntry{},
 	}
+	// A record of unknown time (logged before the store kept head times)
+	// is dated by the newest known time among the entries, else by now.
+	known := time.Now()
+	for _, en := range es {
+		if !en.Time.IsZero() {
+			known = en.Time
+			break
+		}
+	}
 	for i, en := range es {
-		updated := en.Time.UTC().Format(time.RFC3339)
+		t := en.Time
+		if t.IsZero() {
+			t = known
+		}
+		updated := t.UTC().Format(time.RFC3339)
 		if i == 0 {
 			f.Updated = updated
 		}
@@ -109,64 +123,16 @@ func (e *Explorer) serveFeed(w http.ResponseWriter, r *http.Request) {
 
 // searchURL returns the URL of the search page of a query.
 func searchURL(query string, exact bool) string {
-	u := feedURL(query, exact)
-	return "/search?q=" + u[len("/feed?module="):]
+	q := url.Values{"q": {query}}
+	if exact {
+		q.Set("exact", "1")
+	}
+	return "/search?" + q.Encode()
 }
 
-// feedScan is how many records newest asks for first, in one query: all
-// of those of most modules and prefixes.
-const feedScan = 1000
-
-// newest returns the n newest records of a search, newest first. The index
-// lists a search's records oldest first: newest asks for the first
-// feedScan, and if there are more (the index may return fewer than asked),
-// finds by bisection on the record id the id after which exactly n
-// remain, in about log2(tree size) queries of n+1 records.
+// newest returns the n newest records of a search, newest first.
 func (e *Explorer) newest(ctx context.Context, query string, exact bool, n int) ([]tlog.IndexEntry, error) {
-	es, err := e.index.SearchRecords(ctx, query, exact, -1, feedScan)
-	if err != nil || len(es) == 0 {
-		return nil, err
-	}
-	more, err := e.index.SearchRecords(ctx, query, exact, es[len(es)-1].ID, 1)
-	if err != nil {
-		return nil, err
-	}
-	if len(more) > 0 {
-		// More than n records come after lo, at most n after hi: when
-		// hi = lo+1, exactly n come after hi.
-		last, err := e.index.RecentRecords(ctx, 0, 1) // nothing comes after the newest record
-		if err != nil {
-			return nil, err
-		}
-		lo, hi := int64(-1), more[0].ID
-		if len(last) > 0 {
-			hi = max(hi, last[0].ID)
-		}
-		if len(es) > n {
-			lo = es[len(es)-n-1].ID // n records of es and more[0] come after it
-		}
-		for hi-lo > 1 {
-			mid := lo + (hi-lo)/2
-			after, err := e.index.SearchRecords(ctx, query, exact, mid, n+1)
-			if err != nil {
-				return nil, err
-			}
-			if len(after) > n {
-				lo = mid
-			} else {
-				hi = mid
-			}
-		}
-		if es, err = e.index.SearchRecords(ctx, query, exact, hi, n); err != nil {
-			return nil, err
-		}
-	}
-	es = es[max(0, len(es)-n):]
-	out := make([]tlog.IndexEntry, len(es))
-	for i, en := range es {
-		out[len(es)-1-i] = en
-	}
-	return out, nil
+	return e.index.NewestRecords(ctx, query, exact, n)
 }
 
 // uuidURN returns a name-based (version 5, SHA-1) UUID URN of name in the

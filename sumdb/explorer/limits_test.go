@@ -15,9 +15,9 @@ import (
 	"github.com/sumdb/sumdb/tlog"
 )
 
-// TestReviewFeedAlternateExact checks that the alternate (HTML) link of an
+// TestFeedAlternateExact checks that the alternate (HTML) link of an
 // exact feed leads to the search of the same module.
-func TestReviewFeedAlternateExact(t *testing.T) {
+func TestFeedAlternateExact(t *testing.T) {
 	ev := newEnv(t, Config{}, []string{"example.com/org/ma@v1.0.0", "example.com/org/ma@v1.1.0"})
 	_, body := ev.get(t, "/feed?module=example.com/org/ma&exact=1", "")
 	var f atomFeed
@@ -69,10 +69,10 @@ func (b *blockingIndex) SearchRecords(ctx context.Context, prefix string, exact 
 	return b.Index.SearchRecords(ctx, prefix, exact, afterID, limit)
 }
 
-// TestReviewConcurrentSearchesBounded checks that many concurrent searches
+// TestConcurrentSearchesBounded checks that many concurrent searches
 // do not all reach the store at once: the explorer shares the store (and
 // its connection pool) with the protocol, whose speed must not suffer.
-func TestReviewConcurrentSearchesBounded(t *testing.T) {
+func TestConcurrentSearchesBounded(t *testing.T) {
 	bi := &blockingIndex{release: make(chan struct{})}
 	ev := newEnv(t, Config{}, modules("org", 3))
 	bi.Index = ev.ex.index
@@ -112,9 +112,9 @@ func (c cappedIndex) RecentRecords(ctx context.Context, beforeID int64, limit in
 	return c.Index.RecentRecords(ctx, beforeID, min(limit, c.max))
 }
 
-// TestReviewNewestCappedIndex checks newest against an index whose cap is
+// TestNewestCappedIndex checks newest against an index whose cap is
 // below the feed's size, which the Index contract allows.
-func TestReviewNewestCappedIndex(t *testing.T) {
+func TestNewestCappedIndex(t *testing.T) {
 	idx := &memIndex{}
 	for id := range int64(200) {
 		idx.add(tlog.IndexEntry{ID: id, Path: "example.com/m", Version: fmt.Sprintf("v1.0.%d", id)})
@@ -133,10 +133,10 @@ func TestReviewNewestCappedIndex(t *testing.T) {
 	}
 }
 
-// TestReviewFeedUnknownTime checks the feed's times when the index does
+// TestFeedUnknownTime checks the feed's times when the index does
 // not know when records were logged (records logged before the store kept
 // head times): Atom requires a meaningful updated.
-func TestReviewFeedUnknownTime(t *testing.T) {
+func TestFeedUnknownTime(t *testing.T) {
 	idx := &memIndex{}
 	idx.add(tlog.IndexEntry{ID: 0, Path: "example.com/m", Version: "v1.0.0"})
 	ev := newEnv(t, Config{Index: idx}, modules("org", 1))

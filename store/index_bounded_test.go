@@ -2,6 +2,7 @@ package store
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -9,10 +10,10 @@ import (
 	"github.com/sumdb/sumdb/tlog"
 )
 
-// reviewIndexRows indexes n records: the first three quarters of
+// indexSkewedRows indexes n records: the first three quarters of
 // example.com/a/m<i>, the last quarter of example.com/z/m<i>, and the very
 // last of example.com/small/m.
-func reviewIndexRows(t *testing.T, index func([]tlog.Record) error, n int) {
+func indexSkewedRows(t *testing.T, index func([]tlog.Record) error, n int) {
 	t.Helper()
 	for start := 0; start < n; start += MaxIndexBatch {
 		var recs []tlog.Record
@@ -67,49 +68,68 @@ func nodes(plan map[string]any) string {
 	return s
 }
 
-// TestSearchPrefixBounded checks that a prefix search reads a number of
-// rows bounded by its limit, not by the number of records under the
-// prefix (a broad prefix, "example.com/", matches most of a log) nor by
-// the records before the first match (a prefix whose records were all
-// logged late): the explorer's search is open to anyone, and each request
-// must cost a bounded amount.
+// TestSearchPrefixBounded checks that a prefix search reads at most about
+// MaxPrefixMatches rows, however many records the log holds, whether the
+// prefix matches most of the log ("example.com/", refused), many records
+// logged late, or one: the explorer's search is open to anyone, and each
+// request must cost a bounded amount. The matches are read from the index
+// on (path, id) alone, as the visibility map that (auto)vacuum keeps allows.
 func TestSearchPrefixBounded(t *testing.T) {
 	t.Parallel()
 	const n, limit = 20000, 10
 	p := openPostgres(t)
 	ctx := t.Context()
-	reviewIndexRows(t, func(recs []tlog.Record) error { return p.IndexRecords(ctx, recs) }, n)
-	if _, err := p.pool.Exec(ctx, `ANALYZE record_index`); err != nil {
+	indexSkewedRows(t, func(recs []tlog.Record) error { return p.IndexRecords(ctx, recs) }, n)
+	if _, err := p.pool.Exec(ctx, `VACUUM ANALYZE record_index`); err != nil {
 		t.Fatal(err)
 	}
+	const bound = MaxPrefixMatches + 1 + limit // the count, or the matches and the page's rows
 	for _, prefix := range []string{"example.com/", "example.com/a/", "example.com/z/", "example.com/small/"} {
 		q, err := searchQuery(prefix, false, -1, limit)
 		if err != nil {
 			t.Fatal(err)
 		}
-		var out []byte
-		if err := p.pool.QueryRow(ctx, "EXPLAIN (ANALYZE, FORMAT JSON) "+q.query, q.args...).Scan(&out); err != nil {
-			t.Fatal(err)
+		for _, query := range []struct {
+			text string
+			args []any
+		}{{q.count, q.args[:q.nargs]}, {q.query, q.args}} {
+			var out []byte
+			if err := p.pool.QueryRow(ctx, "EXPLAIN (ANALYZE, FORMAT JSON) "+query.text, query.args...).Scan(&out); err != nil {
+				t.Fatal(err)
+			}
+			var plans []map[string]any
+			if err := json.Unmarshal(out, &plans); err != nil {
+				t.Fatal(err)
+			}
+			plan, _ := plans[0]["Plan"].(map[string]any)
+			if got := rowsRead(plan); got > bound {
+				t.Errorf("SearchRecords(%q, limit %d) over %d records reads %.0f rows of record_index (plan %s), want at most %d", prefix, limit, n, got, nodes(plan), bound)
+			}
 		}
-		var plans []map[string]any
-		if err := json.Unmarshal(out, &plans); err != nil {
-			t.Fatal(err)
-		}
-		plan, _ := plans[0]["Plan"].(map[string]any)
-		if got := rowsRead(plan); got > 10*limit {
-			t.Errorf("SearchRecords(%q, limit %d) over %d records reads %.0f rows of record_index (plan %s), want at most %d", prefix, limit, n, got, nodes(plan), 10*limit)
+	}
+	for _, tt := range []struct {
+		prefix string
+		broad  bool
+	}{{"example.com/", true}, {"example.com/a/", true}, {"example.com/z/", false}, {"example.com/small/", false}} {
+		_, err := p.SearchRecords(ctx, tt.prefix, false, -1, limit)
+		_, errNewest := p.NewestRecords(ctx, tt.prefix, false, limit)
+		for _, err := range []error{err, errNewest} {
+			if errors.Is(err, tlog.ErrTooBroad) != tt.broad || (!tt.broad && err != nil) {
+				t.Errorf("SearchRecords and NewestRecords(%q) over %d records = %v, want ErrTooBroad %v", tt.prefix, n, err, tt.broad)
+			}
 		}
 	}
 }
 
-// TestSearchPrefixPlanSQLite checks that SQLite answers a prefix search
-// from the index in the order of its results, without sorting every
-// record under the prefix (a temporary b-tree) or scanning the table.
+// TestSearchPrefixPlanSQLite checks that SQLite reads a prefix's records
+// through the index on path, in a subquery of at most MaxPrefixMatches
+// rows (a co-routine), and sorts only those by id, never scanning the
+// table.
 func TestSearchPrefixPlanSQLite(t *testing.T) {
 	t.Parallel()
 	s := openSQLite(t)
 	ctx := t.Context()
-	reviewIndexRows(t, func(recs []tlog.Record) error { return s.IndexRecords(ctx, recs) }, 5000)
+	indexSkewedRows(t, func(recs []tlog.Record) error { return s.IndexRecords(ctx, recs) }, 5000)
 	if _, err := s.db.ExecContext(ctx, `ANALYZE`); err != nil {
 		t.Fatal(err)
 	}
@@ -120,9 +140,12 @@ func TestSearchPrefixPlanSQLite(t *testing.T) {
 		}
 		got := sqlitePlan(t, s, q)
 		// Without the index on path, the rows before the first match are
-		// read; with it and a sort, every match is.
-		if !strings.Contains(got, "record_index_path") || strings.Contains(got, "TEMP B-TREE") {
-			t.Errorf("plan of SearchRecords(%q) = %q, want a search of the index on path, without a sort of the matches (TEMP B-TREE)", prefix, got)
+		// read; with it and a sort of the whole range, every match is.
+		if !strings.Contains(got, "CO-ROUTINE m; SEARCH record_index USING COVERING INDEX record_index_path") || strings.Contains(got, "SCAN record_index") {
+			t.Errorf("plan of SearchRecords(%q) = %q, want a search of the index on path in a bounded subquery, and no scan of the table", prefix, got)
+		}
+		if !strings.Contains(q.query, fmt.Sprintf("LIMIT %d", MaxPrefixMatches)) {
+			t.Errorf("SearchRecords(%q) query %q, want the matches read with LIMIT %d", prefix, q.query, MaxPrefixMatches)
 		}
 	}
 }

@@ -8,10 +8,10 @@ import (
 	"testing"
 )
 
-// TestReviewReflectedQuery checks that a hostile query is escaped in the
+// TestReflectedQueryEscaped checks that a hostile query is escaped in the
 // HTML search page, its JSON twin and the feed, and that no protocol or
-// health path is an explorer path. It passes: the findings are dismissed.
-func TestReviewReflectedQuery(t *testing.T) {
+// health path is an explorer path.
+func TestReflectedQueryEscaped(t *testing.T) {
 	ev := newEnv(t, Config{}, modules("org", 2))
 	for _, q := range []string{`a"><script>x</script>`, `a'&lt;<b>`, "a</title><x", "a]]><x"} {
 		t.Run(q, func(t *testing.T) {
