@@ -389,16 +389,38 @@ func (p *Postgres) NewestRecords(ctx context.Context, prefix string, exact bool,
 
 // search runs q, refusing a prefix with too many matches first.
 func (p *Postgres) search(ctx context.Context, what, prefix string, q search) ([]tlog.IndexEntry, error) {
-	if q.count != "" {
-		var n int64
-		if err := p.pool.QueryRow(ctx, q.count, q.args[:q.nargs]...).Scan(&n); err != nil {
-			return nil, fmt.Errorf("%s: count: %w", what, err)
-		}
-		if err := tooBroad(prefix, n); err != nil {
-			return nil, err
-		}
+	if q.count == "" {
+		return p.indexEntries(ctx, what, q.query, q.args)
 	}
-	return p.indexEntries(ctx, what, q.query, q.args)
+	// The count and the read see one snapshot: a record indexed between
+	// them would otherwise take one of the MaxPrefixMatches places the
+	// count allowed, and push another match out without an error.
+	tx, err := p.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	defer tx.Rollback(ctx)
+	var n int64
+	if err := tx.QueryRow(ctx, q.count, q.args[:q.nargs]...).Scan(&n); err != nil {
+		return nil, fmt.Errorf("%s: count: %w", what, err)
+	}
+	if err := tooBroad(prefix, n); err != nil {
+		return nil, err
+	}
+	entries, err := indexEntries(what, func() (rowScanner, func(), error) {
+		rows, err := tx.Query(ctx, q.query, q.args...)
+		if err != nil {
+			return nil, nil, err
+		}
+		return rows, rows.Close, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return entries, nil
 }
 
 // RecentRecords returns the indexed records with ids below beforeID (all
@@ -541,16 +563,38 @@ func (s *SQLite) NewestRecords(ctx context.Context, prefix string, exact bool, l
 
 // search runs q, refusing a prefix with too many matches first.
 func (s *SQLite) search(ctx context.Context, what, prefix string, q search) ([]tlog.IndexEntry, error) {
-	if q.count != "" {
-		var n int64
-		if err := s.db.QueryRowContext(ctx, q.count, q.args[:q.nargs]...).Scan(&n); err != nil {
-			return nil, fmt.Errorf("%s: count: %w", what, err)
-		}
-		if err := tooBroad(prefix, n); err != nil {
-			return nil, err
-		}
+	if q.count == "" {
+		return s.indexEntries(ctx, what, q.query, q.args)
 	}
-	return s.indexEntries(ctx, what, q.query, q.args)
+	// The count and the read see one snapshot (a deferred transaction of
+	// reads only: WAL readers see the database as of their first read), as
+	// for PostgreSQL.
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	defer tx.Rollback()
+	var n int64
+	if err := tx.QueryRowContext(ctx, q.count, q.args[:q.nargs]...).Scan(&n); err != nil {
+		return nil, fmt.Errorf("%s: count: %w", what, err)
+	}
+	if err := tooBroad(prefix, n); err != nil {
+		return nil, err
+	}
+	entries, err := indexEntries(what, func() (rowScanner, func(), error) {
+		rows, err := tx.QueryContext(ctx, q.query, q.args...)
+		if err != nil {
+			return nil, nil, err
+		}
+		return rows, func() { rows.Close() }, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return entries, nil
 }
 
 // RecentRecords returns the indexed records with ids below beforeID (all

@@ -383,7 +383,9 @@ func (w *watcher) scan(ctx context.Context) error {
 				}
 				for _, a := range w.alerts(id, text) {
 					key := reported{Record: id, Kind: a.Kind, Module: a.Module, Version: a.Version}
-					if w.done[key] {
+					// An entry of an older state file names no module: it
+					// covers every alert of its record and kind.
+					if w.done[key] || w.done[reported{Record: id, Kind: a.Kind}] {
 						continue
 					}
 					alerts = append(alerts, a)

@@ -416,3 +416,38 @@ func TestWebhookSecret(t *testing.T) {
 		}
 	}
 }
+
+// TestOlderStateEntries checks that an alert delivered under an older
+// state file, whose entries name the record and kind but no module, is not
+// delivered again when the log is scanned from the start.
+func TestOlderStateEntries(t *testing.T) {
+	db := sumdbtest.MustStart(t, sumdbtest.Options{})
+	log(db, mod("example.com/m", "v1.0.0", "a"))
+	rec := &recorder{}
+	dir := t.TempDir()
+	cfg := Config{Remote: openRemote(t, db), Dir: dir, Modules: patterns(t, "example.com/m"), Once: true, Sinks: []Sink{rec}, Concurrency: 1}
+	if _, err := Run(t.Context(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := rec.got(), []string{"new example.com/m@v1.0.0"}; !sameAlerts(got, want) {
+		t.Fatalf("first Run = %q, want %q", got, want)
+	}
+	// The state as the older format wrote it: no module, no version.
+	st, err := readState(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range st.Reported {
+		st.Reported[i].Module, st.Reported[i].Version = "", ""
+	}
+	if err := st.write(dir); err != nil {
+		t.Fatal(err)
+	}
+	cfg.From, cfg.Restart = 0, true
+	if _, err := Run(t.Context(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	if got := rec.got(); len(got) != 0 {
+		t.Errorf("Run from record 0 over an older state delivered %q again, want nothing", got)
+	}
+}
