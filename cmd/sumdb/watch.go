@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -77,10 +78,10 @@ func newWatchFlags() *pflag.FlagSet {
 	fs := pflag.NewFlagSet("watch", pflag.ContinueOnError)
 	fs.SortFlags = false
 	fs.String("sumdb", "", "checksum `database`: \"<verifier key> [URL]\" (default: go env GOSUMDB)")
-	fs.StringArray("module", nil, "module `path` to watch, or a prefix ending in /... (repeatable; required)")
+	fs.StringSlice("module", nil, "module `path` to watch, or a prefix ending in /... (repeat, or separate with commas; required)")
 	fs.String("state", "", "state `directory` (required; created if missing)")
-	fs.StringArray("authorized", nil, "`file` of go.sum lines of the released versions (repeatable)")
-	fs.StringArray("authorized-git", nil, "`directory` of a git clone whose version tags are the released versions (repeatable)")
+	fs.StringSlice("authorized", nil, "`file` of go.sum lines of the released versions (repeat, or separate with commas)")
+	fs.StringSlice("authorized-git", nil, "`directory` of a git clone whose version tags are the released versions (repeat, or separate with commas)")
 	fs.String("format", "text", "alerts on stdout: text or json")
 	fs.String("webhook", "", "`URL` to POST each alert to, as JSON")
 	fs.Bool("once", false, "poll once and exit (exit status 1 if any alert; 3, which wins, if the database served data that does not verify)")
@@ -136,57 +137,78 @@ func runWatchEnv(ctx context.Context, args []string, stdout, stderr io.Writer, g
 	return nil
 }
 
+// watchSettings are the settings of watch, decoded by viper from its
+// flags into the fields tagged with their names.
+type watchSettings struct {
+	SumDB         string        `mapstructure:"sumdb"`
+	Modules       []string      `mapstructure:"module"`
+	State         string        `mapstructure:"state"`
+	Authorized    []string      `mapstructure:"authorized"`
+	AuthorizedGit []string      `mapstructure:"authorized-git"`
+	Format        string        `mapstructure:"format"`
+	Webhook       string        `mapstructure:"webhook"`
+	Once          bool          `mapstructure:"once"`
+	Interval      time.Duration `mapstructure:"interval"`
+	From          string        `mapstructure:"from"`
+	Restart       bool          `mapstructure:"restart"`
+}
+
 // watchConfig validates the flags fs and builds the watch's Config.
 func watchConfig(ctx context.Context, fs *pflag.FlagSet, stdout io.Writer, logger *slog.Logger, goEnv goEnvFunc) (*watch.Config, error) {
-	str := func(name string) string { v, _ := fs.GetString(name); return v }
-	arr := func(name string) []string { v, _ := fs.GetStringArray(name); return v }
-	cfg := &watch.Config{Logger: logger}
-	cfg.Once, _ = fs.GetBool("once")
-	cfg.Restart, _ = fs.GetBool("restart")
-	cfg.Interval, _ = fs.GetDuration("interval")
-	if cfg.Interval < time.Second {
-		return nil, usageErrorf("watch: --interval %v: want a duration of at least 1s, such as 1m", cfg.Interval)
+	s, err := newSettings("watch", fs, "", nil)
+	if err != nil {
+		return nil, err
 	}
-	if cfg.Dir = str("state"); cfg.Dir == "" {
+	var ws watchSettings
+	rules := []rule{{"interval", "want a duration of at least 1s, such as 1m", &ws.Interval,
+		func() bool { return ws.Interval >= time.Second }}}
+	if err := s.decode(&ws, rules); err != nil {
+		return nil, err
+	}
+	if err := s.check(rules); err != nil {
+		return nil, err
+	}
+	cfg := &watch.Config{Logger: logger, Once: ws.Once, Restart: ws.Restart, Interval: ws.Interval, Dir: ws.State}
+	if cfg.Dir == "" {
 		return nil, usageErrorf("watch: --state is required: name the directory that keeps the verified head and the alerts delivered")
 	}
-	if len(arr("module")) == 0 {
+	if len(ws.Modules) == 0 {
 		return nil, usageErrorf("watch: --module is required: name a module path to watch, or a prefix such as example.com/org/...")
 	}
-	for _, m := range arr("module") {
+	for _, m := range ws.Modules {
 		p, err := watch.ParsePattern(m)
 		if err != nil {
-			return nil, usageErrorf("watch: --module: %v", err)
+			return nil, s.invalid("module", "%v", err)
 		}
 		cfg.Modules = append(cfg.Modules, p)
 	}
-	switch from := str("from"); from {
+	switch ws.From {
 	case "latest":
 		cfg.From = watch.FromHead
 	default:
-		var n int64
-		if _, err := fmt.Sscan(from, &n); err != nil || n < 0 || fmt.Sprint(n) != from {
-			return nil, usageErrorf("watch: --from %q: want a record id (0 for the whole log) or latest", from)
+		n, err := strconv.ParseInt(ws.From, 10, 64)
+		if err != nil || n < 0 || strconv.FormatInt(n, 10) != ws.From {
+			return nil, s.invalid("from", "%q (want a record id, 0 for the whole log, or latest)", ws.From)
 		}
 		cfg.From = n
 	}
-	switch str("format") {
+	switch ws.Format {
 	case "text":
 		cfg.Sinks = append(cfg.Sinks, watch.WriterSink{W: stdout})
 	case "json":
 		cfg.Sinks = append(cfg.Sinks, watch.WriterSink{W: stdout, JSON: true})
 	default:
-		return nil, usageErrorf("watch: --format %q: want text or json", str("format"))
+		return nil, s.invalid("format", "%q (want text or json)", ws.Format)
 	}
-	if u := str("webhook"); u != "" {
-		hook, err := watch.NewWebhook(u, &http.Client{})
+	if ws.Webhook != "" {
+		hook, err := watch.NewWebhook(ws.Webhook, &http.Client{})
 		if err != nil {
-			return nil, usageErrorf("watch: --webhook: %v", err)
+			return nil, s.invalid("webhook", "%v", err)
 		}
 		hook.Logger = logger
 		cfg.Sinks = append(cfg.Sinks, hook)
 	}
-	if files, dirs := arr("authorized"), arr("authorized-git"); len(files)+len(dirs) > 0 {
+	if files, dirs := ws.Authorized, ws.AuthorizedGit; len(files)+len(dirs) > 0 {
 		cfg.Authorized = watch.NewAuthorized()
 		for _, f := range files {
 			data, err := os.ReadFile(f)
@@ -213,15 +235,12 @@ func watchConfig(ctx context.Context, fs *pflag.FlagSet, stdout io.Writer, logge
 		logger.InfoContext(ctx, "watch: authorized versions", "versions", cfg.Authorized.Len())
 	}
 
-	gosumdb := str("sumdb")
-	if !fs.Lookup("sumdb").Changed {
-		var err error
-		if gosumdb, err = fromGo(ctx, "watch", goEnv, "GOSUMDB", "give --sumdb \"<verifier key> [URL]\""); err != nil {
-			return nil, err
-		}
+	gosumdb, err := gosumdb(ctx, s, ws.SumDB, goEnv)
+	if err != nil {
+		return nil, err
 	}
-	if strings.TrimSpace(gosumdb) == "" || gosumdb == "off" {
-		return nil, usageErrorf("watch: --sumdb %q: want \"<verifier key> [URL]\"", gosumdb)
+	if gosumdb = strings.TrimSpace(gosumdb); gosumdb == "" || gosumdb == "off" {
+		return nil, s.invalid("sumdb", "%q (want \"<verifier key> [URL]\")", gosumdb)
 	}
 	goproxy, err := reach(ctx, "watch", goEnv, gosumdb, false, "give the database's URL with --sumdb \"<verifier key> <URL>\"")
 	if err != nil {
