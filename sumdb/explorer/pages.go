@@ -18,6 +18,8 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	xtlog "golang.org/x/mod/sumdb/tlog"
 
+	"github.com/transparency-dev/formats/proof"
+
 	"github.com/sumdb/sumdb/tlog"
 )
 
@@ -176,10 +178,11 @@ type recordPage struct {
 
 // A proofJSON is an inclusion proof of a record in a signed tree.
 type proofJSON struct {
-	TreeSize   int64    `json:"tree_size"`
-	RootHash   string   `json:"root_hash"`
-	Hashes     []string `json:"hashes"`     // from the leaf's sibling up, as in RFC 6962, section 2.1.1
-	Checkpoint string   `json:"checkpoint"` // the signed note of the tree
+	TreeSize   int64        `json:"tree_size"`
+	RootHash   string       `json:"root_hash"`
+	Hashes     []string     `json:"hashes"`     // from the leaf's sibling up, as in RFC 6962, section 2.1.1
+	Checkpoint string       `json:"checkpoint"` // the signed note of the tree
+	raw        []xtlog.Hash // Hashes, for the c2sp.org/tlog-proof file
 }
 
 // A tileLink is a tile that holds a record or one of its hashes.
@@ -316,7 +319,7 @@ func (e *Explorer) prove(ctx context.Context, id int64, text []byte) (proofJSON,
 	if err := xtlog.CheckRecord(p, cp.tree.N, cp.tree.Hash, id, xtlog.RecordHash(text)); err != nil {
 		return proofJSON{}, fmt.Errorf("check the proof of record %d in tree %d: %w", id, cp.tree.N, err)
 	}
-	out := proofJSON{TreeSize: cp.tree.N, RootHash: cp.tree.Hash.String(), Hashes: []string{}, Checkpoint: string(cp.note)}
+	out := proofJSON{TreeSize: cp.tree.N, RootHash: cp.tree.Hash.String(), Hashes: []string{}, Checkpoint: string(cp.note), raw: p}
 	for _, h := range p {
 		out.Hashes = append(out.Hashes, base64.StdEncoding.EncodeToString(h[:]))
 	}
@@ -324,17 +327,13 @@ func (e *Explorer) prove(ctx context.Context, id int64, text []byte) (proofJSON,
 }
 
 // formatProof returns the proof of record id in the c2sp.org/tlog-proof
-// format: the header, the index, the proof's hashes one a line, a blank
-// line, and the checkpoint verbatim.
+// format, as transparency-dev/formats writes it.
 func formatProof(id int64, p proofJSON) []byte {
-	var b bytes.Buffer
-	fmt.Fprintf(&b, "c2sp.org/tlog-proof@v1\nindex %d\n", id)
-	for _, h := range p.Hashes {
-		b.WriteString(h + "\n")
+	tp := proof.TLogProof{Index: uint64(id), Checkpoint: []byte(p.Checkpoint)}
+	for _, h := range p.raw {
+		tp.Hashes = append(tp.Hashes, h)
 	}
-	b.WriteString("\n")
-	b.WriteString(p.Checkpoint)
-	return b.Bytes()
+	return tp.Marshal()
 }
 
 // tiles returns the tiles of a tree of the given size that hold record id:
