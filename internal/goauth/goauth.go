@@ -9,7 +9,11 @@
 //   - netrc: the machine, login and password entries of the file named by
 //     $NETRC, else ~/.netrc (%USERPROFILE%\_netrc first on Windows), parsed
 //     as the go command parses it: the "default" entry is never used, and a
-//     file that does not exist gives no credentials.
+//     file that does not exist gives no credentials. The parser is this
+//     package's own, a few dozen lines: the go command's is internal to
+//     it, and the netrc libraries read "default" entries and match
+//     machines without their port, which would send credentials the go
+//     command keeps back.
 //   - git <dir>: "git credential fill" run in dir, an absolute path, after
 //     a server refused a request (401 or 403), as the go command runs it
 //     after a 4xx answer. It is asked for the protocol and host only, once
